@@ -1,0 +1,1 @@
+"""Hydra plugins of the sweeper project: `hydra/sweeper=model_grid`, `hydra/launcher=sweeper`."""

@@ -1,0 +1,243 @@
+"""The shared preprocess step: read a table once, clean it, split it, store the split by content key.
+
+    python -m steps.preprocess --data '{"path": "s3://b/sales.csv", "target": "sales"}' \
+        --preprocess '{"scale": "standard"}' --seed 42 --storage-root s3://b/sweeps
+
+prints the URL of the stored split (`<storage-root>/preprocess/<key>/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from sweeper import storage
+from sweeper.errors import DataError
+
+# Part of every key: bump it when the transformation changes so old splits are not reused.
+PREPROCESS_VERSION = 1
+TARGET_COLUMN = "__target__"
+META = "meta.json"
+BUNDLED = ("diabetes",)
+
+
+@dataclass(frozen=True)
+class StoredSplit:
+    url: str  # folder holding train.parquet, test.parquet and meta.json
+    key: str
+    reused: bool  # True when an earlier run had already stored this split
+
+
+def preprocess(
+    data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int, storage_root: str
+) -> StoredSplit:
+    """Store the train/test split of `data` under a key of the settings and the data's content.
+
+    An identical split stored earlier (same settings, same bytes) is reused, not recomputed.
+    """
+    raw, content_hash = _read_source(data)
+    key = split_key(data, preprocess, seed, content_hash)
+    url = storage.join(storage.absolute(storage_root), "preprocess", key)
+    if _is_complete(url):
+        return StoredSplit(url=url, key=key, reused=True)
+
+    frame = _parse(raw, data) if raw is not None else _load_bundled(data)
+    train, test, features = _transform(frame, data, preprocess, seed)
+    # meta.json goes last: a folder without it is an interrupted write and is rebuilt.
+    storage.write_bytes_atomic(storage.join(url, "train.parquet"), _to_parquet(train))
+    storage.write_bytes_atomic(storage.join(url, "test.parquet"), _to_parquet(test))
+    meta = {
+        "version": PREPROCESS_VERSION,
+        "key": key,
+        "content_sha256": content_hash,
+        "source": storage.redact(data.get("path")) or data.get("name"),
+        "target": data["target"],
+        "features": features,
+        "n_train": len(train),
+        "n_test": len(test),
+        "preprocess": dict(preprocess),
+        "seed": seed,
+    }
+    storage.write_bytes_atomic(storage.join(url, META), json.dumps(meta, indent=2).encode())
+    return StoredSplit(url=url, key=key, reused=False)
+
+
+def split_key(
+    data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int, content_hash: str
+) -> str:
+    """Same settings and same bytes give the same key, wherever the data lives."""
+    identity = {
+        "version": PREPROCESS_VERSION,
+        "content": content_hash,
+        "target": data["target"],
+        "drop": sorted(data.get("drop") or []),
+        "test_size": data["test_size"],
+        "preprocess": dict(preprocess),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
+    path = data.get("path")
+    if path is None:
+        frame = _load_bundled(data)
+        return None, hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy().tobytes()).hexdigest()
+    try:
+        raw = storage.read_bytes(path)
+    except FileNotFoundError:
+        raise DataError(f"data.path {storage.redact(path)} does not exist") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"data.path {storage.redact(path)} cannot be read: {err}") from None
+    if not raw.strip():
+        raise DataError(f"data.path {storage.redact(path)} is empty")
+    return raw, hashlib.sha256(raw).hexdigest()
+
+
+def _load_bundled(data: Mapping[str, Any]) -> pd.DataFrame:
+    name = data.get("name")
+    if name != "diabetes":
+        raise DataError(f"data.path is not set and '{name}' is not a bundled data set ({BUNDLED})")
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(as_frame=True).frame
+
+
+def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
+    path = str(data["path"])
+    shown = storage.redact(path)
+    try:
+        if path.lower().endswith((".parquet", ".pq")):
+            return pd.read_parquet(io.BytesIO(raw))
+        return pd.read_csv(io.BytesIO(raw))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"data.path {shown} is not a readable table: {reason}") from None
+    except Exception as err:  # pyarrow raises its own types for a corrupt Parquet file
+        raise DataError(f"data.path {shown} is not a readable table: {err}") from None
+
+
+def _transform(
+    frame: pd.DataFrame, data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    from sklearn.model_selection import train_test_split
+
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    target = data["target"]
+    drop = list(data.get("drop") or [])
+    missing = [c for c in drop if c not in columns]
+    if missing:
+        raise DataError(f"data.drop names columns that do not exist: {missing}; columns: {columns}")
+    if target not in columns:
+        raise DataError(f"data.target '{target}' is not a column; columns: {columns}")
+    if not pd.api.types.is_numeric_dtype(frame[target]) or pd.api.types.is_bool_dtype(
+        frame[target]
+    ):
+        raise DataError(
+            f"data.target '{target}' is not numeric (dtype {frame[target].dtype}); "
+            "a regression target must be a number"
+        )
+    frame = frame.drop(columns=drop).dropna(subset=[target])
+    if frame.empty:
+        raise DataError(f"data.target '{target}' is missing in every row")
+    y = frame.pop(target).astype("float64")
+    if frame.shape[1] == 0:
+        raise DataError(f"no feature columns are left after dropping {drop} and the target")
+
+    X_train, X_test, y_train, y_test = train_test_split(
+        frame, y, test_size=data["test_size"], random_state=seed
+    )
+    # Fitted on the training rows only, so nothing about the test rows leaks into the trials.
+    transformer = _transformer(X_train, preprocess).fit(X_train)
+    features = [str(f) for f in transformer.get_feature_names_out()]
+    train = _as_table(transformer.transform(X_train), features, y_train)
+    test = _as_table(transformer.transform(X_test), features, y_test)
+    return train, test, features
+
+
+def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+
+    scalers = {"standard": StandardScaler, "minmax": MinMaxScaler, "none": None}
+    scale = preprocess.get("scale", "standard")
+    if scale not in scalers:
+        raise DataError(f"preprocess.scale '{scale}' is not one of {list(scalers)}")
+    numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
+    categorical = [c for c in X.columns if c not in numeric]
+
+    numeric_steps: list[Any] = [SimpleImputer(strategy=preprocess.get("impute_numeric", "median"))]
+    if scalers[scale] is not None:
+        numeric_steps.append(scalers[scale]())
+    categorical_steps = [
+        SimpleImputer(
+            strategy=preprocess.get("impute_categorical", "most_frequent"), fill_value="missing"
+        ),
+        OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+    ]
+    return ColumnTransformer(
+        [
+            ("numeric", make_pipeline(*numeric_steps), numeric),
+            ("categorical", make_pipeline(*categorical_steps), categorical),
+        ],
+        verbose_feature_names_out=False,
+    )
+
+
+def _as_table(values: Any, features: Sequence[str], y: pd.Series) -> pd.DataFrame:
+    table = pd.DataFrame(values, columns=list(features), dtype="float64")
+    table[TARGET_COLUMN] = y.to_numpy()
+    return table
+
+
+def _to_parquet(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _is_complete(url: str) -> bool:
+    """A stored split counts only when its meta.json and both tables are there and readable."""
+    try:
+        meta = json.loads(storage.read_bytes(storage.join(url, META)))
+    except (FileNotFoundError, ValueError):
+        return False
+    return meta.get("version") == PREPROCESS_VERSION and all(
+        storage.exists(storage.join(url, name)) for name in ("train.parquet", "test.parquet")
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m steps.preprocess", description=__doc__)
+    parser.add_argument("--data", required=True, help="data settings as JSON")
+    parser.add_argument("--preprocess", default="{}", help="preprocess settings as JSON")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--storage-root", required=True)
+    parser.add_argument("--output", help="also write the split URL to this file (Argo outputs)")
+    args = parser.parse_args(argv)
+    data = {"drop": [], "test_size": 0.3, **json.loads(args.data)}
+    try:
+        split = preprocess(data, json.loads(args.preprocess), args.seed, args.storage_root)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(split.url)
+    print(json.dumps(asdict(split)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The trial step: fit one configured model on a stored split and score it on the test rows.
+
+    python -m steps.train --split s3://b/sweeps/preprocess/<key> \
+        --model '{"_target_": "sklearn.linear_model.Lasso", "alpha": 0.1}' \
+        --tracking-uri http://mlflow:5000 --experiment sweeper --parent-run-id <id> \
+        --sweep-id <id> --name "lasso alpha=0.1" --params '{"model": "lasso", ...}'
+
+logs the trial as a child run of the sweep's parent run and prints its metrics as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sweeper import storage
+from steps.preprocess import TARGET_COLUMN
+
+
+@dataclass(frozen=True)
+class Split:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrialScore:
+    metrics: dict[str, float]  # mse, rmse, mae, r2 on the test split; fit_seconds
+    started_ms: int
+    ended_ms: int
+
+
+@functools.lru_cache(maxsize=4)
+def load_split(url: str) -> Split:
+    """Read a stored split once per process: a warm worker serves every trial of a group from it."""
+    train = _read_table(storage.join(url, "train.parquet"))
+    test = _read_table(storage.join(url, "test.parquet"))
+    return Split(
+        X_train=train.drop(columns=TARGET_COLUMN).to_numpy(dtype="float64"),
+        y_train=train[TARGET_COLUMN].to_numpy(),
+        X_test=test.drop(columns=TARGET_COLUMN).to_numpy(dtype="float64"),
+        y_test=test[TARGET_COLUMN].to_numpy(),
+    )
+
+
+def _read_table(url: str) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(url)))
+
+
+def score(model: Mapping[str, Any], split_url: str) -> TrialScore:
+    """Instantiate the model config (a Hydra `_target_` mapping), fit it, score it on the test rows."""
+    from hydra.utils import instantiate
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    started_ms = _now_ms()
+    split = load_split(split_url)
+    estimator = instantiate(dict(model), _convert_="all")
+    tic = time.perf_counter()
+    estimator.fit(split.X_train, split.y_train)
+    fit_seconds = time.perf_counter() - tic
+    predicted = estimator.predict(split.X_test)
+    mse = float(mean_squared_error(split.y_test, predicted))
+    metrics = {
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(mean_absolute_error(split.y_test, predicted)),
+        "r2": float(r2_score(split.y_test, predicted)),
+        "fit_seconds": fit_seconds,
+    }
+    return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=_now_ms())
+
+
+def limit_threads(threads: int) -> None:
+    """Hold BLAS/OpenMP pools to this process's share of the cores (no oversubscription)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=max(1, threads))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sweeper.tracking import Tracker, TrialRecord
+
+    parser = argparse.ArgumentParser(prog="python -m steps.train", description=__doc__)
+    parser.add_argument("--split", required=True, help="URL of a stored split")
+    parser.add_argument("--model", required=True, help="model config as JSON (with _target_)")
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--parent-run-id", required=True)
+    parser.add_argument("--sweep-id", required=True)
+    parser.add_argument("--name", required=True, help="run name, e.g. 'lasso alpha=0.1'")
+    parser.add_argument("--params", default="{}", help="MLflow params as a JSON object")
+    args = parser.parse_args(argv)
+
+    tracker = Tracker(args.tracking_uri, args.experiment)
+    record = TrialRecord(name=args.name, params=json.loads(args.params))
+    try:
+        result = score(json.loads(args.model), args.split)
+    except Exception as err:
+        tracker.log_trial(args.parent_run_id, args.sweep_id, record, error=err)
+        print(f"error: trial '{args.name}' failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    tracker.log_trial(args.parent_run_id, args.sweep_id, record, score=result)
+    print(json.dumps(result.metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""`python -m sweeper`: the Hydra application.
+
+With `-m` the project's sweeper and launcher plugins take over (see `hydra_plugins/sweeper_plugins`);
+without it, the composed config is a sweep of one trial, run the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+def config_dir() -> str:
+    """The config tree: inside the package when installed from a wheel, beside it in a checkout."""
+    packaged = Path(__file__).with_name("conf")
+    return str(packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
+def run_single(cfg: DictConfig) -> float | None:
+    from sweeper.plan import Job, build_plan
+    from sweeper.run import run_plan
+
+    hydra_cfg = HydraConfig.get()
+    job = Job(0, tuple(hydra_cfg.overrides.task), cfg, str(hydra_cfg.runtime.choices.model))
+    result = run_plan(build_plan([job]))
+    if result.n_failed:
+        sys.exit(1)
+    return result.best.mse if result.best else None
+
+
+def main() -> None:
+    try:
+        run_single()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Turning a command line into the sweep's jobs, with per-model grids.
+
+`model=rf,lasso` runs each chosen model's own `grid` (from its config file). Model values given on
+the command line (`model.alpha=0.01,0.1`) replace the grid of every chosen model that has that
+parameter. Every other sweep (`seed=1,2`, `data.test_size=0.2,0.3`) multiplies all of them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig
+
+from sweeper.errors import SweeperError
+
+MODEL = "model"
+
+
+def expand(
+    arguments: Sequence[str],
+    params: Mapping[str, Any],
+    default_model: str,
+    compose: Callable[[list[str]], DictConfig],
+    parser: OverridesParser,
+) -> list[list[str]]:
+    """The override list of every job. `compose` builds a config for one list of overrides."""
+    overrides = _merge(
+        parser.parse_overrides(_as_overrides(params)), parser.parse_overrides(list(arguments))
+    )
+    model_choice = [o for o in overrides if o.key_or_group == MODEL]
+    model_values = [o for o in overrides if o.key_or_group.startswith(f"{MODEL}.")]
+    others = [o for o in overrides if o not in model_choice and o not in model_values]
+
+    models = _values(model_choice[0]) if model_choice else [default_model]
+    fixed = [o.input_line for o in others if not o.is_sweep_override()]
+    other_axes = [_axis(o) for o in others]
+
+    used: set[str] = set()
+    jobs = []
+    for model in models:
+        cfg = compose([*fixed, f"{MODEL}={model}"])
+        given = [o for o in model_values if _applies(o, cfg)]
+        used.update(o.key_or_group for o in given)
+        axes = [_axis(o) for o in given] if given else _grid_axes(cfg, parser, model)
+        for other in itertools.product(*other_axes):
+            for values in itertools.product(*axes):
+                jobs.append([*other, f"{MODEL}={model}", *values])
+
+    unused = [o.key_or_group for o in model_values if o.key_or_group not in used]
+    if unused:
+        raise SweeperError(
+            f"{', '.join(unused)}: not a parameter of model {', '.join(map(str, models))}; "
+            f"use ++{unused[0]}=… to pass it anyway"
+        )
+    return jobs
+
+
+def _as_overrides(params: Mapping[str, Any]) -> list[str]:
+    return [f"{key}={_sweep_text(value)}" for key, value in params.items()]
+
+
+def _merge(first: Iterable[Override], then: Iterable[Override]) -> list[Override]:
+    """Config `params` first, the command line replacing any key it repeats."""
+    merged = {o.key_or_group: o for o in first}
+    merged.update({o.key_or_group: o for o in then})
+    return list(merged.values())
+
+
+def _values(override: Override) -> list[str]:
+    if not override.is_sweep_override():
+        return [override.get_value_element_as_str()]
+    if not override.is_discrete_sweep():
+        raise SweeperError(
+            f"{override.input_line}: the model_grid sweeper expands lists, range() and choice(); "
+            "use an optimising sweeper (hydra/sweeper=optuna) for intervals"
+        )
+    return list(override.sweep_string_iterator())
+
+
+def _axis(override: Override) -> list[str]:
+    if not override.is_sweep_override():
+        return [override.input_line]
+    key = override.get_key_element()
+    return [f"{key}={value}" for value in _values(override)]
+
+
+def _applies(override: Override, cfg: DictConfig) -> bool:
+    """A model value belongs to the models that have that parameter (or that `+`/`++` adds to)."""
+    if override.is_add() or override.is_force_add() or override.is_delete():
+        return True
+    name = override.key_or_group.split(".")[1]
+    return name in cfg[MODEL]
+
+
+def _grid_axes(cfg: DictConfig, parser: OverridesParser, model: str) -> list[list[str]]:
+    grid = cfg.get("grid") or {}
+    lines = [f"{MODEL}.{name}={_sweep_text(values)}" for name, values in grid.items()]
+    for line in lines:
+        if line.split("=")[0].split(".")[1] not in cfg[MODEL]:
+            raise SweeperError(f"grid of model={model}: '{line}' is not a parameter of the model")
+    return [_axis(o) for o in parser.parse_overrides(lines)]
+
+
+def _sweep_text(values: Any) -> str:
+    """Grid values in Hydra's sweep syntax; a YAML list is read as a list of choices."""
+    if isinstance(values, str):
+        return values
+    if values is None:
+        return "null"
+    if isinstance(values, bool):
+        return str(values).lower()
+    if isinstance(values, Iterable):
+        return ",".join(_sweep_text(v) for v in values)
+    return str(values)

@@ -1,0 +1,68 @@
+"""The launcher's work: a batch of Hydra jobs → one plan → the configured backend → JobReturns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf
+
+from sweeper.errors import SweeperError
+from sweeper.plan import Job, build_plan
+from sweeper.run import run_plan
+
+
+def launch(
+    config: DictConfig,
+    hydra_context: HydraContext,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> list[JobReturn]:
+    from sweeper.compose import compose_jobs
+
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    loader = hydra_context.config_loader
+    jobs, hydra_cfg = compose_jobs(
+        job_overrides,
+        compose=lambda overrides: loader.load_sweep_config(config, overrides),
+        parser=OverridesParser.create(config_loader=loader),
+        first_index=initial_job_idx,
+    )
+    plan = build_plan(jobs)
+    job_dirs = write_job_dirs(Path(config.hydra.sweep.dir), jobs)
+    result = run_plan(plan)
+
+    outcomes = {o.trial.index: o for o in result.outcomes}
+    returns = []
+    for job, job_dir in zip(jobs, job_dirs):
+        outcome = outcomes[job.index]
+        ret = JobReturn(
+            overrides=list(job.overrides),
+            cfg=job.cfg,
+            hydra_cfg=hydra_cfg,
+            working_dir=str(job_dir),
+            task_name=str(config.hydra.job.name),
+        )
+        if outcome.status == "FINISHED":
+            ret.status, ret.return_value = JobStatus.COMPLETED, outcome.mse
+        else:
+            ret.status = JobStatus.FAILED
+            ret.return_value = SweeperError(f"trial '{outcome.trial.name}': {outcome.error}")
+        returns.append(ret)
+    return returns
+
+
+def write_job_dirs(sweep_dir: Path, jobs: Sequence[Job]) -> list[Path]:
+    """Hydra's per-job output folders, each with `.hydra/config.yaml` and `.hydra/overrides.yaml`."""
+    dirs = []
+    for job in jobs:
+        hydra_dir = sweep_dir / str(job.index) / ".hydra"
+        hydra_dir.mkdir(parents=True, exist_ok=True)
+        (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(job.cfg))
+        (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(list(job.overrides)))
+        dirs.append(hydra_dir.parent)
+    return dirs

@@ -1,0 +1,203 @@
+"""The plan of a sweep: which trials exist and which preprocess group each one reads.
+
+Computed once from the jobs' configs, then handed to an executor (the local pool, or Argo).
+It is plain data: JSON in, JSON out, no Hydra objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sweeper import storage
+from sweeper.errors import SweeperError
+
+# Settings that belong to the sweep as a whole: every trial must agree on them.
+SWEEP_WIDE = ("backend", "local", "storage", "mlflow")
+BACKENDS = ("local",)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Hydra job of the sweep: its overrides and its composed config (without the hydra node)."""
+
+    index: int
+    overrides: tuple[str, ...]
+    cfg: DictConfig
+    model_name: str
+
+
+@dataclass(frozen=True)
+class PreprocessGroup:
+    """One distinct (data, preprocess, seed) configuration: preprocessed once per sweep."""
+
+    id: str
+    data: dict[str, Any]
+    preprocess: dict[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    name: str  # "lasso alpha=0.1": the model and the values that vary in this sweep
+    model_name: str
+    model: dict[str, Any]  # resolved model config with its `_target_`
+    group: str  # PreprocessGroup.id
+    overrides: tuple[str, ...]
+    params: dict[str, str]  # what MLflow records for the trial
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    workers: int | None
+    storage_root: str
+    tracking_uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep_id: str
+    settings: Settings
+    groups: tuple[PreprocessGroup, ...]
+    trials: tuple[Trial, ...]
+    sweep_params: dict[str, str] = field(default_factory=dict)
+
+    def trials_of(self, group_id: str) -> list[Trial]:
+        return [t for t in self.trials if t.group == group_id]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, default=str)
+
+
+def new_sweep_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def build_plan(jobs: Sequence[Job], sweep_id: str | None = None) -> Plan:
+    if not jobs:
+        raise SweeperError("the sweep has no trials")
+    settings = _settings(jobs)
+    varying = _varying_keys(jobs)
+    groups: dict[str, PreprocessGroup] = {}
+    trials = []
+    for job in jobs:
+        cfg = OmegaConf.to_container(job.cfg, resolve=True)
+        assert isinstance(cfg, dict)
+        group = _group(cfg)
+        groups.setdefault(group.id, group)
+        model = cfg["model"]
+        trials.append(
+            Trial(
+                index=job.index,
+                name=_trial_name(job, varying),
+                model_name=job.model_name,
+                model=model,
+                group=group.id,
+                overrides=job.overrides,
+                params=_trial_params(job.model_name, model, group),
+            )
+        )
+    return Plan(
+        sweep_id=sweep_id or new_sweep_id(),
+        settings=settings,
+        groups=tuple(groups.values()),
+        trials=tuple(trials),
+        sweep_params={
+            "n_trials": str(len(trials)),
+            "models": ",".join(dict.fromkeys(t.model_name for t in trials)),
+        },
+    )
+
+
+def _settings(jobs: Sequence[Job]) -> Settings:
+    first = jobs[0].cfg
+    for job in jobs[1:]:
+        for key in SWEEP_WIDE:
+            if OmegaConf.select(job.cfg, key) != OmegaConf.select(first, key):
+                raise SweeperError(
+                    f"'{key}' differs between trials ({OmegaConf.select(first, key)} vs "
+                    f"{OmegaConf.select(job.cfg, key)}); it is a setting of the whole sweep"
+                )
+    backend = first.backend
+    if backend not in BACKENDS:
+        raise SweeperError(f"backend={backend} is not available; choose one of {list(BACKENDS)}")
+    workers = first.local.workers
+    if workers is not None and int(workers) < 1:
+        raise SweeperError(f"local.workers={workers} must be at least 1 (or null: one per core)")
+    return Settings(
+        backend=backend,
+        workers=None if workers is None else int(workers),
+        storage_root=storage.absolute(str(first.storage.root)),
+        tracking_uri=str(first.mlflow.tracking_uri),
+        experiment=str(first.mlflow.experiment),
+    )
+
+
+def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
+    data = dict(cfg["data"])
+    for key in ("path", "target"):
+        if data.get(key) == "???":
+            raise SweeperError(f"data.{key} is required for data={data.get('name')}")
+    preprocess = dict(cfg["preprocess"])
+    seed = int(cfg["seed"])
+    identity = json.dumps([data, preprocess, seed], sort_keys=True, default=str)
+    return PreprocessGroup(
+        id=hashlib.sha256(identity.encode()).hexdigest()[:12],
+        data=data,
+        preprocess=preprocess,
+        seed=seed,
+    )
+
+
+def _trial_params(model_name: str, model: Mapping[str, Any], group: PreprocessGroup) -> dict:
+    params = {"model": model_name, "model.class": model.get("_target_", "")}
+    params.update({f"model.{k}": _text(v) for k, v in model.items() if not k.startswith("_")})
+    for key, value in group.data.items():
+        params[f"data.{key}"] = storage.redact(value) if key == "path" else _text(value)
+    params.update({f"preprocess.{k}": _text(v) for k, v in group.preprocess.items()})
+    params["seed"] = str(group.seed)
+    return params
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return "null" if value is None else str(value)
+
+
+def _override_items(job: Job) -> dict[str, str]:
+    items = {}
+    for override in job.overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        items[key] = value
+    return items
+
+
+def _varying_keys(jobs: Sequence[Job]) -> list[str]:
+    """Override keys whose value differs between jobs: what tells one trial from another."""
+    per_job = [_override_items(job) for job in jobs]
+    values: dict[str, set[str]] = {}
+    for items in per_job:
+        for key, value in items.items():
+            values.setdefault(key, set()).add(value)
+    return [
+        key
+        for key, seen in values.items()
+        if key != "model" and (len(seen) > 1 or any(key not in items for items in per_job))
+    ]
+
+
+def _trial_name(job: Job, varying: Sequence[str]) -> str:
+    items = _override_items(job)
+    shown = [f"{k.removeprefix('model.')}={items[k]}" for k in varying if k in items]
+    return " ".join([job.model_name, *shown])

@@ -1,0 +1,76 @@
+"""Reading and writing under `storage.root` or a data path: any fsspec URL (local, s3://, http(s)://)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import fsspec
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def absolute(url: str) -> str:
+    """Local paths become absolute, so worker processes and later sweeps agree on them."""
+    if is_local(url):
+        return str(Path(url.removeprefix("file://")).expanduser().resolve())
+    return url.rstrip("/")
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def read_bytes(url: str) -> bytes:
+    with fsspec.open(url, "rb") as f:
+        return f.read()
+
+
+def exists(url: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.exists(path)
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write so that a reader sees either nothing or the whole file, never a part of it.
+
+    Locally: a temporary file in the same folder, then rename. Object stores: one PUT is atomic.
+    """
+    if is_local(url):
+        path = Path(url.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    else:
+        fs, path = fsspec.core.url_to_fs(url)
+        fs.pipe_file(path, data)
+
+
+def redact(url: str | None) -> str | None:
+    """The URL without user:password, for logs and MLflow params."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def write_record(root: str, sweep_id: str, name: str, text: str) -> str:
+    """A sweep record (`<root>/sweeps/<sweep_id>/<name>`), written atomically; returns its URL."""
+    url = join(root, "sweeps", sweep_id, name)
+    write_bytes_atomic(url, text.encode())
+    return url

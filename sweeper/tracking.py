@@ -1,0 +1,106 @@
+"""MLflow bookkeeping: one parent run per sweep, one child run per trial, through MLflow's client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from steps.train import TrialScore
+
+PARENT_TAG = "mlflow.parentRunId"
+# MLflow refuses longer param values and tag values.
+_MAX_PARAM = 6000
+_MAX_TAG = 5000
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What a trial's child run is called and which params describe it."""
+
+    name: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+class Tracker:
+    """Writes one sweep's runs into one experiment of one tracking server (or SQLite file)."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = self._experiment_id(experiment)
+
+    def _experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:  # another sweep created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def start_sweep(self, sweep_id: str, params: Mapping[str, Any]) -> str:
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"sweep {sweep_id}", tags={"sweep_id": sweep_id}
+        )
+        self._log(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def log_trial(
+        self,
+        parent_run_id: str,
+        sweep_id: str,
+        record: TrialRecord,
+        score: TrialScore | None = None,
+        error: BaseException | None = None,
+        status: str | None = None,
+    ) -> str:
+        """A finished (or failed) trial as a child run, in three calls: create, one batch, end."""
+        tags = {PARENT_TAG: parent_run_id, "sweep_id": sweep_id}
+        if error is not None:
+            tags["error.type"] = type(error).__name__
+            tags["error.message"] = str(error)[:_MAX_TAG]
+        started = score.started_ms if score else _now_ms()
+        run = self.client.create_run(
+            self.experiment_id, start_time=started, tags=tags, run_name=record.name
+        )
+        metrics = score.metrics if score else {}
+        self._log(run.info.run_id, params=record.params, metrics=metrics, step_time=started)
+        final = status or ("FINISHED" if error is None else "FAILED")
+        self.client.set_terminated(
+            run.info.run_id, final, end_time=score.ended_ms if score else _now_ms()
+        )
+        return run.info.run_id
+
+    def finish_sweep(self, run_id: str, metrics: Mapping[str, float], status: str) -> None:
+        self._log(run_id, metrics=metrics)
+        self.client.set_terminated(run_id, status)
+
+    def _log(
+        self,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        step_time: int | None = None,
+    ) -> None:
+        from mlflow.entities import Metric, Param
+
+        timestamp = step_time or _now_ms()
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
+            params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
+        )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
