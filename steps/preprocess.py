@@ -1,4 +1,4 @@
-"""The shared preprocess step: read a table once, clean it, split it, store the split by content key.
+"""The shared preprocess step: read a table once, clean and split it, store it by content key.
 
     python -m steps.preprocess --data '{"path": "s3://b/sales.csv", "target": "sales"}' \
         --preprocess '{"scale": "standard"}' --seed 42 --storage-root s3://b/sweeps
@@ -90,7 +90,8 @@ def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
     path = data.get("path")
     if path is None:
         frame = _load_bundled(data)
-        return None, hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy().tobytes()).hexdigest()
+        content = pd.util.hash_pandas_object(frame).to_numpy().tobytes()
+        return None, hashlib.sha256(content).hexdigest()
     try:
         raw = storage.read_bytes(path)
     except FileNotFoundError:

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweeper import storage
 from steps.preprocess import TARGET_COLUMN
+from sweeper import storage
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def _read_table(url: str) -> pd.DataFrame:
 
 
 def score(model: Mapping[str, Any], split_url: str) -> TrialScore:
-    """Instantiate the model config (a Hydra `_target_` mapping), fit it, score it on the test rows."""
+    """Instantiate the model config (a Hydra `_target_` mapping), fit it, score it on test rows."""
     from hydra.utils import instantiate
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 

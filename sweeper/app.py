@@ -1,7 +1,7 @@
 """`python -m sweeper`: the Hydra application.
 
-With `-m` the project's sweeper and launcher plugins take over (see `hydra_plugins/sweeper_plugins`);
-without it, the composed config is a sweep of one trial, run the same way.
+With `-m` the project's sweeper and launcher plugins take over
+(`hydra_plugins/sweeper_plugins`); without it, the composed config is a sweep of one trial.
 """
 
 from __future__ import annotations

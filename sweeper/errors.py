@@ -4,8 +4,8 @@ from hydra.errors import CompactHydraException
 
 
 class SweeperError(CompactHydraException):
-    """A problem with the sweep's input or settings; the message names it and the offending value."""
+    """A problem with the sweep's input or settings; the message names it and the value."""
 
 
 class DataError(SweeperError):
-    """The input data cannot be used as configured (missing file or column, non-numeric target, …)."""
+    """The input data cannot be used as configured (missing file or column, text target…)."""

@@ -38,7 +38,7 @@ def launch(
 
     outcomes = {o.trial.index: o for o in result.outcomes}
     returns = []
-    for job, job_dir in zip(jobs, job_dirs):
+    for job, job_dir in zip(jobs, job_dirs, strict=True):
         outcome = outcomes[job.index]
         ret = JobReturn(
             overrides=list(job.overrides),
@@ -57,7 +57,7 @@ def launch(
 
 
 def write_job_dirs(sweep_dir: Path, jobs: Sequence[Job]) -> list[Path]:
-    """Hydra's per-job output folders, each with `.hydra/config.yaml` and `.hydra/overrides.yaml`."""
+    """Hydra's per-job output folders with `.hydra/config.yaml` and `.hydra/overrides.yaml`."""
     dirs = []
     for job in jobs:
         hydra_dir = sweep_dir / str(job.index) / ".hydra"

@@ -46,7 +46,11 @@ def run_local(plan: Plan) -> SweepResult:
         result = SweepResult(plan, parent_run_id, tracker.tracking_uri)
         log.info(
             "Sweep %s: %d trials, %d preprocess group(s), %d workers; MLflow run %s",
-            plan.sweep_id, len(plan.trials), len(plan.groups), workers, parent_run_id,
+            plan.sweep_id,
+            len(plan.trials),
+            len(plan.groups),
+            workers,
+            parent_run_id,
         )
         try:
             run.until_done(tracker, result)

@@ -26,7 +26,7 @@ BACKENDS = ("local",)
 
 @dataclass(frozen=True)
 class Job:
-    """One Hydra job of the sweep: its overrides and its composed config (without the hydra node)."""
+    """One Hydra job of the sweep: its overrides and composed config (without the hydra node)."""
 
     index: int
     overrides: tuple[str, ...]
@@ -76,7 +76,11 @@ class Plan:
         return [t for t in self.trials if t.group == group_id]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, default=str)
+        """The plan as a record: credentials in a data URL are left out."""
+        record = asdict(self)
+        for group in record["groups"]:
+            group["data"]["path"] = storage.redact(group["data"].get("path"))
+        return json.dumps(record, indent=1, default=str)
 
 
 def new_sweep_id() -> str:
@@ -199,5 +203,7 @@ def _varying_keys(jobs: Sequence[Job]) -> list[str]:
 
 def _trial_name(job: Job, varying: Sequence[str]) -> str:
     items = _override_items(job)
-    shown = [f"{k.removeprefix('model.')}={items[k]}" for k in varying if k in items]
+    # Model values first ("lasso alpha=0.1 seed=2"), then anything else that varies.
+    ordered = sorted(varying, key=lambda k: not k.startswith("model."))
+    shown = [f"{k.removeprefix('model.')}={items[k]}" for k in ordered if k in items]
     return " ".join([job.model_name, *shown])

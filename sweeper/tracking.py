@@ -1,4 +1,4 @@
-"""MLflow bookkeeping: one parent run per sweep, one child run per trial, through MLflow's client."""
+"""MLflow bookkeeping through MLflow's client: a parent run per sweep, a child run per trial."""
 
 from __future__ import annotations
 

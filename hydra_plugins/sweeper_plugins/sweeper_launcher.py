@@ -1,5 +1,4 @@
 from collections.abc import Sequence
-from typing import Optional
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -11,8 +10,8 @@ class SweeperLauncher(Launcher):
     """Builds one plan from a batch of jobs and hands it to the configured backend."""
 
     def __init__(self) -> None:
-        self.config: Optional[DictConfig] = None
-        self.hydra_context: Optional[HydraContext] = None
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig

@@ -1,0 +1,127 @@
+"""Real parts on loopback: an MLflow tracking server and an S3-compatible server (moto)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SWEEPER_SHARED", PROJECT.parent / "shared")) / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer in {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def serving(command: list[str], health: str, log: Path) -> Iterator[subprocess.Popen]:
+    """Run a server process until the block ends; ready once `health` answers."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(health, process, log)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` on a SQLite store: the tracking server a team would run."""
+    home = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+        "--default-artifact-root", str(home / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    with serving(command, f"{uri}/health", home / "server.log"):
+        yield uri
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    env: dict[str, str]  # what a user exports to reach it
+
+    def fs(self):  # type: ignore[no-untyped-def]
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key="testing", secret="testing", client_kwargs={"endpoint_url": self.endpoint}
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto in server mode: real HTTP on loopback, as s3fs's own tests use it."""
+    home = tmp_path_factory.mktemp("moto")
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    command = [str(moto), "-H", "127.0.0.1", "-p", str(port)]
+    with serving(command, endpoint, home / "moto.log"):
+        yield S3Server(endpoint, env)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A user's working directory outside the project: sweeps must not need the repo root."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def run_sweeper(
+    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, module: str = "sweeper"
+) -> subprocess.CompletedProcess[str]:
+    """The command a user types, as a separate process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def data_file(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the shared data sets must sit beside the project")
+    return path

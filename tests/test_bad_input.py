@@ -1,0 +1,47 @@
+"""Bad input ends in one line naming the problem, a non-zero exit, and nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import data_file, run_sweeper
+
+# (overrides, what the error line must say); {dir} is the working directory.
+CASES = {
+    "missing file": (["data.path={dir}/nope.csv", "data.target=y"], "does not exist"),
+    "empty file": (["data.path={dir}/empty.csv", "data.target=y"], "is empty"),
+    "binary junk": (["data.path={dir}/junk.csv", "data.target=y"], "not a readable table"),
+    "missing target": (["data.path={carseats}", "data.target=nope"],
+                       "'nope' is not a column; columns: ['Sales'"),
+    "text target": (["data.path={carseats}", "data.target=ShelveLoc"],
+                    "'ShelveLoc' is not numeric"),
+    "all-missing target": (["data.path={dir}/blank_target.csv", "data.target=y"],
+                           "'y' is missing in every row"),
+    "missing drop column": (["data.path={carseats}", "data.target=Sales", "data.drop=[Sales2]"],
+                            "['Sales2']"),
+    "no path": ([], "data.path is required"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_data_is_named_in_one_line(workdir: Path, case: str) -> None:
+    (workdir / "empty.csv").write_text("")
+    (workdir / "junk.csv").write_bytes(bytes(range(256)) * 20)
+    (workdir / "blank_target.csv").write_text("x,y\n1,\n2,\n")
+    overrides, expected = CASES[case]
+    paths = {"dir": workdir, "carseats": data_file("carseats.csv")}
+    filled = [o.format(**paths) for o in overrides]
+    result = run_sweeper(["data=csv", *filled, "model=lasso", "-m"], cwd=workdir)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (workdir / "sweeper-store" / "preprocess").exists() or not any(
+        (workdir / "sweeper-store" / "preprocess").iterdir()
+    )
+
+
+def test_unknown_model_is_named(workdir: Path) -> None:
+    result = run_sweeper(["model=nope", "-m"], cwd=workdir)
+    assert result.returncode != 0
+    assert "Could not find 'model/nope'" in result.stderr

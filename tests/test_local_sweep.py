@@ -1,0 +1,185 @@
+"""`python -m sweeper … -m` end to end on this machine: what a user runs, what MLflow shows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import data_file, run_sweeper
+from mlflow_view import sweeps
+
+from steps.preprocess import TARGET_COLUMN
+
+
+def baseline_mse(split_dir: Path) -> float:
+    """MSE of predicting the training mean: every real model must beat it."""
+    train = pd.read_parquet(split_dir / "train.parquet")[TARGET_COLUMN]
+    test = pd.read_parquet(split_dir / "test.parquet")[TARGET_COLUMN]
+    return float(np.mean((test - train.mean()) ** 2))
+
+
+def split_dirs(root: Path) -> list[Path]:
+    return sorted((root / "preprocess").iterdir())
+
+
+def test_default_demo_sweep_logs_parent_and_children_and_reuses_preprocess(workdir: Path) -> None:
+    first = run_sweeper(["model=rf,lasso", "-m"], cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    assert (workdir / "mlflow.db").exists()  # MLflow's default: SQLite in the working directory
+    [stored] = split_dirs(workdir / "sweeper-store")
+    baseline = baseline_mse(stored)
+
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert len(sweep.children) == 9
+    assert {r.data.params["model"] for r in sweep.children} == {"rf", "lasso"}
+    for run in sweep.children:
+        metrics = run.data.metrics
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["sweep_id"] == sweep.sweep_id
+        assert math.isfinite(metrics["mse"]) and metrics["mse"] < baseline
+        assert metrics["rmse"] == pytest.approx(math.sqrt(metrics["mse"]))
+        assert {"mae", "r2", "fit_seconds"} <= metrics.keys()
+    lasso = sweep.by_name()["lasso alpha=0.1"]
+    assert lasso.data.params["model.alpha"] == "0.1"
+    assert lasso.data.params["data.name"] == "diabetes"
+    assert (
+        sweep.by_name()["rf n_estimators=50 max_depth=null"].data.params["model.max_depth"]
+        == "null"
+    )
+    parent = sweep.parent.data.metrics
+    assert parent["n_trials"] == 9 and parent["n_failed"] == 0
+    assert parent["best_mse"] == min(r.data.metrics["mse"] for r in sweep.children)
+    assert sweep.parent.info.status == "FINISHED"
+    assert "lasso alpha=0.1" in first.stdout  # the ranked table
+
+    # Hydra's per-job folders, each with the trial's own config.
+    configs = sorted(workdir.glob("multirun/*/*/*/.hydra/config.yaml"))
+    assert len(configs) == 9
+    assert any(
+        "n_estimators: 50" in c.read_text() and "max_depth: 4" in c.read_text() for c in configs
+    )
+
+    meta_written = (stored / "meta.json").stat().st_mtime_ns
+    second = run_sweeper(["model=rf,lasso", "-m"], cwd=workdir)
+    assert second.returncode == 0, second.stderr
+    assert split_dirs(workdir / "sweeper-store") == [stored]
+    assert (stored / "meta.json").stat().st_mtime_ns == meta_written
+    assert "reused" in second.stdout + second.stderr
+    again = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert len(again) == 2 and len(again[1].children) == 9
+    # Same split, same seed: the same scores.
+    assert {r.info.run_name: r.data.metrics["mse"] for r in again[1].children} == {
+        r.info.run_name: r.data.metrics["mse"] for r in again[0].children
+    }
+
+
+def test_command_line_values_give_exactly_those_trials(workdir: Path, mlflow_server: str) -> None:
+    result = run_sweeper(
+        ["model=lasso", "model.alpha=0.01,0.1,1", f"mlflow.tracking_uri={mlflow_server}",
+         "mlflow.experiment=exact", "-m"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [sweep] = sweeps(mlflow_server, "exact")
+    assert sorted(r.data.params["model.alpha"] for r in sweep.children) == ["0.01", "0.1", "1"]
+    assert sorted(r.info.run_name for r in sweep.children) == [
+        "lasso alpha=0.01", "lasso alpha=0.1", "lasso alpha=1",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("file", "target", "models", "trials"),
+    [("carseats.csv", "Sales", "rf,lasso", 9), ("txhousing.csv", "sales", "gbr,ridge", 7)],
+)
+def test_real_tables_sweep(
+    workdir: Path, mlflow_server: str, file: str, target: str, models: str, trials: int
+) -> None:
+    experiment = f"real-{file}"
+    result = run_sweeper(
+        ["data=csv", f"data.path={data_file(file)}", f"data.target={target}", f"model={models}",
+         f"mlflow.tracking_uri={mlflow_server}", f"mlflow.experiment={experiment}", "-m"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [stored] = split_dirs(workdir / "sweeper-store")
+    baseline = baseline_mse(stored)
+    [sweep] = sweeps(mlflow_server, experiment)
+    assert len(sweep.children) == trials
+    assert all(r.data.metrics["mse"] < baseline for r in sweep.children)
+    assert {r.data.params["data.target"] for r in sweep.children} == {target}
+
+    source = pd.read_csv(data_file(file))
+    test = pd.read_parquet(stored / "test.parquet")
+    kept = source[target].notna().sum()  # rows with a missing target are dropped
+    assert len(pd.read_parquet(stored / "train.parquet")) + len(test) == kept
+    assert not test.isna().any().any()  # missing feature values were imputed
+    if file == "carseats.csv":  # string columns become one-hot columns
+        assert {"ShelveLoc_Good", "Urban_Yes", "US_No"} <= set(test.columns)
+
+
+def test_parquet_input_scores_like_its_csv(workdir: Path) -> None:
+    csv = data_file("carseats.csv")
+    parquet = workdir / "carseats.parquet"
+    pd.read_csv(csv).to_parquet(parquet)
+    mses = []
+    for path in (csv, parquet):
+        result = run_sweeper(
+            ["data=csv", f"data.path={path}", "data.target=Sales", "model=ridge", "-m"],
+            cwd=workdir,
+        )
+        assert result.returncode == 0, result.stderr
+        latest = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")[-1]
+        mses.append(sorted(r.data.metrics["mse"] for r in latest.children))
+    assert mses[0] == pytest.approx(mses[1])
+
+
+def test_changed_data_at_the_same_path_is_preprocessed_again(workdir: Path) -> None:
+    path = workdir / "sales.csv"
+    table = pd.read_csv(data_file("carseats.csv"))
+    table.to_csv(path, index=False)
+    args = ["data=csv", f"data.path={path}", "data.target=Sales", "data.drop=[Population]",
+            "model=lasso", "model.alpha=0.1", "-m"]  # fmt: skip
+    assert run_sweeper(args, cwd=workdir).returncode == 0
+    table.head(300).to_csv(path, index=False)
+    assert run_sweeper(args, cwd=workdir).returncode == 0
+    stored = split_dirs(workdir / "sweeper-store")
+    assert len(stored) == 2
+    sizes = sorted(
+        len(pd.read_parquet(d / "train.parquet")) + len(pd.read_parquet(d / "test.parquet"))
+        for d in stored
+    )
+    assert sizes == [300, 400]
+    assert all("Population" not in pd.read_parquet(d / "test.parquet").columns for d in stored)
+
+
+def test_a_failing_trial_does_not_stop_the_others(workdir: Path) -> None:
+    result = run_sweeper(["model=lasso", "model.alpha=0.1,-1,1", "-m"], cwd=workdir)
+    assert result.returncode == 1
+    assert "lasso alpha=-1" in result.stdout and "InvalidParameterError" in result.stdout
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    status = {r.info.run_name: r.info.status for r in sweep.children}
+    assert status == {"lasso alpha=0.1": "FINISHED", "lasso alpha=-1": "FAILED",
+                      "lasso alpha=1": "FINISHED"}  # fmt: skip
+    failed = sweep.by_name()["lasso alpha=-1"]
+    assert failed.data.tags["error.type"] == "InvalidParameterError"
+    assert sweep.parent.data.metrics["n_failed"] == 1
+
+
+def test_single_run_is_a_sweep_of_one(workdir: Path) -> None:
+    result = run_sweeper(["model=ridge", "model.alpha=3"], cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    [run] = sweep.children
+    assert run.data.params["model.alpha"] == "3"
+
+
+def test_hydra_conventions_still_work(workdir: Path) -> None:
+    job = run_sweeper(["model=lasso", "model.alpha=0.5", "--cfg", "job"], cwd=workdir)
+    assert job.returncode == 0
+    assert "_target_: sklearn.linear_model.Lasso" in job.stdout and "alpha: 0.5" in job.stdout
+    help_text = run_sweeper(["--help"], cwd=workdir).stdout
+    assert "model: elasticnet, gbr, knn, lasso, rf, ridge, svr" in help_text
+    assert not (workdir / "mlflow.db").exists()  # neither ran anything
