@@ -34,6 +34,9 @@ def run_single(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    from sweeper.expand import defer_model_values
+
+    sys.argv[1:] = defer_model_values(sys.argv[1:])
     try:
         run_single()
     except KeyboardInterrupt:

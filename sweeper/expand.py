@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig
 
 from sweeper.errors import SweeperError
@@ -116,3 +116,31 @@ def _sweep_text(values: Any) -> str:
     if isinstance(values, Iterable):
         return ",".join(_sweep_text(v) for v in values)
     return str(values)
+
+
+def defer_model_values(argv: list[str]) -> list[str]:
+    """In a multirun, hand plain `model.k=v` values to the sweeper as one-value sweeps.
+
+    Hydra applies non-sweep overrides to its master config, composed with the default model; a
+    value that only another chosen model has (`model=rf,lasso model.alpha=0.5`) would fail there.
+    As `model.alpha=choice(0.5)` it reaches the sweeper, which applies it where it belongs.
+    """
+    if "-m" not in argv and "--multirun" not in argv:
+        return argv
+    parser = OverridesParser.create()
+    deferred = []
+    for arg in argv:
+        try:
+            override = parser.parse_override(arg) if "=" in arg else None
+        except Exception:  # Hydra reports malformed overrides itself
+            override = None
+        if (
+            override is not None
+            and override.key_or_group.startswith(f"{MODEL}.")
+            and override.type == OverrideType.CHANGE
+            and not override.is_sweep_override()
+            and override.value() is not None  # choice(null) is not valid Hydra grammar
+        ):
+            arg = f"{override.key_or_group}=choice({override.get_value_element_as_str()})"
+        deferred.append(arg)
+    return deferred

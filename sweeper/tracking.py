@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         from mlflow.tracking import MlflowClient
+
+        # MLflow prints a link (after one more request) for every run it ends on a server; the
+        # sweep prints its own summary, and stdout of a step stays machine-readable.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, open_dict
 from sweeper.app import config_dir
 from sweeper.compose import compose_jobs
 from sweeper.errors import SweeperError
-from sweeper.expand import expand
+from sweeper.expand import defer_model_values, expand
 from sweeper.plan import build_plan
 
 
@@ -155,3 +155,15 @@ def test_credentials_in_a_data_url_stay_out_of_params() -> None:
     assert plan.trials[0].params["data.path"] == "https://example.com/d.csv"
     assert "s3cret" not in plan.to_json()
     assert plan.groups[0].data["path"].startswith("https://user:s3cret@")  # what reads the data
+
+
+def test_multirun_model_values_are_deferred_to_the_sweeper() -> None:
+    argv = ["model=rf,lasso", "model.alpha=0.5", "model.max_depth=null", "++model.tol=1",
+            "seed=3", "-m"]  # fmt: skip
+    assert defer_model_values(argv) == [
+        "model=rf,lasso", "model.alpha=choice(0.5)", "model.max_depth=null", "++model.tol=1",
+        "seed=3", "-m",
+    ]  # fmt: skip
+    assert defer_model_values(["model.alpha=0.5"]) == ["model.alpha=0.5"]  # not a multirun
+    jobs = jobs_for(["model=rf,lasso", "model.alpha=choice(0.5)"])
+    assert Counter(values(jobs, "model")) == {"rf": 6, "lasso": 1}

@@ -90,6 +90,16 @@ def test_command_line_values_give_exactly_those_trials(workdir: Path, mlflow_ser
     ]  # fmt: skip
 
 
+def test_a_model_value_applies_to_the_models_that_have_it(workdir: Path) -> None:
+    result = run_sweeper(["model=rf,lasso", "model.alpha=0.5", "-m"], cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    models = sorted(r.data.params["model"] for r in sweep.children)
+    assert models == ["lasso"] + ["rf"] * 6
+    [lasso] = [r for r in sweep.children if r.data.params["model"] == "lasso"]
+    assert lasso.data.params["model.alpha"] == "0.5"
+
+
 @pytest.mark.parametrize(
     ("file", "target", "models", "trials"),
     [("carseats.csv", "Sales", "rf,lasso", 9), ("txhousing.csv", "sales", "gbr,ridge", 7)],
