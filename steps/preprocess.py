@@ -2,8 +2,9 @@
 
     python -m steps.preprocess --data '{"path": "s3://b/sales.csv", "target": "sales"}' \
         --preprocess '{"scale": "standard"}' --seed 42 --storage-root s3://b/sweeps
+    python -m steps.preprocess --plan s3://b/sweeps/sweeps/<sweep_id>/plan.json --group <id>
 
-prints the URL of the stored split (`<storage-root>/preprocess/<key>/`).
+prints the stored split (`<storage-root>/preprocess/<key>/`) as JSON.
 """
 
 from __future__ import annotations
@@ -219,23 +220,45 @@ def _is_complete(url: str) -> bool:
     )
 
 
+def preprocess_group(plan_url: str, group_id: str) -> StoredSplit:
+    """One group of a stored plan; records where its split is for the trials that read it."""
+    from sweeper.plan import Plan
+
+    plan = Plan.from_json(storage.read_bytes(plan_url).decode())
+    group = next((g for g in plan.groups if g.id == group_id), None)
+    if group is None:
+        raise DataError(f"group {group_id} is not in the plan {plan_url}")
+    split = preprocess(group.data, group.preprocess, group.seed, plan.settings.storage_root)
+    storage.write_record(
+        plan.settings.storage_root, plan.sweep_id, f"splits/{group_id}.json",
+        json.dumps(asdict(split)),
+    )  # fmt: skip
+    return split
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m steps.preprocess", description=__doc__)
-    parser.add_argument("--data", required=True, help="data settings as JSON")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="data settings as JSON")
+    source.add_argument("--plan", help="URL of a stored plan (with --group)")
+    parser.add_argument("--group", help="preprocess group of the plan")
     parser.add_argument("--preprocess", default="{}", help="preprocess settings as JSON")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--storage-root", required=True)
-    parser.add_argument("--output", help="also write the split URL to this file (Argo outputs)")
+    parser.add_argument("--storage-root")
     args = parser.parse_args(argv)
-    data = {"drop": [], "test_size": 0.3, **json.loads(args.data)}
+    if args.data and not args.storage_root:
+        parser.error("--data needs --storage-root")
+    if args.plan and not args.group:
+        parser.error("--plan needs --group")
     try:
-        split = preprocess(data, json.loads(args.preprocess), args.seed, args.storage_root)
+        if args.plan:
+            split = preprocess_group(args.plan, args.group)
+        else:
+            data = {"drop": [], "test_size": 0.3, **json.loads(args.data)}
+            split = preprocess(data, json.loads(args.preprocess), args.seed, args.storage_root)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(split.url)
     print(json.dumps(asdict(split)))
     return 0
 

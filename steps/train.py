@@ -6,6 +6,7 @@
         --sweep-id <id> --name "lasso alpha=0.1" --params '{"model": "lasso", ...}'
 
 logs the trial as a child run of the sweep's parent run and prints its metrics as JSON.
+With `--plan <plan.json URL> --trials 3,4,5` the trials come from a stored plan instead.
 """
 
 from __future__ import annotations
@@ -93,31 +94,71 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def train_planned(plan_url: str, indices: Sequence[int]) -> int:
+    """Trials of a stored plan, each logged as a child run; the number that failed."""
+    from sweeper.plan import Plan
+    from sweeper.tracking import Tracker, TrialRecord
+
+    plan = Plan.from_json(storage.read_bytes(plan_url).decode())
+    assert plan.parent_run_id is not None, "the plan step opens the sweep's run"
+    tracker = Tracker(plan.settings.tracking_uri, plan.settings.experiment)
+    failed = 0
+    for index in indices:
+        trial = plan.trials[index]
+        split = json.loads(
+            storage.read_bytes(
+                storage.join(plan.settings.storage_root, "sweeps", plan.sweep_id, "splits",
+                             f"{trial.group}.json")
+            )
+        )  # fmt: skip
+        failed += not _score_and_log(tracker, plan.parent_run_id, plan.sweep_id,
+                                     TrialRecord.of(trial), trial.model, split["url"])  # fmt: skip
+    return failed
+
+
+def _score_and_log(
+    tracker: Any, parent_run_id: str, sweep_id: str, record: Any, model: Any, split_url: str
+) -> bool:
+    try:
+        result = score(model, split_url)
+    except Exception as err:
+        tracker.log_trial(parent_run_id, sweep_id, record, error=err)
+        print(f"FAILED {record.name}: {type(err).__name__}: {err}", file=sys.stderr)
+        return False
+    tracker.log_trial(parent_run_id, sweep_id, record, score=result)
+    print(json.dumps({"trial": record.name, **result.metrics}))
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from sweeper.tracking import Tracker, TrialRecord
 
     parser = argparse.ArgumentParser(prog="python -m steps.train", description=__doc__)
-    parser.add_argument("--split", required=True, help="URL of a stored split")
-    parser.add_argument("--model", required=True, help="model config as JSON (with _target_)")
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--experiment", required=True)
-    parser.add_argument("--parent-run-id", required=True)
-    parser.add_argument("--sweep-id", required=True)
-    parser.add_argument("--name", required=True, help="run name, e.g. 'lasso alpha=0.1'")
+    parser.add_argument("--plan", help="URL of a stored plan: train --trials of it")
+    parser.add_argument("--trials", help="comma-separated trial indices of the plan")
+    parser.add_argument("--split", help="URL of a stored split")
+    parser.add_argument("--model", help="model config as JSON (with _target_)")
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--experiment")
+    parser.add_argument("--parent-run-id")
+    parser.add_argument("--sweep-id")
+    parser.add_argument("--name", help="run name, e.g. 'lasso alpha=0.1'")
     parser.add_argument("--params", default="{}", help="MLflow params as a JSON object")
     args = parser.parse_args(argv)
 
+    if args.plan:
+        if not args.trials:
+            parser.error("--plan needs --trials")
+        return 1 if train_planned(args.plan, [int(i) for i in args.trials.split(",")]) else 0
+    needed = ("split", "model", "tracking_uri", "experiment", "parent_run_id", "sweep_id", "name")
+    missing = [f"--{n.replace('_', '-')}" for n in needed if getattr(args, n) is None]
+    if missing:
+        parser.error(f"without --plan these are required: {' '.join(missing)}")
     tracker = Tracker(args.tracking_uri, args.experiment)
     record = TrialRecord(name=args.name, params=json.loads(args.params))
-    try:
-        result = score(json.loads(args.model), args.split)
-    except Exception as err:
-        tracker.log_trial(args.parent_run_id, args.sweep_id, record, error=err)
-        print(f"error: trial '{args.name}' failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
-    tracker.log_trial(args.parent_run_id, args.sweep_id, record, score=result)
-    print(json.dumps(result.metrics))
-    return 0
+    ok = _score_and_log(tracker, args.parent_run_id, args.sweep_id, record,
+                        json.loads(args.model), args.split)  # fmt: skip
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,13 @@ def run_single(cfg: DictConfig) -> float | None:
     from sweeper.run import run_plan
 
     hydra_cfg = HydraConfig.get()
+    if cfg.backend == "argo":
+        from sweeper.argo.dispatch import run_on_argo
+
+        status = run_on_argo(list(hydra_cfg.overrides.task), multirun=False, cfg=cfg)
+        if status:
+            sys.exit(status)
+        return None
     job = Job(0, tuple(hydra_cfg.overrides.task), cfg, str(hydra_cfg.runtime.choices.model))
     result = run_plan(build_plan([job]))
     if result.n_failed:

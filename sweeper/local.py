@@ -6,6 +6,7 @@ does all MLflow writing, so a SQLite store has one writer and logging overlaps t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ def run_local(plan: Plan) -> SweepResult:
         run = _Run(plan, pool)
         tracker = Tracker(settings.tracking_uri, settings.experiment)
         parent_run_id = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
+        plan = dataclasses.replace(plan, parent_run_id=parent_run_id)
         write_record(settings.storage_root, plan.sweep_id, "plan.json", plan.to_json())
         result = SweepResult(plan, parent_run_id, tracker.tracking_uri)
         log.info(
@@ -111,7 +113,7 @@ class _Run:
             self.pending[self.pool.submit(score, trial.model, split.url)] = trial
 
     def _trained(self, trial: Trial, future: Future[TrialScore]) -> None:
-        record = TrialRecord(name=trial.name, params=trial.params)
+        record = TrialRecord.of(trial)
         try:
             trial_score = future.result()
         except Exception as err:

@@ -20,8 +20,8 @@ from sweeper import storage
 from sweeper.errors import SweeperError
 
 # Settings that belong to the sweep as a whole: every trial must agree on them.
-SWEEP_WIDE = ("backend", "local", "storage", "mlflow")
-BACKENDS = ("local",)
+SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow")
+BACKENDS = ("local", "argo")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class Trial:
     group: str  # PreprocessGroup.id
     overrides: tuple[str, ...]
     params: dict[str, str]  # what MLflow records for the trial
+    resources: dict[str, Any] = field(default_factory=dict)  # Kubernetes requests/limits
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Plan:
     groups: tuple[PreprocessGroup, ...]
     trials: tuple[Trial, ...]
     sweep_params: dict[str, str] = field(default_factory=dict)
+    parent_run_id: str | None = None  # the sweep's MLflow run, once opened
 
     def trials_of(self, group_id: str) -> list[Trial]:
         return [t for t in self.trials if t.group == group_id]
@@ -81,6 +83,20 @@ class Plan:
         for group in record["groups"]:
             group["data"]["path"] = storage.redact(group["data"].get("path"))
         return json.dumps(record, indent=1, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        record = json.loads(text)
+        return cls(
+            sweep_id=record["sweep_id"],
+            settings=Settings(**record["settings"]),
+            groups=tuple(PreprocessGroup(**g) for g in record["groups"]),
+            trials=tuple(
+                Trial(**{**t, "overrides": tuple(t["overrides"])}) for t in record["trials"]
+            ),
+            sweep_params=record["sweep_params"],
+            parent_run_id=record["parent_run_id"],
+        )
 
 
 def new_sweep_id() -> str:
@@ -109,6 +125,7 @@ def build_plan(jobs: Sequence[Job], sweep_id: str | None = None) -> Plan:
                 group=group.id,
                 overrides=job.overrides,
                 params=_trial_params(job.model_name, model, group),
+                resources=cfg.get("resources") or {},
             )
         )
     return Plan(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from steps.train import TrialScore
+    from sweeper.plan import Trial
 
 PARENT_TAG = "mlflow.parentRunId"
 # MLflow refuses longer param values and tag values.
@@ -23,6 +24,11 @@ class TrialRecord:
 
     name: str
     params: Mapping[str, str] = field(default_factory=dict)
+    index: int | None = None  # the trial's place in its plan
+
+    @classmethod
+    def of(cls, trial: Trial) -> TrialRecord:
+        return cls(name=trial.name, params=trial.params, index=trial.index)
 
 
 class Tracker:
@@ -71,6 +77,8 @@ class Tracker:
     ) -> str:
         """A finished (or failed) trial as a child run, in three calls: create, one batch, end."""
         tags = {PARENT_TAG: parent_run_id, "sweep_id": sweep_id}
+        if record.index is not None:
+            tags["trial_index"] = str(record.index)
         if error is not None:
             tags["error.type"] = type(error).__name__
             tags["error.message"] = str(error)[:_MAX_TAG]

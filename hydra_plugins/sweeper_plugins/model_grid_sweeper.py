@@ -41,6 +41,14 @@ class ModelGridSweeper(Sweeper):
             compose=lambda overrides: loader.load_sweep_config(self.config, overrides),
             parser=OverridesParser.create(config_loader=loader),
         )
+        if self.config.backend == "argo":
+            from sweeper.argo.dispatch import run_on_argo
+
+            # Pods expand the definition again at run time; `jobs` only validated it here.
+            status = run_on_argo(arguments, multirun=True, cfg=self.config)
+            if status:
+                sys.exit(status)
+            return []
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")

@@ -1,0 +1,68 @@
+"""The last step of a sweep run elsewhere: close the sweep's MLflow run with its summary.
+
+    python -m steps.summary --plan s3://b/sweeps/sweeps/<sweep_id>/plan.json
+
+Runs whether or not trials failed (an Argo exit handler): reads the trials' child runs back from
+MLflow, logs `best_mse`, `n_trials`, `n_failed` on the parent run, ends it, writes results.json and
+prints the ranked table. Exits non-zero when any trial did not finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sweeper import storage
+from sweeper.outcome import Outcome, SweepResult
+from sweeper.plan import Plan
+
+
+def summarise(plan_url: str) -> SweepResult:
+    from sweeper.tracking import PARENT_TAG, Tracker
+
+    plan = Plan.from_json(storage.read_bytes(plan_url).decode())
+    assert plan.parent_run_id is not None, "the plan step opens the sweep's run"
+    tracker = Tracker(plan.settings.tracking_uri, plan.settings.experiment)
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{plan.parent_run_id}'",
+        max_results=50_000,
+    )
+    # A retried pod may have logged a trial twice: a finished run wins.
+    by_index = {}
+    for run in sorted(runs, key=lambda r: r.info.status == "FINISHED"):
+        by_index[int(run.data.tags.get("trial_index", -1))] = run
+    result = SweepResult(plan, plan.parent_run_id, tracker.tracking_uri)
+    for trial in plan.trials:
+        run = by_index.get(trial.index)
+        if run is None:
+            result.outcomes.append(Outcome.not_run(trial, "no run was logged"))
+        elif run.info.status == "FINISHED":
+            result.outcomes.append(Outcome.finished(trial, run.data.metrics, run.info.run_id))
+        else:
+            error = run.data.tags.get("error.message", run.info.status)
+            result.outcomes.append(
+                Outcome(trial, "FAILED", run.data.metrics, error, run.info.run_id)
+            )
+    status = "FINISHED" if result.n_failed == 0 else "FAILED"
+    tracker.finish_sweep(plan.parent_run_id, result.summary_metrics(), status)
+    storage.write_record(
+        plan.settings.storage_root, plan.sweep_id, "results.json", result.to_json()
+    )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sweeper.results import print_results
+
+    parser = argparse.ArgumentParser(prog="python -m steps.summary", description=__doc__)
+    parser.add_argument("--plan", required=True, help="URL of the sweep's plan.json")
+    args = parser.parse_args(argv)
+    result = summarise(args.plan)
+    print_results(result)
+    return 1 if result.n_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Runs a rendered Argo Workflow manifest the way the controller would, with local processes.
+
+No cluster runs here, so this walks the manifest itself: templates are looked up by name, DAG tasks
+run in dependency order, `withParam` fans out over the JSON a previous step wrote, Argo's `{{…}}`
+variables are substituted, and each container's command and args run as a process (optionally
+through a wrapper such as `buildah run`). An unknown variable, template or secret is an error, as
+it would be in Argo.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+
+
+@dataclass
+class PodRun:
+    template: str
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class ArgoRunner:
+    manifest: dict[str, Any]
+    env: Mapping[str, str]  # what every pod's environment starts from
+    secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # Secret → keys
+    # Turns a container's argv into what runs here; by default `python` is this interpreter.
+    wrap: Callable[[list[str]], list[str]] | None = None
+    pods: list[PodRun] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        spec = self.manifest["spec"]
+        if self.manifest["kind"] == "CronWorkflow":
+            spec = spec["workflowSpec"]
+        self.spec = spec
+        self.templates = {t["name"]: t for t in spec["templates"]}
+        meta = self.manifest["metadata"]
+        self.workflow_name = meta.get("name") or f"{meta['generateName']}x1y2z"
+        if self.manifest["kind"] == "CronWorkflow":
+            self.workflow_name = f"{meta['name']}-1764300000"  # as Argo names scheduled runs
+
+    def run(self) -> str:
+        """The workflow's phase, after its entrypoint and its exit handler have run."""
+        phase, _ = self._template(self.spec["entrypoint"], {})
+        if "onExit" in self.spec:
+            self._template(self.spec["onExit"], {}, {"workflow.status": phase})
+        return phase
+
+    def _template(
+        self, name: str, inputs: dict[str, str], extra: Mapping[str, str] | None = None
+    ) -> tuple[str, dict[str, str]]:
+        template = self.templates[name]
+        declared = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
+        assert set(inputs) == declared, (
+            f"{name}: given {sorted(inputs)}, declares {sorted(declared)}"
+        )
+        scope = {"workflow.name": self.workflow_name, **(extra or {})}
+        scope.update({f"inputs.parameters.{k}": v for k, v in inputs.items()})
+        if "dag" in template:
+            return self._dag(template, scope)
+        return self._container(template, scope)
+
+    def _dag(self, template: dict[str, Any], scope: dict[str, str]) -> tuple[str, dict[str, str]]:
+        tasks = {t["name"]: t for t in template["dag"]["tasks"]}
+        needs = {name: _dependencies(task) for name, task in tasks.items()}
+        phases: dict[str, str] = {}
+        for name in graphlib.TopologicalSorter(needs).static_order():
+            task = tasks[name]
+            if any(phases[d] != "Succeeded" for d in needs[name]):
+                phases[name] = "Omitted"
+                continue
+            if "withParam" in task:
+                items = json.loads(substitute(task["withParam"], scope))
+            elif "withItems" in task:
+                items = task["withItems"]
+            else:
+                items = [None]
+            results = []
+            for item in items:
+                item_scope = {**scope, **_item_scope(item)}
+                arguments = {
+                    p["name"]: substitute(str(p["value"]), item_scope)
+                    for p in task.get("arguments", {}).get("parameters", [])
+                }
+                phase, outputs = self._template(task["template"], arguments)
+                results.append(phase)
+                scope.update(
+                    {f"tasks.{name}.outputs.parameters.{k}": v for k, v in outputs.items()}
+                )
+            phases[name] = "Succeeded" if all(p == "Succeeded" for p in results) else "Failed"
+        ok = all(p == "Succeeded" for p in phases.values())
+        return ("Succeeded" if ok else "Failed"), {}
+
+    def _container(
+        self, template: dict[str, Any], scope: dict[str, str]
+    ) -> tuple[str, dict[str, str]]:
+        container = template["container"]
+        outputs = template.get("outputs", {}).get("parameters", [])
+        with tempfile.TemporaryDirectory() as pod_tmp:
+            # The pod's /tmp is its own: map it to a fresh folder for each pod.
+            def local(path: str) -> str:
+                return path.replace("/tmp/", f"{pod_tmp}/", 1) if path.startswith("/tmp/") else path
+
+            argv = [
+                local(substitute(a, scope))
+                for a in container["command"] + container.get("args", [])
+            ]
+            env = dict(self.env)
+            for secret in container.get("envFrom", []):
+                env.update(self.secrets[secret["secretRef"]["name"]])
+            for var in container.get("env", []):
+                env[var["name"]] = substitute(var["value"], scope)
+            command = (
+                self.wrap(argv)
+                if self.wrap
+                else [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
+            )
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            self.pods.append(
+                PodRun(template["name"], argv, done.returncode, done.stdout, done.stderr)
+            )
+            if done.returncode != 0:
+                return "Failed", {}
+            values = {p["name"]: Path(local(p["valueFrom"]["path"])).read_text() for p in outputs}
+        return "Succeeded", values
+
+
+def substitute(text: str, scope: Mapping[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in scope:
+            raise KeyError(f"unknown Argo variable {{{{{key}}}}} in {text!r}")
+        return scope[key]
+
+    return VARIABLE.sub(value, text)
+
+
+def _item_scope(item: Any) -> dict[str, str]:
+    if item is None:
+        return {}
+    scope = {"item": item if isinstance(item, str) else json.dumps(item)}
+    if isinstance(item, dict):
+        scope.update(
+            {f"item.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in item.items()}
+        )
+    return scope
+
+
+def _dependencies(task: dict[str, Any]) -> set[str]:
+    if "depends" in task:
+        return {name.strip() for name in task["depends"].split("&&")}
+    return set(task.get("dependencies", []))
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """A pod's environment here: this machine's PATH and Python, none of the test's secrets."""
+    keep = ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
+    return {**{k: os.environ[k] for k in keep if k in os.environ}, **extra}

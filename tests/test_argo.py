@@ -1,0 +1,204 @@
+"""backend=argo: rendered manifests checked against Argo's schema, then executed step by step."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import pytest
+import yaml
+from argo_runner import ArgoRunner, base_env
+from conftest import SHARED_DATA, S3Server, data_file, run_sweeper
+from mlflow_view import sweeps
+
+SCHEMA = SHARED_DATA.parent / "argo" / "schema.json"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+TOKEN = "tok-" + "n0t-for-manifests"
+SECRET_KEY = "s3cr3t-" + "key-value"
+
+
+@pytest.fixture(scope="module")
+def argo_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA.read_text())
+
+
+def validate(manifest: dict[str, Any], schema: dict[str, Any]) -> None:
+    kind = manifest["kind"]
+    ref = {
+        "$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}",
+        "definitions": schema["definitions"],
+    }
+    jsonschema.Draft202012Validator(ref).validate(manifest)
+
+
+def render(workdir: Path, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    target = workdir / f"manifest-{secrets.token_hex(3)}.yaml"
+    flags = [a for a in args if a.startswith("-")]  # Hydra takes them after the overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    result = run_sweeper(
+        [*overrides, "backend=argo", f"argo.render_to={target}", f"argo.token={TOKEN}", *flags],
+        cwd=workdir,
+        env={"AWS_SECRET_ACCESS_KEY": SECRET_KEY, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    text = target.read_text()
+    assert TOKEN not in text and SECRET_KEY not in text  # no credential in a manifest
+    return yaml.safe_load(text)
+
+
+REMOTE = ["storage.root=s3://bucket/sweeps", "mlflow.tracking_uri=http://mlflow.ml.svc:5000"]
+
+
+def check_structure(manifest: dict[str, Any]) -> None:
+    """What the schema cannot see: references resolve, names are DNS-safe, no shell anywhere."""
+    spec = manifest["spec"]
+    spec = spec.get("workflowSpec", spec)
+    names = [t["name"] for t in spec["templates"]]
+    assert len(names) == len(set(names))
+    assert spec["entrypoint"] in names and spec["onExit"] in names
+    for template in spec["templates"]:
+        assert DNS_LABEL.match(template["name"])
+        for task in template.get("dag", {}).get("tasks", []):
+            assert task["template"] in names and DNS_LABEL.match(task["name"])
+        if "container" in template:
+            argv = template["container"]["command"] + template["container"].get("args", [])
+            assert all(isinstance(a, str) for a in argv)
+            assert not {"sh", "bash", "/bin/sh", "/bin/bash", "-c"} & set(argv)
+    assert DNS_LABEL.match(manifest["metadata"]["name"])
+
+
+def test_workflow_and_cron_workflow_are_valid(workdir: Path, argo_schema: dict[str, Any]) -> None:
+    workflow = render(
+        workdir,
+        ["model=rf,lasso", *REMOTE, "argo.parallelism=4", "argo.service_account=sweeper",
+         "argo.secrets=[s3,mlflow]", "-m"],
+    )  # fmt: skip
+    validate(workflow, argo_schema)
+    check_structure(workflow)
+    assert workflow["kind"] == "Workflow"
+    assert workflow["spec"]["parallelism"] == 4
+    assert workflow["spec"]["serviceAccountName"] == "sweeper"
+    assert workflow["metadata"]["labels"]["sweeper/sweep-id"] == workflow["metadata"]["name"]
+    train = next(t for t in workflow["spec"]["templates"] if t["name"] == "train")
+    assert train["container"]["envFrom"] == [
+        {"secretRef": {"name": "s3"}},
+        {"secretRef": {"name": "mlflow"}},
+    ]
+    assert train["retryStrategy"]["retryPolicy"] == "OnError"
+
+    cron = render(
+        workdir,
+        ["model=rf,lasso", *REMOTE, "argo.schedule=0 2 * * *", "argo.timezone=Europe/Berlin",
+         "mlflow.experiment='Nightly Sales!'", "-m"],
+    )  # fmt: skip
+    validate(cron, argo_schema)
+    check_structure(cron)
+    assert cron["kind"] == "CronWorkflow"
+    assert cron["spec"]["schedules"] == ["0 2 * * *"]
+    assert cron["spec"]["timezone"] == "Europe/Berlin"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert DNS_LABEL.match(cron["metadata"]["name"]) and len(cron["metadata"]["name"]) <= 52
+    again = render(workdir, ["model=rf,lasso", *REMOTE, "argo.schedule=0 2 * * *",
+                             "mlflow.experiment='Nightly Sales!'", "-m"])  # fmt: skip
+    assert again["metadata"]["name"] == cron["metadata"]["name"]  # stable: updated, not duplicated
+
+
+def test_manifest_size_does_not_grow_with_trials(workdir: Path) -> None:
+    small = render(workdir, ["model=lasso", "model.alpha=1,2", *REMOTE, "-m"])
+    large = render(workdir, ["model=lasso", "model.alpha=range(0,10000)", *REMOTE, "-m"])
+    small_bytes, large_bytes = len(yaml.safe_dump(small)), len(yaml.safe_dump(large))
+    assert large_bytes < 64 * 1024
+    assert abs(large_bytes - small_bytes) < 64  # only the override's own text differs
+
+
+def test_local_paths_are_refused_for_argo(workdir: Path) -> None:
+    result = run_sweeper(
+        ["model=lasso", "backend=argo", "argo.render_to=x.yaml", "-m"], cwd=workdir
+    )
+    assert result.returncode != 0
+    assert "storage.root=sweeper-store is a local folder" in result.stderr
+    assert not (workdir / "x.yaml").exists()
+
+
+def upload_table_with_awkward_column(s3: S3Server, bucket: str) -> tuple[str, str]:
+    """Carseats with one more column whose name needs quoting everywhere."""
+    awkward = 'note $(touch pwned); "quoted" it\'s'
+    table = pd.read_csv(data_file("carseats.csv"))
+    table[awkward] = "x"
+    fs = s3.fs()
+    fs.mkdir(bucket)
+    with fs.open(f"{bucket}/in/carseats.csv", "wb") as f:
+        f.write(table.to_csv(index=False).encode())
+    return f"s3://{bucket}/in/carseats.csv", awkward
+
+
+def test_executed_workflow_matches_the_local_backend(
+    workdir: Path, s3_server: S3Server, mlflow_server: str
+) -> None:
+    bucket = f"argo-{secrets.token_hex(3)}"
+    path, awkward = upload_table_with_awkward_column(s3_server, bucket)
+    drop = "data.drop=['" + awkward.replace("'", "\\'") + "']"
+    sweep = ["data=csv", f"data.path={path}", "data.target=Sales", drop, "model=rf,lasso",
+             f"mlflow.tracking_uri={mlflow_server}"]  # fmt: skip
+
+    local_args = [*sweep, f"storage.root=s3://{bucket}/local", "mlflow.experiment=argo-local"]
+    local = run_sweeper([*local_args, "-m"], cwd=workdir, env=s3_server.env)
+    assert local.returncode == 0, local.stderr
+
+    endpoint = {"AWS_ENDPOINT_URL": s3_server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+    manifest = render(
+        workdir,
+        [*sweep, f"storage.root=s3://{bucket}/argo", "mlflow.experiment=argo-wf",
+         "argo.secrets=[s3-credentials]", "argo.trials_per_pod=2",
+         "argo.env={" + ",".join(f"{k}:'{v}'" for k, v in endpoint.items()) + "}", "-m"],
+    )  # fmt: skip
+    credentials = {k: v for k, v in s3_server.env.items() if k.startswith("AWS_") and "KEY" in k}
+    runner = ArgoRunner(manifest, env=base_env(), secrets={"s3-credentials": credentials})
+    assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
+
+    assert [p.template for p in runner.pods].count("train") == 3 + 2  # 6 rf and 3 lasso, 2 a pod
+    assert [p.template for p in runner.pods].count("preprocess") == 1
+    assert not (workdir / "pwned").exists()
+    [on_argo] = sweeps(mlflow_server, "argo-wf")
+    [on_local] = sweeps(mlflow_server, "argo-local")
+    assert on_argo.sweep_id == runner.workflow_name
+    assert {r.info.run_name: r.data.metrics["mse"] for r in on_argo.children} == {
+        r.info.run_name: r.data.metrics["mse"] for r in on_local.children
+    }
+    assert len(on_argo.children) == 9
+    for key in ("best_mse", "n_trials", "n_failed"):
+        assert on_argo.parent.data.metrics[key] == on_local.parent.data.metrics[key]
+    assert on_argo.parent.info.status == "FINISHED"
+    assert {r.data.params["data.drop"] for r in on_argo.children} == {awkward}
+    plan = json.loads(s3_server.fs().cat(f"{bucket}/argo/sweeps/{runner.workflow_name}/plan.json"))
+    assert plan["groups"][0]["data"]["drop"] == [awkward]
+
+
+def test_failed_trials_still_get_a_summary(
+    workdir: Path, s3_server: S3Server, mlflow_server: str
+) -> None:
+    bucket = f"argo-{secrets.token_hex(3)}"
+    s3_server.fs().mkdir(bucket)
+    manifest = render(
+        workdir,
+        ["model=lasso", "model.alpha=0.1,-1", f"storage.root=s3://{bucket}/store",
+         f"mlflow.tracking_uri={mlflow_server}", "mlflow.experiment=argo-failing",
+         f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
+         "argo.secrets=[s3]", "-m"],
+    )  # fmt: skip
+    credentials = {k: v for k, v in s3_server.env.items() if "KEY" in k}
+    runner = ArgoRunner(manifest, env=base_env(), secrets={"s3": credentials})
+    assert runner.run() == "Failed"
+    assert runner.pods[-1].template == "summary"
+    assert "lasso alpha=-1" in runner.pods[-1].stdout
+    [sweep] = sweeps(mlflow_server, "argo-failing")
+    assert {r.info.run_name: r.info.status for r in sweep.children} == {
+        "lasso alpha=0.1": "FINISHED", "lasso alpha=-1": "FAILED"
+    }  # fmt: skip
+    assert sweep.parent.data.metrics["n_failed"] == 1
+    assert sweep.parent.info.status == "FAILED"
