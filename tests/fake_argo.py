@@ -1,0 +1,153 @@
+"""An Argo Server on loopback for contract tests: the endpoints the client uses, as swagger.json
+specifies them, with every request body validated against that spec.
+
+A test scripts what the server answers: the phases (and nodes) a workflow goes through on
+successive GETs, pod logs, failures to inject, which token it accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jsonschema
+
+V1 = "io.argoproj.workflow.v1alpha1."
+WORKFLOW = r"/api/v1/workflows/(?P<ns>[^/]+)/(?P<name>[^/]+)"
+CRON = r"/api/v1/cron-workflows/(?P<ns>[^/]+)"
+# (method, path, the swagger definition of the request body, handler)
+ROUTES = [
+    ("POST", r"/api/v1/workflows/(?P<ns>[^/]+)", V1 + "WorkflowCreateRequest", "create_workflow"),
+    ("GET", WORKFLOW + "/log", None, "workflow_logs"),
+    ("GET", WORKFLOW, None, "get_workflow"),
+    ("POST", CRON, V1 + "CreateCronWorkflowRequest", "create_cron"),
+    ("GET", CRON + "/(?P<name>[^/]+)", None, "get_cron"),
+    ("PUT", CRON + "/(?P<name>[^/]+)", V1 + "UpdateCronWorkflowRequest", "update_cron"),
+]
+
+
+@dataclass
+class FakeArgo:
+    swagger: dict[str, Any]
+    token: str = "good-token"
+    # phases (with nodes) returned by successive GETs of the workflow; the last one repeats
+    script: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    pod_logs: dict[str, str] = field(default_factory=dict)  # pod name → its log
+    fail_next: dict[str, int] = field(default_factory=dict)  # route → 503s to answer first
+    crons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    url: str = ""
+
+    def validate(self, definition: str, body: Any) -> None:
+        schema = {"$ref": f"#/definitions/{definition}", "definitions": self.swagger["definitions"]}
+        jsonschema.Draft4Validator(schema).validate(body)
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]], headers: Any,
+               body: Any) -> tuple[int, Any]:  # fmt: skip
+        for route_method, pattern, definition, action in ROUTES:
+            match = re.fullmatch(pattern, path)
+            if route_method != method or not match:
+                continue
+            self.requests.append((method, action))
+            if headers.get("Authorization") != f"Bearer {self.token}":
+                return 401, {"code": 16, "message": "token not valid"}
+            if self.fail_next.get(action, 0) > 0:
+                self.fail_next[action] -= 1
+                return 503, {"code": 14, "message": "the server is overloaded"}
+            if definition:
+                try:
+                    self.validate(definition, body)
+                except jsonschema.ValidationError as err:
+                    return 400, {"code": 3, "message": f"invalid body: {err.message}"}
+            return getattr(self, action)(query=query, body=body, **match.groupdict())
+        return 404, {"code": 5, "message": f"no route {method} {path}"}
+
+    def create_workflow(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
+        workflow = body["workflow"]
+        workflow["metadata"].update(namespace=ns, uid="uid-1", resourceVersion="1")
+        self.workflows[workflow["metadata"]["name"]] = workflow
+        return 200, workflow
+
+    def get_workflow(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
+        if name not in self.workflows:
+            return 404, {"code": 5, "message": "not found"}
+        phase, nodes = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        nodes = json.loads(json.dumps(nodes).replace("WF", name))  # scripts say WF for the name
+        status = {"nodes": nodes} if phase is None else {"phase": phase, "nodes": nodes}
+        return 200, {**self.workflows[name], "status": status}
+
+    def workflow_logs(self, name: str, query: dict[str, list[str]], **_: Any) -> tuple[int, Any]:
+        pod = query["podName"][0]
+        lines = self.pod_logs.get(pod.replace(name, "WF"), "").splitlines()
+        tail = int(query.get("logOptions.tailLines", ["1000"])[0])
+        stream = [{"result": {"content": line, "podName": pod}} for line in lines[-tail:]]
+        return 200, "\n".join(json.dumps(entry) for entry in stream)
+
+    def create_cron(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
+        cron = body["cronWorkflow"]
+        name = cron["metadata"]["name"]
+        if name in self.crons:
+            return 409, {"code": 6, "message": f'cronworkflows "{name}" already exists'}
+        cron["metadata"].update(namespace=ns, resourceVersion="1")
+        self.crons[name] = cron
+        return 200, cron
+
+    def get_cron(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
+        if name not in self.crons:
+            return 404, {"code": 5, "message": "not found"}
+        return 200, self.crons[name]
+
+    def update_cron(self, ns: str, name: str, body: Any, **_: Any) -> tuple[int, Any]:
+        cron = body["cronWorkflow"]
+        if (
+            cron["metadata"].get("resourceVersion")
+            != self.crons[name]["metadata"]["resourceVersion"]
+        ):
+            return 409, {"code": 10, "message": "the object has been modified"}
+        cron["metadata"]["resourceVersion"] = str(int(cron["metadata"]["resourceVersion"]) + 1)
+        self.crons[name] = cron
+        return 200, cron
+
+
+def serve(fake: FakeArgo) -> Iterator[FakeArgo]:
+    class Handler(BaseHTTPRequestHandler):
+        def _respond(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            status, payload = fake.handle(
+                self.command, parts.path, parse_qs(parts.query), self.headers, body
+            )
+            data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = _respond
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def load_swagger(shared: Path) -> dict[str, Any]:
+    return json.loads((shared / "argo" / "swagger.json").read_text())

@@ -1,0 +1,130 @@
+"""Submitting, watching and scheduling through the Argo Server API, against a loopback server
+that validates every request body against Argo's own swagger.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SHARED_DATA, run_sweeper
+from fake_argo import FakeArgo, load_swagger, serve
+
+SWEEP = [
+    "model=rf,lasso", "backend=argo", "argo.namespace=ml", "argo.poll_seconds=0.01",
+    "storage.root=s3://bucket/sweeps", "mlflow.tracking_uri=http://mlflow.ml.svc:5000",
+]  # fmt: skip
+GROUPS = [{"group": "g1", "chunks": [{"trials": ",".join(map(str, range(i, i + 3)))}
+                                     for i in (0, 3, 6)]}]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def swagger() -> dict[str, Any]:
+    return load_swagger(SHARED_DATA.parent)
+
+
+@pytest.fixture
+def argo(swagger: dict[str, Any]) -> Iterator[FakeArgo]:
+    yield from serve(FakeArgo(swagger))
+
+
+def node(template: str, phase: str, suffix: str, **extra: Any) -> dict[str, Any]:
+    return {"id": f"WF-{suffix}", "name": f"WF.{template}", "displayName": f"{template}({suffix})",
+            "type": "Pod", "templateName": template, "phase": phase, **extra}  # fmt: skip
+
+
+def plan_node(phase: str = "Succeeded") -> dict[str, Any]:
+    outputs = {"parameters": [{"name": "groups", "value": json.dumps(GROUPS)}]}
+    return node("plan", phase, "100", outputs=outputs)
+
+
+def train_node(phase: str, suffix: str, trials: str, message: str = "") -> dict[str, Any]:
+    inputs = {"parameters": [{"name": "trials", "value": trials}]}
+    return node("train", phase, suffix, inputs=inputs, message=message)
+
+
+def sweeper(args: list[str], argo: FakeArgo, workdir: Path, token: str = "good-token") -> Any:
+    return run_sweeper([*SWEEP, f"argo.server={argo.url}", *args], cwd=workdir,
+                       env={"ARGO_TOKEN": token})  # fmt: skip
+
+
+def by_id(*nodes: dict[str, Any]) -> dict[str, Any]:
+    return {n["id"]: n for n in nodes}
+
+
+def test_submit_retries_then_watches_through_pending(argo: FakeArgo, workdir: Path) -> None:
+    argo.fail_next["create_workflow"] = 2  # 503 twice, then accepted
+    argo.script = [
+        (None, {}),
+        ("Pending", {}),
+        ("Running", by_id(plan_node(), train_node("Running", "1", "0,1,2"),
+                          train_node("Succeeded", "2", "3,4,5"))),
+        ("Succeeded", by_id(plan_node(), *(train_node("Succeeded", s, t) for s, t in
+                                            (("1", "0,1,2"), ("2", "3,4,5"), ("3", "6,7,8"))))),
+    ]  # fmt: skip
+    result = sweeper(["-m"], argo, workdir)
+    assert result.returncode == 0, result.stderr
+    assert [a for _, a in argo.requests].count("create_workflow") == 3
+    [submitted] = argo.workflows.values()
+    assert f"Workflow {submitted['metadata']['name']} submitted" in result.stdout
+    lines = result.stdout.splitlines()
+    assert "Pending: planning" in lines
+    assert "Running: trials 3 queued, 3 running, 3 succeeded" in lines
+    assert lines[-1] == "Succeeded: trials 9 succeeded"
+
+
+def test_a_failed_trial_is_named_with_its_log(argo: FakeArgo, workdir: Path) -> None:
+    argo.script = [("Failed", by_id(
+        plan_node(), train_node("Succeeded", "1", "0,1,2"),
+        train_node("Failed", "7", "6,7,8", message="Error (exit code 1)"),
+    ))]  # fmt: skip
+    argo.pod_logs["WF-train-7"] = "\n".join(
+        [f"noise {i}" for i in range(40)] + ["FAILED lasso alpha=-1: InvalidParameterError: …"]
+    )
+    result = sweeper(["-m"], argo, workdir)
+    assert result.returncode == 1
+    assert "failed: train(7) (train trials=6,7,8): Error (exit code 1)" in result.stdout
+    assert "  | FAILED lasso alpha=-1: InvalidParameterError: …" in result.stdout
+    assert "noise 10" not in result.stdout  # only the tail
+
+
+def test_refused_token_is_one_line_without_the_token(argo: FakeArgo, workdir: Path) -> None:
+    result = sweeper(["-m"], argo, workdir, token="wrong-token-value")
+    assert result.returncode != 0
+    assert f"Argo server {argo.url} refused the token (HTTP 401)" in result.stderr
+    assert "wrong-token-value" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_wait_returns_after_submit(argo: FakeArgo, workdir: Path) -> None:
+    result = sweeper(["argo.wait=false", "-m"], argo, workdir)
+    assert result.returncode == 0, result.stderr
+    assert [a for _, a in argo.requests] == ["create_workflow"]
+
+
+def test_watch_gives_up_after_its_timeout(argo: FakeArgo, workdir: Path) -> None:
+    argo.script = [("Running", by_id(plan_node("Running")))]
+    result = sweeper(["argo.watch_timeout=0.3", "-m"], argo, workdir)
+    assert result.returncode != 0
+    assert "is still Running after 0 s; it goes on running: argo watch -n ml" in result.stderr
+
+
+def test_cron_is_created_then_updated(argo: FakeArgo, workdir: Path) -> None:
+    first = sweeper(["argo.schedule=0 2 * * *", "-m"], argo, workdir)
+    assert first.returncode == 0, first.stderr
+    [name] = argo.crons
+    assert f"CronWorkflow {name} created in namespace ml: runs at 0 2 * * *" in first.stdout
+    second = sweeper(["argo.schedule=30 3 * * *", "argo.timezone=UTC", "-m"], argo, workdir)
+    assert second.returncode == 0, second.stderr
+    assert f"CronWorkflow {name} updated" in second.stdout
+    assert list(argo.crons) == [name]
+    assert argo.crons[name]["spec"]["schedules"] == ["30 3 * * *"]
+    assert argo.crons[name]["metadata"]["resourceVersion"] == "2"
+    assert [a for _, a in argo.requests] == [
+        "create_cron",
+        "create_cron",
+        "get_cron",
+        "update_cron",
+    ]
