@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install sweep test lint clean
+.PHONY: install sweep test lint image-tools clean
 
 install: $(VENV)/.installed
 
@@ -20,7 +20,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The step-image tests build docker/Dockerfile with Debian's buildah (no Docker engine needed).
+image-tools:
+	@command -v buildah >/dev/null && command -v debootstrap >/dev/null && command -v podman >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap podman)
+
+test: lint image-tools
 	$(BIN)/python -m pytest
 
 clean:

@@ -38,8 +38,9 @@ class ArgoRunner:
     manifest: dict[str, Any]
     env: Mapping[str, str]  # what every pod's environment starts from
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # Secret → keys
-    # Turns a container's argv into what runs here; by default `python` is this interpreter.
-    wrap: Callable[[list[str]], list[str]] | None = None
+    # (argv, pod env, folder for the pod's /tmp) → the command that runs the pod here, e.g.
+    # through `buildah run`; by default the argv runs with `python` as this interpreter.
+    wrap: Callable[[list[str], dict[str, str], str], list[str]] | None = None
     pods: list[PodRun] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -110,25 +111,24 @@ class ArgoRunner:
     ) -> tuple[str, dict[str, str]]:
         container = template["container"]
         outputs = template.get("outputs", {}).get("parameters", [])
+        argv = [substitute(a, scope) for a in container["command"] + container.get("args", [])]
+        pod_env: dict[str, str] = {}
+        for secret in container.get("envFrom", []):
+            pod_env.update(self.secrets[secret["secretRef"]["name"]])
+        for var in container.get("env", []):
+            pod_env[var["name"]] = substitute(var["value"], scope)
         with tempfile.TemporaryDirectory() as pod_tmp:
-            # The pod's /tmp is its own: map it to a fresh folder for each pod.
+            os.chmod(pod_tmp, 0o777)  # the image runs as an unprivileged user
+
+            # The pod's /tmp is its own: a fresh folder for each pod.
             def local(path: str) -> str:
                 return path.replace("/tmp/", f"{pod_tmp}/", 1) if path.startswith("/tmp/") else path
 
-            argv = [
-                local(substitute(a, scope))
-                for a in container["command"] + container.get("args", [])
-            ]
-            env = dict(self.env)
-            for secret in container.get("envFrom", []):
-                env.update(self.secrets[secret["secretRef"]["name"]])
-            for var in container.get("env", []):
-                env[var["name"]] = substitute(var["value"], scope)
-            command = (
-                self.wrap(argv)
-                if self.wrap
-                else [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
-            )
+            if self.wrap:
+                command, env = self.wrap(argv, pod_env, pod_tmp), dict(os.environ)
+            else:
+                python = sys.executable if argv[0] == "python" else argv[0]
+                command, env = [python, *map(local, argv[1:])], {**self.env, **pod_env}
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
             self.pods.append(
                 PodRun(template["name"], argv, done.returncode, done.stdout, done.stderr)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pandas as pd
 import pytest
+import step_image as step_image_module
 import yaml
 from argo_runner import ArgoRunner, base_env
-from conftest import SHARED_DATA, S3Server, data_file, run_sweeper
+from conftest import PROJECT, SHARED_DATA, S3Server, data_file, run_sweeper
 from mlflow_view import sweeps
+from step_image import Container
 
 SCHEMA = SHARED_DATA.parent / "argo" / "schema.json"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -137,8 +140,26 @@ def upload_table_with_awkward_column(s3: S3Server, bucket: str) -> tuple[str, st
     return f"s3://{bucket}/in/carseats.csv", awkward
 
 
+@pytest.fixture(scope="session")
+def step_image() -> Iterator[Container]:
+    """docker/Dockerfile built with buildah; a working container of it."""
+    step_image_module.build(PROJECT, "localhost/sweeper:test")
+    container = Container("localhost/sweeper:test")
+    yield container
+    container.remove()
+
+
+def test_step_image(step_image: Container) -> None:
+    whoami = step_image.run("python", "-c", "import os; print(os.getuid())")
+    assert whoami.returncode == 0 and whoami.stdout.strip() == "10001"  # not root
+    assert step_image.run("sh", "-c", "command -v gcc || command -v cc").returncode != 0
+    job = step_image.run("python", "-m", "sweeper", "model=lasso", "--cfg", "job")
+    assert job.returncode == 0 and "sklearn.linear_model.Lasso" in job.stdout  # conf inside
+
+
+@pytest.mark.parametrize("pods", ["processes", "image"])
 def test_executed_workflow_matches_the_local_backend(
-    workdir: Path, s3_server: S3Server, mlflow_server: str
+    workdir: Path, s3_server: S3Server, mlflow_server: str, pods: str, request: Any
 ) -> None:
     bucket = f"argo-{secrets.token_hex(3)}"
     path, awkward = upload_table_with_awkward_column(s3_server, bucket)
@@ -146,26 +167,29 @@ def test_executed_workflow_matches_the_local_backend(
     sweep = ["data=csv", f"data.path={path}", "data.target=Sales", drop, "model=rf,lasso",
              f"mlflow.tracking_uri={mlflow_server}"]  # fmt: skip
 
-    local_args = [*sweep, f"storage.root=s3://{bucket}/local", "mlflow.experiment=argo-local"]
+    local_args = [*sweep, f"storage.root=s3://{bucket}/local", f"mlflow.experiment=local-{pods}"]
     local = run_sweeper([*local_args, "-m"], cwd=workdir, env=s3_server.env)
     assert local.returncode == 0, local.stderr
 
     endpoint = {"AWS_ENDPOINT_URL": s3_server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
     manifest = render(
         workdir,
-        [*sweep, f"storage.root=s3://{bucket}/argo", "mlflow.experiment=argo-wf",
+        [*sweep, f"storage.root=s3://{bucket}/argo", f"mlflow.experiment=argo-{pods}",
          "argo.secrets=[s3-credentials]", "argo.trials_per_pod=2",
          "argo.env={" + ",".join(f"{k}:'{v}'" for k, v in endpoint.items()) + "}", "-m"],
     )  # fmt: skip
     credentials = {k: v for k, v in s3_server.env.items() if k.startswith("AWS_") and "KEY" in k}
-    runner = ArgoRunner(manifest, env=base_env(), secrets={"s3-credentials": credentials})
+    wrap = request.getfixturevalue("step_image").command if pods == "image" else None
+    runner = ArgoRunner(
+        manifest, env=base_env(), secrets={"s3-credentials": credentials}, wrap=wrap
+    )
     assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
 
     assert [p.template for p in runner.pods].count("train") == 3 + 2  # 6 rf and 3 lasso, 2 a pod
     assert [p.template for p in runner.pods].count("preprocess") == 1
     assert not (workdir / "pwned").exists()
-    [on_argo] = sweeps(mlflow_server, "argo-wf")
-    [on_local] = sweeps(mlflow_server, "argo-local")
+    [on_argo] = sweeps(mlflow_server, f"argo-{pods}")
+    [on_local] = sweeps(mlflow_server, f"local-{pods}")
     assert on_argo.sweep_id == runner.workflow_name
     assert {r.info.run_name: r.data.metrics["mse"] for r in on_argo.children} == {
         r.info.run_name: r.data.metrics["mse"] for r in on_local.children

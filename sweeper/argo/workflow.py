@@ -63,7 +63,7 @@ def compile_sweep(
     common = _workflow_fields(argo, experiment)
     scheduled = argo.schedule is not None
     if scheduled:
-        name = argo.get("name") or f"sweeper-{cfg.mlflow.experiment}"
+        name = argo.name or f"sweeper-{cfg.mlflow.experiment}"
         workflow: Workflow | CronWorkflow = CronWorkflow(
             name=dns_label(str(name), 52),  # Argo appends a timestamp to each run's name
             schedules=[str(argo.schedule)],
