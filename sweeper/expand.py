@@ -29,7 +29,7 @@ def expand(
 ) -> list[list[str]]:
     """The override list of every job. `compose` builds a config for one list of overrides."""
     overrides = _merge(
-        parser.parse_overrides(_as_overrides(params)), parser.parse_overrides(list(arguments))
+        parser.parse_overrides(as_overrides(params)), parser.parse_overrides(list(arguments))
     )
     model_choice = [o for o in overrides if o.key_or_group == MODEL]
     model_values = [o for o in overrides if o.key_or_group.startswith(f"{MODEL}.")]
@@ -59,7 +59,8 @@ def expand(
     return jobs
 
 
-def _as_overrides(params: Mapping[str, Any]) -> list[str]:
+def as_overrides(params: Mapping[str, Any]) -> list[str]:
+    """`hydra.sweeper.params` as command-line overrides."""
     return [f"{key}={_sweep_text(value)}" for key, value in params.items()]
 
 

@@ -167,3 +167,21 @@ def test_multirun_model_values_are_deferred_to_the_sweeper() -> None:
     assert defer_model_values(["model.alpha=0.5"]) == ["model.alpha=0.5"]  # not a multirun
     jobs = jobs_for(["model=rf,lasso", "model.alpha=choice(0.5)"])
     assert Counter(values(jobs, "model")) == {"rf": 6, "lasso": 1}
+
+
+def test_fan_out_chunks_trials_per_model_with_its_pod_resources() -> None:
+    from steps.plan import fan_out
+
+    jobs, _ = compose_jobs(
+        jobs_for(["model=rf,lasso"]), CountingCompose(), OverridesParser.create()
+    )
+    [group] = fan_out(build_plan(jobs), trials_per_pod=4)
+    chunks = {c["trials"]: c for c in group["chunks"]}
+    assert list(chunks) == ["0,1,2,3", "4,5", "6,7,8"]  # rf's 6 trials, then lasso's 3
+    assert chunks["0,1,2,3"]["memory"] == "2Gi" and chunks["0,1,2,3"]["memory_limit"] == "4Gi"
+    assert chunks["6,7,8"] == {
+        "trials": "6,7,8",
+        "cpu": "1",
+        "memory": "1Gi",
+        "memory_limit": "2Gi",
+    }

@@ -30,7 +30,7 @@ class ModelGridSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from sweeper.expand import expand
+        from sweeper.expand import as_overrides, expand
 
         assert self.config is not None and self.hydra_context and self.launcher
         loader = self.hydra_context.config_loader
@@ -45,7 +45,8 @@ class ModelGridSweeper(Sweeper):
             from sweeper.argo.dispatch import run_on_argo
 
             # Pods expand the definition again at run time; `jobs` only validated it here.
-            status = run_on_argo(arguments, multirun=True, cfg=self.config)
+            definition = [*as_overrides(self.params), *arguments]
+            status = run_on_argo(definition, multirun=True, cfg=self.config)
             if status:
                 sys.exit(status)
             return []
