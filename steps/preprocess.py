@@ -52,9 +52,11 @@ def preprocess(
 
     frame = _parse(raw, data) if raw is not None else _load_bundled(data)
     train, test, features = _transform(frame, data, preprocess, seed)
-    # meta.json goes last: a folder without it is an interrupted write and is rebuilt.
-    storage.write_bytes_atomic(storage.join(url, "train.parquet"), _to_parquet(train))
-    storage.write_bytes_atomic(storage.join(url, "test.parquet"), _to_parquet(test))
+    # meta.json goes last, with the tables' checksums: a folder without it is an interrupted
+    # write, and a table that does not match it is damaged; either is rebuilt, never trusted.
+    tables = {"train.parquet": _to_parquet(train), "test.parquet": _to_parquet(test)}
+    for name, content in tables.items():
+        storage.write_bytes_atomic(storage.join(url, name), content)
     meta = {
         "version": PREPROCESS_VERSION,
         "key": key,
@@ -66,6 +68,7 @@ def preprocess(
         "n_test": len(test),
         "preprocess": dict(preprocess),
         "seed": seed,
+        "sha256": {name: hashlib.sha256(content).hexdigest() for name, content in tables.items()},
     }
     storage.write_bytes_atomic(storage.join(url, META), json.dumps(meta, indent=2).encode())
     return StoredSplit(url=url, key=key, reused=False)
@@ -210,14 +213,17 @@ def _to_parquet(table: pd.DataFrame) -> bytes:
 
 
 def _is_complete(url: str) -> bool:
-    """A stored split counts only when its meta.json and both tables are there and readable."""
+    """A stored split counts only when meta.json is there and both tables match its checksums."""
     try:
         meta = json.loads(storage.read_bytes(storage.join(url, META)))
-    except (FileNotFoundError, ValueError):
+        if meta.get("version") != PREPROCESS_VERSION:
+            return False
+        return all(
+            hashlib.sha256(storage.read_bytes(storage.join(url, name))).hexdigest() == digest
+            for name, digest in meta["sha256"].items()
+        )
+    except (FileNotFoundError, ValueError, KeyError):
         return False
-    return meta.get("version") == PREPROCESS_VERSION and all(
-        storage.exists(storage.join(url, name)) for name in ("train.parquet", "test.parquet")
-    )
 
 
 def preprocess_group(plan_url: str, group_id: str) -> StoredSplit:

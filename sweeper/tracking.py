@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from sweeper.errors import SweeperError
+from sweeper.storage import redact
 
 if TYPE_CHECKING:
     from steps.train import TrialScore
     from sweeper.plan import Trial
 
 PARENT_TAG = "mlflow.parentRunId"
+# Unless the user set them: a tracking server that is down fails in seconds, not minutes (MLflow's
+# own default is 7 retries with long backoff), and ending a run prints no link (a sweep prints
+# its own summary; a step's stdout stays machine-readable).
+_MLFLOW_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
 # MLflow refuses longer param values and tag values.
 _MAX_PARAM = 6000
 _MAX_TAG = 5000
@@ -37,13 +50,17 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         from mlflow.tracking import MlflowClient
 
-        # MLflow prints a link (after one more request) for every run it ends on a server; the
-        # sweep prints its own summary, and stdout of a step stays machine-readable.
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        for name, value in _MLFLOW_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+
+        from mlflow.exceptions import MlflowException
 
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
-        self.experiment_id = self._experiment_id(experiment)
+        try:
+            self.experiment_id = self._experiment_id(experiment)
+        except MlflowException as err:
+            raise SweeperError(f"MLflow at {redact(tracking_uri)} {_problem(err)}") from None
 
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
@@ -113,6 +130,14 @@ class Tracker:
             metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
         )
+
+
+def _problem(err: Exception) -> str:
+    text = str(err)
+    refused = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if refused:
+        return f"cannot be reached: {refused.group(1).strip()}"
+    return f"cannot be used: {text.strip().splitlines()[0][:300]}"
 
 
 def _now_ms() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import data_file, run_sweeper
+from conftest import data_file, free_port, run_sweeper
 
 # (overrides, what the error line must say); {dir} is the working directory.
 CASES = {
@@ -45,3 +45,11 @@ def test_unknown_model_is_named(workdir: Path) -> None:
     result = run_sweeper(["model=nope", "-m"], cwd=workdir)
     assert result.returncode != 0
     assert "Could not find 'model/nope'" in result.stderr
+
+
+def test_unreachable_tracking_server_fails_fast_with_its_uri(workdir: Path) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = run_sweeper(["model=lasso", f"mlflow.tracking_uri={uri}", "-m"], cwd=workdir)
+    assert result.returncode != 0
+    assert f"MLflow at {uri} cannot be reached: Connection refused" in result.stderr
+    assert "Traceback" not in result.stderr

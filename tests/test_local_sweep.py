@@ -193,3 +193,15 @@ def test_hydra_conventions_still_work(workdir: Path) -> None:
     help_text = run_sweeper(["--help"], cwd=workdir).stdout
     assert "model: elasticnet, gbr, knn, lasso, rf, ridge, svr" in help_text
     assert not (workdir / "mlflow.db").exists()  # neither ran anything
+
+
+def test_a_damaged_stored_split_is_rebuilt_not_trusted(workdir: Path) -> None:
+    args = ["model=ridge", "model.alpha=1", "-m"]
+    assert run_sweeper(args, cwd=workdir).returncode == 0
+    [stored] = split_dirs(workdir / "sweeper-store")
+    whole = (stored / "train.parquet").read_bytes()
+    (stored / "train.parquet").write_bytes(whole[: len(whole) // 2])  # a crash mid-copy
+    again = run_sweeper(args, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "stored" in again.stdout + again.stderr and "reused" not in again.stdout + again.stderr
+    assert (stored / "train.parquet").read_bytes() == whole
