@@ -24,7 +24,7 @@ from sweeper import storage
 from sweeper.errors import DataError
 
 # Part of every key: bump it when the transformation changes so old splits are not reused.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 TARGET_COLUMN = "__target__"
 META = "meta.json"
 BUNDLED = ("diabetes",)

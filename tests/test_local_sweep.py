@@ -205,3 +205,25 @@ def test_a_damaged_stored_split_is_rebuilt_not_trusted(workdir: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert "stored" in again.stdout + again.stderr and "reused" not in again.stdout + again.stderr
     assert (stored / "train.parquet").read_bytes() == whole
+
+
+def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
+    helpers = str(Path(__file__).parent / "helpers")
+    result = run_sweeper(
+        ["model=lasso", "model._target_=crashing.CrashingLasso", "model.alpha=0.1,13,1,2,3", "-m"],
+        cwd=workdir,
+        env={"PYTHONPATH": helpers},
+    )
+    assert result.returncode == 1
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    status = {r.info.run_name: r.info.status for r in sweep.children}
+    assert status == {
+        "lasso alpha=0.1": "FINISHED", "lasso alpha=13": "FAILED", "lasso alpha=1": "FINISHED",
+        "lasso alpha=2": "FINISHED", "lasso alpha=3": "FINISHED",
+    }  # fmt: skip
+    died = sweep.by_name()["lasso alpha=13"].data.tags
+    assert died["error.type"] == "WorkerDied"
+    assert died["error.message"] == "its worker process died (killed by SIGKILL)"
+    assert (
+        "lasso alpha=13: WorkerDied: its worker process died (killed by SIGKILL)" in result.stdout
+    )
