@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import SweeperError
@@ -56,9 +59,10 @@ class Tracker:
         from mlflow.exceptions import MlflowException
 
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
         try:
-            self.experiment_id = self._experiment_id(experiment)
+            with _sqlite_creation_lock(tracking_uri):
+                self.client = MlflowClient(tracking_uri)  # creates a new store's tables
+                self.experiment_id = self._experiment_id(experiment)
         except MlflowException as err:
             raise SweeperError(f"MLflow at {redact(tracking_uri)} {_problem(err)}") from None
 
@@ -130,6 +134,22 @@ class Tracker:
             metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
         )
+
+
+@contextlib.contextmanager
+def _sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
+    """One process at a time opens a SQLite store: MLflow's table creation races otherwise."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as database:  # SQLite takes an empty file as an empty database
+        fcntl.flock(database, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(database, fcntl.LOCK_UN)
 
 
 def _problem(err: Exception) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +229,22 @@ def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
     assert (
         "lasso alpha=13: WorkerDied: its worker process died (killed by SIGKILL)" in result.stdout
     )
+
+
+def test_two_sweeps_at_once_on_one_store_and_database(workdir: Path) -> None:
+    commands = [
+        ["model=rf", "model.n_estimators=range(50,60)", "-m"],
+        ["model=lasso", "model.alpha=range(1,21)", "-m"],
+    ]
+    running = [
+        subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=workdir,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for args in commands
+    ]  # fmt: skip
+    for process in running:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+    both = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert sorted(len(s.children) for s in both) == [10, 20]
+    assert all(r.info.status == "FINISHED" for s in both for r in s.children)
+    assert len(split_dirs(workdir / "sweeper-store")) == 1  # the same split, stored once
