@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +251,34 @@ def test_two_sweeps_at_once_on_one_store_and_database(workdir: Path) -> None:
     assert sorted(len(s.children) for s in both) == [10, 20]
     assert all(r.info.status == "FINISHED" for s in both for r in s.children)
     assert len(split_dirs(workdir / "sweeper-store")) == 1  # the same split, stored once
+
+
+def test_ctrl_c_stops_cleanly(workdir: Path) -> None:
+    long_sweep = ["model=rf", "model.n_estimators=range(300,2000,20)", "-m"]  # 85 trials
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *long_sweep],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert sweep.stdout is not None
+    for line in sweep.stdout:  # wait until trials are under way
+        if "[2/85]" in line:
+            break
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130
+    assert stderr.strip().endswith("interrupted") and "Traceback" not in stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # no worker outlives the sweep
+        try:
+            os.killpg(sweep.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("worker processes are still running")
+    [killed] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert killed.parent.info.status == "KILLED"
+    assert 2 <= len(killed.children) < 85
+    assert all(r.info.status == "FINISHED" for r in killed.children)
