@@ -242,6 +242,13 @@ def preprocess_group(plan_url: str, group_id: str) -> StoredSplit:
     return split
 
 
+def recorded_split(plan: Any, group_id: str) -> dict[str, Any]:
+    """The split `preprocess_group` recorded for a group of a stored plan (url, key, reused)."""
+    url = storage.join(plan.settings.storage_root, "sweeps", plan.sweep_id, "splits",
+                       f"{group_id}.json")  # fmt: skip
+    return json.loads(storage.read_bytes(url))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m steps.preprocess", description=__doc__)
     source = parser.add_mutually_exclusive_group(required=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sweeper import storage
 from sweeper.outcome import Outcome, SweepResult
@@ -34,10 +35,11 @@ def summarise(plan_url: str) -> SweepResult:
     for run in sorted(runs, key=lambda r: r.info.status == "FINISHED"):
         by_index[int(run.data.tags.get("trial_index", -1))] = run
     result = SweepResult(plan, plan.parent_run_id, tracker.tracking_uri)
+    finished_before: dict[str, dict] = {}  # split key → trials an earlier sweep finished
     for trial in plan.trials:
         run = by_index.get(trial.index)
         if run is None:
-            result.outcomes.append(Outcome.not_run(trial, "no run was logged"))
+            result.outcomes.append(_earlier(tracker, plan, trial, finished_before))
         elif run.info.status == "FINISHED":
             result.outcomes.append(Outcome.finished(trial, run.data.metrics, run.info.run_id))
         else:
@@ -51,6 +53,23 @@ def summarise(plan_url: str) -> SweepResult:
         plan.settings.storage_root, plan.sweep_id, "results.json", result.to_json()
     )
     return result
+
+
+def _earlier(tracker: Any, plan: Plan, trial: Any, cache: dict[str, dict]) -> Outcome:
+    """A trial without a run in this sweep: reused from an earlier one, or never run."""
+    from steps.preprocess import recorded_split
+    from sweeper.plan import trial_key
+
+    try:
+        split_key = recorded_split(plan, trial.group)["key"]
+    except FileNotFoundError:
+        return Outcome.not_run(trial, "its preprocess step did not finish")
+    if split_key not in cache:
+        cache[split_key] = tracker.finished_trials(split_key)
+    found = cache[split_key].get(trial_key(split_key, trial.model))
+    if found is None:
+        return Outcome.not_run(trial, "no run was logged")
+    return Outcome.reused_from(trial, found[1], found[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ With `--plan <plan.json URL> --trials 3,4,5` the trials come from a stored plan 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import io
 import json
@@ -95,8 +96,12 @@ def _now_ms() -> int:
 
 
 def train_planned(plan_url: str, indices: Sequence[int]) -> int:
-    """Trials of a stored plan, each logged as a child run; the number that failed."""
-    from sweeper.plan import Plan
+    """Trials of a stored plan, each logged as a child run; the number that failed.
+
+    A trial that a sweep of the experiment already finished on the same split is skipped.
+    """
+    from steps.preprocess import recorded_split
+    from sweeper.plan import Plan, trial_key
     from sweeper.tracking import Tracker, TrialRecord
 
     plan = Plan.from_json(storage.read_bytes(plan_url).decode())
@@ -105,14 +110,14 @@ def train_planned(plan_url: str, indices: Sequence[int]) -> int:
     failed = 0
     for index in indices:
         trial = plan.trials[index]
-        split = json.loads(
-            storage.read_bytes(
-                storage.join(plan.settings.storage_root, "sweeps", plan.sweep_id, "splits",
-                             f"{trial.group}.json")
-            )
-        )  # fmt: skip
-        failed += not _score_and_log(tracker, plan.parent_run_id, plan.sweep_id,
-                                     TrialRecord.of(trial), trial.model, split["url"])  # fmt: skip
+        split = recorded_split(plan, trial.group)
+        key = trial_key(split["key"], trial.model)
+        if not plan.settings.rerun and key in tracker.finished_trials(split["key"]):
+            print(json.dumps({"trial": trial.name, "reused": True}))
+            continue
+        record = dataclasses.replace(TrialRecord.of(trial), key=key, split_key=split["key"])
+        failed += not _score_and_log(tracker, plan.parent_run_id, plan.sweep_id, record,
+                                     trial.model, split["url"])  # fmt: skip
     return failed
 
 

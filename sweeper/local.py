@@ -22,7 +22,7 @@ from typing import Any
 from steps.preprocess import StoredSplit, preprocess
 from steps.train import TrialScore, limit_threads, score
 from sweeper.outcome import Outcome, SweepResult
-from sweeper.plan import Plan, PreprocessGroup, Trial
+from sweeper.plan import Plan, PreprocessGroup, Trial, trial_key
 from sweeper.storage import write_record
 from sweeper.tracking import Tracker, TrialRecord
 
@@ -48,6 +48,10 @@ def run_local(plan: Plan) -> SweepResult:
     # Workers import and preprocess while this process opens the tracking store.
     with _Run(plan, workers) as run:
         tracker = Tracker(settings.tracking_uri, settings.experiment)
+        for orphan in tracker.end_orphaned_sweeps():
+            log.info(
+                "Sweep run %s was left running by a process that is gone: marked KILLED", orphan
+            )
         parent_run_id = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
         plan = dataclasses.replace(plan, parent_run_id=parent_run_id)
         write_record(settings.storage_root, plan.sweep_id, "plan.json", plan.to_json())
@@ -111,6 +115,7 @@ class _Run:
         self.isolated: Future[Any] | None = None
         self.suspects: list[Trial] = []
         self.split_urls: dict[str, str] = {}
+        self.keys: dict[int, tuple[str, str]] = {}  # trial index → (trial key, split key)
         self.preprocess_breaks: Counter[str] = Counter()
         self.pending: dict[Future[Any], PreprocessGroup | Trial] = {}
         for group in plan.groups:
@@ -166,8 +171,16 @@ class _Run:
         log.info(
             "Preprocess %s: %s %s", group.id, "reused" if split.reused else "stored", split.url
         )
+        # Trials some sweep already finished on this very split are not trained again.
+        finished = {} if self.plan.settings.rerun else self.tracker.finished_trials(split.key)
         for trial in trials:
-            self._submit(trial)
+            key = trial_key(split.key, trial.model)
+            self.keys[trial.index] = (key, split.key)
+            if key in finished:
+                run_id, metrics = finished[key]
+                self._settle(Outcome.reused_from(trial, metrics, run_id))
+            else:
+                self._submit(trial)
 
     def _trained(self, trial: Trial, future: Future[TrialScore]) -> None:
         if future is self.isolated:
@@ -183,7 +196,8 @@ class _Run:
     def _record(
         self, trial: Trial, trial_score: TrialScore | None = None, error: Exception | None = None
     ) -> None:
-        record = TrialRecord.of(trial)
+        key, split_key = self.keys[trial.index]
+        record = dataclasses.replace(TrialRecord.of(trial), key=key, split_key=split_key)
         parent, sweep_id = self.result.parent_run_id, self.plan.sweep_id
         if trial_score is not None:
             run_id = self.tracker.log_trial(parent, sweep_id, record, score=trial_score)
@@ -192,6 +206,9 @@ class _Run:
             assert error is not None
             run_id = self.tracker.log_trial(parent, sweep_id, record, error=error)
             outcome = Outcome.failed(trial, error, run_id)
+        self._settle(outcome)
+
+    def _settle(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         log.info("[%d/%d] %s", len(self.result.outcomes), len(self.plan.trials), outcome.line())
 

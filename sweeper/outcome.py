@@ -18,6 +18,11 @@ class Outcome:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     run_id: str | None = None
+    reused: bool = False  # finished by an earlier sweep: its run is that sweep's
+
+    @classmethod
+    def reused_from(cls, trial: Trial, metrics: dict[str, float], run_id: str) -> Outcome:
+        return cls(trial, "FINISHED", metrics, run_id=run_id, reused=True)
 
     @classmethod
     def finished(cls, trial: Trial, metrics: dict[str, float], run_id: str) -> Outcome:
@@ -37,7 +42,8 @@ class Outcome:
 
     def line(self) -> str:
         if self.status == "FINISHED":
-            return f"{self.trial.name}: mse={self.mse:.6g}"
+            reused = " (reused)" if self.reused else ""
+            return f"{self.trial.name}: mse={self.mse:.6g}{reused}"
         return f"{self.trial.name}: {self.status} {self.error}"
 
 
@@ -64,7 +70,11 @@ class SweepResult:
         return ranked[0] if ranked and ranked[0].status == "FINISHED" else None
 
     def summary_metrics(self) -> dict[str, float]:
-        metrics = {"n_trials": float(len(self.plan.trials)), "n_failed": float(self.n_failed)}
+        metrics = {
+            "n_trials": float(len(self.plan.trials)),
+            "n_failed": float(self.n_failed),
+            "n_reused": float(sum(o.reused for o in self.outcomes)),
+        }
         if self.best is not None:
             metrics["best_mse"] = self.best.mse
         return metrics
@@ -76,6 +86,7 @@ class SweepResult:
                 "name": o.trial.name,
                 "model": o.trial.model_name,
                 "status": o.status,
+                "reused": o.reused,
                 "metrics": o.metrics,
                 "error": o.error,
                 "run_id": o.run_id,

@@ -20,7 +20,7 @@ from sweeper import storage
 from sweeper.errors import SweeperError
 
 # Settings that belong to the sweep as a whole: every trial must agree on them.
-SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow")
+SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow", "sweep")
 BACKENDS = ("local", "argo")
 
 
@@ -63,6 +63,7 @@ class Settings:
     storage_root: str
     tracking_uri: str
     experiment: str
+    rerun: bool = False  # train trials again even when MLflow has them finished
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,15 @@ def _settings(jobs: Sequence[Job]) -> Settings:
         storage_root=storage.absolute(str(first.storage.root)),
         tracking_uri=str(first.mlflow.tracking_uri),
         experiment=str(first.mlflow.experiment),
+        rerun=bool(first.sweep.rerun),
     )
+
+
+def trial_key(split_key: str, model: Mapping[str, Any]) -> str:
+    """A trial's identity: its resolved model config and the stored split (settings and the
+    input's bytes) it trains on. The same key means the same result, so it is not trained twice."""
+    identity = json.dumps([split_key, model], sort_keys=True, default=str)
+    return hashlib.sha256(identity.encode()).hexdigest()[:20]
 
 
 def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:

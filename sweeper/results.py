@@ -25,7 +25,8 @@ def print_results(result: SweepResult, console: Console | None = None) -> None:
         m = outcome.metrics
         cells = [f"{m[k]:.4g}" if k in m else "" for k in ("mse", "rmse", "mae", "r2")]
         fit = f"{m['fit_seconds']:.2f}" if "fit_seconds" in m else ""
-        table.add_row(str(rank), outcome.trial.name, *cells, fit, outcome.status)
+        status = "reused" if outcome.reused else outcome.status
+        table.add_row(str(rank), outcome.trial.name, *cells, fit, status)
     console.print(table)
     for outcome in result.ranked():
         if outcome.status != "FINISHED":

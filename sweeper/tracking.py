@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import re
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class TrialRecord:
     name: str
     params: Mapping[str, str] = field(default_factory=dict)
     index: int | None = None  # the trial's place in its plan
+    key: str | None = None  # sweeper.plan.trial_key: what makes two trials the same
+    split_key: str | None = None
 
     @classmethod
     def of(cls, trial: Trial) -> TrialRecord:
@@ -81,9 +84,8 @@ class Tracker:
             return found.experiment_id
 
     def start_sweep(self, sweep_id: str, params: Mapping[str, Any]) -> str:
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"sweep {sweep_id}", tags={"sweep_id": sweep_id}
-        )
+        tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(os.getpid())}
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep {sweep_id}", tags=tags)
         self._log(run.info.run_id, params=params)
         return run.info.run_id
 
@@ -98,8 +100,12 @@ class Tracker:
     ) -> str:
         """A finished (or failed) trial as a child run, in three calls: create, one batch, end."""
         tags = {PARENT_TAG: parent_run_id, "sweep_id": sweep_id}
-        if record.index is not None:
-            tags["trial_index"] = str(record.index)
+        optional = {
+            "trial_index": record.index,
+            "trial_key": record.key,
+            "split_key": record.split_key,
+        }
+        tags.update({k: str(v) for k, v in optional.items() if v is not None})
         if error is not None:
             tags["error.type"] = type(error).__name__
             tags["error.message"] = str(error)[:_MAX_TAG]
@@ -114,6 +120,37 @@ class Tracker:
             run.info.run_id, final, end_time=score.ended_ms if score else _now_ms()
         )
         return run.info.run_id
+
+    def finished_trials(self, split_key: str) -> dict[str, tuple[str, dict[str, float]]]:
+        """Trials on this split that some sweep of the experiment finished: key → (run, metrics)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.split_key = '{split_key}' and attributes.status = 'FINISHED'",
+            max_results=50_000,
+        )
+        return {
+            r.data.tags["trial_key"]: (r.info.run_id, r.data.metrics)
+            for r in runs
+            if "trial_key" in r.data.tags
+        }
+
+    def end_orphaned_sweeps(self) -> list[str]:
+        """Sweep runs left RUNNING by a process of this machine that no longer exists (SIGKILL,
+        power loss) are marked KILLED; the ids of those runs."""
+        running = self.client.search_runs(
+            [self.experiment_id],
+            filter_string="attributes.status = 'RUNNING' and tags.sweep_id != ''",
+            max_results=5_000,
+        )
+        ended = []
+        for run in running:
+            tags = run.data.tags
+            if PARENT_TAG in tags or tags.get("host") != socket.gethostname():
+                continue
+            if not _alive(int(tags.get("pid", "0"))):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                ended.append(run.info.run_id)
+        return ended
 
     def finish_sweep(self, run_id: str, metrics: Mapping[str, float], status: str) -> None:
         self._log(run_id, metrics=metrics)
@@ -150,6 +187,18 @@ def _sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(database, fcntl.LOCK_UN)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _problem(err: Exception) -> str:

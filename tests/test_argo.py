@@ -226,3 +226,14 @@ def test_failed_trials_still_get_a_summary(
     }  # fmt: skip
     assert sweep.parent.data.metrics["n_failed"] == 1
     assert sweep.parent.info.status == "FAILED"
+
+    # Submitted again (a new workflow, a new sweep): the finished trial is not trained again.
+    metadata = {**manifest["metadata"], "name": manifest["metadata"]["name"] + "-again"}
+    again = ArgoRunner(
+        {**manifest, "metadata": metadata}, env=base_env(), secrets={"s3": credentials}
+    )
+    assert again.run() == "Failed"  # alpha=-1 still fails
+    _, second = sweeps(mlflow_server, "argo-failing")
+    assert [r.info.run_name for r in second.children] == ["lasso alpha=-1"]
+    assert second.parent.data.metrics["n_reused"] == 1
+    assert "lasso alpha=0.1" in again.pods[-1].stdout  # the summary still ranks it

@@ -72,13 +72,50 @@ def test_default_demo_sweep_logs_parent_and_children_and_reuses_preprocess(workd
     assert second.returncode == 0, second.stderr
     assert split_dirs(workdir / "sweeper-store") == [stored]
     assert (stored / "meta.json").stat().st_mtime_ns == meta_written
-    assert "reused" in second.stdout + second.stderr
-    again = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
-    assert len(again) == 2 and len(again[1].children) == 9
-    # Same split, same seed: the same scores.
-    assert {r.info.run_name: r.data.metrics["mse"] for r in again[1].children} == {
-        r.info.run_name: r.data.metrics["mse"] for r in again[0].children
+    assert "Preprocess" in second.stdout and "reused" in second.stdout
+    # The same trials on the same split: nothing is trained again.
+    first_sweep, second_sweep = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert len(first_sweep.children) == 9 and second_sweep.children == []
+    assert second.stdout.count("│ reused") == 9
+    assert second_sweep.parent.data.metrics["n_reused"] == 9
+    assert second_sweep.parent.data.metrics["best_mse"] == parent["best_mse"]
+
+    rerun = run_sweeper(["model=rf,lasso", "sweep.rerun=true", "-m"], cwd=workdir)
+    assert rerun.returncode == 0, rerun.stderr
+    third = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")[-1]
+    # Trained again: same split and seed, so the same scores.
+    assert {r.info.run_name: r.data.metrics["mse"] for r in third.children} == {
+        r.info.run_name: r.data.metrics["mse"] for r in first_sweep.children
     }
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
+    args = ["model=lasso", "model.alpha=range(1,301)", "-m"]  # 300 quick trials
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *args], cwd=workdir, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert sweep.stdout is not None
+    for line in sweep.stdout:
+        if "[40/300]" in line:
+            break
+    os.killpg(sweep.pid, signal.SIGKILL)  # power loss: nothing gets to clean up
+    sweep.wait()
+    database = f"sqlite:///{workdir / 'mlflow.db'}"
+    [killed] = sweeps(database, "sweeper")
+    done_before = len(killed.children)
+    assert 40 <= done_before < 300 and killed.parent.info.status == "RUNNING"
+
+    resumed = run_sweeper(args, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("│ reused") == done_before
+    first, second = sweeps(database, "sweeper")
+    assert first.parent.info.status == "KILLED"  # the orphan is closed, not left RUNNING
+    assert len(second.children) == 300 - done_before  # only the rest was trained
+    names = [r.info.run_name for s in (first, second) for r in s.children]
+    assert len(names) == len(set(names)) == 300  # every trial finished exactly once
+    assert all(r.info.status == "FINISHED" for s in (first, second) for r in s.children)
+    assert second.parent.data.metrics["n_reused"] == done_before
 
 
 def test_command_line_values_give_exactly_those_trials(workdir: Path, mlflow_server: str) -> None:
