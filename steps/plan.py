@@ -22,11 +22,13 @@ from sweeper.plan import Plan
 
 
 def plan_sweep(overrides: Sequence[str], multirun: bool, sweep_id: str) -> Plan:
+    from sweeper import storage
     from sweeper.definition import plan_from_definition
     from sweeper.storage import write_record
     from sweeper.tracking import Tracker
 
     plan = plan_from_definition(overrides, multirun, sweep_id)
+    storage.check_root(plan.settings.storage_root)
     tracker = Tracker(plan.settings.tracking_uri, plan.settings.experiment)
     parent = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
     plan = dataclasses.replace(plan, parent_run_id=parent)

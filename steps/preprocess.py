@@ -100,8 +100,9 @@ def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
         raw = storage.read_bytes(path)
     except FileNotFoundError:
         raise DataError(f"data.path {storage.redact(path)} does not exist") from None
-    except (OSError, ValueError) as err:
-        raise DataError(f"data.path {storage.redact(path)} cannot be read: {err}") from None
+    except Exception as err:  # whatever the filesystem raises: a denied bucket, no endpoint…
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"data.path {storage.redact(path)} cannot be read: {reason}") from None
     if not raw.strip():
         raise DataError(f"data.path {storage.redact(path)} is empty")
     return raw, hashlib.sha256(raw).hexdigest()

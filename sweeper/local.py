@@ -21,6 +21,7 @@ from typing import Any
 
 from steps.preprocess import StoredSplit, preprocess
 from steps.train import TrialScore, limit_threads, score
+from sweeper import storage
 from sweeper.outcome import Outcome, SweepResult
 from sweeper.plan import Plan, PreprocessGroup, Trial, trial_key
 from sweeper.storage import write_record
@@ -47,6 +48,7 @@ def run_local(plan: Plan) -> SweepResult:
     workers = min(settings.workers or os.cpu_count() or 1, max(1, len(plan.trials)))
     # Workers import and preprocess while this process opens the tracking store.
     with _Run(plan, workers) as run:
+        storage.check_root(settings.storage_root)
         tracker = Tracker(settings.tracking_uri, settings.experiment)
         for orphan in tracker.end_orphaned_sweeps():
             log.info(

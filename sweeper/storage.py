@@ -25,6 +25,26 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
+def check_root(root: str) -> None:
+    """Fail early, in one line, when `storage.root` cannot be used (no bucket, no endpoint…)."""
+    from sweeper.errors import SweeperError
+
+    try:
+        if is_local(root):
+            Path(root.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+            return
+        fs, path = fsspec.core.url_to_fs(root)
+        top = path.split("/")[0]
+        fs.info(top)  # the bucket (or top folder): missing, denied, unreachable
+    except FileNotFoundError:
+        raise SweeperError(
+            f"storage.root {redact(root)} cannot be used: {top} does not exist"
+        ) from None
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SweeperError(f"storage.root {redact(root)} cannot be used: {reason}") from None
+
+
 def read_bytes(url: str) -> bytes:
     with fsspec.open(url, "rb") as f:
         return f.read()

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import data_file, free_port, run_sweeper
+from conftest import S3Server, data_file, free_port, run_sweeper
 
 # (overrides, what the error line must say); {dir} is the working directory.
 CASES = {
     "missing file": (["data.path={dir}/nope.csv", "data.target=y"], "does not exist"),
     "empty file": (["data.path={dir}/empty.csv", "data.target=y"], "is empty"),
     "binary junk": (["data.path={dir}/junk.csv", "data.target=y"], "not a readable table"),
+    "malformed CSV": (["data.path={dir}/ragged.csv", "data.target=y"],
+                      "not a readable table: Error tokenizing data"),
     "missing target": (["data.path={carseats}", "data.target=nope"],
                        "'nope' is not a column; columns: ['Sales'"),
     "text target": (["data.path={carseats}", "data.target=ShelveLoc"],
@@ -29,6 +31,7 @@ def test_bad_data_is_named_in_one_line(workdir: Path, case: str) -> None:
     (workdir / "empty.csv").write_text("")
     (workdir / "junk.csv").write_bytes(bytes(range(256)) * 20)
     (workdir / "blank_target.csv").write_text("x,y\n1,\n2,\n")
+    (workdir / "ragged.csv").write_text("x,y\n1,2\n3,4,5,6\n")
     overrides, expected = CASES[case]
     paths = {"dir": workdir, "carseats": data_file("carseats.csv")}
     filled = [o.format(**paths) for o in overrides]
@@ -53,3 +56,26 @@ def test_unreachable_tracking_server_fails_fast_with_its_uri(workdir: Path) -> N
     assert result.returncode != 0
     assert f"MLflow at {uri} cannot be reached: Connection refused" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_bucket_and_unreachable_endpoint_are_named(
+    workdir: Path, s3_server: S3Server
+) -> None:
+    missing = run_sweeper(["model=ridge", "storage.root=s3://no-such-bucket/sweeps", "-m"],
+                          cwd=workdir, env=s3_server.env)  # fmt: skip
+    assert missing.returncode != 0
+    assert (
+        "storage.root s3://no-such-bucket/sweeps cannot be used: no-such-bucket does not exist"
+        in missing.stderr
+    )
+    closed = f"http://127.0.0.1:{free_port()}"
+    no_endpoint = {**s3_server.env, "AWS_ENDPOINT_URL": closed}
+    unreachable = run_sweeper(
+        ["model=ridge", "storage.root=s3://bucket/sweeps", "-m"], cwd=workdir, env=no_endpoint
+    )
+    assert unreachable.returncode != 0
+    assert (
+        f'cannot be used: Could not connect to the endpoint URL: "{closed}/bucket"'
+        in unreachable.stderr
+    )
+    assert "Traceback" not in missing.stderr + unreachable.stderr
