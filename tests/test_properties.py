@@ -1,0 +1,85 @@
+"""Properties that must hold for any input: names Kubernetes accepts, keys that identify trials."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sweeper.app import config_dir
+from sweeper.argo.names import dns_label, label_value
+from sweeper.compose import compose_jobs
+from sweeper.expand import expand
+from sweeper.plan import build_plan, trial_key
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+@given(st.text(max_size=300), st.integers(min_value=12, max_value=63))
+def test_dns_labels_are_valid_and_stable(text: str, limit: int) -> None:
+    label = dns_label(text, limit)
+    assert DNS_LABEL.match(label) and len(label) <= limit
+    assert dns_label(text, limit) == label
+
+
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_distinct_texts_get_distinct_dns_labels(first: str, second: str) -> None:
+    if first != second:
+        assert dns_label(first) != dns_label(second)
+
+
+@given(st.text(max_size=300))
+def test_label_values_are_valid(text: str) -> None:
+    value = label_value(text)
+    assert LABEL_VALUE.match(value) and len(value) <= 63
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), scalars, max_size=8), st.text(max_size=20))
+def test_trial_keys_ignore_order_and_see_every_value(model: dict, split_key: str) -> None:
+    reordered = dict(reversed(list(model.items())))
+    assert trial_key(split_key, model) == trial_key(split_key, reordered)
+    for name in model:
+        changed = {**model, name: ["changed", model[name]]}
+        assert trial_key(split_key, changed) != trial_key(split_key, model)
+    assert trial_key(split_key + "x", model) != trial_key(split_key, model)
+
+
+@pytest.fixture(scope="module")
+def hydra_initialised() -> Iterator[None]:
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()
+
+
+def plan_for(arguments: list[str]):  # type: ignore[no-untyped-def]
+    def composed(overrides: list[str]):  # type: ignore[no-untyped-def]
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+    parser = OverridesParser.create()
+    jobs = expand(arguments, {}, "rf", composed, parser)
+    return build_plan(compose_jobs(jobs, composed, parser)[0], sweep_id="s")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(min_value=1e-6, max_value=1e6), min_size=1, max_size=6, unique=True))
+def test_override_values_give_unique_stable_trials(hydra_initialised: None, alphas: list) -> None:
+    arguments = ["model=lasso", "model.alpha=" + ",".join(map(repr, alphas))]
+    plan, again = plan_for(arguments), plan_for(arguments)
+    names = [t.name for t in plan.trials]
+    assert len(names) == len(set(names)) == len(alphas)
+    assert names == [t.name for t in again.trials]
+    keys = [trial_key("split", t.model) for t in plan.trials]
+    assert keys == [trial_key("split", t.model) for t in again.trials]
+    assert len(set(keys)) == len(alphas)
