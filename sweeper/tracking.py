@@ -8,10 +8,10 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sweeper.errors import SweeperError
 from sweeper.storage import redact
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from steps.train import TrialScore
     from sweeper.plan import Trial
 
+T = TypeVar("T")
 PARENT_TAG = "mlflow.parentRunId"
 # Unless the user set them: a tracking server that is down fails in seconds, not minutes (MLflow's
 # own default is 7 retries with long backoff), and ending a run prints no link (a sweep prints
@@ -96,7 +97,6 @@ class Tracker:
         record: TrialRecord,
         score: TrialScore | None = None,
         error: BaseException | None = None,
-        status: str | None = None,
     ) -> str:
         """A finished (or failed) trial as a child run, in three calls: create, one batch, end."""
         tags = {PARENT_TAG: parent_run_id, "sweep_id": sweep_id}
@@ -110,15 +110,15 @@ class Tracker:
             tags["error.type"] = type(error).__name__
             tags["error.message"] = str(error)[:_MAX_TAG]
         started = score.started_ms if score else _now_ms()
-        run = self.client.create_run(
-            self.experiment_id, start_time=started, tags=tags, run_name=record.name
-        )
+        run = _unlocked(
+            self.client.create_run,
+            self.experiment_id, start_time=started, tags=tags, run_name=record.name,
+        )  # fmt: skip
         metrics = score.metrics if score else {}
         self._log(run.info.run_id, params=record.params, metrics=metrics, step_time=started)
-        final = status or ("FINISHED" if error is None else "FAILED")
-        self.client.set_terminated(
-            run.info.run_id, final, end_time=score.ended_ms if score else _now_ms()
-        )
+        final = "FINISHED" if error is None else "FAILED"
+        ended = score.ended_ms if score else _now_ms()
+        _unlocked(self.client.set_terminated, run.info.run_id, final, end_time=ended)
         return run.info.run_id
 
     def finished_trials(self, split_key: str) -> dict[str, tuple[str, dict[str, float]]]:
@@ -154,7 +154,7 @@ class Tracker:
 
     def finish_sweep(self, run_id: str, metrics: Mapping[str, float], status: str) -> None:
         self._log(run_id, metrics=metrics)
-        self.client.set_terminated(run_id, status)
+        _unlocked(self.client.set_terminated, run_id, status)
 
     def _log(
         self,
@@ -166,7 +166,8 @@ class Tracker:
         from mlflow.entities import Metric, Param
 
         timestamp = step_time or _now_ms()
-        self.client.log_batch(
+        _unlocked(
+            self.client.log_batch,
             run_id,
             metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
@@ -187,6 +188,20 @@ def _sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(database, fcntl.LOCK_UN)
+
+
+def _unlocked(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A write to the tracking store, retried while another sweep holds SQLite's lock."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(8):
+        try:
+            return write(*args, **kwargs)
+        except MlflowException as err:
+            if "database is locked" not in str(err) or attempt == 7:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _alive(pid: int) -> bool:

@@ -128,3 +128,17 @@ def test_cron_is_created_then_updated(argo: FakeArgo, workdir: Path) -> None:
         "get_cron",
         "update_cron",
     ]
+
+
+def test_a_server_that_keeps_failing_is_given_up_on(argo: FakeArgo, workdir: Path) -> None:
+    argo.fail_next["create_workflow"] = 100
+    result = sweeper(["-m"], argo, workdir)
+    assert result.returncode != 0
+    assert f"Argo server {argo.url}: Server returned status code 503" in result.stderr
+    assert [a for _, a in argo.requests].count("create_workflow") == 5  # bounded retries
+
+
+def test_argo_needs_a_server_or_a_file(workdir: Path) -> None:
+    result = run_sweeper([*SWEEP, "-m"], cwd=workdir)
+    assert result.returncode != 0
+    assert "backend=argo needs argo.server=https://… (or argo.render_to=FILE)" in result.stderr

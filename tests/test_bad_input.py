@@ -78,4 +78,10 @@ def test_missing_bucket_and_unreachable_endpoint_are_named(
         f'cannot be used: Could not connect to the endpoint URL: "{closed}/bucket"'
         in unreachable.stderr
     )
-    assert "Traceback" not in missing.stderr + unreachable.stderr
+    data = run_sweeper(
+        ["model=ridge", "data=csv", "data.path=s3://bucket/sales.csv", "data.target=y", "-m"],
+        cwd=workdir, env=no_endpoint,
+    )  # fmt: skip
+    assert data.returncode != 0
+    assert "data.path s3://bucket/sales.csv cannot be read: Could not connect" in data.stderr
+    assert "Traceback" not in missing.stderr + unreachable.stderr + data.stderr
