@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,11 +103,28 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
+def empty_workdir(tmp_path: Path) -> Path:
     """A user's working directory outside the project: sweeps must not need the repo root."""
     path = tmp_path / "work"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def created_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An mlflow.db whose tables exist: MLflow's migrations take seconds on every new file."""
+    from sweeper.tracking import Tracker
+
+    path = tmp_path_factory.mktemp("database") / "mlflow.db"
+    Tracker(f"sqlite:///{path}", "sweeper")
+    return path
+
+
+@pytest.fixture
+def workdir(empty_workdir: Path, created_database: Path) -> Path:
+    """A working directory where a sweep already made `mlflow.db` (and nothing else)."""
+    shutil.copy(created_database, empty_workdir / "mlflow.db")
+    return empty_workdir
 
 
 def run_sweeper(

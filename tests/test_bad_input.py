@@ -69,7 +69,7 @@ def test_missing_bucket_and_unreachable_endpoint_are_named(
         in missing.stderr
     )
     closed = f"http://127.0.0.1:{free_port()}"
-    no_endpoint = {**s3_server.env, "AWS_ENDPOINT_URL": closed}
+    no_endpoint = {**s3_server.env, "AWS_ENDPOINT_URL": closed, "AWS_MAX_ATTEMPTS": "1"}
     unreachable = run_sweeper(
         ["model=ridge", "storage.root=s3://bucket/sweeps", "-m"], cwd=workdir, env=no_endpoint
     )
