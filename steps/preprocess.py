@@ -44,13 +44,13 @@ def preprocess(
 
     An identical split stored earlier (same settings, same bytes) is reused, not recomputed.
     """
-    raw, content_hash = _read_source(data)
+    raw, bundled, content_hash = _read_source(data)
     key = split_key(data, preprocess, seed, content_hash)
     url = storage.join(storage.absolute(storage_root), "preprocess", key)
     if _is_complete(url):
         return StoredSplit(url=url, key=key, reused=True)
 
-    frame = _parse(raw, data) if raw is not None else _load_bundled(data)
+    frame = _parse(raw, data) if raw is not None else bundled
     train, test, features = _transform(frame, data, preprocess, seed)
     # meta.json goes last, with the tables' checksums: a folder without it is an interrupted
     # write, and a table that does not match it is damaged; either is rebuilt, never trusted.
@@ -90,12 +90,13 @@ def split_key(
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
+def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, pd.DataFrame | None, str]:
+    """The input's bytes (or a bundled data set's frame) and the hash of its content."""
     path = data.get("path")
     if path is None:
         frame = _load_bundled(data)
         content = pd.util.hash_pandas_object(frame).to_numpy().tobytes()
-        return None, hashlib.sha256(content).hexdigest()
+        return None, frame, hashlib.sha256(content).hexdigest()
     try:
         raw = storage.read_bytes(path)
     except FileNotFoundError:
@@ -105,7 +106,7 @@ def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
         raise DataError(f"data.path {storage.redact(path)} cannot be read: {reason}") from None
     if not raw.strip():
         raise DataError(f"data.path {storage.redact(path)} is empty")
-    return raw, hashlib.sha256(raw).hexdigest()
+    return raw, None, hashlib.sha256(raw).hexdigest()
 
 
 def _load_bundled(data: Mapping[str, Any]) -> pd.DataFrame:

@@ -107,12 +107,20 @@ def train_planned(plan_url: str, indices: Sequence[int]) -> int:
     plan = Plan.from_json(storage.read_bytes(plan_url).decode())
     assert plan.parent_run_id is not None, "the plan step opens the sweep's run"
     tracker = Tracker(plan.settings.tracking_uri, plan.settings.experiment)
+    splits: dict[str, dict[str, Any]] = {}  # a pod's trials usually share one group
+    finished: dict[str, dict[str, Any]] = {}
     failed = 0
     for index in indices:
         trial = plan.trials[index]
-        split = recorded_split(plan, trial.group)
+        if trial.group not in splits:
+            splits[trial.group] = recorded_split(plan, trial.group)
+            key_of_split = splits[trial.group]["key"]
+            finished[trial.group] = (
+                {} if plan.settings.rerun else tracker.finished_trials(key_of_split)
+            )
+        split = splits[trial.group]
         key = trial_key(split["key"], trial.model)
-        if not plan.settings.rerun and key in tracker.finished_trials(split["key"]):
+        if key in finished[trial.group]:
             print(json.dumps({"trial": trial.name, "reused": True}))
             continue
         record = dataclasses.replace(TrialRecord.of(trial), key=key, split_key=split["key"])
