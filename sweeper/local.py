@@ -270,4 +270,8 @@ def _death(pool: ProcessPoolExecutor) -> str:
     code = processes[0].exitcode if processes else None
     if code is not None and code < 0:
         return f"killed by {signal.Signals(-code).name}"
-    return "exit code unknown" if code is None else f"exit code {code}"
+    # A fork-server child's status reaches us through the fork server, which reports 255 when
+    # it could not learn it (the child was killed too abruptly): say so rather than guess.
+    if code is None or code == 255:
+        return "killed or crashed; the OS did not report how"
+    return f"exit code {code}"

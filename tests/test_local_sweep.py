@@ -270,10 +270,12 @@ def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
     }  # fmt: skip
     died = sweep.by_name()["lasso alpha=13"].data.tags
     assert died["error.type"] == "WorkerDied"
-    assert died["error.message"] == "its worker process died (killed by SIGKILL)"
-    assert (
-        "lasso alpha=13: WorkerDied: its worker process died (killed by SIGKILL)" in result.stdout
+    # The signal is named when the fork server learns it, which is not guaranteed.
+    assert died["error.message"] in (
+        "its worker process died (killed by SIGKILL)",
+        "its worker process died (killed or crashed; the OS did not report how)",
     )
+    assert f"lasso alpha=13: WorkerDied: {died['error.message']}" in result.stdout
 
 
 def test_two_sweeps_at_once_on_one_store_and_database(empty_workdir: Path) -> None:
