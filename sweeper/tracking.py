@@ -17,19 +17,21 @@ from sweeper.errors import SweeperError
 from sweeper.storage import redact
 
 if TYPE_CHECKING:
-    from steps.train import TrialScore
+    from steps.records import TrialScore
     from sweeper.plan import Trial
 
 T = TypeVar("T")
 PARENT_TAG = "mlflow.parentRunId"
 # Unless the user set them: a tracking server that is down fails in seconds, not minutes (MLflow's
-# own default is 7 retries with long backoff), and ending a run prints no link (a sweep prints
-# its own summary; a step's stdout stays machine-readable).
+# own default is 7 retries with long backoff); ending a run prints no link (a sweep prints its
+# own summary; a step's stdout stays machine-readable); no usage telemetry leaves the sweep
+# (trials run in CI, pods and offline clusters, and each logging call paid for it).
 _MLFLOW_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 # MLflow refuses longer param values and tag values.
 _MAX_PARAM = 6000
@@ -55,12 +57,13 @@ class Tracker:
     """Writes one sweep's runs into one experiment of one tracking server (or SQLite file)."""
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
-        from mlflow.tracking import MlflowClient
-
         for name, value in _MLFLOW_DEFAULTS.items():
             os.environ.setdefault(name, value)
+        if tracking_uri.startswith("sqlite:"):
+            _use_sqlite_wal()
 
         from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
         try:
@@ -136,7 +139,8 @@ class Tracker:
 
     def end_orphaned_sweeps(self) -> list[str]:
         """Sweep runs left RUNNING by a process of this machine that no longer exists (SIGKILL,
-        power loss) are marked KILLED; the ids of those runs."""
+        power loss) are marked KILLED, with any trial run of theirs caught mid-write; the ids of
+        those sweep runs."""
         running = self.client.search_runs(
             [self.experiment_id],
             filter_string="attributes.status = 'RUNNING' and tags.sweep_id != ''",
@@ -148,9 +152,22 @@ class Tracker:
             if PARENT_TAG in tags or tags.get("host") != socket.gethostname():
                 continue
             if not _alive(int(tags.get("pid", "0"))):
+                self.end_running_trials(run.info.run_id)
                 self.client.set_terminated(run.info.run_id, "KILLED")
                 ended.append(run.info.run_id)
         return ended
+
+    def end_running_trials(self, parent_run_id: str) -> None:
+        """Trial runs of this sweep still RUNNING (their process was stopped mid-write): KILLED."""
+        running = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'"
+            ),
+            max_results=50_000,
+        )
+        for run in running:
+            _unlocked(self.client.set_terminated, run.info.run_id, "KILLED")
 
     def finish_sweep(self, run_id: str, metrics: Mapping[str, float], status: str) -> None:
         self._log(run_id, metrics=metrics)
@@ -172,6 +189,32 @@ class Tracker:
             metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
         )
+
+
+_wal_installed = False
+
+
+def _use_sqlite_wal() -> None:
+    """SQLite stores in write-ahead-log mode with `synchronous=NORMAL`: a commit no longer waits
+    for the disk (a crashed process loses nothing; a power cut may lose the last commits, never
+    the file), and readers such as `mlflow ui` do not block a sweep's writers."""
+    global _wal_installed
+    if _wal_installed:
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        if isinstance(connection, sqlite3.Connection):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    event.listen(Engine, "connect", on_connect)
+    _wal_installed = True
 
 
 @contextlib.contextmanager

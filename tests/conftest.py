@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -123,7 +123,12 @@ def created_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def workdir(empty_workdir: Path, created_database: Path) -> Path:
     """A working directory where a sweep already made `mlflow.db` (and nothing else)."""
-    shutil.copy(created_database, empty_workdir / "mlflow.db")
+    # SQLite's backup, not a file copy: the store is in WAL mode, recent pages sit in -wal.
+    with (
+        contextlib.closing(sqlite3.connect(created_database)) as source,
+        contextlib.closing(sqlite3.connect(empty_workdir / "mlflow.db")) as copy,
+    ):
+        source.backup(copy)
     return empty_workdir
 
 
