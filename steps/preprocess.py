@@ -15,26 +15,19 @@ import io
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
 
+from steps.records import TARGET_COLUMN, StoredSplit
 from sweeper import storage
 from sweeper.errors import DataError
 
 # Part of every key: bump it when the transformation changes so old splits are not reused.
 PREPROCESS_VERSION = 2
-TARGET_COLUMN = "__target__"
 META = "meta.json"
 BUNDLED = ("diabetes",)
-
-
-@dataclass(frozen=True)
-class StoredSplit:
-    url: str  # folder holding train.parquet, test.parquet and meta.json
-    key: str
-    reused: bool  # True when an earlier run had already stored this split
 
 
 def preprocess(

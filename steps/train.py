@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steps.preprocess import TARGET_COLUMN
+from steps.records import TARGET_COLUMN, TrialScore
 from sweeper import storage
 
 
@@ -35,13 +35,6 @@ class Split:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-
-
-@dataclass(frozen=True)
-class TrialScore:
-    metrics: dict[str, float]  # mse, rmse, mae, r2 on the test split; fit_seconds
-    started_ms: int
-    ended_ms: int
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,12 +56,11 @@ def _read_table(url: str) -> pd.DataFrame:
 
 def score(model: Mapping[str, Any], split_url: str) -> TrialScore:
     """Instantiate the model config (a Hydra `_target_` mapping), fit it, score it on test rows."""
-    from hydra.utils import instantiate
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     started_ms = _now_ms()
     split = load_split(split_url)
-    estimator = instantiate(dict(model), _convert_="all")
+    estimator = build_estimator(model)
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - tic
@@ -82,6 +74,21 @@ def score(model: Mapping[str, Any], split_url: str) -> TrialScore:
         "fit_seconds": fit_seconds,
     }
     return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=_now_ms())
+
+
+def build_estimator(model: Mapping[str, Any]) -> Any:
+    """The estimator a model config describes. A flat config (the usual case) is a class and its
+    keyword arguments, built directly; anything richer (nested `_target_`s, `_args_`,
+    `_partial_`) goes through Hydra's `instantiate`, which costs milliseconds per call."""
+    from hydra.utils import get_class, instantiate
+
+    flat = all(not k.startswith("_") or k == "_target_" for k in model) and not any(
+        isinstance(v, Mapping | list) for v in model.values()
+    )
+    if not flat:
+        return instantiate(dict(model), _convert_="all")
+    kwargs = {k: v for k, v in model.items() if k != "_target_"}
+    return get_class(model["_target_"])(**kwargs)
 
 
 def limit_threads(threads: int) -> None:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from steps.preprocess import StoredSplit
+from steps.records import StoredSplit
 from sweeper.plan import Plan, Trial
 
 
