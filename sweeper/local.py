@@ -1,152 +1,116 @@
 """The local executor: a plan run by a pool of warm worker processes on this machine.
 
-Workers run the step functions (`steps.preprocess.preprocess`, `steps.train.score`); this process
-does all MLflow writing, so a SQLite store has one writer and logging overlaps training.
+Workers do what an Argo pod does (`sweeper.work`): open the sweep's run, preprocess each group,
+train and log each trial. This process only schedules: trials go out longest first as soon as
+their group's split is stored, and outcomes come back with their MLflow run ids.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from steps.preprocess import StoredSplit, preprocess
-from steps.train import TrialScore, limit_threads, score
-from sweeper import storage
+from sweeper import pool as pools
+from sweeper import storage, work
 from sweeper.outcome import Outcome, SweepResult
 from sweeper.plan import Plan, PreprocessGroup, Trial, trial_key
 from sweeper.storage import write_record
-from sweeper.tracking import Tracker, TrialRecord
+from sweeper.tracking import TrialRecord
 
 log = logging.getLogger(__name__)
-
-# Imported once by the fork server, so every worker starts with them loaded.
-_WARM_MODULES = [
-    "sweeper.local",
-    "steps.preprocess",
-    "steps.train",
-    "hydra.utils",
-    "sklearn.ensemble",
-    "sklearn.linear_model",
-    "sklearn.neighbors",
-    "sklearn.svm",
-    "sklearn.metrics",
-]
-
-
-def run_local(plan: Plan) -> SweepResult:
-    settings = plan.settings
-    workers = min(settings.workers or os.cpu_count() or 1, max(1, len(plan.trials)))
-    # Workers import and preprocess while this process opens the tracking store.
-    with _Run(plan, workers) as run:
-        storage.check_root(settings.storage_root)
-        tracker = Tracker(settings.tracking_uri, settings.experiment)
-        for orphan in tracker.end_orphaned_sweeps():
-            log.info(
-                "Sweep run %s was left running by a process that is gone: marked KILLED", orphan
-            )
-        parent_run_id = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
-        plan = dataclasses.replace(plan, parent_run_id=parent_run_id)
-        write_record(settings.storage_root, plan.sweep_id, "plan.json", plan.to_json())
-        result = SweepResult(plan, parent_run_id, tracker.tracking_uri)
-        log.info(
-            "Sweep %s: %d trials, %d preprocess group(s), %d workers; MLflow run %s",
-            plan.sweep_id,
-            len(plan.trials),
-            len(plan.groups),
-            workers,
-            parent_run_id,
-        )
-        try:
-            run.until_done(tracker, result)
-        except BaseException:
-            tracker.finish_sweep(parent_run_id, result.summary_metrics(), "KILLED")
-            raise
-    status = "FINISHED" if result.n_failed == 0 else "FAILED"
-    tracker.finish_sweep(parent_run_id, result.summary_metrics(), status)
-    write_record(settings.storage_root, plan.sweep_id, "results.json", result.to_json())
-    return result
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_WARM_MODULES)
-    # Each worker's BLAS/OpenMP threads get its share of the cores: no oversubscription.
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    return ProcessPoolExecutor(
-        workers, mp_context=context, initializer=limit_threads, initargs=(threads,)
-    )
 
 
 class WorkerDied(RuntimeError):
     """The process training a trial died: killed by a signal (a crash, the OOM killer)."""
 
 
-def score_marked(index: int, model: dict[str, Any], split_url: str, markers: str) -> TrialScore:
-    """`score`, with a marker file while it runs: if the worker dies, the marker names the trial."""
-    marker = Path(markers, str(os.getpid()))
-    marker.write_text(str(index))
+def run_local(plan: Plan) -> SweepResult:
+    settings = plan.settings
+    storage.check_root(settings.storage_root)
+    workers = min(settings.workers or os.cpu_count() or 1, max(1, len(plan.trials)))
+    run = _Run(plan, workers)
     try:
-        return score(model, split_url)
+        result = run.until_done()
+    except BaseException:
+        run.abandon()
+        raise
     finally:
-        marker.unlink(missing_ok=True)
+        shutil.rmtree(run.markers, ignore_errors=True)
+    write_record(settings.storage_root, plan.sweep_id, "results.json", result.to_json())
+    return result
+
+
+def work_estimate(model: Mapping[str, Any]) -> float:
+    """A rough relative cost of fitting a model config, to start the longest trials first:
+    more and deeper trees take longer; configs without such knobs count the same."""
+    trees = model.get("n_estimators")
+    depth = model.get("max_depth")
+    leaf = model.get("min_samples_leaf")
+    cost = float(trees) if isinstance(trees, int | float) else 1.0
+    cost *= float(depth) if isinstance(depth, int | float) else 32.0
+    if isinstance(leaf, int | float) and leaf >= 1:
+        cost /= float(leaf) ** 0.25
+    return cost
 
 
 class _Run:
-    """The event loop of one sweep: preprocess each group, then fan its trials out.
+    """The event loop of one sweep.
 
-    A worker that dies breaks the whole pool and every trial queued on it. The trials that were
+    A worker that dies breaks the whole pool and every task queued on it. The trials that were
     running then (their markers say which) are re-run one at a time in a pool of their own, so the
     one that kills its worker is named and fails alone; the others go to a fresh pool.
     """
 
     def __init__(self, plan: Plan, workers: int) -> None:
         self.plan, self.workers = plan, workers
+        self.result = SweepResult(plan, "", plan.settings.tracking_uri)
         self.markers = tempfile.mkdtemp(prefix="sweeper-workers-")
-        self.pool = _pool(workers)
+        self.pool = pools.new_pool(workers)
         self.isolation: ProcessPoolExecutor | None = None
         self.isolated: Future[Any] | None = None
         self.suspects: list[Trial] = []
         self.split_urls: dict[str, str] = {}
-        self.keys: dict[int, tuple[str, str]] = {}  # trial index → (trial key, split key)
+        self.waiting: list[Trial] = []  # split stored, sweep run not yet open
+        self.records: dict[int, TrialRecord] = {}
         self.preprocess_breaks: Counter[str] = Counter()
-        self.pending: dict[Future[Any], PreprocessGroup | Trial] = {}
+        self.pending: dict[Future[Any], PreprocessGroup | Trial | None] = {}
+        # The sweep's run opens while the groups preprocess.
+        self.pending[self.pool.submit(work.open_sweep, *self._sweep_args())] = None
         for group in plan.groups:
             self._submit(group)
 
-    def __enter__(self) -> _Run:
-        return self
+    def _sweep_args(self) -> tuple[Any, ...]:
+        return self.plan.settings, self.plan.sweep_id, self.plan.sweep_params
 
-    def __exit__(self, *exc: object) -> None:
-        for pool in (self.pool, self.isolation):
-            if pool is not None:
-                pool.shutdown(wait=exc == (None, None, None), cancel_futures=True)
-        shutil.rmtree(self.markers, ignore_errors=True)
+    @property
+    def context(self) -> work.SweepContext:
+        plan = self.plan
+        return work.SweepContext(plan.settings, plan.sweep_id, self.result.parent_run_id)
 
     def _submit(
         self, item: PreprocessGroup | Trial, pool: ProcessPoolExecutor | None = None
     ) -> Future[Any]:
         pool = pool or self.pool
         if isinstance(item, PreprocessGroup):
-            root = self.plan.settings.storage_root
-            future = pool.submit(preprocess, item.data, item.preprocess, item.seed, root)
+            future = pool.submit(work.prepare_group, item, self.plan.settings)
         else:
-            url = self.split_urls[item.group]
-            future = pool.submit(score_marked, item.index, item.model, url, self.markers)
+            record, url = self.records[item.index], self.split_urls[item.group]
+            future = pool.submit(
+                work.train_trial, self.context, record, item.model, url, self.markers
+            )
         self.pending[future] = item
         return future
 
-    def until_done(self, tracker: Tracker, result: SweepResult) -> None:
-        self.tracker, self.result = tracker, result
+    def until_done(self) -> SweepResult:
         while self.pending:
             done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -155,15 +119,54 @@ class _Run:
                 item = self.pending.pop(future)
                 if isinstance(future.exception(), BrokenProcessPool):
                     self._broken(item, future)
+                elif item is None:
+                    self._opened(future)
                 elif isinstance(item, PreprocessGroup):
                     self._preprocessed(item, future)
                 else:
                     self._trained(item, future)
+        self._close("FINISHED" if self.result.n_failed == 0 else "FAILED")
+        self.pool.shutdown()
+        return self.result
 
-    def _preprocessed(self, group: PreprocessGroup, future: Future[StoredSplit]) -> None:
+    def abandon(self) -> None:
+        """Interrupted: stop every worker, then mark the sweep's run KILLED (if it was opened)."""
+        for pool in (self.pool, self.isolation):
+            if pool is not None:
+                pools.stop(pool)
+        if self.result.parent_run_id:
+            args = self.plan.settings, self.result.parent_run_id, self.result.summary_metrics()
+            work.close_sweep(*args, "KILLED")
+
+    def _close(self, status: str) -> None:
+        args = self.plan.settings, self.result.parent_run_id, self.result.summary_metrics()
+        self.pool.submit(work.close_sweep, *args, status).result()
+
+    def _opened(self, future: Future[tuple[str, list[str]]]) -> None:
+        parent_run_id, orphans = future.result()
+        for orphan in orphans:
+            log.info(
+                "Sweep run %s was left running by a process that is gone: marked KILLED", orphan
+            )
+        self.result.parent_run_id = parent_run_id
+        self.plan = self.result.plan = self.plan.with_parent(parent_run_id)
+        write_record(self.plan.settings.storage_root, self.plan.sweep_id, "plan.json",
+                     self.plan.to_json())  # fmt: skip
+        log.info(
+            "Sweep %s: %d trials, %d preprocess group(s), %d workers; MLflow run %s",
+            self.plan.sweep_id,
+            len(self.plan.trials),
+            len(self.plan.groups),
+            self.workers,
+            parent_run_id,
+        )
+        self._release(self.waiting)
+        self.waiting = []
+
+    def _preprocessed(self, group: PreprocessGroup, future: Future[Any]) -> None:
         trials = self.plan.trials_of(group.id)
         try:
-            split = future.result()
+            split, finished = future.result()
         except Exception as err:
             self.result.preprocess_errors.append(str(err))
             self.result.outcomes.extend(Outcome.not_run(t, str(err)) for t in trials)
@@ -173,57 +176,51 @@ class _Run:
         log.info(
             "Preprocess %s: %s %s", group.id, "reused" if split.reused else "stored", split.url
         )
-        # Trials some sweep already finished on this very split are not trained again.
-        finished = {} if self.plan.settings.rerun else self.tracker.finished_trials(split.key)
+        to_train = []
         for trial in trials:
             key = trial_key(split.key, trial.model)
-            self.keys[trial.index] = (key, split.key)
-            if key in finished:
+            self.records[trial.index] = work.with_key(TrialRecord.of(trial), key, split.key)
+            if key in finished:  # some sweep already finished this very trial on this split
                 run_id, metrics = finished[key]
                 self._settle(Outcome.reused_from(trial, metrics, run_id))
             else:
-                self._submit(trial)
+                to_train.append(trial)
+        if self.result.parent_run_id:
+            self._release(to_train)
+        else:
+            self.waiting.extend(to_train)
 
-    def _trained(self, trial: Trial, future: Future[TrialScore]) -> None:
+    def _release(self, trials: list[Trial]) -> None:
+        for trial in sorted(trials, key=lambda t: -work_estimate(t.model)):
+            self._submit(trial)
+
+    def _trained(self, trial: Trial, future: Future[work.TrialDone]) -> None:
         if future is self.isolated:
             self.isolated = None
             self._isolate_next()
-        try:
-            trial_score = future.result()
-        except Exception as err:
-            self._record(trial, error=err)
+        done = future.result()  # a failing trial is logged by its worker, not raised
+        if done.score is not None:
+            self._settle(Outcome.finished(trial, done.score.metrics, done.run_id))
         else:
-            self._record(trial, trial_score=trial_score)
-
-    def _record(
-        self, trial: Trial, trial_score: TrialScore | None = None, error: Exception | None = None
-    ) -> None:
-        key, split_key = self.keys[trial.index]
-        record = dataclasses.replace(TrialRecord.of(trial), key=key, split_key=split_key)
-        parent, sweep_id = self.result.parent_run_id, self.plan.sweep_id
-        if trial_score is not None:
-            run_id = self.tracker.log_trial(parent, sweep_id, record, score=trial_score)
-            outcome = Outcome.finished(trial, trial_score.metrics, run_id)
-        else:
-            assert error is not None
-            run_id = self.tracker.log_trial(parent, sweep_id, record, error=error)
-            outcome = Outcome.failed(trial, error, run_id)
-        self._settle(outcome)
+            self._settle(Outcome(trial, "FAILED", error=done.error, run_id=done.run_id))
 
     def _settle(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         log.info("[%d/%d] %s", len(self.result.outcomes), len(self.plan.trials), outcome.line())
 
-    def _broken(self, item: PreprocessGroup | Trial, future: Future[Any]) -> None:
+    def _broken(self, item: PreprocessGroup | Trial | None, future: Future[Any]) -> None:
         if future is self.isolated:  # alone in its pool: this trial killed its worker
             assert isinstance(item, Trial) and self.isolation is not None
             how = _death(self.isolation)
             self.isolation.shutdown(wait=False, cancel_futures=True)
             self.isolation, self.isolated = None, None
-            self._record(item, error=WorkerDied(f"its worker process died ({how})"))
+            error = WorkerDied(f"its worker process died ({how})")
+            logged = self.pool.submit(work.log_failure, self.context, self.records[item.index],
+                                      error)  # fmt: skip
+            self.pending[logged] = item
             self._isolate_next()
             return
-        # The shared pool broke: every item still queued on it failed with it.
+        # The shared pool broke: every task still queued on it failed with it.
         affected = [item]
         for other in list(self.pending):
             if other is not self.isolated:
@@ -233,9 +230,11 @@ class _Run:
             "A worker process died; re-running %d trial(s) alone to find which", len(running)
         )
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.pool = _pool(self.workers)
+        self.pool = pools.new_pool(self.workers)
         for lost in affected:
-            if isinstance(lost, Trial) and lost.index in running:
+            if lost is None:
+                self.pending[self.pool.submit(work.open_sweep, *self._sweep_args())] = None
+            elif isinstance(lost, Trial) and lost.index in running:
                 self.suspects.append(lost)
             elif isinstance(lost, PreprocessGroup) and self.preprocess_breaks[lost.id] >= 1:
                 error = f"the preprocess worker died twice for group {lost.id}"
@@ -252,7 +251,8 @@ class _Run:
         running = set()
         for marker in Path(self.markers).iterdir():
             index = int(marker.read_text() or -1)
-            if self.isolated is None or index != self.pending[self.isolated].index:
+            isolated = self.pending.get(self.isolated) if self.isolated else None
+            if not isinstance(isolated, Trial) or index != isolated.index:
                 running.add(index)
                 marker.unlink()
         return running
@@ -260,7 +260,7 @@ class _Run:
     def _isolate_next(self) -> None:
         if self.isolated is not None or not self.suspects:
             return
-        self.isolation = self.isolation or _pool(1)
+        self.isolation = self.isolation or pools.new_pool(1)
         self.isolated = self._submit(self.suspects.pop(0), self.isolation)
 
 
