@@ -6,6 +6,7 @@ It is plain data: JSON in, JSON out, no Hydra objects.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -75,6 +76,9 @@ class Plan:
     sweep_params: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None  # the sweep's MLflow run, once opened
 
+    def with_parent(self, parent_run_id: str) -> Plan:
+        return dataclasses.replace(self, parent_run_id=parent_run_id)
+
     def trials_of(self, group_id: str) -> list[Trial]:
         return [t for t in self.trials if t.group == group_id]
 
@@ -107,13 +111,12 @@ def new_sweep_id() -> str:
 def build_plan(jobs: Sequence[Job], sweep_id: str | None = None) -> Plan:
     if not jobs:
         raise SweeperError("the sweep has no trials")
-    settings = _settings(jobs)
+    configs = [_resolved(job.cfg) for job in jobs]
+    settings = _settings(configs)
     varying = _varying_keys(jobs)
     groups: dict[str, PreprocessGroup] = {}
     trials = []
-    for job in jobs:
-        cfg = OmegaConf.to_container(job.cfg, resolve=True)
-        assert isinstance(cfg, dict)
+    for job, cfg in zip(jobs, configs, strict=True):
         group = _group(cfg)
         groups.setdefault(group.id, group)
         model = cfg["model"]
@@ -141,28 +144,34 @@ def build_plan(jobs: Sequence[Job], sweep_id: str | None = None) -> Plan:
     )
 
 
-def _settings(jobs: Sequence[Job]) -> Settings:
-    first = jobs[0].cfg
-    for job in jobs[1:]:
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    return container
+
+
+def _settings(configs: Sequence[Mapping[str, Any]]) -> Settings:
+    first = configs[0]
+    for cfg in configs[1:]:
         for key in SWEEP_WIDE:
-            if OmegaConf.select(job.cfg, key) != OmegaConf.select(first, key):
+            if cfg.get(key) != first.get(key):
                 raise SweeperError(
-                    f"'{key}' differs between trials ({OmegaConf.select(first, key)} vs "
-                    f"{OmegaConf.select(job.cfg, key)}); it is a setting of the whole sweep"
+                    f"'{key}' differs between trials ({first.get(key)} vs {cfg.get(key)}); "
+                    "it is a setting of the whole sweep"
                 )
-    backend = first.backend
+    backend = first["backend"]
     if backend not in BACKENDS:
         raise SweeperError(f"backend={backend} is not available; choose one of {list(BACKENDS)}")
-    workers = first.local.workers
+    workers = first["local"]["workers"]
     if workers is not None and int(workers) < 1:
         raise SweeperError(f"local.workers={workers} must be at least 1 (or null: one per core)")
     return Settings(
         backend=backend,
         workers=None if workers is None else int(workers),
-        storage_root=storage.absolute(str(first.storage.root)),
-        tracking_uri=str(first.mlflow.tracking_uri),
-        experiment=str(first.mlflow.experiment),
-        rerun=bool(first.sweep.rerun),
+        storage_root=storage.absolute(str(first["storage"]["root"])),
+        tracking_uri=str(first["mlflow"]["tracking_uri"]),
+        experiment=str(first["mlflow"]["experiment"]),
+        rerun=bool(first["sweep"]["rerun"]),
     )
 
 

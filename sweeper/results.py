@@ -9,6 +9,9 @@ from rich.table import Table
 
 from sweeper.outcome import SweepResult
 
+# A long sweep's table shows its leaders; every trial is in results.json and in MLflow.
+MAX_ROWS = 30
+
 
 def print_results(result: SweepResult, console: Console | None = None) -> None:
     # Logs and pipes get a wide table rather than rich's 80 columns: rows stay greppable.
@@ -21,7 +24,13 @@ def print_results(result: SweepResult, console: Console | None = None) -> None:
             justify="left" if column in ("trial", "status") else "right",
             no_wrap=column != "trial",
         )
-    for rank, outcome in enumerate(result.ranked(), start=1):
+    ranked = result.ranked()
+    if len(ranked) > MAX_ROWS:
+        table.caption = (
+            f"{len(ranked) - MAX_ROWS} more below rank {MAX_ROWS}: every trial is in MLflow "
+            "and in the sweep's results.json"
+        )
+    for rank, outcome in enumerate(ranked[:MAX_ROWS], start=1):
         m = outcome.metrics
         cells = [f"{m[k]:.4g}" if k in m else "" for k in ("mse", "rmse", "mae", "r2")]
         fit = f"{m['fit_seconds']:.2f}" if "fit_seconds" in m else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -111,7 +112,8 @@ def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
 
     resumed = run_sweeper(args, cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.count("│ reused") == done_before
+    [record] = (workdir / "sweeper-store" / "sweeps").glob("*/results.json")
+    assert sum(t["reused"] for t in json.loads(record.read_text())["trials"]) == done_before
     first, second = sweeps(database, "sweeper")
     assert first.parent.info.status == "KILLED"  # the orphan is closed, not left RUNNING
     assert len(second.children) == 120 - done_before  # only the rest was trained
