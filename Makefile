@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install sweep test lint image-tools clean
+.PHONY: install sweep test bench lint image-tools clean
 
 install: $(VENV)/.installed
 
@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 
 sweep: install
 	$(BIN)/python -m sweeper model=rf,lasso -m
+
+# ~10 min on 2 cores: sweeper against the Hydra launchers and the original scripts (bench/README.md).
+bench: install
+	$(BIN)/python bench/run.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,126 @@
+"""One command, measured whole: wall time, CPU time and peak memory of it and every process it
+starts, including processes that outlive it (a fork server, loky workers).
+
+This process becomes a child subreaper, so orphaned descendants are re-parented to it and reaped
+here: their CPU time lands in our rusage instead of vanishing with init. Peak memory is sampled:
+the sum of the proportional set size (PSS: shared pages split between their users) of every
+descendant, every 100 ms.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass(frozen=True)
+class Measured:
+    wall_s: float
+    cpu_s: float
+    peak_mb: float
+    returncode: int
+    output: str  # stdout and stderr, interleaved
+
+
+def become_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def run(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 1800
+) -> Measured:
+    """Run argv to completion (and every process it left behind); what it cost."""
+    log = cwd / f".measure-{time.monotonic_ns()}.log"
+    sampler = _PeakSampler()
+    with log.open("w+") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(argv), cwd=cwd, env=dict(env) if env else None, stdout=out, stderr=out
+        )
+        sampler.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        wall = time.perf_counter() - started
+        cpu = usage.ru_utime + usage.ru_stime + _reap_descendants(timeout=30)
+        sampler.stop()
+        out.seek(0)
+        output = out.read()
+    log.unlink()
+    return Measured(wall, cpu, sampler.peak_bytes / 2**20, process.returncode, output)
+
+
+def _reap_descendants(timeout: float) -> float:
+    """Wait for orphans re-parented to us; the CPU seconds they (and their children) used."""
+    cpu = 0.0
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return cpu
+        if pid == 0:
+            if time.monotonic() > deadline:
+                for child in _descendants(os.getpid()):
+                    os.kill(child, 9)
+            time.sleep(0.02)
+            continue
+        cpu += usage.ru_utime + usage.ru_stime
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            # The command name may hold spaces and parentheses: fields start after the last ')'.
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class _PeakSampler:
+    def __init__(self) -> None:
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.1):
+            total = sum(_pss_bytes(pid) for pid in _descendants(me))
+            self.peak_bytes = max(self.peak_bytes, total)

@@ -1,0 +1,383 @@
+"""The benchmark: the same sweeps through sweeper and through what a Hydra user would otherwise use,
+in one run, on this machine.
+
+    python bench/run.py                  # ~10 min on 2 cores: the table, and in bench/ the
+                                         # RESULTS.md table, results.csv and results.png
+    python bench/run.py --smoke --out D  # tiny sizes, every participant once: checks the script
+
+Participants: sweeper; a plain Hydra app (bench/peers/hydra_app) on hydra-joblib-launcher with one
+job per core, and on Hydra's basic launcher; the original pipeline's scripts (bench/peers/article:
+preprocess once, then the model's script). Workloads: W1 200 cheap lasso trials on the bundled
+data; W2 8 random forests on diamonds.csv; W3 both again (sweeper reuses its finished trials); W4
+rendering 10,000 trials as an Argo manifest. Every participant starts from the same existing
+mlflow.db (SQLite) in a working directory of its own; the limits are measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure
+
+BENCH = Path(__file__).resolve().parent
+PROJECT = BENCH.parent
+PEERS = BENCH / "peers"
+CORES = os.cpu_count() or 1
+SWEEPER = "sweeper"
+PARTICIPANTS = (SWEEPER, "hydra + joblib", "hydra basic", "article scripts")
+MARKERS = ("<!-- measured:start -->", "<!-- measured:end -->")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    lasso_trials: int
+    depths: tuple[int, ...]
+    render_trials: int
+    help_runs: int
+    peers_again: bool  # W3 for the peers too (they have nothing to reuse: the same work again)
+
+
+FULL = Sizes(lasso_trials=200, depths=(4, 6, 8, 10), render_trials=10_000, help_runs=5,
+             peers_again=True)  # fmt: skip
+SMOKE = Sizes(lasso_trials=4, depths=(4,), render_trials=100, help_runs=1, peers_again=False)
+
+
+@dataclass
+class Row:
+    workload: str
+    participant: str
+    wall_s: float
+    cpu_s: float | None = None
+    peak_mb: float | None = None
+    vs_sweeper: float | None = None  # this wall time / sweeper's, same workload
+    note: str = ""
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, data_dir: Path, scratch: Path) -> None:
+        self.sizes, self.scratch = sizes, scratch
+        self.diamonds = data_dir / "diamonds.csv"
+        if not self.diamonds.is_file():
+            raise SystemExit(f"bench: {self.diamonds} not found (use --data-dir)")
+        self.env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}  # the same for everyone
+        self.template = scratch / "template.db"
+        self.rows: list[Row] = []
+        self.limits: dict[str, dict[str, float]] = {}
+        self.failures: list[str] = []
+
+    # ---- set-up -------------------------------------------------------------------------
+    def make_template(self) -> None:
+        """An mlflow.db with MLflow's tables: every participant starts from a copy. (On a new
+        file, two joblib workers race MLflow's table creation and the peer fails.)"""
+        code = "from mlflow.tracking import MlflowClient as C; C(sys.argv[1]).search_experiments()"
+        measured = measure.run(
+            [sys.executable, "-c", f"import sys; {code}", f"sqlite:///{self.template}"],
+            cwd=self.scratch, env=self.env,
+        )  # fmt: skip
+        self._check("template", measured)
+
+    def workdir(self, name: str) -> Path:
+        path = self.scratch / name.replace(" ", "-").replace("+", "")
+        if not path.exists():
+            path.mkdir()
+            source, copy = sqlite3.connect(self.template), sqlite3.connect(path / "mlflow.db")
+            source.backup(copy)  # SQLite's own copy: the store may be in WAL mode
+            source.close()
+            copy.close()
+        return path
+
+    # ---- the workloads --------------------------------------------------------------------
+    def w1_args(self) -> list[str]:
+        return ["model=lasso", f"model.alpha=range(1,{self.sizes.lasso_trials + 1})"]
+
+    def w2_args(self) -> list[str]:
+        return [
+            "data=csv", f"data.path={self.diamonds}", "data.target=price", "model=rf",
+            "model.n_estimators=20", f"model.max_depth={','.join(map(str, self.sizes.depths))}",
+            "model.min_samples_leaf=1,5",
+        ]  # fmt: skip
+
+    def run_participant(self, workload: str, participant: str, again: bool = False) -> Row:
+        sweep_args = self.w1_args() if workload == "W1" else self.w2_args()
+        cwd = self.workdir(participant)
+        if participant == SWEEPER:
+            steps = [[sys.executable, "-m", "sweeper", *sweep_args, "-m"]]
+        elif participant.startswith("hydra"):
+            launcher = (
+                ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={CORES}"]
+                if "joblib" in participant
+                else []
+            )
+            app = str(PEERS / "hydra_app" / "app.py")
+            steps = [[sys.executable, app, *sweep_args, *launcher, "-m"]]
+        else:
+            steps = self.article_steps(workload)
+        total = Row(f"{workload} again" if again else workload, participant, 0.0, 0.0, 0.0)
+        for argv in steps:
+            measured = measure.run(argv, cwd=cwd, env=self.env)
+            self._check(f"{workload} {participant}", measured)
+            total.wall_s += measured.wall_s
+            total.cpu_s = (total.cpu_s or 0.0) + measured.cpu_s
+            total.peak_mb = max(total.peak_mb or 0.0, measured.peak_mb)
+        self.rows.append(total)
+        print(f"  {total.workload:9} {participant:16} {total.wall_s:7.2f} s", flush=True)
+        return total
+
+    def article_steps(self, workload: str) -> list[list[str]]:
+        article = PEERS / "article"
+        split = f"split-{workload}"
+        if workload == "W1":
+            data: list[str] = []
+            model = "sklearn.linear_model.Lasso"
+            grid = {"alpha": list(range(1, self.sizes.lasso_trials + 1)), "max_iter": [10000]}
+        else:
+            data = ["--data", str(self.diamonds), "--target", "price"]
+            model = "sklearn.ensemble.RandomForestRegressor"
+            grid = {"n_estimators": [20], "max_depth": list(self.sizes.depths),
+                    "min_samples_leaf": [1, 5]}  # fmt: skip
+        return [
+            [sys.executable, str(article / "preprocess.py"), *data, "--out", split],
+            [sys.executable, str(article / "train.py"), "--split", split, "--model", model,
+             "--grid", json.dumps(grid)],
+        ]  # fmt: skip
+
+    def measure_limits(self) -> None:
+        floors = BENCH / "limits.py"
+        database = self.workdir("limits") / "mlflow.db"
+        runs = self.sizes.lasso_trials
+        self.limits["W1"] = self._floor(
+            [sys.executable, str(floors), "mlflow", "--runs", str(runs),
+             "--uri", f"sqlite:///{database}"],
+        )  # fmt: skip
+        grid = {"n_estimators": [20], "max_depth": list(self.sizes.depths),
+                "min_samples_leaf": [1, 5]}  # fmt: skip
+        self.limits["W2"] = self._floor(
+            [sys.executable, str(floors), "fits", "--data", str(self.diamonds),
+             "--target", "price", "--grid", json.dumps(grid)],
+        )  # fmt: skip
+        w1, w2 = self.limits["W1"], self.limits["W2"]
+        w1["limit_s"] = max(w1["startup_s"], w1["logging_s"])
+        w1["serial_s"] = w1["startup_s"] + w1["logging_s"]
+        w2["limit_s"] = w2["startup_s"] + w2["preprocess_s"] + w2["fit_sum_s"] / CORES
+        self.rows.append(
+            Row(
+                "W1",
+                "limit",
+                w1["limit_s"],
+                note=(
+                    f"max(start-up {w1['startup_s']:.2f} s, MLflow logging {runs} runs "
+                    f"{w1['logging_s']:.2f} s); one process doing both: {w1['serial_s']:.2f} s"
+                ),
+            )
+        )
+        self.rows.append(Row("W2", "limit", w2["limit_s"], note=(
+            f"start-up {w2['startup_s']:.2f} + preprocess {w2['preprocess_s']:.2f} + "
+            f"Σ fit {w2['fit_sum_s']:.2f} / {CORES} cores")))  # fmt: skip
+
+    def _floor(self, argv: list[str]) -> dict[str, float]:
+        argv = [*argv, "--spawned-at", f"{time.time():.6f}"]
+        measured = measure.run(argv, cwd=self.scratch, env=self.env)
+        self._check("limits", measured)
+        return json.loads(measured.output.strip().splitlines()[-1])
+
+    def render(self) -> None:
+        manifest = self.scratch / "workflow.yaml"
+        argv = [sys.executable, "-m", "sweeper", "model=lasso",
+                f"model.alpha=range(1,{self.sizes.render_trials + 1})", "backend=argo",
+                "storage.root=s3://bench/sweeps", "mlflow.tracking_uri=http://mlflow:5000",
+                f"argo.render_to={manifest}", "-m"]  # fmt: skip
+        measured = measure.run(argv, cwd=self.workdir(SWEEPER), env=self.env)
+        self._check("W4", measured)
+        size = manifest.stat().st_size if manifest.exists() else 0
+        self.rows.append(Row(f"W4 render {self.sizes.render_trials}", SWEEPER, measured.wall_s,
+                             measured.cpu_s, measured.peak_mb, 1.0,
+                             f"manifest {size:,} bytes"))  # fmt: skip
+
+    def help(self) -> None:
+        walls = []
+        for _ in range(self.sizes.help_runs):
+            measured = measure.run([sys.executable, "-m", "sweeper", "--help"], cwd=self.scratch)
+            self._check("--help", measured)
+            walls.append(measured.wall_s)
+        self.rows.append(Row("--help", SWEEPER, statistics.median(walls), vs_sweeper=1.0,
+                             note=f"median of {len(walls)}"))  # fmt: skip
+
+    def _check(self, what: str, measured: measure.Measured) -> None:
+        if measured.returncode != 0:
+            tail = "\n".join(measured.output.strip().splitlines()[-15:])
+            self.failures.append(f"{what}: exit {measured.returncode}")
+            print(f"FAILED {what} (exit {measured.returncode}):\n{tail}", file=sys.stderr)
+
+    # ---- the whole run ----------------------------------------------------------------------
+    def run(self) -> None:
+        self.make_template()
+        print("limits", flush=True)
+        self.measure_limits()
+        for workload in ("W1", "W2"):
+            print(workload, flush=True)
+            for participant in PARTICIPANTS:
+                self.run_participant(workload, participant)
+        print("W3", flush=True)
+        for workload in ("W1", "W2"):
+            again = PARTICIPANTS if self.sizes.peers_again else (SWEEPER,)
+            for participant in again:
+                self.run_participant(workload, participant, again=True)
+        print("W4, --help", flush=True)
+        self.render()
+        self.help()
+        for row in self.rows:
+            ours = self.find(row.workload, SWEEPER)
+            if ours is not None and row.participant != "limit":
+                row.vs_sweeper = row.wall_s / ours.wall_s
+
+    def find(self, workload: str, participant: str) -> Row | None:
+        for row in self.rows:
+            if row.workload == workload and row.participant == participant:
+                return row
+        return None
+
+    def goals(self) -> list[tuple[str, str, bool]]:
+        """(goal, measured, met) for each of the issue's goals that this run measured."""
+
+        def wall(workload: str, participant: str = SWEEPER) -> float:
+            row = self.find(workload, participant)
+            return row.wall_s if row else float("nan")
+
+        n = self.sizes.lasso_trials
+        w1, w1_joblib, floor = wall("W1"), wall("W1", "hydra + joblib"), self.limits["W1"]
+        overhead_ms = (w1 - floor["limit_s"]) / n * 1000
+        w4 = self.find(f"W4 render {self.sizes.render_trials}", SWEEPER)
+        size = int(w4.note.split()[1].replace(",", "")) if w4 else 0
+        return [
+            ("W1 ≤ 0.15x the joblib peer", f"{w1 / w1_joblib:.3f}x", w1 / w1_joblib <= 0.15),
+            ("W1 overhead beyond MLflow's floor < 5 ms/trial", f"{overhead_ms:.1f} ms/trial",
+             overhead_ms < 5),
+            ("W2 within 10% of its limit", f"{wall('W2') / self.limits['W2']['limit_s']:.3f}x",
+             wall("W2") <= 1.10 * self.limits["W2"]["limit_s"]),
+            ("W3 cached W1 < 10% of the first run", f"{wall('W1 again') / w1:.3f}",
+             wall("W1 again") < 0.10 * w1),
+            ("W3 cached W2 < 10% of the first run", f"{wall('W2 again') / wall('W2'):.3f}",
+             wall("W2 again") < 0.10 * wall("W2")),
+            (f"W4 {self.sizes.render_trials:,} trials render < 10 s, < 64 KB",
+             f"{w4.wall_s if w4 else float('nan'):.2f} s, {size:,} bytes",
+             bool(w4) and w4.wall_s < 10 and 0 < size < 64 * 1024),
+            ("`python -m sweeper --help` < 1 s", f"{wall('--help'):.2f} s", wall("--help") < 1),
+        ]  # fmt: skip
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    packages = ", ".join(
+        f"{p} {version(p)}"
+        for p in ("hydra-core", "hydra-joblib-launcher", "mlflow", "scikit-learn", "pandas")
+    )
+    return (
+        f"{CORES} cores ({cpu}), {mem_kb / 2**20:.0f} GiB, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}; {packages}"
+    )
+
+
+def markdown(bench: Bench) -> str:
+    lines = [
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        "",
+        "| workload | participant | wall s | CPU s | peak MB | x sweeper | note |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in bench.rows:
+        cells = [
+            r.workload, r.participant, f"{r.wall_s:.2f}",
+            "" if r.cpu_s is None else f"{r.cpu_s:.1f}",
+            "" if r.peak_mb is None else f"{r.peak_mb:.0f}",
+            "" if r.vs_sweeper is None else f"{r.vs_sweeper:.2f}", r.note,
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| goal | measured | met |", "|---|---|---|"]
+    lines += [f"| {g} | {m} | {'yes' if ok else '**no**'} |" for g, m, ok in bench.goals()]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(bench: Bench, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "results.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(asdict(bench.rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in bench.rows)
+    table = markdown(bench)
+    results = out / "RESULTS.md"
+    if results.exists() and MARKERS[0] in (text := results.read_text()):
+        before, rest = text.split(MARKERS[0], 1)
+        after = rest.split(MARKERS[1], 1)[1]
+        results.write_text(f"{before}{MARKERS[0]}\n{table}{MARKERS[1]}{after}")
+    else:
+        (out / "results.md").write_text(table)
+    chart(bench, out / "results.png")
+    print(table)
+
+
+def chart(bench: Bench, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = [w for w in ("W1", "W2", "W1 again", "W2 again") if bench.find(w, SWEEPER)]
+    fig, axes = plt.subplots(1, len(workloads), figsize=(3.2 * len(workloads), 4))
+    for ax, workload in zip(list(getattr(axes, "flat", [axes])), workloads, strict=True):
+        rows = [r for r in bench.rows if r.workload == workload and r.participant != "limit"]
+        bars = ax.bar([r.participant for r in rows], [r.wall_s for r in rows],
+                      color=["tab:green" if r.participant == SWEEPER else "tab:gray"
+                             for r in rows])  # fmt: skip
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        limit = bench.find(workload, "limit")
+        if limit is not None:
+            ax.axhline(limit.wall_s, color="tab:red", linestyle="--", label="limit")
+            ax.legend(fontsize=8)
+        ax.set_title(workload)
+        ax.set_ylabel("wall time, s")
+        ax.tick_params(axis="x", labelrotation=35, labelsize=8)
+    fig.suptitle(f"sweeper vs the Hydra launchers and the original scripts ({CORES} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
+    parser.add_argument("--out", type=Path, default=BENCH, help="where results go (bench/)")
+    parser.add_argument("--data-dir", type=Path, default=PROJECT.parent / "shared" / "data")
+    args = parser.parse_args(argv)
+    measure.become_subreaper()
+    with tempfile.TemporaryDirectory(prefix="sweeper-bench-") as scratch:
+        bench = Bench(SMOKE if args.smoke else FULL, args.data_dir, Path(scratch))
+        bench.run()
+        write_outputs(bench, args.out)
+    if bench.failures:
+        print(f"bench: {len(bench.failures)} command(s) failed: {bench.failures}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

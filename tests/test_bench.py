@@ -1,0 +1,70 @@
+"""The benchmark script works (its smoke run), and its measurements count what they claim to.
+
+Timing is never asserted here: the numbers belong to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SHARED_DATA
+
+PROJECT = Path(__file__).resolve().parent.parent
+BENCH = PROJECT / "bench"
+
+
+def test_cpu_time_of_processes_that_outlive_the_command_is_counted(tmp_path: Path) -> None:
+    # The command starts a grandchild that burns CPU after the command itself has exited (as a
+    # fork server does): without the subreaper its CPU time would be lost.
+    burner = "import time; end = time.process_time() + 1.0\nwhile time.process_time() < end: pass"
+    command = (
+        "import subprocess, sys; "
+        f"subprocess.Popen([sys.executable, '-c', {burner!r}], start_new_session=True)"
+    )
+    probe = (
+        "import json, pathlib, sys; sys.path.insert(0, sys.argv[1]); import measure; "
+        "measure.become_subreaper(); "
+        f"m = measure.run([sys.executable, '-c', {command!r}], cwd=pathlib.Path('.')); "
+        "print(json.dumps([m.wall_s, m.cpu_s, m.peak_mb, m.returncode]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(BENCH)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    wall, cpu, peak_mb, returncode = json.loads(result.stdout)
+    assert returncode == 0
+    assert cpu >= 1.0  # the grandchild's second of CPU, reaped after its parent had gone
+    assert wall >= 1.0  # run() waits for what the command left behind
+    assert peak_mb > 1  # the sampler saw the processes
+
+
+def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(tmp_path),
+         "--data-dir", str(SHARED_DATA)],
+        cwd=PROJECT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    seen = {(r["workload"], r["participant"]) for r in rows}
+    for workload in ("W1", "W2"):
+        for participant in ("sweeper", "hydra + joblib", "hydra basic", "article scripts"):
+            assert (workload, participant) in seen
+        assert (workload, "limit") in seen
+    assert {("W1 again", "sweeper"), ("W2 again", "sweeper"), ("--help", "sweeper")} <= seen
+    for row in rows:
+        assert float(row["wall_s"]) > 0
+        if row["participant"] != "limit" and row["workload"] != "--help":
+            assert float(row["cpu_s"]) > 0 and float(row["peak_mb"]) > 0
+        if row["participant"] == "sweeper":
+            assert float(row["vs_sweeper"]) == 1.0
+    [render] = [r for r in rows if r["workload"].startswith("W4")]
+    assert int(render["note"].split()[1].replace(",", "")) > 1000  # a real manifest was written
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "results.md").read_text()
+    assert "| goal | measured | met |" in table and "| W2 | limit |" in table
