@@ -174,6 +174,7 @@ class Bench:
         w1["limit_s"] = max(w1["startup_s"], w1["logging_s"])
         w1["serial_s"] = w1["startup_s"] + w1["logging_s"]
         w2["limit_s"] = w2["startup_s"] + w2["preprocess_s"] + w2["fit_sum_s"] / CORES
+        w2["reachable_s"] = w2["startup_s"] + w2["preprocess_s"] + w2["fit_parallel_wall_s"]
         self.rows.append(
             Row(
                 "W1",
@@ -187,7 +188,9 @@ class Bench:
         )
         self.rows.append(Row("W2", "limit", w2["limit_s"], note=(
             f"start-up {w2['startup_s']:.2f} + preprocess {w2['preprocess_s']:.2f} + "
-            f"Σ fit {w2['fit_sum_s']:.2f} / {CORES} cores")))  # fmt: skip
+            f"Σ fit {w2['fit_sum_s']:.2f} / {CORES} cores; the fits {CORES} at a time (Σ "
+            f"{w2['fit_sum_parallel_s']:.2f}) take {w2['fit_parallel_wall_s']:.2f}, so "
+            f"{w2['reachable_s']:.2f} is reachable")))  # fmt: skip
 
     def _floor(self, argv: list[str]) -> dict[str, float]:
         argv = [*argv, "--spawned-at", f"{time.time():.6f}"]
@@ -267,7 +270,8 @@ class Bench:
             ("W1 ≤ 0.15x the joblib peer", f"{w1 / w1_joblib:.3f}x", w1 / w1_joblib <= 0.15),
             ("W1 overhead beyond MLflow's floor < 5 ms/trial", f"{overhead_ms:.1f} ms/trial",
              overhead_ms < 5),
-            ("W2 within 10% of its limit", f"{wall('W2') / self.limits['W2']['limit_s']:.3f}x",
+            ("W2 within 10% of its limit", f"{wall('W2') / self.limits['W2']['limit_s']:.3f}x "
+             f"({wall('W2') / self.limits['W2']['reachable_s']:.3f}x the reachable one)",
              wall("W2") <= 1.10 * self.limits["W2"]["limit_s"]),
             ("W3 cached W1 < 10% of the first run", f"{wall('W1 again') / w1:.3f}",
              wall("W1 again") < 0.10 * w1),

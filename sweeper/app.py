@@ -42,9 +42,11 @@ def run_single(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     from sweeper.expand import defer_model_values
-    from sweeper.pool import warm_up_for
 
-    warm_up_for(sys.argv[1:])  # no-op when `python -m sweeper` already started it
+    if "sweeper.pool" not in sys.modules:  # the `sweeper` script; `python -m sweeper` did it
+        from sweeper.pool import warm_up_for
+
+        warm_up_for(sys.argv[1:])
     sys.argv[1:] = defer_model_values(sys.argv[1:])
     try:
         run_single()
