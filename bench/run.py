@@ -49,12 +49,14 @@ class Sizes:
     depths: tuple[int, ...]
     render_trials: int
     help_runs: int
+    peers_in_w2: bool  # the smoke run exercises the peers on W1 only
     peers_again: bool  # W3 for the peers too (they have nothing to reuse: the same work again)
 
 
 FULL = Sizes(lasso_trials=200, depths=(4, 6, 8, 10), render_trials=10_000, help_runs=5,
-             peers_again=True)  # fmt: skip
-SMOKE = Sizes(lasso_trials=4, depths=(4,), render_trials=100, help_runs=1, peers_again=False)
+             peers_in_w2=True, peers_again=True)  # fmt: skip
+SMOKE = Sizes(lasso_trials=4, depths=(4,), render_trials=100, help_runs=1, peers_in_w2=False,
+              peers_again=False)  # fmt: skip
 
 
 @dataclass
@@ -234,7 +236,8 @@ class Bench:
         for workload in ("W1", "W2"):
             print(workload, flush=True)
             for participant in PARTICIPANTS:
-                self.run_participant(workload, participant)
+                if workload == "W1" or self.sizes.peers_in_w2 or participant == SWEEPER:
+                    self.run_participant(workload, participant)
         print("W3", flush=True)
         for workload in ("W1", "W2"):
             again = PARTICIPANTS if self.sizes.peers_again else (SWEEPER,)

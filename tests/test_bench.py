@@ -52,10 +52,9 @@ def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     seen = {(r["workload"], r["participant"]) for r in rows}
-    for workload in ("W1", "W2"):
-        for participant in ("sweeper", "hydra + joblib", "hydra basic", "article scripts"):
-            assert (workload, participant) in seen
-        assert (workload, "limit") in seen
+    for participant in ("sweeper", "hydra + joblib", "hydra basic", "article scripts"):
+        assert ("W1", participant) in seen
+    assert {("W1", "limit"), ("W2", "limit"), ("W2", "sweeper")} <= seen
     assert {("W1 again", "sweeper"), ("W2 again", "sweeper"), ("--help", "sweeper")} <= seen
     for row in rows:
         assert float(row["wall_s"]) > 0

@@ -329,3 +329,22 @@ def test_ctrl_c_stops_cleanly(workdir: Path) -> None:
     assert killed.parent.info.status == "KILLED"
     assert 2 <= len(killed.children) < 85
     assert all(r.info.status == "FINISHED" for r in killed.children)
+
+
+def test_the_sweeping_process_leaves_heavy_libraries_to_the_workers(workdir: Path) -> None:
+    # The workers (forked from a fork server that loaded them once) train and log; the process
+    # the user started only schedules, so its start-up stays short whatever the sweep holds.
+    probe = (
+        "import atexit, runpy, sys\n"
+        "heavy = ('mlflow', 'pandas', 'sklearn')\n"
+        "atexit.register(lambda: print('LOADED', [m for m in heavy if m in sys.modules]))\n"
+        "sys.argv = ['sweeper', 'model=lasso', 'model.alpha=0.1,1', '-m']\n"
+        "runpy.run_module('sweeper', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=workdir, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert sorted(r.info.run_name for r in sweep.children) == ["lasso alpha=0.1", "lasso alpha=1"]
