@@ -126,7 +126,9 @@ class _Run:
                 else:
                     self._trained(item, future)
         self._close("FINISHED" if self.result.n_failed == 0 else "FAILED")
-        self.pool.shutdown()
+        for pool in (self.pool, self.isolation):
+            if pool is not None:
+                pool.shutdown()
         return self.result
 
     def abandon(self) -> None:
