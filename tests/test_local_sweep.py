@@ -107,8 +107,10 @@ def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
     sweep.wait()
     database = f"sqlite:///{workdir / 'mlflow.db'}"
     [killed] = sweeps(database, "sweeper")
-    done_before = len(killed.children)
+    # Workers log their own runs: the kill may catch one between creating a run and ending it.
+    done_before = sum(r.info.status == "FINISHED" for r in killed.children)
     assert 20 <= done_before < 120 and killed.parent.info.status == "RUNNING"
+    assert len(killed.children) - done_before <= 2  # at most one mid-write run per worker
 
     resumed = run_sweeper(args, cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
@@ -116,10 +118,13 @@ def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
     assert sum(t["reused"] for t in json.loads(record.read_text())["trials"]) == done_before
     first, second = sweeps(database, "sweeper")
     assert first.parent.info.status == "KILLED"  # the orphan is closed, not left RUNNING
+    # ...and so is any trial run it left mid-write: no run stays RUNNING.
+    assert {r.info.status for r in first.children} <= {"FINISHED", "KILLED"}
     assert len(second.children) == 120 - done_before  # only the rest was trained
-    names = [r.info.run_name for s in (first, second) for r in s.children]
-    assert len(names) == len(set(names)) == 120  # every trial finished exactly once
-    assert all(r.info.status == "FINISHED" for s in (first, second) for r in s.children)
+    assert all(r.info.status == "FINISHED" for r in second.children)
+    finished = [r.info.run_name for s in (first, second) for r in s.children
+                if r.info.status == "FINISHED"]  # fmt: skip
+    assert len(finished) == len(set(finished)) == 120  # every trial finished exactly once
     assert second.parent.data.metrics["n_reused"] == done_before
 
 
