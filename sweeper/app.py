@@ -41,12 +41,10 @@ def run_single(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    from sweeper import start_workers_early
     from sweeper.expand import defer_model_values
 
-    if "sweeper.pool" not in sys.modules:  # the `sweeper` script; `python -m sweeper` did it
-        from sweeper.pool import warm_up_for
-
-        warm_up_for(sys.argv[1:])
+    start_workers_early(sys.argv[1:])  # for the `sweeper` script; `python -m sweeper` did it
     sys.argv[1:] = defer_model_values(sys.argv[1:])
     try:
         run_single()

@@ -25,16 +25,12 @@ WARM_MODULES = [
     "mlflow.tracking",
     "mlflow.store.tracking.sqlalchemy_store",
 ]
-# Command lines that only print something, or hand the sweep to Argo: no local workers.
-_NO_LOCAL_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version"}
 
 
-def warm_up_for(args: list[str]) -> None:
-    """Start the fork server now, unless the command line will not run trials here: its imports
-    then overlap Hydra's start and the sweep's composition in this process."""
-    if _NO_LOCAL_RUN.isdisjoint(args) and "backend=argo" not in args:
-        multiprocessing.set_forkserver_preload(WARM_MODULES)
-        forkserver.ensure_running()
+def warm_up() -> None:
+    """Start the fork server (and its imports) now; a pool made later forks from it."""
+    multiprocessing.set_forkserver_preload(WARM_MODULES)
+    forkserver.ensure_running()
 
 
 def new_pool(workers: int) -> ProcessPoolExecutor:

@@ -116,6 +116,9 @@ def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     [record] = (workdir / "sweeper-store" / "sweeps").glob("*/results.json")
     assert sum(t["reused"] for t in json.loads(record.read_text())["trials"]) == done_before
+    # The table shows the best 30 and says where the other 90 are.
+    assert resumed.stdout.count("│ lasso alpha=") == 30
+    assert "90 more below rank 30" in resumed.stdout
     first, second = sweeps(database, "sweeper")
     assert first.parent.info.status == "KILLED"  # the orphan is closed, not left RUNNING
     # ...and so is any trial run it left mid-write: no run stays RUNNING.
