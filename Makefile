@@ -7,10 +7,12 @@ BIN := $(VENV)/bin
 
 install: $(VENV)/.installed
 
+# hydra-optuna-sweeper goes in without its optuna<3 pin (see pyproject.toml's `optuna` extra).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,optuna]'
+	$(BIN)/python -m pip install --quiet --no-deps hydra-optuna-sweeper==1.3.0
 	touch $@
 
 sweep: install
