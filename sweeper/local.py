@@ -23,6 +23,7 @@ from sweeper import pool as pools
 from sweeper import storage, work
 from sweeper.outcome import Outcome, SweepResult
 from sweeper.plan import Plan, PreprocessGroup, Trial, trial_key
+from sweeper.progress import Progress
 from sweeper.storage import write_record
 from sweeper.tracking import TrialRecord
 
@@ -38,12 +39,14 @@ def run_local(plan: Plan) -> SweepResult:
     storage.check_root(settings.storage_root)
     workers = min(settings.workers or os.cpu_count() or 1, max(1, len(plan.trials)))
     run = _Run(plan, workers)
+    run.progress.start()
     try:
         result = run.until_done()
     except BaseException:
         run.abandon()
         raise
     finally:
+        run.progress.stop()  # before the results table is printed
         shutil.rmtree(run.markers, ignore_errors=True)
     write_record(settings.storage_root, plan.sweep_id, "results.json", result.to_json())
     return result
@@ -74,6 +77,7 @@ class _Run:
         self.plan, self.workers = plan, workers
         self.result = SweepResult(plan, "", plan.settings.tracking_uri)
         self.markers = tempfile.mkdtemp(prefix="sweeper-workers-")
+        self.progress = Progress(len(plan.trials), workers, self.markers)
         self.pool = pools.new_pool(workers)
         self.isolation: ProcessPoolExecutor | None = None
         self.isolated: Future[Any] | None = None
@@ -171,7 +175,9 @@ class _Run:
             split, finished = future.result()
         except Exception as err:
             self.result.preprocess_errors.append(str(err))
-            self.result.outcomes.extend(Outcome.not_run(t, str(err)) for t in trials)
+            not_run = [Outcome.not_run(t, str(err)) for t in trials]
+            self.result.outcomes.extend(not_run)
+            self.progress.settled(*not_run)
             return
         self.result.splits[group.id] = split
         self.split_urls[group.id] = split.url
@@ -195,6 +201,7 @@ class _Run:
     def _release(self, trials: list[Trial]) -> None:
         for trial in sorted(trials, key=lambda t: -work_estimate(t.model)):
             self._submit(trial)
+            self.progress.released([trial.index])
 
     def _trained(self, trial: Trial, future: Future[work.TrialDone]) -> None:
         if future is self.isolated:
@@ -208,6 +215,7 @@ class _Run:
 
     def _settle(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
+        self.progress.settled(outcome)
         log.info("[%d/%d] %s", len(self.result.outcomes), len(self.plan.trials), outcome.line())
 
     def _broken(self, item: PreprocessGroup | Trial | None, future: Future[Any]) -> None:
@@ -242,7 +250,9 @@ class _Run:
                 error = f"the preprocess worker died twice for group {lost.id}"
                 self.result.preprocess_errors.append(error)
                 trials = self.plan.trials_of(lost.id)
-                self.result.outcomes.extend(Outcome.not_run(t, error) for t in trials)
+                not_run = [Outcome.not_run(t, error) for t in trials]
+                self.result.outcomes.extend(not_run)
+                self.progress.settled(*not_run)
             else:
                 if isinstance(lost, PreprocessGroup):
                     self.preprocess_breaks[lost.id] += 1
