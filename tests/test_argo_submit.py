@@ -4,6 +4,7 @@ that validates every request body against Argo's own swagger.json."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,14 @@ def test_submit_retries_then_watches_through_pending(argo: FakeArgo, workdir: Pa
     [submitted] = argo.workflows.values()
     assert f"Workflow {submitted['metadata']['name']} submitted" in result.stdout
     lines = result.stdout.splitlines()
-    assert "Pending: planning" in lines
-    assert "Running: trials 3 queued, 3 running, 3 succeeded" in lines
-    assert lines[-1] == "Succeeded: trials 9 succeeded"
+    # A line per change of the counts, each with the time since the workflow was submitted.
+    counts = [m[1] for m in map(re.compile(r"(.*); \d+:\d\d:\d\d elapsed$").match, lines) if m]
+    assert counts == [
+        "Pending: planning",
+        "Running: 3/9 done, 0 failed, 3 running, 3 queued",
+        "Succeeded: 9/9 done, 0 failed, 0 running, 0 queued",
+    ]
+    assert lines[-1].startswith("Succeeded: 9/9 done")
 
 
 def test_a_failed_trial_is_named_with_its_log(argo: FakeArgo, workdir: Path) -> None:
@@ -85,6 +91,8 @@ def test_a_failed_trial_is_named_with_its_log(argo: FakeArgo, workdir: Path) -> 
     )
     result = sweeper(["-m"], argo, workdir)
     assert result.returncode == 1
+    watch = r"^Failed: 3/9 done, 3 failed, 0 running, 3 queued; \d+:\d\d:\d\d elapsed$"
+    assert re.search(watch, result.stdout, re.MULTILINE), result.stdout
     assert "failed: train(7) (train trials=6,7,8): Error (exit code 1)" in result.stdout
     assert "  | FAILED lasso alpha=-1: InvalidParameterError: …" in result.stdout
     assert "noise 10" not in result.stdout  # only the tail

@@ -1,5 +1,5 @@
-"""The progress display: its arithmetic with a clock the test moves, and real sweeps with their
-output captured (plain lines) and on a terminal (live)."""
+"""The progress display: its arithmetic with a clock the test moves, the Argo watch's counts from
+node phases, and real sweeps with their output captured (plain lines) and on a terminal (live)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ import sys
 import termios
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import run_sweeper
+from hera.workflows.models import Workflow as WorkflowModel
 
+from sweeper.argo.submit import trial_counts
 from sweeper.outcome import Outcome
 from sweeper.plan import Trial
 from sweeper.progress import Counts, Progress, clock_time, describe
@@ -144,6 +147,48 @@ def test_without_a_terminal_the_end_is_one_plain_log_line(caplog: pytest.LogCapt
         "progress: 2/2 done, 0 failed, 0 running, 0 queued; 0:00:03 elapsed; "
         "best mse 10 (lasso alpha=0)"
     ]
+
+
+def workflow(*nodes: dict[str, Any]) -> WorkflowModel:
+    return WorkflowModel(
+        metadata={"name": "wf"},
+        spec={},
+        status={"phase": "Running", "nodes": {n["id"]: n for n in nodes}},
+    )
+
+
+def pod(template: str, phase: str | None, suffix: str, **extra: Any) -> dict[str, Any]:
+    node = {"id": f"wf-{suffix}", "name": f"wf.{template}", "type": "Pod",
+            "templateName": template, **extra}  # fmt: skip
+    return node if phase is None else {**node, "phase": phase}
+
+
+def train(phase: str | None, suffix: str, trials: str) -> dict[str, Any]:
+    return pod("train", phase, suffix, inputs={"parameters": [{"name": "trials", "value": trials}]})
+
+
+def test_argo_counts_come_from_train_pods_and_the_plan() -> None:
+    groups = [{"group": "a", "chunks": [{"trials": "0,1"}, {"trials": "2,3"}, {"trials": "4"}]},
+              {"group": "b", "chunks": [{"trials": "5,6"}, {"trials": "7"}]}]  # fmt: skip
+    outputs = {"parameters": [{"name": "groups", "value": json.dumps(groups)}]}
+    plan = pod("plan", "Succeeded", "p", outputs=outputs)
+    assert trial_counts(workflow()) is None  # not planned yet: no total
+    assert trial_counts(workflow(pod("plan", "Running", "p"))) is None
+    assert trial_counts(workflow(plan)) == Counts(8)  # every trial queued
+    nodes = [
+        plan,
+        train("Succeeded", "1", "0,1"),
+        train("Error", "2", "2,3"),  # the cluster lost this pod...
+        train("Running", "3", "2,3"),  # ...and its retry runs
+        train("Failed", "4", "4"),
+        train("Pending", "5", "5,6"),
+        train(None, "6", "7"),  # no phase yet
+    ]
+    counts = trial_counts(workflow(*nodes))
+    assert counts == Counts(8, done=2, failed=1, running=2) and counts.queued == 3
+    # Retries exhausted: every attempt failed, the trials count once.
+    nodes[3] = train("Error", "3", "2,3")
+    assert trial_counts(workflow(*nodes)) == Counts(8, done=2, failed=3)
 
 
 def results_best(workdir: Path) -> tuple[str, float]:

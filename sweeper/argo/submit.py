@@ -25,9 +25,12 @@ from omegaconf import DictConfig
 from requests import RequestException
 
 from sweeper.errors import SweeperError
+from sweeper.progress import Counts, clock_time, describe
 
 T = TypeVar("T")
 DONE = ("Succeeded", "Failed", "Error")
+# A retried pod leaves one node per attempt: a trial's state is that of its most advanced one.
+PRECEDENCE = ("Succeeded", "Running", "Pending", "Failed", "Error")
 ATTEMPTS = 5
 LOG_LINES = 20
 
@@ -111,17 +114,18 @@ class _Watch:
         self.service, self.call, self.name, self.namespace = service, call, name, ns
 
     def until_done(self, timeout: float, poll: float) -> int:
-        deadline = time.monotonic() + timeout
-        shown = ""
+        started = time.monotonic()
+        deadline = started + timeout
+        shown: tuple[str, Counts | None] | None = None
         while True:
             workflow = self.call(
                 lambda: self.service.get_workflow(self.name, namespace=self.namespace)
             )
             phase = (workflow.status and workflow.status.phase) or "Pending"
-            line = f"{phase}: {self._trial_counts(workflow)}"
-            if line != shown:
-                print(line, flush=True)
-                shown = line
+            counts = trial_counts(workflow)
+            if (phase, counts) != shown:  # a line per change, not per poll
+                print(_watch_line(phase, counts, time.monotonic() - started), flush=True)
+                shown = (phase, counts)
             if phase in DONE:
                 break
             if time.monotonic() > deadline:
@@ -135,23 +139,6 @@ class _Watch:
             for text in self._log_tail(node):
                 print(f"  | {text}")
         return 0 if phase == "Succeeded" else 1
-
-    def _trial_counts(self, workflow: Any) -> str:
-        nodes = _nodes(workflow)
-        counts: Counter[str] = Counter()
-        total = None
-        for node in nodes:
-            if node.template_name == "train" and node.type == "Pod":
-                trials = len(str(_parameter(node, "trials") or "").split(","))
-                counts[node.phase.lower() if node.phase else "pending"] += trials
-            if node.template_name == "plan" and node.outputs and node.outputs.parameters:
-                groups = json.loads(_parameter(node, "groups", outputs=True) or "[]")
-                total = sum(len(c["trials"].split(",")) for g in groups for c in g["chunks"])
-        if total is not None and total > sum(counts.values()):
-            counts["queued"] = total - sum(counts.values())
-        if not counts:
-            return "planning" if total is None else "0 trials"
-        return "trials " + ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items()))
 
     def _failed_pods(self, workflow: Any) -> list[Any]:
         return [n for n in _nodes(workflow) if n.type == "Pod" and n.phase in ("Failed", "Error")]
@@ -177,6 +164,42 @@ class _Watch:
                 entry = json.loads(raw).get("result") or {}
                 lines.extend(str(entry.get("content", "")).splitlines())
         return lines[-LOG_LINES:]
+
+
+def trial_counts(workflow: Any) -> Counts | None:
+    """Trials by state from the node phases: the plan node's `groups` output gives the total
+    (None before it exists), each train pod's phase holds for the trials of its `trials` input.
+    Pods that do not exist yet, or are Pending, leave their trials queued."""
+    total = None
+    phases: dict[str, str] = {}
+    for node in _nodes(workflow):
+        if node.template_name == "train" and node.type == "Pod":
+            phase = node.phase if node.phase in PRECEDENCE else "Pending"
+            for trial in filter(None, str(_parameter(node, "trials") or "").split(",")):
+                known = phases.get(trial)
+                if known is None or PRECEDENCE.index(phase) < PRECEDENCE.index(known):
+                    phases[trial] = phase
+        if node.template_name == "plan" and node.outputs and node.outputs.parameters:
+            groups = json.loads(_parameter(node, "groups", outputs=True) or "[]")
+            total = sum(len(c["trials"].split(",")) for g in groups for c in g["chunks"])
+    if total is None:
+        return None
+    tally = Counter(phases.values())
+    return Counts(
+        total,
+        done=tally["Succeeded"],
+        failed=tally["Failed"] + tally["Error"],
+        running=tally["Running"],
+    )
+
+
+def _watch_line(phase: str, counts: Counts | None, elapsed: float) -> str:
+    """`Running: 3/9 done, 0 failed, 3 running, 3 queued; 0:01:05 elapsed`, the workflow's
+    phase first; `Pending: planning; …` until the plan step has said how many trials there are.
+    The best trial so far is not in node phases, so it is left out."""
+    if counts is None:
+        return f"{phase}: planning; {clock_time(elapsed)} elapsed"
+    return f"{phase}: {describe(counts, elapsed)}"
 
 
 def _nodes(workflow: Any) -> list[Any]:
