@@ -34,11 +34,14 @@ class WorkerDied(RuntimeError):
     """The process training a trial died: killed by a signal (a crash, the OOM killer)."""
 
 
-def run_local(plan: Plan) -> SweepResult:
+def run_local(plan: Plan, into: SweepResult | None = None, close: bool = True) -> SweepResult:
+    """Run the plan's trials. One batch of a longer sweep (an optimiser asking for a few trials
+    at a time) passes the sweep's result so far as `into` (its plan already holding this batch's
+    trials) and `close=False`; a plan with a `parent_run_id` runs under that open sweep run."""
     settings = plan.settings
     storage.check_root(settings.storage_root)
     workers = min(settings.workers or os.cpu_count() or 1, max(1, len(plan.trials)))
-    run = _Run(plan, workers)
+    run = _Run(plan, workers, into, close)
     run.progress.start()
     try:
         result = run.until_done()
@@ -73,9 +76,14 @@ class _Run:
     one that kills its worker is named and fails alone; the others go to a fresh pool.
     """
 
-    def __init__(self, plan: Plan, workers: int) -> None:
-        self.plan, self.workers = plan, workers
-        self.result = SweepResult(plan, "", plan.settings.tracking_uri)
+    def __init__(
+        self, plan: Plan, workers: int, into: SweepResult | None = None, close: bool = True
+    ) -> None:
+        self.plan, self.workers, self.close = plan, workers, close
+        # A sweep that spans several runs (`into`) is ended by its owner when one is cut short.
+        self.standalone = into is None
+        settings = plan.settings
+        self.result = into if into is not None else SweepResult(plan, "", settings.tracking_uri)
         self.markers = tempfile.mkdtemp(prefix="sweeper-workers-")
         self.progress = Progress(len(plan.trials), workers, self.markers)
         self.pool = pools.new_pool(workers)
@@ -87,13 +95,18 @@ class _Run:
         self.records: dict[int, TrialRecord] = {}
         self.preprocess_breaks: Counter[str] = Counter()
         self.pending: dict[Future[Any], PreprocessGroup | Trial | None] = {}
-        # The sweep's run opens while the groups preprocess.
-        self.pending[self.pool.submit(work.open_sweep, *self._sweep_args())] = None
+        if plan.parent_run_id:  # a later batch of a sweep whose run is open
+            self.result.parent_run_id = plan.parent_run_id
+        else:  # the sweep's run opens while the groups preprocess
+            self.pending[self.pool.submit(work.open_sweep, *self._sweep_args())] = None
         for group in plan.groups:
             self._submit(group)
 
     def _sweep_args(self) -> tuple[Any, ...]:
-        return self.plan.settings, self.plan.sweep_id, self.plan.sweep_params
+        # A run that outlives this batch's workers is owned by this process: were it tagged with
+        # the opening worker's pid, the next sweep would take it for an orphan once that exits.
+        owner = None if self.close else os.getpid()
+        return self.plan.settings, self.plan.sweep_id, self.plan.sweep_params, owner
 
     @property
     def context(self) -> work.SweepContext:
@@ -129,7 +142,8 @@ class _Run:
                     self._preprocessed(item, future)
                 else:
                     self._trained(item, future)
-        self._close("FINISHED" if self.result.n_failed == 0 else "FAILED")
+        if self.close:
+            self._close("FINISHED" if self.result.n_failed == 0 else "FAILED")
         for pool in (self.pool, self.isolation):
             if pool is not None:
                 pool.shutdown()
@@ -140,7 +154,7 @@ class _Run:
         for pool in (self.pool, self.isolation):
             if pool is not None:
                 pools.stop(pool)
-        if self.result.parent_run_id:
+        if self.result.parent_run_id and self.standalone:
             args = self.plan.settings, self.result.parent_run_id, self.result.summary_metrics()
             work.close_sweep(*args, "KILLED")
 
@@ -155,9 +169,10 @@ class _Run:
                 "Sweep run %s was left running by a process that is gone: marked KILLED", orphan
             )
         self.result.parent_run_id = parent_run_id
-        self.plan = self.result.plan = self.plan.with_parent(parent_run_id)
+        self.plan = self.plan.with_parent(parent_run_id)
+        self.result.plan = self.result.plan.with_parent(parent_run_id)  # all batches' trials
         write_record(self.plan.settings.storage_root, self.plan.sweep_id, "plan.json",
-                     self.plan.to_json())  # fmt: skip
+                     self.result.plan.to_json())  # fmt: skip
         log.info(
             "Sweep %s: %d trials, %d preprocess group(s), %d workers; MLflow run %s",
             self.plan.sweep_id,
@@ -216,7 +231,8 @@ class _Run:
     def _settle(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
-        log.info("[%d/%d] %s", len(self.result.outcomes), len(self.plan.trials), outcome.line())
+        total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
+        log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line())
 
     def _broken(self, item: PreprocessGroup | Trial | None, future: Future[Any]) -> None:
         if future is self.isolated:  # alone in its pool: this trial killed its worker

@@ -108,12 +108,17 @@ def new_sweep_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def build_plan(jobs: Sequence[Job], sweep_id: str | None = None) -> Plan:
+def build_plan(
+    jobs: Sequence[Job], sweep_id: str | None = None, name_keys: Sequence[str] = ()
+) -> Plan:
+    """`name_keys`: override keys every trial's name shows even when this batch of jobs does not
+    vary them (an optimiser's search space, asked for a few trials at a time)."""
     if not jobs:
         raise SweeperError("the sweep has no trials")
     configs = [_resolved(job.cfg) for job in jobs]
     settings = _settings(configs)
     varying = _varying_keys(jobs)
+    varying += [k for k in name_keys if k not in varying and k != "model"]
     groups: dict[str, PreprocessGroup] = {}
     trials = []
     for job, cfg in zip(jobs, configs, strict=True):

@@ -87,8 +87,9 @@ class Tracker:
                 raise
             return found.experiment_id
 
-    def start_sweep(self, sweep_id: str, params: Mapping[str, Any]) -> str:
-        tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(os.getpid())}
+    def start_sweep(self, sweep_id: str, params: Mapping[str, Any], pid: int | None = None) -> str:
+        pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
+        tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(pid)}
         run = self.client.create_run(self.experiment_id, run_name=f"sweep {sweep_id}", tags=tags)
         self._log(run.info.run_id, params=params)
         return run.info.run_id

@@ -50,11 +50,14 @@ def tracker(settings: Settings) -> Tracker:
     return _trackers[key]
 
 
-def open_sweep(settings: Settings, sweep_id: str, params: dict[str, str]) -> tuple[str, list[str]]:
-    """The sweep's parent run, after closing runs orphaned by processes that are gone."""
+def open_sweep(
+    settings: Settings, sweep_id: str, params: dict[str, str], owner_pid: int | None = None
+) -> tuple[str, list[str]]:
+    """The sweep's parent run, after closing runs orphaned by processes that are gone.
+    `owner_pid`: the process whose end orphans the run (default: this worker)."""
     sweeps = tracker(settings)
     orphans = sweeps.end_orphaned_sweeps()
-    return sweeps.start_sweep(sweep_id, params), orphans
+    return sweeps.start_sweep(sweep_id, params, owner_pid), orphans
 
 
 def prepare_group(
