@@ -5,6 +5,12 @@
 
 writes the plan to `<storage.root>/sweeps/<sweep-id>/plan.json`, opens the sweep's MLflow run, and
 writes `groups.json` into --outputs: one item per preprocess group, each with its trial chunks.
+
+An optimiser's batch names its trials instead (no expansion), each as a list of overrides:
+
+    python -m steps.plan --sweep-id sweeper-x7k2q --outputs /tmp/outputs \
+        --jobs '[["model=lasso", "model.alpha=0.31"], ["model=lasso", "model.alpha=2.5"]]' \
+        --name-key model.alpha --sweep-param study=lasso
 """
 
 from __future__ import annotations
@@ -21,13 +27,21 @@ from sweeper.errors import SweeperError
 from sweeper.plan import Plan
 
 
-def plan_sweep(overrides: Sequence[str], multirun: bool, sweep_id: str) -> Plan:
+def plan_sweep(
+    overrides: Sequence[str],
+    multirun: bool,
+    sweep_id: str,
+    jobs: Sequence[Sequence[str]] | None = None,
+    name_keys: Sequence[str] = (),
+    sweep_params: dict[str, str] | None = None,
+) -> Plan:
     from sweeper import storage
     from sweeper.definition import plan_from_definition
     from sweeper.storage import write_record
     from sweeper.tracking import Tracker
 
-    plan = plan_from_definition(overrides, multirun, sweep_id)
+    plan = plan_from_definition(overrides, multirun, sweep_id, jobs, name_keys)
+    plan = dataclasses.replace(plan, sweep_params={**plan.sweep_params, **(sweep_params or {})})
     storage.check_root(plan.settings.storage_root)
     tracker = Tracker(plan.settings.tracking_uri, plan.settings.experiment)
     parent = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
@@ -69,10 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outputs", required=True, help="folder for Argo output parameters")
     parser.add_argument("--multirun", action="store_true", help="expand sweeps and model grids")
     parser.add_argument("--trials-per-pod", type=int, default=1)
+    parser.add_argument("--jobs", type=_jobs, help="JSON: each trial's list of overrides")
+    parser.add_argument("--name-key", action="append", default=[], help="shown in trial names")
+    parser.add_argument("--sweep-param", action="append", default=[], type=_key_value,
+                        help="KEY=VALUE: a param of the sweep's run")  # fmt: skip
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
+    if args.jobs is not None and (args.overrides or args.multirun):
+        parser.error("--jobs lists the trials: no overrides or --multirun with it")
     try:
-        plan = plan_sweep(args.overrides, args.multirun, args.sweep_id)
+        plan = plan_sweep(args.overrides, args.multirun, args.sweep_id, args.jobs,
+                          args.name_key, dict(args.sweep_param))  # fmt: skip
     except SweeperError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -82,6 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     (outputs / "parent_run_id").write_text(plan.parent_run_id or "")
     print(f"sweep {plan.sweep_id}: {len(plan.trials)} trials in {len(plan.groups)} group(s)")
     return 0
+
+
+def _jobs(text: str) -> list[list[str]]:
+    jobs = json.loads(text)
+    if not isinstance(jobs, list) or not all(
+        isinstance(job, list) and all(isinstance(o, str) for o in job) for job in jobs
+    ):
+        raise ValueError("--jobs must be a JSON list of lists of overrides")
+    return jobs
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{text!r} is not KEY=VALUE")
+    return key, value
 
 
 if __name__ == "__main__":

@@ -26,7 +26,15 @@ def portable(overrides: Sequence[str]) -> list[str]:
     return [o for o in overrides if not o.lstrip("+~").startswith(LOCAL_ONLY)]
 
 
-def plan_from_definition(overrides: Sequence[str], multirun: bool, sweep_id: str) -> Plan:
+def plan_from_definition(
+    overrides: Sequence[str],
+    multirun: bool,
+    sweep_id: str,
+    jobs: Sequence[Sequence[str]] | None = None,
+    name_keys: Sequence[str] = (),
+) -> Plan:
+    """`jobs`: each trial's overrides, as an optimiser asked for them (no expansion); `name_keys`
+    go into every trial's name (see build_plan)."""
     from sweeper.app import config_dir
 
     GlobalHydra.instance().clear()
@@ -37,7 +45,9 @@ def plan_from_definition(overrides: Sequence[str], multirun: bool, sweep_id: str
         def compose_job(job_overrides: list[str]) -> DictConfig:
             return compose("config", overrides=job_overrides, return_hydra_config=True)
 
-        if multirun:
+        if jobs is not None:
+            jobs = [list(job) for job in jobs]
+        elif multirun:
             fixed = [o.input_line for o in parser.parse_overrides(list(overrides))
                      if not o.is_sweep_override()]  # fmt: skip
             master = compose_job(fixed)
@@ -51,4 +61,4 @@ def plan_from_definition(overrides: Sequence[str], multirun: bool, sweep_id: str
         else:
             jobs = [list(overrides)]
         composed, _ = compose_jobs(jobs, compose_job, parser)
-    return build_plan(composed, sweep_id)
+    return build_plan(composed, sweep_id, name_keys)

@@ -53,9 +53,12 @@ def check_reachable(cfg: DictConfig) -> None:
 
 
 def compile_sweep(
-    overrides: Sequence[str], multirun: bool, cfg: DictConfig
+    overrides: Sequence[str], multirun: bool, cfg: DictConfig, batch: Sequence[str] | None = None
 ) -> Workflow | CronWorkflow:
-    """The Workflow (or, with argo.schedule, the CronWorkflow) that runs this sweep."""
+    """The Workflow (or, with argo.schedule, the CronWorkflow) that runs this sweep.
+
+    `batch`: the plan step's arguments that list its trials' overrides one by one (`--jobs …`, an
+    optimiser's batch; see sweeper.argo.batch), instead of a definition for it to expand."""
     check_reachable(cfg)
     argo = cfg.argo
     plan_url = PLAN_URL.format(root=str(cfg.storage.root).rstrip("/"))
@@ -84,7 +87,8 @@ def compile_sweep(
             **common,
         )
     with workflow:
-        _templates(argo, overrides, multirun, plan_url)
+        definition = [*(["--multirun"] if multirun else []), "--", *overrides]
+        _templates(argo, definition if batch is None else list(batch), plan_url)
     return workflow
 
 
@@ -101,7 +105,7 @@ def _workflow_fields(argo: DictConfig, experiment: str) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _templates(argo: DictConfig, overrides: Sequence[str], multirun: bool, plan_url: str) -> None:
+def _templates(argo: DictConfig, definition: Sequence[str], plan_url: str) -> None:
     image = str(argo.image)
     env = [Env(name=str(k), value=str(v)) for k, v in (argo.env or {}).items()]
     env_from = [SecretEnvFrom(name=str(s)) for s in argo.secrets or []]
@@ -129,7 +133,7 @@ def _templates(argo: DictConfig, overrides: Sequence[str], multirun: bool, plan_
     plan = step(
         "plan",
         "steps.plan",
-        [*plan_args, *(["--multirun"] if multirun else []), "--", *overrides],
+        [*plan_args, *definition],
         outputs=[Parameter(name="groups", value_from=m.ValueFrom(path=f"{OUTPUTS}/groups.json"))],
     )
     preprocess = step(
