@@ -3,8 +3,9 @@
     python -m steps.summary --plan s3://b/sweeps/sweeps/<sweep_id>/plan.json
 
 Runs whether or not trials failed (an Argo exit handler): reads the trials' child runs back from
-MLflow, logs `best_mse`, `n_trials`, `n_failed` on the parent run, ends it, writes results.json and
-prints the ranked table. Exits non-zero when any trial did not finish.
+MLflow, logs `best_mse`, `n_trials`, `n_failed`, the results table and plots on the parent run and
+the best trial's model on its run (see sweeper.conclude), ends it, writes results.json and prints
+the ranked table with the MLflow compare link. Exits non-zero when any trial did not finish.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from steps.records import StoredSplit
 from sweeper import storage
 from sweeper.outcome import Outcome, SweepResult
 from sweeper.plan import Plan
 
 
 def summarise(plan_url: str) -> SweepResult:
+    from sweeper.conclude import conclude_sweep
     from sweeper.tracking import PARENT_TAG, Tracker
 
     plan = Plan.from_json(storage.read_bytes(plan_url).decode())
@@ -47,12 +50,28 @@ def summarise(plan_url: str) -> SweepResult:
             result.outcomes.append(
                 Outcome(trial, "FAILED", run.data.metrics, error, run.info.run_id)
             )
+    result.splits = _recorded_splits(plan)
     status = "FINISHED" if result.n_failed == 0 else "FAILED"
-    tracker.finish_sweep(plan.parent_run_id, result.summary_metrics(), status)
+    end = conclude_sweep(tracker, result, status, plan.settings.register_best)
+    result.experiment_id, result.notes = end.experiment_id, list(end.notes)
     storage.write_record(
         plan.settings.storage_root, plan.sweep_id, "results.json", result.to_json()
     )
     return result
+
+
+def _recorded_splits(plan: Plan) -> dict[str, StoredSplit]:
+    """The splits the preprocess pods stored (a group whose pod failed has none)."""
+    from steps.preprocess import recorded_split
+
+    splits = {}
+    for group in plan.groups:
+        try:
+            record = recorded_split(plan, group.id)
+        except FileNotFoundError:
+            continue
+        splits[group.id] = StoredSplit(**record)
+    return splits
 
 
 def _earlier(tracker: Any, plan: Plan, trial: Any, cache: dict[str, dict]) -> Outcome:

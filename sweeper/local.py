@@ -155,12 +155,12 @@ class _Run:
             if pool is not None:
                 pools.stop(pool)
         if self.result.parent_run_id and self.standalone:
-            args = self.plan.settings, self.result.parent_run_id, self.result.summary_metrics()
-            work.close_sweep(*args, "KILLED")
+            work.close_sweep(self.plan.settings, self.result, "KILLED")
 
     def _close(self, status: str) -> None:
-        args = self.plan.settings, self.result.parent_run_id, self.result.summary_metrics()
-        self.pool.submit(work.close_sweep, *args, status).result()
+        end = self.pool.submit(work.close_sweep, self.plan.settings, self.result, status).result()
+        self.result.experiment_id = end.experiment_id
+        self.result.notes.extend(end.notes)
 
     def _opened(self, future: Future[tuple[str, list[str]]]) -> None:
         parent_run_id, orphans = future.result()

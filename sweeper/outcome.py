@@ -55,6 +55,8 @@ class SweepResult:
     outcomes: list[Outcome] = field(default_factory=list)
     splits: dict[str, StoredSplit] = field(default_factory=dict)
     preprocess_errors: list[str] = field(default_factory=list)
+    experiment_id: str = ""  # MLflow's, for links to the sweep's runs
+    notes: list[str] = field(default_factory=list)  # what ending the sweep's run reported
 
     @property
     def n_failed(self) -> int:

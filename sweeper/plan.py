@@ -65,6 +65,7 @@ class Settings:
     tracking_uri: str
     experiment: str
     rerun: bool = False  # train trials again even when MLflow has them finished
+    register_best: str | None = None  # registered model that gets the best trial if it is better
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,12 @@ def _settings(configs: Sequence[Mapping[str, Any]]) -> Settings:
         tracking_uri=str(first["mlflow"]["tracking_uri"]),
         experiment=str(first["mlflow"]["experiment"]),
         rerun=bool(first["sweep"]["rerun"]),
+        register_best=_optional_text(first["mlflow"].get("register_best")),
     )
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
 
 
 def trial_key(split_key: str, model: Mapping[str, Any]) -> str:

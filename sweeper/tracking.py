@@ -56,7 +56,7 @@ class TrialRecord:
 class Tracker:
     """Writes one sweep's runs into one experiment of one tracking server (or SQLite file)."""
 
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, create: bool = True) -> None:
         for name, value in _MLFLOW_DEFAULTS.items():
             os.environ.setdefault(name, value)
         if tracking_uri.startswith("sqlite:"):
@@ -69,23 +69,34 @@ class Tracker:
         try:
             with _sqlite_creation_lock(tracking_uri):
                 self.client = MlflowClient(tracking_uri)  # creates a new store's tables
-                self.experiment_id = self._experiment_id(experiment)
+                self.experiment_id = self._experiment_id(experiment, create)
         except MlflowException as err:
             raise SweeperError(f"MLflow at {redact(tracking_uri)} {_problem(err)}") from None
 
-    def _experiment_id(self, name: str) -> str:
+    def _experiment_id(self, name: str, create: bool) -> str:
         from mlflow.exceptions import MlflowException
 
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
+        if not create:
+            raise SweeperError(f"MLflow at {redact(self.tracking_uri)} has no experiment '{name}'")
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, artifact_location=self._artifact_root())
         except MlflowException:  # another sweep created it first
             found = self.client.get_experiment_by_name(name)
             if found is None:
                 raise
             return found.experiment_id
+
+    def _artifact_root(self) -> str | None:
+        """A SQLite store keeps its artifacts beside the database file, where `mlflow ui` finds
+        them whatever folder it is started from (MLflow's own default is relative to the cwd of
+        the process that created the experiment). Servers choose their own."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            return None
+        database = Path(self.tracking_uri.removeprefix("sqlite:///")).resolve()
+        return (database.parent / "mlartifacts").as_uri()
 
     def start_sweep(self, sweep_id: str, params: Mapping[str, Any], pid: int | None = None) -> str:
         pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone

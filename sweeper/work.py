@@ -15,11 +15,15 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steps.records import StoredSplit, TrialScore
 from sweeper.plan import PreprocessGroup, Settings
 from sweeper.tracking import Tracker, TrialRecord
+
+if TYPE_CHECKING:
+    from sweeper.conclude import SweepEnd
+    from sweeper.outcome import SweepResult
 
 _trackers: dict[tuple[str, str], Tracker] = {}
 
@@ -101,13 +105,11 @@ def log_failure(sweep: SweepContext, record: TrialRecord, error: BaseException) 
     return TrialDone(run_id, None, f"{type(error).__name__}: {error}")
 
 
-def close_sweep(
-    settings: Settings, parent_run_id: str, metrics: dict[str, float], status: str
-) -> None:
-    sweeps = tracker(settings)
-    if status != "FINISHED":
-        sweeps.end_running_trials(parent_run_id)
-    sweeps.finish_sweep(parent_run_id, metrics, status)
+def close_sweep(settings: Settings, result: SweepResult, status: str) -> SweepEnd:
+    """End the sweep's run: artifacts, best model, summary metrics (see sweeper.conclude)."""
+    from sweeper.conclude import conclude_sweep
+
+    return conclude_sweep(tracker(settings), result, status, settings.register_best)
 
 
 def with_key(record: TrialRecord, key: str, split_key: str) -> TrialRecord:
