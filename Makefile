@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install sweep test bench lint image-tools clean
+.PHONY: install sweep test bench lint image-tools browser clean
 
 install: $(VENV)/.installed
 
@@ -31,7 +31,12 @@ image-tools:
 	@command -v buildah >/dev/null && command -v debootstrap >/dev/null && command -v podman >/dev/null \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap podman)
 
-test: lint image-tools
+# The browser test opens the printed MLflow compare link in Debian's headless Chromium.
+browser:
+	@command -v chromium >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: lint image-tools browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -63,7 +63,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-        "--default-artifact-root", str(home / "artifacts"),
+        "--artifacts-destination", str(home / "artifacts"),  # clients upload through it
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
@@ -112,24 +112,32 @@ def empty_workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def created_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An mlflow.db whose tables exist: MLflow's migrations take seconds on every new file."""
-    from sweeper.tracking import Tracker
+    """An mlflow.db whose tables exist: MLflow's migrations take seconds on every new file.
+    Its experiments are made by the sweeps, so their artifacts sit beside each copy."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeper.tracking import _use_sqlite_wal
 
     path = tmp_path_factory.mktemp("database") / "mlflow.db"
-    Tracker(f"sqlite:///{path}", "sweeper")
+    _use_sqlite_wal()
+    MlflowClient(f"sqlite:///{path}").search_experiments()
     return path
 
 
 @pytest.fixture
 def workdir(empty_workdir: Path, created_database: Path) -> Path:
     """A working directory where a sweep already made `mlflow.db` (and nothing else)."""
+    return with_database(empty_workdir, created_database)
+
+
+def with_database(folder: Path, created_database: Path) -> Path:
     # SQLite's backup, not a file copy: the store is in WAL mode, recent pages sit in -wal.
     with (
         contextlib.closing(sqlite3.connect(created_database)) as source,
-        contextlib.closing(sqlite3.connect(empty_workdir / "mlflow.db")) as copy,
+        contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as copy,
     ):
         source.backup(copy)
-    return empty_workdir
+    return folder
 
 
 def run_sweeper(

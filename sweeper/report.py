@@ -1,0 +1,130 @@
+"""`python -m sweeper.report [SWEEP_ID]`: a past sweep's ranked table and compare link, read back
+from MLflow (the latest sweep of the experiment by default; nightly Argo sweeps included).
+
+The table comes from the `results/results.csv` the sweep left on its run; a sweep that did not
+get that far (killed, still running) is shown from its trials' runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from sweeper.errors import SweeperError
+from sweeper.results import Report, Row, print_report
+from sweeper.storage import redact
+
+_METRICS = ("mse", "rmse", "mae", "r2", "fit_seconds")
+
+
+def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None) -> Report:
+    from sweeper.tracking import PARENT_TAG, Tracker
+
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not database.is_file():  # MLflow would make an empty one
+            raise SweeperError(f"no MLflow database at {database.resolve()}")
+    tracker = Tracker(tracking_uri, experiment, create=False)
+    client = tracker.client
+    wanted = f" and tags.sweep_id = '{sweep_id}'" if sweep_id else ""
+    candidates = client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"attributes.run_name LIKE 'sweep %'{wanted}",
+        order_by=["attributes.start_time DESC"],
+        max_results=200,
+    )
+    sweep = next((r for r in candidates if PARENT_TAG not in r.data.tags), None)
+    if sweep is None:
+        where = f"experiment '{experiment}' at {redact(tracking_uri)}"
+        raise SweeperError(f"sweep {sweep_id} is not in {where}" if sweep_id else
+                           f"{where} has no sweep yet")  # fmt: skip
+    parent = sweep.info.run_id
+    rows = _rows_from_results(client, parent) or _rows_from_trials(tracker, parent)
+    notes = [sweep.data.tags["registry"]] if "registry" in sweep.data.tags else []
+    if sweep.info.status != "FINISHED":
+        notes.append(f"The sweep's run is {sweep.info.status}.")
+    return Report(
+        sweep_id=sweep.data.tags.get("sweep_id", ""),
+        rows=rows,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=parent,
+        notes=notes,
+    )
+
+
+def _rows_from_results(client: Any, parent: str) -> list[Row]:
+    """The table the sweep logged when it ended: it includes trials reused from earlier sweeps."""
+    with tempfile.TemporaryDirectory(prefix="sweeper-report-") as scratch:
+        try:
+            local = client.download_artifacts(parent, "results/results.csv", scratch)
+        except Exception:  # no such artifact: the sweep did not end normally
+            return []
+        records = list(csv.DictReader(Path(local).read_text().splitlines()))
+    rows = []
+    for record in records:
+        metrics = {k: float(record[k]) for k in _METRICS if record.get(k)}
+        rows.append(Row(record["trial"], metrics, record["status"],
+                        record.get("run_id") or None, record.get("error") or None))  # fmt: skip
+    return rows
+
+
+def _rows_from_trials(tracker: Any, parent: str) -> list[Row]:
+    from sweeper.tracking import PARENT_TAG
+
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
+        max_results=50_000,
+    )
+    rows = [
+        Row(
+            run.info.run_name or run.info.run_id,
+            run.data.metrics,
+            run.info.status,
+            run.info.run_id,
+            run.data.tags.get("error.message"),
+        )
+        for run in runs
+    ]
+    return sorted(rows, key=lambda r: (r.status != "FINISHED", r.metrics.get("mse", float("inf"))))
+
+
+def _defaults() -> tuple[str, str]:
+    """The tracking URI and experiment a plain `python -m sweeper` would use."""
+    from sweeper.app import config_dir
+
+    mlflow = OmegaConf.load(Path(config_dir(), "config.yaml")).mlflow
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or str(mlflow.tracking_uri)
+    return uri, str(mlflow.experiment)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    uri, experiment = _defaults()
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeper.report", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("sweep_id", nargs="?", help="a sweep's id (default: the latest)")
+    parser.add_argument("--tracking-uri", default=uri, help=f"default: {uri}")
+    parser.add_argument("--experiment", default=experiment, help=f"default: {experiment}")
+    args = parser.parse_args(argv)
+    try:
+        report = load_report(args.tracking_uri, args.experiment, args.sweep_id)
+    except SweeperError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""What a finished sweep shows people: the compare link, the parent run's artifacts, the best
+model (logged and registered only when better), and `python -m sweeper.report`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import free_port, run_sweeper, serving, with_database
+from mlflow.tracking import MlflowClient
+from mlflow_view import SweepRuns, sweeps
+
+from steps.records import TARGET_COLUMN
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def compare_link(output: str) -> tuple[str, list[str], list[str]]:
+    """The last line's link, split into its address and the runs and experiments it selects."""
+    last = output.strip().splitlines()[-1]
+    found = re.fullmatch(r"Compare the trials: (\S+)/#/compare-runs\?runs=(\S+)&experiments=(\S+)",
+                         last)  # fmt: skip
+    assert found, f"the last line is not the compare link: {last!r}"
+    address, runs, experiments = found.groups()
+    return address, json.loads(unquote(runs)), json.loads(unquote(experiments))
+
+
+def parent_artifacts(tracking_uri: str, sweep: SweepRuns, folder: Path) -> Path:
+    client = MlflowClient(tracking_uri)
+    return Path(client.download_artifacts(sweep.parent.info.run_id, "", str(folder)))
+
+
+@dataclass(frozen=True)
+class Finished:
+    workdir: Path
+    stdout: str
+    uri: str
+    sweep: SweepRuns
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, created_database: Path) -> Finished:
+    """One `model=rf,lasso -m` sweep, looked at by the tests below (read-only)."""
+    workdir = with_database(tmp_path_factory.mktemp("finished"), created_database)
+    done = run_sweeper(["model=rf,lasso", "-m"], cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    [sweep] = sweeps(uri, "sweeper")
+    assert len(sweep.children) == 9
+    return Finished(workdir, done.stdout, uri, sweep)
+
+
+def test_a_sweep_ends_with_its_compare_link_artifacts_and_best_model(finished: Finished) -> None:
+    workdir, uri, sweep = finished.workdir, finished.uri, finished.sweep
+    address, runs, experiments = compare_link(finished.stdout)
+    assert address == "http://127.0.0.1:5000"  # mlflow ui's own address for a SQLite store
+    assert f"Start MLflow's UI with: mlflow ui --backend-store-uri {uri}" in finished.stdout
+    assert sorted(runs) == sorted(r.info.run_id for r in sweep.children)
+    assert experiments == [sweep.parent.info.experiment_id]
+    by_mse = sorted(sweep.children, key=lambda r: r.data.metrics["mse"])
+    assert runs == [r.info.run_id for r in by_mse]  # ranked as the table is
+
+    artifacts = parent_artifacts(uri, sweep, workdir / "downloaded")
+    assert (workdir / "mlartifacts").is_dir()  # beside the database, not in some cwd
+    with (artifacts / "results" / "results.csv").open() as table:
+        rows = list(csv.DictReader(table))
+    mse = {r.info.run_id: r.data.metrics["mse"] for r in sweep.children}
+    assert [row["run_id"] for row in rows] == runs
+    assert all(float(row["mse"]) == mse[row["run_id"]] for row in rows)
+    assert [row["rank"] for row in rows] == [str(i) for i in range(1, 10)]
+    assert {row["model"] for row in rows} == {"rf", "lasso"}
+    # the swept settings are columns: rf's two and lasso's alpha
+    assert {"n_estimators", "max_depth", "alpha"} <= set(rows[0])
+    html = (artifacts / "results" / "results.html").read_text()
+    assert all(r.info.run_name in html for r in sweep.children)
+    plots = sorted(p.name for p in (artifacts / "plots").iterdir())
+    assert plots == ["mse_by_trial.png", "mse_vs_lasso.png", "mse_vs_rf.png"]
+    assert all((artifacts / "plots" / p).read_bytes().startswith(PNG) for p in plots)
+
+    # The best trial's model: on its own run, with a signature; it scores what the trial scored.
+    best = by_mse[0]
+    client = MlflowClient(uri)
+    model_uri = client.get_run(best.info.run_id).data.tags["best_model_uri"]
+    assert sweep_tag(client, sweep, "best_model_uri") == model_uri
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.sklearn.load_model(model_uri)
+    info = mlflow.models.get_model_info(model_uri)
+    assert info.signature is not None and info.signature.inputs.input_names()
+    test = stored_test_split(workdir)
+    predicted = model.predict(test.drop(columns=TARGET_COLUMN))
+    refit_mse = float(np.mean((test[TARGET_COLUMN].to_numpy() - predicted) ** 2))
+    assert refit_mse == best.data.metrics["mse"]
+    # logging the model did not rewrite the trial's run
+    after = client.get_run(best.info.run_id)
+    assert (after.info.status, after.info.end_time) == ("FINISHED", best.info.end_time)
+
+
+def sweep_tag(client: MlflowClient, sweep: SweepRuns, key: str) -> str:
+    return client.get_run(sweep.parent.info.run_id).data.tags[key]
+
+
+def stored_test_split(workdir: Path) -> pd.DataFrame:
+    [split] = (workdir / "sweeper-store" / "preprocess").iterdir()
+    return pd.read_parquet(split / "test.parquet")
+
+
+def test_register_best_only_adds_versions_that_beat_the_latest(workdir: Path) -> None:
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    register = "mlflow.register_best=diabetes-regressor"
+    outputs = []
+    for models in ("model=lasso", "model=rf", "model=lasso model.alpha=0.5,2"):
+        done = run_sweeper([*models.split(), register, "-m"], cwd=workdir)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    lasso, rf, lasso_again = sweeps(uri, "sweeper")
+    client = MlflowClient(uri)
+    versions = sorted(client.search_model_versions("name = 'diabetes-regressor'"),
+                      key=lambda v: int(v.version))  # fmt: skip
+    best = [min(r.data.metrics["mse"] for r in s.children) for s in (lasso, rf, lasso_again)]
+    assert best[1] < best[0]  # rf beats lasso on this data; the second lasso grid does not
+    assert best[2] > best[1]
+    assert [int(v.version) for v in versions] == [1, 2]
+    assert [float(v.tags["mse"]) for v in versions] == [best[0], best[1]]
+    assert "Registry: diabetes-regressor version 1" in outputs[0]
+    assert "Registry: diabetes-regressor version 2" in outputs[1]
+    assert "Registry: kept diabetes-regressor version 2" in outputs[2]
+    # version 2 is the rf sweep's best trial's model
+    best_rf = min(rf.children, key=lambda r: r.data.metrics["mse"])
+    assert versions[1].run_id == best_rf.info.run_id
+
+
+def test_report_shows_the_latest_sweep_as_it_ended(finished: Finished) -> None:
+    latest = run_sweeper([], cwd=finished.workdir, module="sweeper.report")
+    assert latest.returncode == 0, latest.stderr
+    assert table_and_link(latest.stdout) == table_and_link(finished.stdout)
+    assert len(table_and_link(latest.stdout)) == 9 + 2
+
+
+def test_the_compare_link_shows_every_trial_and_its_mse_in_chromium(finished: Finished) -> None:
+    """Headless Chromium (Debian's `chromium`, which `make test` installs) on `mlflow ui`,
+    started with the command the sweep printed."""
+    lines = finished.stdout.strip().splitlines()
+    start = next(line for line in lines if line.startswith("Start MLflow's UI with: "))
+    command = start.removeprefix("Start MLflow's UI with: ").split()
+    assert command[:2] == ["mlflow", "ui"]
+    port = free_port()  # the printed command on a free port instead of 5000
+    ui = [str(Path(sys.executable).with_name("mlflow")), *command[1:],
+          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    link = lines[-1].removeprefix("Compare the trials: ")
+    link = link.replace("http://127.0.0.1:5000/", f"http://127.0.0.1:{port}/")
+    with serving(ui, f"http://127.0.0.1:{port}/health", finished.workdir / "ui.log"):
+        page = subprocess.run([chromium(), *CHROMIUM_FLAGS, "--dump-dom", link],
+                              capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert page.returncode == 0, page.stderr[-2000:]
+    dom = page.stdout
+    children = finished.sweep.children
+    assert f"Comparing {len(children)} Runs from 1 Experiment" in dom
+    for run in children:
+        assert run.info.run_name in dom and run.info.run_id in dom
+    assert re.search(r">\s*mse\s*<", dom), "the mse metric is not on the page"
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
+    return found
+
+
+# Headless in a container: no sandbox (root), no GPU, nothing fetched but the page itself.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-extensions", "--no-first-run",
+    "--hide-scrollbars", "--window-size=1400,1100",
+    "--virtual-time-budget=30000",  # let MLflow's single-page app fetch and render the runs
+]  # fmt: skip
+
+
+def test_report_reprints_a_past_sweep_from_mlflow(workdir: Path) -> None:
+    first = run_sweeper(["model=lasso", "-m"], cwd=workdir)
+    second = run_sweeper(["model=lasso", "model.alpha=0.01,0.5", "-m"], cwd=workdir)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    reused = [row for row in table_and_link(second.stdout) if "reused" in row]
+    assert len(reused) == 1 and "alpha=0.01" in reused[0]  # the first sweep had it
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    older, newer = sweeps(uri, "sweeper")
+    by_id = run_sweeper([older.sweep_id], cwd=workdir, module="sweeper.report")
+    assert by_id.returncode == 0, by_id.stderr
+    assert table_and_link(by_id.stdout) == table_and_link(first.stdout)
+
+    # A sweep that never wrote its results table (killed) is read from its trials' runs.
+    artifacts = workdir / "mlartifacts" / newer.parent.info.run_id / "artifacts"
+    (artifacts / "results" / "results.csv").unlink()
+    from_runs = run_sweeper([newer.sweep_id], cwd=workdir, module="sweeper.report")
+    assert from_runs.returncode == 0, from_runs.stderr
+    _, runs, _ = compare_link(from_runs.stdout)
+    assert sorted(runs) == sorted(r.info.run_id for r in newer.children)  # without the reused
+
+    missing = run_sweeper(["20990101-000000-abcdef"], cwd=workdir, module="sweeper.report")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        "error: sweep 20990101-000000-abcdef is not in experiment 'sweeper' at sqlite:///mlflow.db"
+    )
+
+
+def table_and_link(output: str) -> list[str]:
+    """The table's rows, the best line and the link: what the report must reproduce."""
+    lines = output.strip().splitlines()
+    rows = [line for line in lines if line.startswith("│")]
+    return [*rows, *(line for line in lines if line.startswith(("Best:", "Compare the trials")))]
