@@ -16,6 +16,7 @@ import step_image as step_image_module
 import yaml
 from argo_runner import ArgoRunner, base_env
 from conftest import PROJECT, SHARED_DATA, S3Server, data_file, run_sweeper
+from mlflow.tracking import MlflowClient
 from mlflow_view import sweeps
 from step_image import Container
 
@@ -198,6 +199,15 @@ def test_executed_workflow_matches_the_local_backend(
     for key in ("best_mse", "n_trials", "n_failed"):
         assert on_argo.parent.data.metrics[key] == on_local.parent.data.metrics[key]
     assert on_argo.parent.info.status == "FINISHED"
+    # The summary pod left the same things on the sweep's run as a local sweep does.
+    client = MlflowClient(mlflow_server)
+    for sweep in (on_argo, on_local):
+        listed = client.list_artifacts(sweep.parent.info.run_id, "results")
+        assert sorted(Path(a.path).name for a in listed) == ["results.csv", "results.html"]
+        assert len(client.list_artifacts(sweep.parent.info.run_id, "plots")) == 3
+    best = min(on_argo.children, key=lambda r: r.data.metrics["mse"])
+    model_uri = client.get_run(best.info.run_id).data.tags["best_model_uri"]
+    assert client.get_run(on_argo.parent.info.run_id).data.tags["best_model_uri"] == model_uri
     assert {r.data.params["data.drop"] for r in on_argo.children} == {awkward}
     plan = json.loads(s3_server.fs().cat(f"{bucket}/argo/sweeps/{runner.workflow_name}/plan.json"))
     assert plan["groups"][0]["data"]["drop"] == [awkward]

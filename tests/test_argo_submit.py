@@ -78,7 +78,13 @@ def test_submit_retries_then_watches_through_pending(argo: FakeArgo, workdir: Pa
         "Running: 3/9 done, 0 failed, 3 running, 3 queued",
         "Succeeded: 9/9 done, 0 failed, 0 running, 0 queued",
     ]
-    assert lines[-1].startswith("Succeeded: 9/9 done")
+    assert lines[-2].startswith("Succeeded: 9/9 done")
+    # The results are in MLflow, which this test's pods never reached: the command to see them.
+    name = submitted["metadata"]["name"]
+    assert lines[-1].endswith(
+        f"python -m sweeper.report {name} --tracking-uri http://mlflow.ml.svc:5000 "
+        "--experiment sweeper"
+    )
 
 
 def test_a_failed_trial_is_named_with_its_log(argo: FakeArgo, workdir: Path) -> None:
