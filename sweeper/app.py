@@ -46,11 +46,24 @@ def main() -> None:
 
     start_workers_early(sys.argv[1:])  # for the `sweeper` script; `python -m sweeper` did it
     sys.argv[1:] = defer_model_values(sys.argv[1:])
+    # An optimiser's sweep run stays open between its batches: end it however the run ends.
     try:
         run_single()
     except KeyboardInterrupt:
+        _end_studies("KILLED")
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as stop:
+        _end_studies("FAILED" if stop.code else None)
+        raise
+    _end_studies(None)
+
+
+def _end_studies(status: str | None) -> None:
+    """See sweeper.study.end_studies; only a study imports that module (`--help` stays light)."""
+    study = sys.modules.get("sweeper.study")
+    if study is not None:
+        study.end_studies(status)
 
 
 if __name__ == "__main__":

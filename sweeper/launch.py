@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweeper.errors import SweeperError
 from sweeper.plan import Job, build_plan
 from sweeper.run import run_plan
+from sweeper.study import Study
 
 
 def launch(
@@ -22,7 +23,9 @@ def launch(
     hydra_context: HydraContext,
     job_overrides: Sequence[Sequence[str]],
     initial_job_idx: int,
+    study: Study | None = None,
 ) -> list[JobReturn]:
+    """`study`: the sweep this batch belongs to, when an optimiser asks for trials in batches."""
     from sweeper.compose import compose_jobs
 
     setup_globals()
@@ -34,14 +37,14 @@ def launch(
         parser=OverridesParser.create(config_loader=loader),
         first_index=initial_job_idx,
     )
-    plan = build_plan(jobs)
+    plan = build_plan(jobs) if study is None else study.plan_batch(jobs)
     # Hydra's per-job folders are written while the trials run: nothing waits for them.
     with ThreadPoolExecutor(1) as writer:
         writing = writer.submit(write_job_dirs, Path(config.hydra.sweep.dir), jobs)
-        result = run_plan(plan)
+        ran = run_plan(plan).outcomes if study is None else study.run_batch(plan)
         job_dirs = writing.result()
 
-    outcomes = {o.trial.index: o for o in result.outcomes}
+    outcomes = {o.trial.index: o for o in ran}
     returns = []
     for job, job_dir in zip(jobs, job_dirs, strict=True):
         outcome = outcomes[job.index]

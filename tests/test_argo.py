@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,8 @@ import step_image as step_image_module
 import yaml
 from argo_runner import ArgoRunner, base_env
 from conftest import PROJECT, SHARED_DATA, S3Server, data_file, run_sweeper
+from fake_argo import FakeArgo, load_swagger, serve
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow.tracking import MlflowClient
 from mlflow_view import sweeps
 from step_image import Container
@@ -247,3 +253,92 @@ def test_failed_trials_still_get_a_summary(
     assert [r.info.run_name for r in second.children] == ["lasso alpha=-1"]
     assert second.parent.data.metrics["n_reused"] == 1
     assert "lasso alpha=0.1" in again.pods[-1].stdout  # the summary still ranks it
+
+
+@dataclass
+class ExecutingArgo(FakeArgo):
+    """The loopback Argo Server (requests checked against swagger.json) that also runs each
+    submitted workflow, its pods as processes (ArgoRunner), and reports its phase when done."""
+
+    pod_env: dict[str, str] = field(default_factory=dict)
+    pod_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    runners: dict[str, ArgoRunner] = field(default_factory=dict)
+    phases: dict[str, Future[str]] = field(default_factory=dict)
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def create_workflow(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
+        status, workflow = super().create_workflow(ns=ns, body=body)
+        runner = ArgoRunner(json.loads(json.dumps(workflow)), env=self.pod_env,
+                            secrets=self.pod_secrets)  # fmt: skip
+        with self.lock:
+            self.runners[runner.workflow_name] = runner
+            self.phases[runner.workflow_name] = self.pool.submit(runner.run)
+        return status, workflow
+
+    def get_workflow(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
+        running = self.phases[name]
+        phase = running.result() if running.done() else "Running"
+        return 200, {**self.workflows[name], "status": {"phase": phase, "nodes": {}}}
+
+
+def test_optuna_batch_executed_as_a_workflow(
+    workdir: Path, s3_server: S3Server, mlflow_server: str, argo_schema: dict[str, Any]
+) -> None:
+    """hydra/sweeper=optuna with backend=argo: the batch is submitted as a workflow listing its
+    trials, executed, and its results read back into the study. One batch of two trials: each
+    workflow's pods take ~30 s here, so more batches would only repeat the same path."""
+    import optuna  # the `optuna` extra: a missing plugin fails this test, it does not skip it
+
+    bucket = f"optuna-{secrets.token_hex(3)}"
+    s3_server.fs().mkdir(bucket)
+    fake = ExecutingArgo(
+        load_swagger(SHARED_DATA.parent),
+        pod_env=base_env(),
+        pod_secrets={"s3": {k: v for k, v in s3_server.env.items() if "KEY" in k}},
+    )
+    experiment = f"optuna-{bucket}"
+    remote = [f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
+              f"mlflow.experiment={experiment}"]  # fmt: skip
+    with contextlib.contextmanager(serve)(fake) as argo:
+        result = run_sweeper(
+            ["hydra/sweeper=optuna", "model=lasso", "model.alpha=interval(0.01,5)",
+             "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.seed=3",
+             "hydra.sweeper.study_name=on-argo", "hydra.sweeper.storage=sqlite:///optuna.db",
+             "backend=argo", f"argo.server={argo.url}", "argo.poll_seconds=0.2",
+             "argo.trials_per_pod=2", "argo.secrets=[s3]",
+             f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
+             *remote, "-m"],
+            # The launcher reads the batch's results.json from storage.root. The token comes from
+            # the environment: as an override it would be one of Optuna's fixed params, stored.
+            cwd=workdir, env={**s3_server.env, "ARGO_TOKEN": "good-token"},
+        )  # fmt: skip
+    fake.pool.shutdown()
+    assert result.returncode == 0, result.stderr[-3000:]
+    [(name, manifest)] = fake.workflows.items()  # one batch of n_jobs=2: one workflow
+    validate(manifest, argo_schema)
+    check_structure(manifest)
+    pods = fake.runners[name].pods
+    assert [p.template for p in pods] == ["plan", "preprocess", "train", "summary"]
+
+    found = optuna.load_study(study_name="on-argo", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    trials = sorted(found.trials, key=lambda t: t.number)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    # The manifest lists exactly the batch's trials, as Optuna asked for them, minus argo.*.
+    plan = next(t for t in manifest["spec"]["templates"] if t["name"] == "plan")
+    args = plan["container"]["args"]
+    parser = OverridesParser.create()
+    jobs = [{o.key_or_group: o.value() for o in parser.parse_overrides(job)}
+            for job in json.loads(args[args.index("--jobs") + 1])]  # fmt: skip
+    base = {o.key_or_group: o.value() for o in parser.parse_overrides(remote)}
+    assert jobs == [{"model.alpha": t.params["model.alpha"], "model": "lasso", **base}
+                    for t in trials]  # fmt: skip
+
+    [sweep] = sweeps(mlflow_server, experiment)  # the workflow's own sweep run
+    assert sweep.sweep_id == name and sweep.parent.info.status == "FINISHED"
+    assert sweep.parent.data.params["study"] == "on-argo"
+    assert sweep.parent.data.params["study.batch"] == "1"
+    by_alpha = {float(r.data.params["model.alpha"]): r.data.metrics["mse"] for r in sweep.children}
+    assert by_alpha == {t.params["model.alpha"]: t.value for t in trials}  # read back in order
+    assert min(by_alpha.values()) == found.best_value
+    assert f"Study: 2 trials in 1 workflow ({name})" in result.stdout

@@ -1,0 +1,116 @@
+"""hydra/sweeper=optuna through the project's launcher: each batch of trials Optuna asks for is one
+shared-preprocess fan-out, the whole study one sweep in MLflow, and the study resumes from storage.
+
+The plugin (hydra-optuna-sweeper, the `optuna` extra) must be installed: `make install` does it.
+Batches on Argo: tests/test_argo.py::test_optuna_batch_executed_as_a_workflow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+from conftest import run_sweeper
+from mlflow.entities import Run
+from mlflow_view import sweeps
+
+SEARCH = "model.alpha=tag(log,interval(0.0001,10))"  # the space of conf/hparams_search/lasso_optuna
+
+
+def study(storage: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def complete(found: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in found.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def best_child(runs: list[Run]) -> Run:
+    return min(runs, key=lambda r: r.data.metrics["mse"])
+
+
+def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
+    storage = f"sqlite:///{workdir / 'optuna.db'}"
+    first = run_sweeper(
+        ["hydra/sweeper=optuna", "model=lasso", SEARCH, "hydra.sweeper.n_trials=6",
+         "hydra.sweeper.n_jobs=3", "hydra.sweeper.sampler.seed=7", "hydra.sweeper.study_name=lasso",
+         "hydra.sweeper.storage=sqlite:///optuna.db", "-m"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    found = study(storage, "lasso")
+    assert len(complete(found)) == 6
+
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert len(sweep.children) == 6  # two batches, one parent run
+    assert {r.info.status for r in [sweep.parent, *sweep.children]} == {"FINISHED"}
+    best = best_child(sweep.children)
+    assert best.data.metrics["mse"] == found.best_value
+    assert float(best.data.params["model.alpha"]) == found.best_params["model.alpha"]
+    assert best.info.run_name == f"lasso alpha={found.best_params['model.alpha']}"
+    assert sweep.parent.data.metrics["best_mse"] == found.best_value
+    assert sweep.parent.data.metrics["n_trials"] == 6
+    assert sweep.parent.data.params["study"] == "lasso"
+    assert sweep.parent.data.params["n_trials"] == "6"
+    # Every value Optuna tried is a child run, with the MSE Optuna was told.
+    assert sorted((t.params["model.alpha"], t.value) for t in complete(found)) == sorted(
+        (float(r.data.params["model.alpha"]), r.data.metrics["mse"]) for r in sweep.children
+    )
+    # One line per batch, the ranked table once; the split preprocessed once, then reused.
+    assert "Batch 1/2 of sweep " + sweep.sweep_id in first.stdout
+    assert first.stdout.count("ranked by test MSE") == 1
+    log = first.stdout + first.stderr
+    assert log.count("Preprocess ") == 2 and log.count(": stored ") == 1, log
+    assert len(list((workdir / "sweeper-store" / "preprocess").iterdir())) == 1
+    results = json.loads(
+        (workdir / "sweeper-store" / "sweeps" / sweep.sweep_id / "results.json").read_text()
+    )
+    assert len(results["trials"]) == 6
+
+    # The conf example resumes the same study (its name and storage) with 3 more trials.
+    resumed = run_sweeper(
+        ["hydra/sweeper=optuna", "hparams_search=lasso_optuna", "hydra.sweeper.n_trials=3",
+         "hydra.sweeper.n_jobs=3"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    found = study(storage, "lasso")
+    assert len(complete(found)) == 6 + 3
+    first_sweep, second = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert first_sweep.parent.info.run_id == sweep.parent.info.run_id
+    assert len(second.children) == 3 and second.parent.data.params["study"] == "lasso"
+    children = first_sweep.children + second.children
+    assert best_child(children).data.metrics["mse"] == found.best_value
+    assert second.parent.data.metrics["best_mse"] == min(t.value for t in complete(found)[6:])
+    log = resumed.stdout + resumed.stderr
+    assert log.count("Preprocess ") == 1 and ": reused " in log and ": stored " not in log
+
+
+def test_a_failing_batch_ends_the_sweep_run_failed(workdir: Path) -> None:
+    result = run_sweeper(
+        ["hydra/sweeper=optuna", "model=lasso", "model.alpha=interval(-2,-1)",
+         "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "-m"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 1  # Optuna gives up after the first batch (max_failure_rate 0)
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert [r.info.status for r in sweep.children] == ["FAILED", "FAILED"]
+    assert sweep.parent.info.status == "FAILED"
+    assert sweep.parent.data.metrics["n_failed"] == 2
+
+
+def test_render_to_is_refused(workdir: Path) -> None:
+    result = run_sweeper(
+        ["hydra/sweeper=optuna", "model=lasso", "model.alpha=interval(0.1,1)", "backend=argo",
+         "argo.render_to=x.yaml", "storage.root=s3://bucket/sweeps",
+         "mlflow.tracking_uri=http://mlflow.ml.svc:5000", "-m"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        "argo.render_to cannot feed trial results back to an optimising sweeper "
+        "(hydra/sweeper=optuna); leave it out to submit and watch each batch"
+    ) in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "x.yaml").exists()
