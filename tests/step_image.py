@@ -48,7 +48,7 @@ def ensure_base_image() -> None:
 def build(project: Path, tag: str) -> None:
     ensure_base_image()
     subprocess.run(
-        ["buildah", "build", "--isolation", "chroot", "--pull=never",
+        ["buildah", "build", "--isolation", "chroot", "--pull=never", "--layers",
          "-f", str(project / "docker" / "Dockerfile"), "-t", tag, str(project)],
         check=True, capture_output=True,
     )  # fmt: skip
