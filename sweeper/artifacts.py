@@ -92,13 +92,18 @@ def write_plots(result: SweepResult, folder: Path) -> list[Path]:
     return paths
 
 
+LABELLED_TRIALS = 40  # up to this many trials get a labelled row each; more, a column per model
+
+
 def _plot_by_trial(scored: Sequence[Any], path: Path) -> Path:
+    if len(scored) > LABELLED_TRIALS:
+        return _plot_by_model(scored, path)
     import matplotlib.pyplot as plt
 
     models = list(dict.fromkeys(o.trial.model_name for o in scored))
     ordered = sorted(scored, key=lambda o: (models.index(o.trial.model_name), o.mse))
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
-    height = min(2 + 0.22 * len(ordered), 60)
+    height = 2 + 0.22 * len(ordered)
     figure, axes = plt.subplots(figsize=(9, height))
     positions = list(range(len(ordered)))[::-1]  # first model at the top
     mse = [o.mse for o in ordered]
@@ -109,13 +114,36 @@ def _plot_by_trial(scored: Sequence[Any], path: Path) -> Path:
     axes.hlines(positions, low - pad, mse, color=colour, linewidth=1, alpha=0.5)
     axes.scatter(mse, positions, color=colour, zorder=3)
     axes.set_xlim(low - pad, high + pad)
-    axes.set_yticks(positions, [o.trial.name for o in ordered],
-                    fontsize=8 if len(ordered) < 60 else 5)  # fmt: skip
+    axes.set_yticks(positions, [o.trial.name for o in ordered], fontsize=8)
     axes.axvline(low, color="black", linewidth=0.8, linestyle="--")
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[m]) for m in models]
     axes.legend([*handles, axes.lines[0]], [*models, f"best {low:.4g}"], loc="lower right")
     axes.set_xlabel("test MSE (lower is better)")
     axes.set_title("MSE per trial, grouped by model")
+    return _save(figure, path)
+
+
+def _plot_by_model(scored: Sequence[Any], path: Path) -> Path:
+    """Many trials: each model's MSEs as a column of dots, the best of each named."""
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(o.trial.model_name for o in scored))
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(models) + 2), 5))
+    for column, model in enumerate(models):
+        mse = sorted(o.mse for o in scored if o.trial.model_name == model)
+        spread = [column + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(mse))]
+        axes.scatter(spread, mse, s=12, alpha=0.6, color=plt.get_cmap("tab10")(column % 10))
+        best = min((o for o in scored if o.trial.model_name == model), key=lambda o: o.mse)
+        axes.annotate(best.trial.name, (column, best.mse), textcoords="offset points",
+                      xytext=(0, -14), ha="center", fontsize=7)  # fmt: skip
+    counts = [sum(o.trial.model_name == m for o in scored) for m in models]
+    axes.set_xticks(
+        range(len(models)), [f"{m}\n({n} trials)" for m, n in zip(models, counts, strict=True)]
+    )
+    axes.set_xlim(-0.6, len(models) - 0.4)
+    axes.margins(y=0.12)  # room for the best trial's name under its dot
+    axes.set_ylabel("test MSE (lower is better)")
+    axes.set_title(f"MSE of {len(scored)} trials, grouped by model")
     return _save(figure, path)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -31,37 +31,51 @@ class SweepEnd:
 def conclude_sweep(
     tracker: Tracker, result: SweepResult, status: str, register_best: str | None = None
 ) -> SweepEnd:
-    parent = result.parent_run_id
+    """Everything, one part after the other (a local sweep runs the two extras in parallel)."""
     notes: list[str] = []
-    if status != "FINISHED":
-        tracker.end_running_trials(parent)
     if status != "KILLED":  # an interrupted sweep ends at once
-        _attempt(notes, "the results table and plots", lambda: _log_results(tracker, result))
-        _log_best(tracker, result, register_best, notes)
-    tracker.finish_sweep(parent, result.summary_metrics(), status)
+        notes += log_results(tracker, result)
+        notes += log_best(tracker, result, register_best)
+    return end_sweep(tracker, result, status, notes)
+
+
+def end_sweep(
+    tracker: Tracker, result: SweepResult, status: str, notes: Sequence[str] = ()
+) -> SweepEnd:
+    if status != "FINISHED":
+        tracker.end_running_trials(result.parent_run_id)
+    tracker.finish_sweep(result.parent_run_id, result.summary_metrics(), status)
     return SweepEnd(tracker.experiment_id, tuple(notes))
 
 
-def _log_best(
-    tracker: Tracker, result: SweepResult, register_best: str | None, notes: list[str]
-) -> None:
+def log_best(tracker: Tracker, result: SweepResult, register_best: str | None) -> list[str]:
+    """The best trial's model on its run (and in the registry when asked and better)."""
     from sweeper.best_model import log_best_model, register_if_better
 
+    notes: list[str] = []
     best = result.best
     split = result.splits.get(best.trial.group) if best else None
     if best is None or split is None:
-        return
+        return notes
     model = _attempt(notes, "the best model", lambda: log_best_model(tracker, best, split.url))
     if model is None:
-        return
+        return notes
     tracker.client.set_tag(result.parent_run_id, "best_model_uri", model.uri)
     if not register_best:
-        return
+        return notes
     decision = _attempt(notes, f"registered model {register_best}", lambda: register_if_better(
         tracker, register_best, model, best, split.url, result.plan.sweep_id))  # fmt: skip
     if decision:
         notes.append(decision)
         tracker.client.set_tag(result.parent_run_id, "registry", decision)
+    return notes
+
+
+def log_results(tracker: Tracker, result: SweepResult) -> list[str]:
+    """The results table and plots on the sweep's run."""
+    notes: list[str] = []
+    _attempt(notes, "the results table and plots", lambda: _log_results(tracker, result))
+    return notes
 
 
 def _log_results(tracker: Tracker, result: SweepResult) -> None:

@@ -158,7 +158,12 @@ class _Run:
             work.close_sweep(self.plan.settings, self.result, "KILLED")
 
     def _close(self, status: str) -> None:
-        end = self.pool.submit(work.close_sweep, self.plan.settings, self.result, status).result()
+        settings, result = self.plan.settings, self.result
+        # The best model and the table/plots are logged side by side, each in its own worker.
+        parts = (work.log_best, work.log_results)
+        extras = [self.pool.submit(part, settings, result) for part in parts]
+        notes = [note for extra in extras for note in extra.result()]
+        end = self.pool.submit(work.end_sweep, settings, result, status, notes).result()
         self.result.experiment_id = end.experiment_id
         self.result.notes.extend(end.notes)
 

@@ -112,6 +112,25 @@ def close_sweep(settings: Settings, result: SweepResult, status: str) -> SweepEn
     return conclude_sweep(tracker(settings), result, status, settings.register_best)
 
 
+# The parts of close_sweep, for a pool to run side by side (each a few seconds of imports).
+def log_results(settings: Settings, result: SweepResult) -> list[str]:
+    from sweeper.conclude import log_results
+
+    return log_results(tracker(settings), result)
+
+
+def log_best(settings: Settings, result: SweepResult) -> list[str]:
+    from sweeper.conclude import log_best
+
+    return log_best(tracker(settings), result, settings.register_best)
+
+
+def end_sweep(settings: Settings, result: SweepResult, status: str, notes: list[str]) -> SweepEnd:
+    from sweeper.conclude import end_sweep
+
+    return end_sweep(tracker(settings), result, status, notes)
+
+
 def with_key(record: TrialRecord, key: str, split_key: str) -> TrialRecord:
     return dataclasses.replace(record, key=key, split_key=split_key)
 
