@@ -144,7 +144,9 @@ def run_sweeper(
     args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, module: str = "sweeper"
 ) -> subprocess.CompletedProcess[str]:
     """The command a user types, as a separate process."""
-    full_env = {**os.environ, **(env or {})}
+    # A tracking URI exported by an earlier test (mlflow.set_tracking_uri does) must not leak.
+    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env = {**inherited, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600,

@@ -164,29 +164,30 @@ def test_step_image(step_image: Container) -> None:
     assert job.returncode == 0 and "sklearn.linear_model.Lasso" in job.stdout  # conf inside
 
 
-@pytest.mark.parametrize("pods", ["processes", "image"])
 def test_executed_workflow_matches_the_local_backend(
-    workdir: Path, s3_server: S3Server, mlflow_server: str, pods: str, request: Any
+    workdir: Path, s3_server: S3Server, mlflow_server: str, step_image: Container
 ) -> None:
+    """Every pod's command runs inside the step image (the failed-trial and Optuna workflows
+    below run theirs as processes, the same commands without the image)."""
     bucket = f"argo-{secrets.token_hex(3)}"
     path, awkward = upload_table_with_awkward_column(s3_server, bucket)
     drop = "data.drop=['" + awkward.replace("'", "\\'") + "']"
     sweep = ["data=csv", f"data.path={path}", "data.target=Sales", drop, "model=rf,lasso",
              f"mlflow.tracking_uri={mlflow_server}"]  # fmt: skip
 
-    local_args = [*sweep, f"storage.root=s3://{bucket}/local", f"mlflow.experiment=local-{pods}"]
+    local_args = [*sweep, f"storage.root=s3://{bucket}/local", "mlflow.experiment=executed-local"]
     local = run_sweeper([*local_args, "-m"], cwd=workdir, env=s3_server.env)
     assert local.returncode == 0, local.stderr
 
     endpoint = {"AWS_ENDPOINT_URL": s3_server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
     manifest = render(
         workdir,
-        [*sweep, f"storage.root=s3://{bucket}/argo", f"mlflow.experiment=argo-{pods}",
+        [*sweep, f"storage.root=s3://{bucket}/argo", "mlflow.experiment=executed-argo",
          "argo.secrets=[s3-credentials]", "argo.trials_per_pod=2",
          "argo.env={" + ",".join(f"{k}:'{v}'" for k, v in endpoint.items()) + "}", "-m"],
     )  # fmt: skip
     credentials = {k: v for k, v in s3_server.env.items() if k.startswith("AWS_") and "KEY" in k}
-    wrap = request.getfixturevalue("step_image").command if pods == "image" else None
+    wrap = step_image.command
     runner = ArgoRunner(
         manifest, env=base_env(), secrets={"s3-credentials": credentials}, wrap=wrap
     )
@@ -195,8 +196,8 @@ def test_executed_workflow_matches_the_local_backend(
     assert [p.template for p in runner.pods].count("train") == 3 + 2  # 6 rf and 3 lasso, 2 a pod
     assert [p.template for p in runner.pods].count("preprocess") == 1
     assert not (workdir / "pwned").exists()
-    [on_argo] = sweeps(mlflow_server, f"argo-{pods}")
-    [on_local] = sweeps(mlflow_server, f"local-{pods}")
+    [on_argo] = sweeps(mlflow_server, "executed-argo")
+    [on_local] = sweeps(mlflow_server, "executed-local")
     assert on_argo.sweep_id == runner.workflow_name
     assert {r.info.run_name: r.data.metrics["mse"] for r in on_argo.children} == {
         r.info.run_name: r.data.metrics["mse"] for r in on_local.children

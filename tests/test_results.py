@@ -93,10 +93,14 @@ def test_a_sweep_ends_with_its_compare_link_artifacts_and_best_model(finished: F
     client = MlflowClient(uri)
     model_uri = client.get_run(best.info.run_id).data.tags["best_model_uri"]
     assert sweep_tag(client, sweep, "best_model_uri") == model_uri
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.sklearn.load_model(model_uri)
-    info = mlflow.models.get_model_info(model_uri)
-    assert info.signature is not None and info.signature.inputs.input_names()
+    # Read through this store's client (mlflow.set_tracking_uri would export
+    # MLFLOW_TRACKING_URI to every later sweep of this test process).
+    logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert logged.source_run_id == best.info.run_id
+    local = logged.artifact_location.removeprefix("file://")  # a SQLite store: a folder
+    model = mlflow.sklearn.load_model(local)
+    signature = mlflow.models.Model.load(local).signature
+    assert signature is not None and signature.inputs.input_names()
     test = stored_test_split(workdir)
     predicted = model.predict(test.drop(columns=TARGET_COLUMN))
     refit_mse = float(np.mean((test[TARGET_COLUMN].to_numpy() - predicted) ** 2))
@@ -115,11 +119,13 @@ def stored_test_split(workdir: Path) -> pd.DataFrame:
     return pd.read_parquet(split / "test.parquet")
 
 
-def test_register_best_only_adds_versions_that_beat_the_latest(workdir: Path) -> None:
+def test_register_best_adds_only_better_versions_and_report_reprints_each_sweep(
+    workdir: Path,
+) -> None:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     register = "mlflow.register_best=diabetes-regressor"
     outputs = []
-    for models in ("model=lasso", "model=rf", "model=lasso model.alpha=0.5,2"):
+    for models in ("model=lasso", "model=rf", "model=lasso model.alpha=1.0,0.5"):
         done = run_sweeper([*models.split(), register, "-m"], cwd=workdir)
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
@@ -138,6 +144,31 @@ def test_register_best_only_adds_versions_that_beat_the_latest(workdir: Path) ->
     # version 2 is the rf sweep's best trial's model
     best_rf = min(rf.children, key=lambda r: r.data.metrics["mse"])
     assert versions[1].run_id == best_rf.info.run_id
+
+    # The report, from MLflow: the latest sweep by default, any by its id.
+    reused = [row for row in table_and_link(outputs[2]) if "reused" in row]
+    assert len(reused) == 1 and "alpha=1.0" in reused[0]  # the first sweep had it
+    latest = run_sweeper([], cwd=workdir, module="sweeper.report")
+    assert latest.returncode == 0, latest.stderr
+    assert table_and_link(latest.stdout) == table_and_link(outputs[2])
+    assert "Registry: kept diabetes-regressor version 2" in latest.stdout
+    by_id = run_sweeper([rf.sweep_id], cwd=workdir, module="sweeper.report")
+    assert by_id.returncode == 0, by_id.stderr
+    assert table_and_link(by_id.stdout) == table_and_link(outputs[1])
+
+    # A sweep that never wrote its results table (killed) is read from its trials' runs.
+    artifacts = workdir / "mlartifacts" / lasso_again.parent.info.run_id / "artifacts"
+    (artifacts / "results" / "results.csv").unlink()
+    from_runs = run_sweeper([lasso_again.sweep_id], cwd=workdir, module="sweeper.report")
+    assert from_runs.returncode == 0, from_runs.stderr
+    _, runs, _ = compare_link(from_runs.stdout)
+    assert sorted(runs) == sorted(r.info.run_id for r in lasso_again.children)  # no reused
+
+    missing = run_sweeper(["20990101-000000-abcdef"], cwd=workdir, module="sweeper.report")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        "error: sweep 20990101-000000-abcdef is not in experiment 'sweeper' at sqlite:///mlflow.db"
+    )
 
 
 def test_report_shows_the_latest_sweep_as_it_ended(finished: Finished) -> None:
@@ -185,34 +216,6 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars", "--window-size=1400,1100",
     "--virtual-time-budget=30000",  # let MLflow's single-page app fetch and render the runs
 ]  # fmt: skip
-
-
-def test_report_reprints_a_past_sweep_from_mlflow(workdir: Path) -> None:
-    first = run_sweeper(["model=lasso", "-m"], cwd=workdir)
-    second = run_sweeper(["model=lasso", "model.alpha=0.01,0.5", "-m"], cwd=workdir)
-    assert first.returncode == 0 and second.returncode == 0, second.stderr
-    reused = [row for row in table_and_link(second.stdout) if "reused" in row]
-    assert len(reused) == 1 and "alpha=0.01" in reused[0]  # the first sweep had it
-
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    older, newer = sweeps(uri, "sweeper")
-    by_id = run_sweeper([older.sweep_id], cwd=workdir, module="sweeper.report")
-    assert by_id.returncode == 0, by_id.stderr
-    assert table_and_link(by_id.stdout) == table_and_link(first.stdout)
-
-    # A sweep that never wrote its results table (killed) is read from its trials' runs.
-    artifacts = workdir / "mlartifacts" / newer.parent.info.run_id / "artifacts"
-    (artifacts / "results" / "results.csv").unlink()
-    from_runs = run_sweeper([newer.sweep_id], cwd=workdir, module="sweeper.report")
-    assert from_runs.returncode == 0, from_runs.stderr
-    _, runs, _ = compare_link(from_runs.stdout)
-    assert sorted(runs) == sorted(r.info.run_id for r in newer.children)  # without the reused
-
-    missing = run_sweeper(["20990101-000000-abcdef"], cwd=workdir, module="sweeper.report")
-    assert missing.returncode == 2
-    assert missing.stderr.strip() == (
-        "error: sweep 20990101-000000-abcdef is not in experiment 'sweeper' at sqlite:///mlflow.db"
-    )
 
 
 def table_and_link(output: str) -> list[str]:
