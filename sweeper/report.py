@@ -64,6 +64,7 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
 
 def _rows_from_results(client: Any, parent: str) -> list[Row]:
     """The table the sweep logged when it ended: it includes trials reused from earlier sweeps."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file
     with tempfile.TemporaryDirectory(prefix="sweeper-report-") as scratch:
         try:
             local = client.download_artifacts(parent, "results/results.csv", scratch)
