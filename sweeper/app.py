@@ -60,7 +60,8 @@ def main() -> None:
 
 
 def _end_studies(status: str | None) -> None:
-    """See sweeper.study.end_studies; only a study imports that module (`--help` stays light)."""
+    """See sweeper.study.end_studies. Only a multirun loads that module (the launcher does):
+    a single run or `--help` does not import it just to find nothing to end."""
     study = sys.modules.get("sweeper.study")
     if study is not None:
         study.end_studies(status)
