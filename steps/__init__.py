@@ -1,5 +1,5 @@
-"""Step entry points: plain functions with a thin CLI each.
+"""The steps: plain functions with a thin command line each, depending on `sweeper.core` only.
 
-The local worker pool calls these functions directly; Argo pods run the same code as
+A local worker calls the functions directly; Argo pods run the same code as
 `python -m steps.preprocess …` and `python -m steps.train …`.
 """

@@ -20,13 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from steps.records import TARGET_COLUMN, StoredSplit
-from sweeper import storage
+from sweeper.core import storage
+from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit, record_split
 from sweeper.errors import DataError
 
 # Part of every key: bump it when the transformation changes so old splits are not reused.
 PREPROCESS_VERSION = 2
-META = "meta.json"
 BUNDLED = ("diabetes",)
 
 
@@ -39,7 +38,7 @@ def preprocess(
     """
     raw, bundled, content_hash = _read_source(data)
     key = split_key(data, preprocess, seed, content_hash)
-    url = storage.join(storage.absolute(storage_root), "preprocess", key)
+    url = storage.split_url(storage.absolute(storage_root), key)
     if _is_complete(url):
         return StoredSplit(url=url, key=key, reused=True)
 
@@ -47,7 +46,7 @@ def preprocess(
     train, test, features = _transform(frame, data, preprocess, seed)
     # meta.json goes last, with the tables' checksums: a folder without it is an interrupted
     # write, and a table that does not match it is damaged; either is rebuilt, never trusted.
-    tables = {"train.parquet": _to_parquet(train), "test.parquet": _to_parquet(test)}
+    tables = {storage.TRAIN: _to_parquet(train), storage.TEST: _to_parquet(test)}
     for name, content in tables.items():
         storage.write_bytes_atomic(storage.join(url, name), content)
     meta = {
@@ -63,7 +62,7 @@ def preprocess(
         "seed": seed,
         "sha256": {name: hashlib.sha256(content).hexdigest() for name, content in tables.items()},
     }
-    storage.write_bytes_atomic(storage.join(url, META), json.dumps(meta, indent=2).encode())
+    storage.write_bytes_atomic(storage.join(url, storage.META), json.dumps(meta, indent=2).encode())
     return StoredSplit(url=url, key=key, reused=False)
 
 
@@ -210,7 +209,7 @@ def _to_parquet(table: pd.DataFrame) -> bytes:
 def _is_complete(url: str) -> bool:
     """A stored split counts only when meta.json is there and both tables match its checksums."""
     try:
-        meta = json.loads(storage.read_bytes(storage.join(url, META)))
+        meta = json.loads(storage.read_bytes(storage.join(url, storage.META)))
         if meta.get("version") != PREPROCESS_VERSION:
             return False
         return all(
@@ -223,25 +222,13 @@ def _is_complete(url: str) -> bool:
 
 def preprocess_group(plan_url: str, group_id: str) -> StoredSplit:
     """One group of a stored plan; records where its split is for the trials that read it."""
-    from sweeper.plan import Plan
-
-    plan = Plan.from_json(storage.read_bytes(plan_url).decode())
-    group = next((g for g in plan.groups if g.id == group_id), None)
+    plan = Plan.from_json(storage.read_bytes(plan_url))
+    group = plan.group(group_id)
     if group is None:
         raise DataError(f"group {group_id} is not in the plan {plan_url}")
-    split = preprocess(group.data, group.preprocess, group.seed, plan.settings.storage_root)
-    storage.write_record(
-        plan.settings.storage_root, plan.sweep_id, f"splits/{group_id}.json",
-        json.dumps(asdict(split)),
-    )  # fmt: skip
+    split = preprocess(group.data, group.preprocess, group.seed, plan.settings.storage.root)
+    record_split(plan, group_id, split)
     return split
-
-
-def recorded_split(plan: Any, group_id: str) -> dict[str, Any]:
-    """The split `preprocess_group` recorded for a group of a stored plan (url, key, reused)."""
-    url = storage.join(plan.settings.storage_root, "sweeps", plan.sweep_id, "splits",
-                       f"{group_id}.json")  # fmt: skip
-    return json.loads(storage.read_bytes(url))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 import sys
 
-from sweeper import start_workers_early
+from sweeper.executors.local.pool import warm_up_unless_elsewhere
 
-start_workers_early(sys.argv[1:])  # first: the workers' imports overlap everything that follows
+# First: the workers' imports overlap everything that follows.
+warm_up_unless_elsewhere(sys.argv[1:])
 
 from sweeper.app import main  # noqa: E402
 

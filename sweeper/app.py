@@ -1,70 +1,58 @@
 """`python -m sweeper`: the Hydra application.
 
-With `-m` the project's sweeper and launcher plugins take over
-(`hydra_plugins/sweeper_plugins`); without it, the composed config is a sweep of one trial.
+With `-m` the project's sweeper and launcher plugins take over (`hydra_plugins/sweeper_plugins`);
+without it, the composed config is a sweep of one trial. Either way the trials go through
+`sweeper.launching` to the executor of the configured backend.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from sweeper.core.settings import config_dir
 
-def config_dir() -> str:
-    """The config tree: inside the package when installed from a wheel, beside it in a checkout."""
-    packaged = Path(__file__).with_name("conf")
-    return str(packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf")
+__all__ = ["config_dir", "main", "run_single"]
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
 def run_single(cfg: DictConfig) -> float | None:
-    from sweeper.plan import Job, build_plan
-    from sweeper.run import run_plan
+    from sweeper.launching.launcher import run_one
 
-    hydra_cfg = HydraConfig.get()
-    if cfg.backend == "argo":
-        from sweeper.argo.dispatch import run_on_argo
-
-        status = run_on_argo(list(hydra_cfg.overrides.task), multirun=False, cfg=cfg)
-        if status:
-            sys.exit(status)
-        return None
-    job = Job(0, tuple(hydra_cfg.overrides.task), cfg, str(hydra_cfg.runtime.choices.model))
-    result = run_plan(build_plan([job]))
-    if result.n_failed:
-        sys.exit(1)
-    return result.best.mse if result.best else None
+    return run_one(cfg)
 
 
 def main() -> None:
-    from sweeper import start_workers_early
-    from sweeper.expand import defer_model_values
+    from sweeper.executors.local.pool import warm_up_unless_elsewhere
+    from sweeper.planning.expand import defer_model_values
 
-    start_workers_early(sys.argv[1:])  # for the `sweeper` script; `python -m sweeper` did it
+    warm_up_unless_elsewhere(sys.argv[1:])  # for the `sweeper` script; `python -m sweeper` did it
     sys.argv[1:] = defer_model_values(sys.argv[1:])
     # An optimiser's sweep run stays open between its batches: end it however the run ends.
     try:
         run_single()
     except KeyboardInterrupt:
-        _end_studies("KILLED")
+        _end_sweeps("KILLED")
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except SystemExit as stop:
-        _end_studies("FAILED" if stop.code else None)
+        _end_sweeps("FAILED" if stop.code else None)
         raise
-    _end_studies(None)
+    sys.exit(_end_sweeps(None))
 
 
-def _end_studies(status: str | None) -> None:
-    """See sweeper.study.end_studies. Only a multirun loads that module (the launcher does):
-    a single run or `--help` does not import it just to find nothing to end."""
-    study = sys.modules.get("sweeper.study")
-    if study is not None:
-        study.end_studies(status)
+def _end_sweeps(status: str | None) -> int:
+    """End the sweeps still open (sweeper.launching.sweep.end_open_sweeps); the exit status of
+    this process's sweeps. `--help` and other commands that run none do not import that module."""
+    sweeps = sys.modules.get("sweeper.launching.sweep")
+    if sweeps is None:
+        return 0
+    from sweeper.core.records import Status
+
+    sweeps.end_open_sweeps(Status(status) if status else None)
+    return int(sweeps.exit_status())
 
 
 if __name__ == "__main__":

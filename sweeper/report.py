@@ -14,42 +14,37 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
+from sweeper.core.records import RANK_BY, RECORDED, Status
+from sweeper.core.settings import config_dir
+from sweeper.core.storage import redact
+from sweeper.display.table import Report, Row, print_report
 from sweeper.errors import SweeperError
-from sweeper.results import Report, Row, print_report
-from sweeper.storage import redact
 
-_METRICS = ("mse", "rmse", "mae", "r2", "fit_seconds")
+if TYPE_CHECKING:
+    from sweeper.core.tracking import Tracker
 
 
 def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None) -> Report:
-    from sweeper.tracking import PARENT_TAG, Tracker
+    from sweeper.core.tracking import Tracker
 
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri.removeprefix("sqlite:///"))
         if not database.is_file():  # MLflow would make an empty one
             raise SweeperError(f"no MLflow database at {database.resolve()}")
     tracker = Tracker(tracking_uri, experiment, create=False)
-    client = tracker.client
-    wanted = f" and tags.sweep_id = '{sweep_id}'" if sweep_id else ""
-    candidates = client.search_runs(
-        [tracker.experiment_id],
-        filter_string=f"attributes.run_name LIKE 'sweep %'{wanted}",
-        order_by=["attributes.start_time DESC"],
-        max_results=200,
-    )
-    sweep = next((r for r in candidates if PARENT_TAG not in r.data.tags), None)
+    sweep = next(iter(tracker.sweep_runs(sweep_id)), None)
     if sweep is None:
         where = f"experiment '{experiment}' at {redact(tracking_uri)}"
         raise SweeperError(f"sweep {sweep_id} is not in {where}" if sweep_id else
                            f"{where} has no sweep yet")  # fmt: skip
     parent = sweep.info.run_id
-    rows = _rows_from_results(client, parent) or _rows_from_trials(tracker, parent)
+    rows = _rows_from_results(tracker, parent) or _rows_from_trials(tracker, parent)
     notes = [sweep.data.tags["registry"]] if "registry" in sweep.data.tags else []
-    if sweep.info.status != "FINISHED":
+    if sweep.info.status != Status.FINISHED:
         notes.append(f"The sweep's run is {sweep.info.status}.")
     return Report(
         sweep_id=sweep.data.tags.get("sweep_id", ""),
@@ -62,31 +57,23 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
     )
 
 
-def _rows_from_results(client: Any, parent: str) -> list[Row]:
+def _rows_from_results(tracker: Tracker, parent: str) -> list[Row]:
     """The table the sweep logged when it ended: it includes trials reused from earlier sweeps."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file
     with tempfile.TemporaryDirectory(prefix="sweeper-report-") as scratch:
         try:
-            local = client.download_artifacts(parent, "results/results.csv", scratch)
+            local = tracker.download_artifact(parent, "results/results.csv", Path(scratch))
         except Exception:  # no such artifact: the sweep did not end normally
             return []
-        records = list(csv.DictReader(Path(local).read_text().splitlines()))
+        records = list(csv.DictReader(local.read_text().splitlines()))
     rows = []
     for record in records:
-        metrics = {k: float(record[k]) for k in _METRICS if record.get(k)}
+        metrics = {k: float(record[k]) for k in RECORDED if record.get(k)}
         rows.append(Row(record["trial"], metrics, record["status"],
                         record.get("run_id") or None, record.get("error") or None))  # fmt: skip
     return rows
 
 
-def _rows_from_trials(tracker: Any, parent: str) -> list[Row]:
-    from sweeper.tracking import PARENT_TAG
-
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
-        max_results=50_000,
-    )
+def _rows_from_trials(tracker: Tracker, parent: str) -> list[Row]:
     rows = [
         Row(
             run.info.run_name or run.info.run_id,
@@ -95,15 +82,15 @@ def _rows_from_trials(tracker: Any, parent: str) -> list[Row]:
             run.info.run_id,
             run.data.tags.get("error.message"),
         )
-        for run in runs
+        for run in tracker.trial_runs(parent)
     ]
-    return sorted(rows, key=lambda r: (r.status != "FINISHED", r.metrics.get("mse", float("inf"))))
+    return sorted(
+        rows, key=lambda r: (r.status != Status.FINISHED, r.metrics.get(RANK_BY, float("inf")))
+    )
 
 
 def _defaults() -> tuple[str, str]:
     """The tracking URI and experiment a plain `python -m sweeper` would use."""
-    from sweeper.app import config_dir
-
     mlflow = OmegaConf.load(Path(config_dir(), "config.yaml")).mlflow
     uri = os.environ.get("MLFLOW_TRACKING_URI") or str(mlflow.tracking_uri)
     return uri, str(mlflow.experiment)

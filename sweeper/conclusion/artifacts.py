@@ -1,0 +1,187 @@
+"""What a sweep leaves on its MLflow parent run for people to look at: the ranked results table
+(CSV and HTML) and PNG plots (MSE per trial grouped by model; each model's MSE against the
+hyperparameters its trials varied).
+
+Runs where the trials were logged (a local worker, the Argo summary pod), never in the process
+that only schedules: it imports pandas and matplotlib.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweeper.core.records import RECORDED
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sweeper.core.records import SweepResult, Trial
+
+
+def swept_params(trials: Sequence[Trial]) -> list[str]:
+    """Model settings whose values differ between these trials, in config order."""
+    keys: dict[str, set[str]] = {}
+    for trial in trials:
+        for key, value in trial.model.items():
+            if not key.startswith("_"):
+                keys.setdefault(key, set()).add(repr(value))
+    return [key for key, values in keys.items() if len(values) > 1]
+
+
+def results_table(result: SweepResult) -> pd.DataFrame:
+    """One row per trial, best first: rank, trial, model, swept values, metrics, status, run."""
+    import pandas as pd
+
+    swept = swept_params(result.plan.trials)
+    rows = []
+    for rank, outcome in enumerate(result.ranked(), start=1):
+        trial = outcome.trial
+        row: dict[str, Any] = {"rank": rank, "trial": trial.name, "model": trial.model_name}
+        row.update({key: trial.model.get(key) for key in swept})
+        row.update({key: outcome.metrics.get(key) for key in RECORDED})
+        row["status"] = "reused" if outcome.reused else outcome.status.value
+        row["run_id"] = outcome.run_id
+        row["error"] = outcome.error
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_tables(result: SweepResult, folder: Path) -> list[Path]:
+    """results.csv and results.html (a page MLflow's artifact viewer shows as is)."""
+    table = results_table(result)
+    csv_path, html_path = folder / "results.csv", folder / "results.html"
+    table.to_csv(csv_path, index=False)
+    title = f"Sweep {result.plan.sweep_id}: {len(table)} trials ranked by test MSE"
+    body = table.drop(columns=["error"]).to_html(
+        index=False, float_format=lambda v: f"{v:.6g}", na_rep="", border=0
+    )
+    html_path.write_text(
+        "<!doctype html><meta charset='utf-8'>"
+        f"<title>{title}</title><style>{_CSS}</style><h3>{title}</h3>{body}\n"
+    )
+    return [csv_path, html_path]
+
+
+_CSS = (
+    "body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+    "th,td{padding:3px 8px;text-align:right;border-bottom:1px solid #ddd}"
+    "td:nth-child(2),td:nth-child(3){text-align:left}tr:first-child td{font-weight:bold}"
+)
+
+
+def write_plots(result: SweepResult, folder: Path) -> list[Path]:
+    """mse_by_trial.png, and mse_vs_<model>.png for each model whose trials varied a setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: pods and CI have no display
+    scored = [o for o in result.ranked() if o.ok and math.isfinite(o.mse)]
+    if not scored:
+        return []
+    paths = [_plot_by_trial(scored, folder / "mse_by_trial.png")]
+    by_model: dict[str, list[Any]] = {}
+    for outcome in scored:
+        by_model.setdefault(outcome.trial.model_name, []).append(outcome)
+    for model, outcomes in by_model.items():
+        swept = swept_params([o.trial for o in outcomes])
+        if swept:
+            paths.append(_plot_against(model, outcomes, swept, folder / f"mse_vs_{model}.png"))
+    return paths
+
+
+LABELLED_TRIALS = 40  # up to this many trials get a labelled row each; more, a column per model
+
+
+def _plot_by_trial(scored: Sequence[Any], path: Path) -> Path:
+    if len(scored) > LABELLED_TRIALS:
+        return _plot_by_model(scored, path)
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(o.trial.model_name for o in scored))
+    ordered = sorted(scored, key=lambda o: (models.index(o.trial.model_name), o.mse))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    height = 2 + 0.22 * len(ordered)
+    figure, axes = plt.subplots(figsize=(9, height))
+    positions = list(range(len(ordered)))[::-1]  # first model at the top
+    mse = [o.mse for o in ordered]
+    # Dots on a zoomed axis, not bars from zero: trials often differ by a few percent.
+    low, high = min(mse), max(mse)
+    pad = (high - low) * 0.08 or abs(low) * 0.01 or 1.0
+    colour = [colours[o.trial.model_name] for o in ordered]
+    axes.hlines(positions, low - pad, mse, color=colour, linewidth=1, alpha=0.5)
+    axes.scatter(mse, positions, color=colour, zorder=3)
+    axes.set_xlim(low - pad, high + pad)
+    axes.set_yticks(positions, [o.trial.name for o in ordered], fontsize=8)
+    axes.axvline(low, color="black", linewidth=0.8, linestyle="--")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[m]) for m in models]
+    axes.legend([*handles, axes.lines[0]], [*models, f"best {low:.4g}"], loc="lower right")
+    axes.set_xlabel("test MSE (lower is better)")
+    axes.set_title("MSE per trial, grouped by model")
+    return _save(figure, path)
+
+
+def _plot_by_model(scored: Sequence[Any], path: Path) -> Path:
+    """Many trials: each model's MSEs as a column of dots, the best of each named."""
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(o.trial.model_name for o in scored))
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(models) + 2), 5))
+    for column, model in enumerate(models):
+        mse = sorted(o.mse for o in scored if o.trial.model_name == model)
+        spread = [column + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(mse))]
+        axes.scatter(spread, mse, s=12, alpha=0.6, color=plt.get_cmap("tab10")(column % 10))
+        best = min((o for o in scored if o.trial.model_name == model), key=lambda o: o.mse)
+        axes.annotate(best.trial.name, (column, best.mse), textcoords="offset points",
+                      xytext=(0, -14), ha="center", fontsize=7)  # fmt: skip
+    counts = [sum(o.trial.model_name == m for o in scored) for m in models]
+    axes.set_xticks(
+        range(len(models)), [f"{m}\n({n} trials)" for m, n in zip(models, counts, strict=True)]
+    )
+    axes.set_xlim(-0.6, len(models) - 0.4)
+    axes.margins(y=0.12)  # room for the best trial's name under its dot
+    axes.set_ylabel("test MSE (lower is better)")
+    axes.set_title(f"MSE of {len(scored)} trials, grouped by model")
+    return _save(figure, path)
+
+
+def _plot_against(model: str, outcomes: Sequence[Any], swept: Sequence[str], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure, panels = plt.subplots(1, len(swept), figsize=(4.5 * len(swept), 3.8), squeeze=False)
+    for axes, key in zip(panels[0], swept, strict=True):
+        values = [o.trial.model.get(key) for o in outcomes]
+        mse = [o.mse for o in outcomes]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            axes.scatter(values, mse, alpha=0.7)
+            best = _best_per_value(values, mse)
+            axes.plot(list(best), list(best.values()), color="black", linewidth=0.8,
+                      label="best at each value")  # fmt: skip
+            if min(values) > 0 and max(values) / min(values) >= 100:
+                axes.set_xscale("log")
+            axes.legend(fontsize=7)
+        else:  # None, strings, booleans: one column per distinct value
+            labels = list(dict.fromkeys(str(v) for v in values))
+            axes.scatter([labels.index(str(v)) for v in values], mse, alpha=0.7)
+            axes.set_xticks(range(len(labels)), labels)
+        axes.set_xlabel(key)
+        axes.set_ylabel("test MSE")
+    figure.suptitle(f"{model}: MSE against its swept settings")
+    return _save(figure, path)
+
+
+def _best_per_value(values: Sequence[Any], mse: Sequence[float]) -> Mapping[float, float]:
+    best: dict[float, float] = {}
+    for value, error in zip(values, mse, strict=True):
+        best[value] = min(error, best.get(value, math.inf))
+    return dict(sorted(best.items()))
+
+
+def _save(figure: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

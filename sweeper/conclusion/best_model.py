@@ -1,0 +1,130 @@
+"""The sweep's winner as a model people can use: refit on its split, logged with `mlflow.sklearn`
+on the winning trial's run (signature and input example), and optionally registered.
+
+Trials do not keep their fitted estimators (a sweep of hundreds would store hundreds of models):
+the best trial's config is fitted again on the same stored training rows, as scikit-learn's
+searches refit their best candidate.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sweeper.core import storage
+from sweeper.core.records import RANK_BY, Status
+
+if TYPE_CHECKING:
+    from sweeper.core.records import Outcome
+    from sweeper.core.tracking import Tracker
+
+MODEL_TAG = "best_model_uri"  # on the trial's run: where its fitted model was logged
+# Pinned from this environment: MLflow's own inference runs the model in a subprocess (~10 s).
+_REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops", "cloudpickle")
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    uri: str  # models:/m-… (MLflow's logged model)
+    model_id: str | None
+    run_id: str
+
+
+def log_best_model(tracker: Tracker, best: Outcome, split_url: str) -> LoggedModel:
+    """Fit the best trial's model config on its split's training rows and log it on its run.
+    A trial reused from an earlier sweep keeps the model that sweep logged."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from sweeper.core.fitting import build_estimator, read_table
+
+    assert best.run_id is not None
+    run = tracker.get_run(best.run_id)
+    if MODEL_TAG in run.data.tags:
+        return LoggedModel(run.data.tags[MODEL_TAG], None, best.run_id)
+    X_train, y_train = read_table(split_url, storage.TRAIN)
+    X_test, _ = read_table(split_url, storage.TEST)
+    estimator = build_estimator(best.trial.model).fit(X_train, y_train)
+    example = X_test.head(5)
+    mlflow.set_tracking_uri(tracker.tracking_uri)  # the fluent API below reads it
+    with mlflow.start_run(run_id=best.run_id):
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(example, estimator.predict(example)),
+            input_example=example,
+            pip_requirements=_pinned_requirements(),
+            **_serialization(estimator),
+        )
+    # Reopening the run to log into it moved its end time: give the trial its own back.
+    tracker.set_terminated(best.run_id, Status.FINISHED, end_time=run.info.end_time)
+    tracker.set_tag(best.run_id, MODEL_TAG, info.model_uri)
+    return LoggedModel(info.model_uri, info.model_id, best.run_id)
+
+
+def register_if_better(
+    tracker: Tracker, name: str, model: LoggedModel, best: Outcome, split_url: str, sweep_id: str
+) -> str:
+    """A new version of registered model `name` when the best trial beats the latest version
+    scored on this sweep's test rows (the same data); a line saying what was decided."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    try:
+        versions = tracker.model_versions(name)
+    except MlflowException:
+        versions = []
+    latest = max(versions, key=lambda v: int(v.version), default=None)
+    reason = "the first version"
+    if latest is not None:
+        try:
+            latest_mse = _score_registered(f"models:/{name}/{latest.version}", split_url)
+        except Exception as err:  # other features, a flavour that cannot load here
+            reason = f"version {latest.version} cannot score this data ({type(err).__name__})"
+        else:
+            if latest_mse <= best.mse:
+                return (
+                    f"Registry: kept {name} version {latest.version} (mse {latest_mse:.6g} on "
+                    f"this sweep's test rows; the best trial has {best.mse:.6g})"
+                )
+            reason = f"version {latest.version} has mse {latest_mse:.6g} on the same test rows"
+    tags = {RANK_BY: repr(best.mse), "trial": best.trial.name, "sweep_id": sweep_id}
+    version = mlflow.register_model(model.uri, name, tags=tags)
+    return f"Registry: {name} version {version.version} (mse {best.mse:.6g}; {reason})"
+
+
+def _score_registered(model_uri: str, split_url: str) -> float:
+    import mlflow.sklearn
+
+    from sweeper.core.fitting import read_table, score
+
+    X_test, y_test = read_table(split_url, storage.TEST)
+    predicted = mlflow.sklearn.load_model(model_uri).predict(X_test)
+    return score(y_test, predicted)[RANK_BY]
+
+
+def _serialization(estimator: Any) -> dict[str, Any]:
+    """skops (MLflow's safe default) when the model is made of scikit-learn's, NumPy's and
+    SciPy's own types, which this process built and so trusts; cloudpickle for anything else
+    a config's `_target_` may name (xgboost, a user's class)."""
+    try:
+        import skops.io
+    except ImportError:
+        return {"serialization_format": "cloudpickle"}
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+    if all(name.startswith(("sklearn.", "numpy.", "scipy.")) for name in untrusted):
+        return {"skops_trusted_types": untrusted}
+    return {"serialization_format": "cloudpickle"}
+
+
+def _pinned_requirements() -> list[str]:
+    pins = []
+    for package in _REQUIREMENTS:
+        try:
+            pins.append(f"{package}=={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pins

@@ -1,0 +1,103 @@
+"""How a sweep's parent run ends: the results table and plots as artifacts, the best trial's
+model logged (and registered when asked and better), summary metrics, the final status.
+
+The same call ends a local sweep (in a worker) and an Argo sweep (its summary pod). What goes
+wrong while making the extras is reported as a note; the run still ends with its status.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from sweeper.core.records import Status
+
+if TYPE_CHECKING:
+    from sweeper.core.records import SweepResult
+    from sweeper.core.tracking import Tracker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SweepEnd:
+    experiment_id: str
+    notes: tuple[str, ...] = ()  # lines for the person who started the sweep
+
+
+def conclude_sweep(
+    tracker: Tracker, result: SweepResult, status: Status, register_best: str | None = None
+) -> SweepEnd:
+    """Everything, one part after the other (a local sweep runs the two extras in parallel)."""
+    notes: list[str] = []
+    if status != Status.KILLED:  # an interrupted sweep ends at once
+        notes += log_results(tracker, result)
+        notes += log_best(tracker, result, register_best)
+    return end_sweep(tracker, result, status, notes)
+
+
+def end_sweep(
+    tracker: Tracker, result: SweepResult, status: Status, notes: Sequence[str] = ()
+) -> SweepEnd:
+    if status != Status.FINISHED:
+        tracker.end_running_trials(result.parent_run_id)
+    tracker.finish_sweep(result.parent_run_id, result.summary_metrics(), status)
+    return SweepEnd(tracker.experiment_id, tuple(notes))
+
+
+def log_best(tracker: Tracker, result: SweepResult, register_best: str | None) -> list[str]:
+    """The best trial's model on its run (and in the registry when asked and better)."""
+    from sweeper.conclusion.best_model import log_best_model, register_if_better
+
+    notes: list[str] = []
+    best = result.best
+    split = result.splits.get(best.trial.group) if best else None
+    if best is None or split is None:
+        return notes
+    model = _attempt(notes, "the best model", lambda: log_best_model(tracker, best, split.url))
+    if model is None:
+        return notes
+    tracker.set_tag(result.parent_run_id, "best_model_uri", model.uri)
+    if not register_best:
+        return notes
+    decision = _attempt(notes, f"registered model {register_best}", lambda: register_if_better(
+        tracker, register_best, model, best, split.url, result.plan.sweep_id))  # fmt: skip
+    if decision:
+        notes.append(decision)
+        tracker.set_tag(result.parent_run_id, "registry", decision)
+    return notes
+
+
+def log_results(tracker: Tracker, result: SweepResult) -> list[str]:
+    """The results table and plots on the sweep's run."""
+    notes: list[str] = []
+    _attempt(notes, "the results table and plots", lambda: _log_results(tracker, result))
+    return notes
+
+
+def _log_results(tracker: Tracker, result: SweepResult) -> None:
+    from sweeper.conclusion.artifacts import write_plots, write_tables
+
+    with tempfile.TemporaryDirectory(prefix="sweeper-results-") as folder:
+        tables, plots = Path(folder, "results"), Path(folder, "plots")
+        tables.mkdir()
+        plots.mkdir()
+        write_tables(result, tables)
+        write_plots(result, plots)
+        tracker.log_artifacts(result.parent_run_id, tables, "results")
+        if any(plots.iterdir()):
+            tracker.log_artifacts(result.parent_run_id, plots, "plots")
+
+
+def _attempt(notes: list[str], what: str, make: Callable[[], T]) -> T | None:
+    try:
+        return make()
+    except Exception as err:
+        log.warning("Could not log %s", what, exc_info=True)
+        notes.append(f"Could not log {what}: {type(err).__name__}: {err}")
+        return None

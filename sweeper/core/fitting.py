@@ -1,0 +1,99 @@
+"""Fitting and scoring one model config on a stored split: the heart of every trial.
+
+A stored split is read once per process and kept, so a warm worker serves every trial of a group
+from memory. Importing this module loads pandas and NumPy; scikit-learn is loaded when a model is.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sweeper.core import storage
+from sweeper.core.mlflow_store import now_ms
+from sweeper.core.records import FIT_SECONDS, TARGET_COLUMN, TrialScore
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+
+
+@dataclass(frozen=True)
+class Split:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+@functools.lru_cache(maxsize=4)
+def load_split(url: str) -> Split:
+    """Read a stored split once per process: a warm worker serves every trial of a group from it."""
+    X_train, y_train = read_table(url, storage.TRAIN)
+    X_test, y_test = read_table(url, storage.TEST)
+    return Split(
+        X_train=X_train.to_numpy(dtype="float64"),
+        y_train=y_train.to_numpy(),
+        X_test=X_test.to_numpy(dtype="float64"),
+        y_test=y_test.to_numpy(),
+    )
+
+
+def read_table(split_url: str, name: str) -> tuple[pd.DataFrame, pd.Series]:
+    """One table of a stored split: its features (as floats) and its target."""
+    table = pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(split_url, name))))
+    return table.drop(columns=TARGET_COLUMN).astype("float64"), table[TARGET_COLUMN]
+
+
+def fit_and_score(model: Mapping[str, Any], split_url: str) -> TrialScore:
+    """Instantiate the model config (a Hydra `_target_` mapping), fit it, score it on test rows."""
+    started_ms = now_ms()
+    split = load_split(split_url)
+    estimator = build_estimator(model)
+    tic = time.perf_counter()
+    estimator.fit(split.X_train, split.y_train)
+    fit_seconds = time.perf_counter() - tic
+    metrics = score(split.y_test, estimator.predict(split.X_test))
+    metrics[FIT_SECONDS] = fit_seconds
+    return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=now_ms())
+
+
+def score(y_true: Any, predicted: Any) -> dict[str, float]:
+    """Every metric of records.METRICS, for these predictions."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    mse = float(mean_squared_error(y_true, predicted))
+    return {
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(mean_absolute_error(y_true, predicted)),
+        "r2": float(r2_score(y_true, predicted)),
+    }
+
+
+def build_estimator(model: Mapping[str, Any]) -> BaseEstimator:
+    """The estimator a model config describes. A flat config (the usual case) is a class and its
+    keyword arguments, built directly; anything richer (nested `_target_`s, `_args_`,
+    `_partial_`) goes through Hydra's `instantiate`, which costs milliseconds per call."""
+    from hydra.utils import get_class, instantiate
+
+    flat = all(not k.startswith("_") or k == "_target_" for k in model) and not any(
+        isinstance(v, Mapping | list) for v in model.values()
+    )
+    if not flat:
+        return instantiate(dict(model), _convert_="all")  # type: ignore[no-any-return]
+    kwargs = {k: v for k, v in model.items() if k != "_target_"}
+    return get_class(model["_target_"])(**kwargs)  # type: ignore[no-any-return]
+
+
+def limit_threads(threads: int) -> None:
+    """Hold BLAS/OpenMP pools to this process's share of the cores (no oversubscription)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=max(1, threads))

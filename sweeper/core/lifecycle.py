@@ -1,0 +1,149 @@
+"""The one trial lifecycle: look up a finished trial, else fit and score it, and record its run.
+
+Every executor's trials go through `run_trial` (a local worker, an Argo train pod), as every
+scikit-learn search goes through its `_fit_and_score`; a sweep's runs are read back into outcomes
+by `recorded_outcomes`, with the same reuse lookup. The sweeping process imports this module
+without loading pandas or scikit-learn: fitting is imported when a trial runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sweeper.core.records import Outcome, Plan, Status, StoredSplit, Trial, TrialRecord, trial_key
+
+if TYPE_CHECKING:
+    from sweeper.core.tracking import Tracker
+
+# split key → {trial key → (run id, metrics)}: trials some sweep of the experiment finished.
+Finished = Mapping[str, tuple[str, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class SweepRef:
+    """The sweep a trial belongs to: its id and its open MLflow run."""
+
+    sweep_id: str
+    parent_run_id: str
+
+
+def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finished:
+    """What the reuse lookup consults for one split: nothing when the sweep trains every trial."""
+    return {} if rerun else tracker.finished_trials(split.key)
+
+
+def reused(trial: Trial, split: StoredSplit, finished: Finished) -> Outcome | None:
+    """The trial as an earlier sweep finished it on this very split, if one did."""
+    found = finished.get(trial_key(split.key, trial.model))
+    return None if found is None else Outcome.reused_from(trial, found[1], found[0])
+
+
+def run_trial(
+    tracker: Tracker,
+    sweep: SweepRef,
+    trial: Trial,
+    split: StoredSplit,
+    finished: Finished | None = None,
+    marker: Path | None = None,
+) -> Outcome:
+    """Reuse, or fit, score and log the trial as a child run of the sweep's run. A failing fit is
+    logged as a FAILED run, not raised. `marker`: a file that holds the trial's index while it
+    fits (a local worker's, so the sweep knows which trial a dead process was running)."""
+    from sweeper.core.fitting import fit_and_score
+
+    earlier = reused(trial, split, finished) if finished is not None else None
+    if earlier is not None:
+        return earlier
+    record = TrialRecord.of(trial, split if split.key else None)
+    if marker is not None:
+        marker.write_text(str(trial.index))
+    try:
+        score = fit_and_score(trial.model, split.url)
+    except Exception as err:
+        return record_failure(tracker, sweep, trial, split, err)
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+    with uninterrupted():
+        run_id = tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, score=score)
+    return Outcome.finished(trial, score.metrics, run_id)
+
+
+def record_failure(
+    tracker: Tracker, sweep: SweepRef, trial: Trial, split: StoredSplit, error: BaseException
+) -> Outcome:
+    """A trial that could not be scored, as a FAILED child run."""
+    record = TrialRecord.of(trial, split if split.key else None)
+    with uninterrupted():
+        run_id = tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, error=error)
+    return Outcome.failed(trial, error, run_id)
+
+
+def recorded_outcomes(
+    tracker: Tracker, plan: Plan, splits: Mapping[str, StoredSplit]
+) -> list[Outcome]:
+    """Each trial of a plan as its sweep's runs recorded it; a trial without a run of this sweep
+    was reused from an earlier one (the same lookup as `run_trial`'s) or never ran."""
+    assert plan.parent_run_id is not None, "the sweep's run was opened"
+    by_index = {}
+    # A retried pod may have logged a trial twice: a finished run wins.
+    runs = tracker.trial_runs(plan.parent_run_id)
+    for run in sorted(runs, key=lambda r: r.info.status == Status.FINISHED):
+        by_index[int(run.data.tags.get("trial_index", -1))] = run
+    finished: dict[str, Finished] = {}
+    outcomes = []
+    for trial in plan.trials:
+        run = by_index.get(trial.index)
+        split = splits.get(trial.group)
+        if run is not None and run.info.status == Status.FINISHED:
+            outcomes.append(Outcome.finished(trial, dict(run.data.metrics), run.info.run_id))
+        elif run is not None:
+            error = run.data.tags.get("error.message", run.info.status)
+            outcomes.append(
+                Outcome(trial, Status.FAILED, dict(run.data.metrics), error, run.info.run_id)
+            )
+        elif split is None:
+            outcomes.append(Outcome.not_run(trial, "its preprocess step did not finish"))
+        else:
+            if split.key not in finished:
+                finished[split.key] = tracker.finished_trials(split.key)
+            earlier = reused(trial, split, finished[split.key])
+            outcomes.append(earlier or Outcome.not_run(trial, "no run was logged"))
+    return outcomes
+
+
+def run_trials(
+    tracker: Tracker,
+    sweep: SweepRef,
+    trials: Sequence[Trial],
+    split_of: Mapping[str, StoredSplit],
+    rerun: bool,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Several trials in this process (an Argo pod's chunk): the lookup once per split;
+    `on_outcome` hears of each as soon as it is settled."""
+    finished: dict[str, Finished] = {}
+    outcomes = []
+    for trial in trials:
+        split = split_of[trial.group]
+        if split.key not in finished:
+            finished[split.key] = finished_trials(tracker, split, rerun)
+        outcomes.append(run_trial(tracker, sweep, trial, split, finished[split.key]))
+        if on_outcome is not None:
+            on_outcome(outcomes[-1])
+    return outcomes
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A stop request (SIGTERM) waits until the run being written is whole."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

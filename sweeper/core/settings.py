@@ -1,0 +1,153 @@
+"""The sweep-wide settings, typed once: structured configs that Hydra checks while it composes.
+
+`conf/config.yaml` pulls each dataclass in as the schema of its group (`schema/argo@argo`, …), so a
+wrong type or an unknown key is refused by Hydra with the key named, before anything runs. Both
+executors read the same `Settings` object; nothing reads `cfg.argo.*` by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sweeper.core import storage
+from sweeper.core.text_enum import TextEnum
+from sweeper.errors import SweeperError
+
+# The groups every trial of a sweep must agree on.
+SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow", "sweep")
+
+
+class Backend(TextEnum):
+    """Where trials run; `sweeper.executors.executor_for` maps each to its executor."""
+
+    local = "local"
+    argo = "argo"
+
+
+# OmegaConf reads these annotations at run time: it knows Optional[...], not `X | None`.
+@dataclass
+class LocalSettings:
+    workers: Optional[int] = None  # noqa: UP045  (None: one worker per core)
+
+
+@dataclass
+class ArgoSettings:
+    server: Optional[str] = None  # noqa: UP045
+    namespace: str = "argo"
+    image: str = "sweeper:latest"
+    token: Optional[str] = None  # noqa: UP045  (or ARGO_TOKEN; never written anywhere)
+    verify_ssl: bool = True
+    render_to: Optional[str] = None  # noqa: UP045
+    wait: bool = True
+    watch_timeout: float = 86400.0
+    poll_seconds: float = 5.0
+    schedule: Optional[str] = None  # noqa: UP045
+    name: Optional[str] = None  # noqa: UP045
+    timezone: Optional[str] = None  # noqa: UP045
+    parallelism: Optional[int] = None  # noqa: UP045
+    trials_per_pod: int = 1
+    retries: int = 2
+    active_deadline_seconds: Optional[int] = None  # noqa: UP045
+    service_account: Optional[str] = None  # noqa: UP045
+    secrets: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StorageSettings:
+    root: str = "sweeper-store"
+
+
+@dataclass
+class MlflowSettings:
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "sweeper"
+    register_best: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class SweepOptions:
+    rerun: bool = False
+
+
+@dataclass
+class Settings:
+    """The whole sweep's settings, as every trial agreed on them."""
+
+    backend: Backend = Backend.local
+    local: LocalSettings = field(default_factory=LocalSettings)
+    argo: ArgoSettings = field(default_factory=ArgoSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+    sweep: SweepOptions = field(default_factory=SweepOptions)
+
+    @classmethod
+    def of(cls, cfg: DictConfig | dict[str, Any]) -> Settings:
+        """From a composed config (already typed by Hydra), checked once."""
+        typed = OmegaConf.structured(cls)
+        chosen = {key: cfg[key] for key in SWEEP_WIDE if key in cfg}
+        try:
+            merged = OmegaConf.merge(typed, chosen)
+        except OmegaConfBaseException as err:  # `backend`, or a plan file edited by hand
+            key = getattr(err, "full_key", None) or "sweep settings"
+            raise SweeperError(f"{key}: {str(err).splitlines()[0]}") from None
+        settings = OmegaConf.to_object(merged)
+        assert isinstance(settings, cls)
+        settings.check()
+        return settings
+
+    def resolved(self) -> Settings:
+        """With a local storage.root made absolute, so worker processes and later sweeps (and
+        `mlflow ui` started elsewhere) agree on it."""
+        root = StorageSettings(storage.absolute(self.storage.root))
+        return dataclasses.replace(self, storage=root)
+
+    def check(self) -> None:
+        workers = self.local.workers
+        if workers is not None and workers < 1:
+            raise SweeperError(
+                f"local.workers={workers} must be at least 1 (or null: one per core)"
+            )
+        if self.argo.trials_per_pod < 1:
+            raise SweeperError(f"argo.trials_per_pod={self.argo.trials_per_pod} must be at least 1")
+
+    def portable(self) -> dict[str, Any]:
+        """What a plan file records: everything but the submitting side's own settings
+        (`argo.token` in particular must not travel)."""
+        record = dataclasses.asdict(self)
+        record["backend"] = self.backend.value
+        del record["argo"], record["local"]
+        return record
+
+    @property
+    def register_best(self) -> str | None:
+        return self.mlflow.register_best or None
+
+
+def config_dir() -> str:
+    """The config tree: inside the package when installed from a wheel, beside it in a checkout."""
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "conf"
+    return str(packaged if packaged.is_dir() else package.parent / "conf")
+
+
+def _register() -> None:
+    store = ConfigStore.instance()
+    for name, node in (
+        ("local", LocalSettings),
+        ("argo", ArgoSettings),
+        ("storage", StorageSettings),
+        ("mlflow", MlflowSettings),
+        ("sweep", SweepOptions),
+    ):
+        store.store(group="schema", name=name, node=node, provider="sweeper")
+
+
+_register()

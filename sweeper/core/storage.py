@@ -1,0 +1,124 @@
+"""Reading and writing under `storage.root` or a data path: any fsspec URL (local, s3://, http(s)://),
+and the one place that knows the layout under `storage.root`:
+
+    <root>/preprocess/<split key>/{train.parquet, test.parquet, meta.json}   a stored split
+    <root>/sweeps/<sweep id>/plan.json                                      the sweep's plan
+    <root>/sweeps/<sweep id>/splits/<group id>.json                         where a group's split is
+    <root>/sweeps/<sweep id>/results.json                                   what came of each trial
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import fsspec
+
+from sweeper.errors import SweeperError
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def absolute(url: str) -> str:
+    """Local paths become absolute, so worker processes and later sweeps agree on them."""
+    if is_local(url):
+        return str(Path(url.removeprefix("file://")).expanduser().resolve())
+    return url.rstrip("/")
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+TRAIN, TEST, META = "train.parquet", "test.parquet", "meta.json"
+PLAN, RESULTS = "plan.json", "results.json"
+
+
+def split_url(root: str, key: str) -> str:
+    return join(root, "preprocess", key)
+
+
+def sweep_url(root: str, sweep_id: str, name: str) -> str:
+    """A record of one sweep: PLAN, RESULTS, or split_record(group)."""
+    return join(root, "sweeps", sweep_id, name)
+
+
+def split_record(group_id: str) -> str:
+    return f"splits/{group_id}.json"
+
+
+def check_root(root: str) -> None:
+    """Fail early, in one line, when `storage.root` cannot be used (no bucket, no endpoint…)."""
+    try:
+        if is_local(root):
+            Path(root.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+            return
+        fs, path = fsspec.core.url_to_fs(root)
+        top = path.split("/")[0]
+        fs.info(top)  # the bucket (or top folder): missing, denied, unreachable
+    except FileNotFoundError:
+        raise SweeperError(
+            f"storage.root {redact(root)} cannot be used: {top} does not exist"
+        ) from None
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SweeperError(f"storage.root {redact(root)} cannot be used: {reason}") from None
+
+
+def read_bytes(url: str) -> bytes:
+    with fsspec.open(url, "rb") as f:
+        return f.read()
+
+
+def exists(url: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.exists(path)
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write so that a reader sees either nothing or the whole file, never a part of it.
+
+    Locally: a temporary file in the same folder, then rename. Object stores: one PUT is atomic.
+    """
+    if is_local(url):
+        path = Path(url.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    else:
+        fs, path = fsspec.core.url_to_fs(url)
+        fs.pipe_file(path, data)
+
+
+def redact(url: str | None) -> str | None:
+    """The URL without user:password, for logs and MLflow params."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def write_record(root: str, sweep_id: str, name: str, text: str) -> str:
+    """A sweep record (`<root>/sweeps/<sweep_id>/<name>`), written atomically; returns its URL."""
+    url = sweep_url(root, sweep_id, name)
+    write_bytes_atomic(url, text.encode())
+    return url
+
+
+def read_record(root: str, sweep_id: str, name: str) -> bytes:
+    return read_bytes(sweep_url(root, sweep_id, name))

@@ -1,0 +1,224 @@
+"""MLflow bookkeeping through MLflow's client: a parent run per sweep, a child run per trial."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweeper.core.mlflow_store import (
+    alive,
+    now_ms,
+    problem,
+    sqlite_creation_lock,
+    unlocked,
+    use_sqlite_wal,
+)
+from sweeper.core.records import Status, TrialRecord, TrialScore
+from sweeper.core.storage import redact
+from sweeper.errors import SweeperError
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+PARENT_TAG = "mlflow.parentRunId"
+# Unless the user set them: a tracking server that is down fails in seconds, not minutes (MLflow's
+# own default is 7 retries with long backoff); ending a run prints no link (a sweep prints its
+# own summary; a step's stdout stays machine-readable); no usage telemetry leaves the sweep
+# (trials run in CI, pods and offline clusters, and each logging call paid for it).
+_MLFLOW_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+# MLflow refuses longer param values and tag values.
+_MAX_PARAM = 6000
+_MAX_TAG = 5000
+_MANY = 50_000  # more runs than any one search needs
+
+
+class Tracker:
+    """Writes one sweep's runs into one experiment of one tracking server (or SQLite file)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, create: bool = True) -> None:
+        for name, value in _MLFLOW_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        if tracking_uri.startswith("sqlite:"):
+            use_sqlite_wal()
+
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        try:
+            with sqlite_creation_lock(tracking_uri):
+                self.client = MlflowClient(tracking_uri)  # creates a new store's tables
+                self.experiment_id = self._experiment_id(experiment, create)
+        except MlflowException as err:
+            raise SweeperError(f"MLflow at {redact(tracking_uri)} {problem(err)}") from None
+
+    def _experiment_id(self, name: str, create: bool) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        if not create:
+            raise SweeperError(f"MLflow at {redact(self.tracking_uri)} has no experiment '{name}'")
+        try:
+            return self.client.create_experiment(name, artifact_location=self._artifact_root())
+        except MlflowException:  # another sweep created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def _artifact_root(self) -> str | None:
+        """A SQLite store keeps its artifacts beside the database file, where `mlflow ui` finds
+        them whatever folder it is started from (MLflow's own default is relative to the cwd of
+        the process that created the experiment). Servers choose their own."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            return None
+        database = Path(self.tracking_uri.removeprefix("sqlite:///")).resolve()
+        return (database.parent / "mlartifacts").as_uri()
+
+    def start_sweep(self, sweep_id: str, params: Mapping[str, Any], pid: int | None = None) -> str:
+        pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
+        tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(pid)}
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep {sweep_id}", tags=tags)
+        self._log(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def log_trial(
+        self,
+        parent_run_id: str,
+        sweep_id: str,
+        record: TrialRecord,
+        score: TrialScore | None = None,
+        error: BaseException | None = None,
+    ) -> str:
+        """A finished (or failed) trial as a child run, in three calls: create, one batch, end."""
+        tags = {PARENT_TAG: parent_run_id, "sweep_id": sweep_id}
+        optional = {
+            "trial_index": record.index,
+            "trial_key": record.key,
+            "split_key": record.split_key,
+        }
+        tags.update({k: str(v) for k, v in optional.items() if v is not None})
+        if error is not None:
+            tags["error.type"] = type(error).__name__
+            tags["error.message"] = str(error)[:_MAX_TAG]
+        started = score.started_ms if score else now_ms()
+        run = unlocked(
+            self.client.create_run,
+            self.experiment_id, start_time=started, tags=tags, run_name=record.name,
+        )  # fmt: skip
+        metrics = score.metrics if score else {}
+        self._log(run.info.run_id, params=record.params, metrics=metrics, step_time=started)
+        final = Status.FINISHED if error is None else Status.FAILED
+        ended = score.ended_ms if score else now_ms()
+        unlocked(self.client.set_terminated, run.info.run_id, final.value, end_time=ended)
+        return run.info.run_id
+
+    def finished_trials(self, split_key: str) -> dict[str, tuple[str, dict[str, float]]]:
+        """Trials on this split that some sweep of the experiment finished: key → (run, metrics)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.split_key = '{split_key}' and attributes.status = '{Status.FINISHED}'"
+            ),
+            max_results=_MANY,
+        )
+        return {
+            r.data.tags["trial_key"]: (r.info.run_id, r.data.metrics)
+            for r in runs
+            if "trial_key" in r.data.tags
+        }
+
+    def end_orphaned_sweeps(self) -> list[str]:
+        """Sweep runs left RUNNING by a process of this machine that no longer exists (SIGKILL,
+        power loss) are marked KILLED, with any trial run of theirs caught mid-write; the ids of
+        those sweep runs."""
+        running = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"attributes.status = '{Status.RUNNING}' and tags.sweep_id != ''",
+            max_results=5_000,
+        )
+        ended = []
+        for run in running:
+            tags = run.data.tags
+            if PARENT_TAG in tags or tags.get("host") != socket.gethostname():
+                continue
+            if not alive(int(tags.get("pid", "0"))):
+                self.end_running_trials(run.info.run_id)
+                self.client.set_terminated(run.info.run_id, Status.KILLED.value)
+                ended.append(run.info.run_id)
+        return ended
+
+    def end_running_trials(self, parent_run_id: str) -> None:
+        """Trial runs of this sweep still RUNNING (their process was stopped mid-write): KILLED."""
+        for run in self.trial_runs(parent_run_id, f"attributes.status = '{Status.RUNNING}'"):
+            unlocked(self.client.set_terminated, run.info.run_id, Status.KILLED.value)
+
+    def finish_sweep(self, run_id: str, metrics: Mapping[str, float], status: Status) -> None:
+        self._log(run_id, metrics=metrics)
+        unlocked(self.client.set_terminated, run_id, status.value)
+
+    def trial_runs(self, parent_run_id: str, where: str = "") -> list[Run]:
+        """The child runs of a sweep run (`where`: more of MLflow's filter, e.g. a status)."""
+        wanted = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {where}" if where else "")
+        return list(
+            self.client.search_runs([self.experiment_id], filter_string=wanted, max_results=_MANY)
+        )
+
+    def sweep_runs(self, sweep_id: str | None = None, limit: int = 200) -> list[Run]:
+        """Sweep (parent) runs of the experiment, newest first; one sweep's when `sweep_id`."""
+        wanted = f" and tags.sweep_id = '{sweep_id}'" if sweep_id else ""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"attributes.run_name LIKE 'sweep %'{wanted}",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+        return [r for r in runs if PARENT_TAG not in r.data.tags]
+
+    def get_run(self, run_id: str) -> Run:
+        return self.client.get_run(run_id)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        unlocked(self.client.set_tag, run_id, key, value[:_MAX_TAG])
+
+    def set_terminated(self, run_id: str, status: Status, end_time: int | None = None) -> None:
+        unlocked(self.client.set_terminated, run_id, status.value, end_time=end_time)
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
+
+    def model_versions(self, name: str) -> list[ModelVersion]:
+        return list(self.client.search_model_versions(f"name = '{name}'"))
+
+    def download_artifact(self, run_id: str, path: str, into: Path) -> Path:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # small files
+        return Path(self.client.download_artifacts(run_id, path, str(into)))
+
+    def _log(
+        self,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        step_time: int | None = None,
+    ) -> None:
+        from mlflow.entities import Metric, Param
+
+        timestamp = step_time or now_ms()
+        unlocked(
+            self.client.log_batch,
+            run_id,
+            metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
+            params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
+        )

@@ -1,0 +1,277 @@
+"""How far a sweep has got: counts of trials, time spent and left, the best trial so far.
+
+A local sweep feeds one `Progress` with its executor's events. In a terminal it shows as a rich
+live display; anywhere else (CI, pods, cron, pipes) as a plain log line now and then, without
+escape codes. `describe` is the one formatter of those counts: the Argo watch prints it too.
+
+This module is imported by the sweeping process, which never loads MLflow, pandas or
+scikit-learn: it reads outcomes through their attributes and imports rich only to display.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from sweeper.core.records import Outcome
+
+log = logging.getLogger(__name__)
+
+QUIET_EVERY = 10.0  # seconds: plain lines come at most this often...
+QUIET_HEARTBEAT = 60.0  # ...and at least this often, so a long trial does not look like a hang
+LIVE_REFRESH = 4  # live display updates per second
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Trials of a sweep by state. Queued is whatever is neither finished nor running."""
+
+    total: int
+    done: int = 0  # finished, including trials reused from earlier sweeps
+    failed: int = 0  # failed, or not run because their preprocess step failed
+    running: int = 0
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.total - self.done - self.failed - self.running)
+
+
+def clock_time(seconds: float) -> str:
+    """`1:02:03`: hours grow as needed, so a day-long sweep still reads at a glance."""
+    whole = max(0, int(seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def describe(
+    counts: Counts,
+    elapsed: float,
+    left: float | None = None,
+    best: tuple[float, str] | None = None,
+) -> str:
+    """`12/40 done, 1 failed, 2 running, 25 queued; 0:00:31 elapsed, ~0:01:10 left; best mse
+    2743.6 (rf n_estimators=100 max_depth=4)`; the time left and the best are left out when
+    unknown."""
+    text = (
+        f"{counts.done}/{counts.total} done, {counts.failed} failed, {counts.running} running, "
+        f"{counts.queued} queued; {clock_time(elapsed)} elapsed"
+    )
+    if left is not None:
+        text += f", ~{clock_time(math.ceil(left))} left"  # rounded up: never "0:00:00 left"
+    if best is not None:
+        mse, name = best
+        text += f"; best mse {mse:.6g} ({name})"
+    return text
+
+
+class Progress:
+    """The state of one local sweep, updated from its event loop and read by the display.
+
+    A worker pool takes tasks first in, first out, one per worker; so a released trial is taken
+    to start when a worker is free by that model, and a trial's duration is from then until its
+    outcome comes back (its fit and its MLflow logging). Running trials are counted from the
+    marker files workers keep while they fit (`executors.local.worker.train_trial`): exact.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        workers: int,
+        markers: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total, self.workers, self.markers, self.clock = total, max(1, workers), markers, clock
+        self.started_at = clock()
+        self.done = self.failed = 0
+        self.best: tuple[float, int, str] | None = None  # mse, trial index, trial name
+        self._lock = threading.Lock()  # the display reads from its own thread
+        self._waiting: deque[int] = deque()  # released, no worker free yet (by the model)
+        self._started: dict[int, float] = {}  # trial index → when a worker took it
+        self._trained = 0  # finished trials this sweep trained (not reused)
+        self._trained_seconds = 0.0
+        self._display: _Live | _Quiet | None = None
+
+    # Events from the executor.
+
+    def released(self, indices: Iterable[int]) -> None:
+        """These trials were handed to the worker pool, in this order."""
+        with self._lock:
+            self._waiting.extend(indices)
+            self._take(self.clock())
+
+    def settled(self, *outcomes: Outcome) -> None:
+        """These trials ended: finished (trained or reused), failed, or never run."""
+        with self._lock:
+            now = self.clock()
+            for outcome in outcomes:
+                index = outcome.trial.index
+                began = self._started.pop(index, None)
+                if began is None and index in self._waiting:  # the model was behind the pool
+                    self._waiting.remove(index)
+                if not outcome.ok:
+                    self.failed += 1
+                    continue
+                self.done += 1
+                if not outcome.reused and began is not None:
+                    self._trained += 1
+                    self._trained_seconds += now - began
+                if self.best is None or (outcome.mse, index) < self.best[:2]:
+                    self.best = (outcome.mse, index, outcome.trial.name)
+            self._take(now)
+
+    def _take(self, now: float) -> None:
+        while self._waiting and len(self._started) < self.workers:
+            self._started[self._waiting.popleft()] = now
+
+    # What is shown.
+
+    def counts(self) -> Counts:
+        with self._lock:
+            done, failed = self.done, self.failed
+        # A dead worker's marker may outlive it for a moment: never more running than remain.
+        running = min(self._running(), max(0, self.total - done - failed))
+        return Counts(self.total, done, failed, running)
+
+    def _running(self) -> int:
+        if self.markers is None:
+            return 0
+        try:
+            with os.scandir(self.markers) as entries:
+                return sum(1 for _ in entries)
+        except OSError:  # removed when the sweep ends
+            return 0
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started_at
+
+    def mean_duration(self) -> float | None:
+        with self._lock:
+            return self._trained_seconds / self._trained if self._trained else None
+
+    def left(self, counts: Counts) -> float | None:
+        """Seconds left: the remaining trials at the mean duration, spread over the workers.
+        None until a trained trial has finished (reused ones say nothing about speed)."""
+        mean = self.mean_duration()
+        remaining = counts.total - counts.done - counts.failed
+        if mean is None or remaining <= 0:
+            return None
+        return mean * remaining / min(self.workers, remaining)
+
+    def line(self, counts: Counts | None = None) -> str:
+        counts = counts or self.counts()
+        best = self.best
+        shown = (best[0], best[2]) if best is not None else None
+        return describe(counts, self.elapsed(), self.left(counts), shown)
+
+    # The display.
+
+    def start(self) -> None:
+        """Show progress until `stop`: live in a terminal, plain log lines otherwise."""
+        if self._display is None:
+            self._display = _Live(self) if _is_terminal(sys.stdout) else _Quiet(self)
+
+    def stop(self) -> None:
+        """End the display, leaving the final counts on screen or in the log."""
+        display, self._display = self._display, None
+        if display is not None:
+            display.stop()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
+class _Quiet:
+    """Plain `progress: …` lines through logging, beside the executor's per-trial lines: when the
+    counts changed (at most every QUIET_EVERY s), at least every QUIET_HEARTBEAT s, and at the
+    end. From a thread of its own, since the event loop sleeps while trials run."""
+
+    def __init__(self, progress: Progress, every: float = QUIET_EVERY) -> None:
+        self.progress, self.every = progress, every
+        self.shown: Counts | None = None
+        self.shown_at = progress.clock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="sweeper-progress", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.every):
+            counts = self.progress.counts()
+            if counts != self.shown or self.progress.clock() - self.shown_at >= QUIET_HEARTBEAT:
+                self._emit(counts)
+
+    def _emit(self, counts: Counts) -> None:
+        self.shown, self.shown_at = counts, self.progress.clock()
+        log.info("progress: %s", self.progress.line(counts))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self._emit(self.progress.counts())
+
+
+class _Live:
+    """A rich live display: a bar and the progress line, redrawn LIVE_REFRESH times a second.
+
+    Writes to stdout and stderr go above it while it shows. Logging handlers hold the stream
+    they were configured with (Hydra's writes to the real stdout), so they are pointed at
+    rich's proxies for that time: the per-trial lines keep their format and do not tear the
+    display. Output of the worker processes goes to the terminal directly, as before."""
+
+    def __init__(self, progress: Progress) -> None:
+        from rich.live import Live
+
+        self.progress = progress
+        streams = sys.stdout, sys.stderr
+        self.live = Live(get_renderable=self._render, refresh_per_second=LIVE_REFRESH)
+        self.live.start()  # replaces sys.stdout and sys.stderr with proxies
+        self.moved = _point_handlers(list(zip(streams, (sys.stdout, sys.stderr), strict=True)))
+
+    def _render(self) -> RenderableType:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        counts = self.progress.counts()
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        ended = counts.done + counts.failed
+        bar = ProgressBar(total=max(1, counts.total), completed=ended, width=24)
+        grid.add_row(bar, self.progress.line(counts))
+        return grid
+
+    def stop(self) -> None:
+        for handler, stream in self.moved:
+            handler.setStream(stream)
+        self.live.stop()  # draws the final counts once more and leaves them
+
+
+def _point_handlers(
+    streams: list[tuple[TextIO, TextIO]],
+) -> list[tuple[logging.StreamHandler[Any], Any]]:
+    """Point every logging handler writing to a stream (old, new) at the new one; returns the
+    handlers moved, each with its former stream."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    moved = []
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):  # placeholders have none
+            if not isinstance(handler, logging.StreamHandler):
+                continue
+            for old, new in streams:
+                if handler.stream is old and new is not old:
+                    moved.append((handler, handler.setStream(new)))
+                    break
+    return moved

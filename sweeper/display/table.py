@@ -1,0 +1,141 @@
+"""The end-of-sweep report: a ranked table, the failures, and the MLflow comparison link.
+
+Printed when a sweep ends (from its SweepResult) and by `python -m sweeper.report` (from MLflow).
+The last line is the link to MLflow's compare page with every trial of the sweep selected.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.table import Table
+
+from sweeper.core.records import FIT_SECONDS, METRICS, RANK_BY, Status, SweepResult
+from sweeper.core.storage import redact
+
+# A long sweep's table shows its leaders; every trial is in results.json and in MLflow.
+MAX_ROWS = 30
+REUSED = "reused"  # a row's status when an earlier sweep finished the trial
+SCORED = (Status.FINISHED.value, REUSED)
+UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trial as the table shows it."""
+
+    trial: str
+    metrics: Mapping[str, float]
+    status: str  # a Status, or REUSED (finished by an earlier sweep)
+    run_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """A sweep as people read it: ranked rows and where its runs are in MLflow."""
+
+    sweep_id: str
+    rows: Sequence[Row]  # best first
+    tracking_uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    notes: Sequence[str] = field(default_factory=tuple)
+
+    @classmethod
+    def of(cls, result: SweepResult) -> Report:
+        rows = [
+            Row(
+                o.trial.name,
+                o.metrics,
+                REUSED if o.reused else o.status.value,
+                o.run_id,
+                o.error,
+            )
+            for o in result.ranked()
+        ]
+        plan = result.plan
+        return cls(plan.sweep_id, rows, result.tracking_uri, plan.settings.mlflow.experiment,
+                   result.experiment_id, result.parent_run_id, tuple(result.notes))  # fmt: skip
+
+
+def print_results(result: SweepResult, console: Console | None = None) -> None:
+    print_report(Report.of(result), console)
+
+
+def print_report(report: Report, console: Console | None = None) -> None:
+    # Logs and pipes get a wide table rather than rich's 80 columns: rows stay greppable.
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    rows = report.rows
+    title = f"Sweep {report.sweep_id}: {len(rows)} trials, ranked by test {RANK_BY.upper()}"
+    table = Table(title=title)
+    for column in ("rank", "trial", *METRICS, "fit s", "status"):
+        table.add_column(
+            column,
+            justify="left" if column in ("trial", "status") else "right",
+            no_wrap=column != "trial",
+        )
+    if len(rows) > MAX_ROWS:
+        table.caption = (
+            f"{len(rows) - MAX_ROWS} more below rank {MAX_ROWS}: every trial is in MLflow "
+            "and in the sweep's results.json"
+        )
+    for rank, row in enumerate(rows[:MAX_ROWS], start=1):
+        m = row.metrics
+        cells = [f"{m[k]:.4g}" if k in m else "" for k in METRICS]
+        fit = f"{m[FIT_SECONDS]:.2f}" if FIT_SECONDS in m else ""
+        table.add_row(str(rank), row.trial, *cells, fit, row.status)
+    console.print(table)
+
+    def line(text: str) -> None:  # soft wrap: a long link stays one line, whole and clickable
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    for row in rows:
+        if row.status not in SCORED:
+            line(f"{row.status}: {row.trial}: {row.error}")
+    scored = [r for r in rows if r.status in SCORED and RANK_BY in r.metrics]
+    if scored:
+        line(f"Best: {scored[0].trial} ({RANK_BY} {scored[0].metrics[RANK_BY]:.6g})")
+    for note in report.notes:
+        line(note)
+    line(
+        f"MLflow: sweep run {report.parent_run_id} in experiment '{report.experiment}' "
+        f"at {redact(report.tracking_uri)}"
+    )
+    address, start = ui_address(report.tracking_uri)
+    run_ids = [r.run_id for r in rows if r.run_id]
+    if address is None or not report.experiment_id or not run_ids:
+        return
+    if start:
+        line(f"Start MLflow's UI with: {start}")
+    line(f"Compare the trials: {compare_link(address, run_ids, [report.experiment_id])}")
+
+
+def ui_address(tracking_uri: str) -> tuple[str | None, str | None]:
+    """Where MLflow's UI for this store is, and the command that starts it when none runs:
+    a tracking server is its own UI; a database or folder is served by `mlflow ui`."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return str(redact(tracking_uri)).rstrip("/"), None
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+        return UI_ADDRESS, f"mlflow ui --backend-store-uri sqlite:///{database}"
+    if tracking_uri.startswith("file:") or "://" not in tracking_uri:
+        folder = Path(tracking_uri.removeprefix("file://")).resolve()
+        return UI_ADDRESS, f"mlflow ui --backend-store-uri {folder.as_uri()}"
+    return None, None  # e.g. databricks: its workspace has its own address
+
+
+def compare_link(address: str, run_ids: Sequence[str], experiment_ids: Sequence[str]) -> str:
+    """MLflow's compare page with these runs selected: the route its own UI builds
+    (`#/compare-runs?runs=[…]&experiments=[…]`), quotes percent-encoded so terminals keep the
+    whole link clickable."""
+    runs = quote(json.dumps(list(run_ids), separators=(",", ":")), safe="[],")
+    experiments = quote(json.dumps(list(experiment_ids), separators=(",", ":")), safe="[],")
+    return f"{address}/#/compare-runs?runs={runs}&experiments={experiments}"

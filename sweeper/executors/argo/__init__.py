@@ -1,0 +1,146 @@
+"""backend=argo: a sweep as an Argo Workflow (or a nightly CronWorkflow), built with Hera.
+
+A grid sweep is one workflow whose first pod plans it from the definition (the manifest carries
+overrides, not trials) and whose exit handler concludes it; this process renders or submits it,
+and when it watches it, prints the results from MLflow. An optimiser's batch is a workflow of its
+own listing its trials (`--jobs`); its results come back through the `results.json` its summary
+pod writes, so the optimiser gets each trial's score before it asks for the next batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from sweeper.core import storage
+from sweeper.core.records import Outcome, Status, SweepResult
+from sweeper.errors import SweeperError
+from sweeper.executors.argo.compile import check_reachable, compile_sweep
+from sweeper.executors.base import Batch, Sweep
+from sweeper.planning.definition import Definition
+
+
+class ArgoExecutor:
+    def __init__(self) -> None:
+        self.status = 0
+        self.workflows: list[str] = []  # an optimiser's batches: a workflow (and sweep) each
+
+    def check(self, sweep: Sweep) -> None:
+        if sweep.optimiser is not None:  # called before the optimiser creates its study
+            _check_batches(sweep)
+        check_reachable(sweep.settings)
+
+    def open(self, sweep: Sweep, first: Batch) -> None:
+        """Nothing to open here: each workflow's plan pod opens its sweep's run."""
+
+    def run(self, sweep: Sweep, batch: Batch) -> list[Outcome] | None:
+        if batch.definition.jobs is None:
+            self.status = _run_definition(sweep, batch.definition)
+            return None
+        return self._run_batch(sweep, batch)
+
+    def close(self, sweep: Sweep, status: Status | None) -> int:
+        if self.workflows:
+            result = sweep.result
+            best = result.best
+            shown = f"best {best.line()}" if best else "no trial finished"
+            workflows = "workflow" if len(self.workflows) == 1 else "workflows"
+            print(f"Study: {len(result.outcomes)} trials in {len(self.workflows)} {workflows} "
+                  f"({', '.join(self.workflows)}); {shown}", flush=True)  # fmt: skip
+            return 0 if status is None and result.n_failed == 0 else 1
+        return self.status or (0 if status is None else 1)
+
+    def _run_batch(self, sweep: Sweep, batch: Batch) -> list[Outcome]:
+        """Submit one optimiser's batch as a workflow, wait for it, read its results back."""
+        from sweeper.executors.argo.submit import submit
+
+        plan = sweep.plan(batch)
+        # Each workflow counts its own trials and models; these tie it to the study.
+        params = {k: v for k, v in sweep.result.plan.sweep_params.items() if k.startswith("study")}
+        params.update({"study.invocation": sweep.sweep_id,
+                       "study.batch": str(len(self.workflows) + 1)})  # fmt: skip
+        definition = dataclasses.replace(batch.definition, sweep_params=params)
+        workflow = compile_sweep(definition, sweep.settings)
+        assert workflow.name is not None
+        status = submit(workflow, sweep.settings.argo)
+        self.workflows.append(workflow.name)
+        batch.ran_as = workflow.name
+        url = storage.sweep_url(plan.settings.storage.root, workflow.name, storage.RESULTS)
+        try:
+            text = storage.read_bytes(url)
+        except FileNotFoundError:
+            phase = "failed" if status else "succeeded"
+            raise SweeperError(
+                f"workflow {workflow.name} {phase} without writing its results ({url})"
+            ) from None
+        # The pods number the batch's trials from 0, in the order of the manifest.
+        numbered = dataclasses.replace(plan, trials=tuple(
+            dataclasses.replace(t, index=i) for i, t in enumerate(plan.trials)))  # fmt: skip
+        recorded = {o.trial.index: o for o in SweepResult.from_json(text, numbered).outcomes}
+        outcomes = []
+        for position, trial in enumerate(plan.trials):
+            found = recorded.get(position)
+            outcomes.append(
+                dataclasses.replace(found, trial=trial) if found is not None
+                else Outcome.not_run(trial, f"not in the results of {workflow.name}")
+            )  # fmt: skip
+        sweep.result.outcomes.extend(outcomes)
+        return outcomes
+
+
+def _run_definition(sweep: Sweep, definition: Definition) -> int:
+    """Render, or submit (and watch) the workflow of a whole sweep; the exit status."""
+    settings, argo = sweep.settings, sweep.settings.argo
+    workflow = compile_sweep(definition, settings)
+    if argo.render_to:
+        path = Path(argo.render_to).resolve()
+        storage.write_bytes_atomic(str(path), workflow.to_yaml().encode())
+        kind = type(workflow).__name__
+        print(f"{kind} {workflow.name} written to {path} (argo submit / kubectl create -f it)")
+        return 0
+    from sweeper.executors.argo.submit import submit
+
+    status = submit(workflow, argo)
+    if argo.wait and not argo.schedule:
+        assert workflow.name is not None
+        _show_results(settings.mlflow.tracking_uri, settings.mlflow.experiment, workflow.name)
+    return status
+
+
+def _show_results(tracking_uri: str, experiment: str, sweep_id: str) -> None:
+    """The watched workflow's table and compare link, read from MLflow when this machine reaches
+    the tracking server (pods reach it by a cluster address that a laptop often cannot)."""
+    import requests
+
+    from sweeper.display.table import print_report
+    from sweeper.report import load_report
+
+    later = (
+        f"python -m sweeper.report {sweep_id} --tracking-uri {storage.redact(tracking_uri)} "
+        f"--experiment {experiment}"
+    )
+    try:
+        requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=3).raise_for_status()
+        print_report(load_report(tracking_uri, experiment, sweep_id))
+    except requests.RequestException as err:
+        print(f"MLflow is not reachable from here ({type(err).__name__}); the results: {later}")
+    except SweeperError as err:
+        print(f"{err}; the results, later: {later}")
+
+
+def _check_batches(sweep: Sweep) -> None:
+    """An optimiser needs each batch's results before it asks for the next one."""
+    argo, name = sweep.settings.argo, sweep.optimiser
+    for setting, value in (("argo.render_to", argo.render_to), ("argo.schedule", argo.schedule)):
+        if value:
+            raise SweeperError(
+                f"{setting} cannot feed trial results back to an optimising sweeper "
+                f"(hydra/sweeper={name}); leave it out to submit and watch each batch"
+            )
+    if not argo.wait:
+        raise SweeperError(
+            f"argo.wait=false cannot feed trial results back to an optimising sweeper "
+            f"(hydra/sweeper={name}); each batch's workflow is watched until it ends"
+        )
+    if not argo.server:
+        raise SweeperError(f"backend=argo with hydra/sweeper={name} needs argo.server=https://…")

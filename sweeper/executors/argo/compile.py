@@ -1,0 +1,180 @@
+"""The sweep definition compiled into an Argo Workflow or CronWorkflow with Hera.
+
+    plan ──► group (one per preprocess group, withParam) ──► exit handler: summary
+              └ preprocess ──► train (one pod per chunk of trials, withParam)
+
+The manifest carries the command-line overrides, not the trials: the `plan` step expands them
+with the config tree inside the image, so its size does not grow with the number of trials.
+Every container gets its arguments as a list; nothing goes through a shell.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from hera.workflows import (
+    DAG,
+    Container,
+    CronWorkflow,
+    Env,
+    Parameter,
+    RetryStrategy,
+    SecretEnvFrom,
+    Task,
+    Workflow,
+)
+from hera.workflows import models as m
+
+from sweeper.core import storage
+from sweeper.core.settings import ArgoSettings, Settings
+from sweeper.errors import SweeperError
+from sweeper.executors.argo.names import dns_label, label_value
+from sweeper.planning.definition import Definition
+
+OUTPUTS = "/tmp/outputs"  # where the plan step writes its output parameters
+POD_RESOURCES = ("cpu", "memory", "memory_limit")
+# The pods' own entry points; the plan and summary steps orchestrate, so they live here.
+PLAN_STEP = "sweeper.executors.argo.plan_step"
+SUMMARY_STEP = "sweeper.executors.argo.summary_step"
+
+
+def check_reachable(settings: Settings) -> None:
+    """Pods need storage and tracking they can reach over the network."""
+    root, uri = settings.storage.root, settings.mlflow.tracking_uri
+    if storage.is_local(root):
+        raise SweeperError(
+            f"storage.root={root} is a local folder; backend=argo needs a URL every pod can "
+            "reach, e.g. storage.root=s3://bucket/sweeps"
+        )
+    if not uri.startswith(("http://", "https://", "databricks")):
+        raise SweeperError(
+            f"mlflow.tracking_uri={uri} is not a tracking server; backend=argo needs one every "
+            "pod can reach, e.g. mlflow.tracking_uri=http://mlflow.ml.svc:5000"
+        )
+
+
+def compile_sweep(definition: Definition, settings: Settings) -> Workflow | CronWorkflow:
+    """The Workflow (or, with argo.schedule, the CronWorkflow) that runs this definition: its
+    plan step gets the definition as arguments and plans the trials inside the cluster."""
+    check_reachable(settings)
+    argo = settings.argo
+    plan_url = storage.sweep_url(settings.storage.root.rstrip("/"), "{{workflow.name}}",
+                                 storage.PLAN)  # fmt: skip
+    experiment = label_value(settings.mlflow.experiment)
+    common = _workflow_fields(argo, experiment)
+    if argo.schedule is not None:
+        name = argo.name or f"sweeper-{settings.mlflow.experiment}"
+        workflow: Workflow | CronWorkflow = CronWorkflow(
+            name=dns_label(name, 52),  # Argo appends a timestamp to each run's name
+            schedules=[argo.schedule],
+            timezone=argo.timezone,
+            concurrency_policy="Forbid",
+            successful_jobs_history_limit=3,
+            failed_jobs_history_limit=3,
+            starting_deadline_seconds=3600,
+            labels={"sweeper/experiment": experiment},
+            workflow_metadata=m.WorkflowMetadata(labels={"sweeper/experiment": experiment}),
+            **common,
+        )
+    else:
+        name = f"sweeper-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{_random.token_hex(2)}"
+        workflow = Workflow(
+            name=name,
+            labels={"sweeper/sweep-id": name, "sweeper/experiment": experiment},
+            **common,
+        )
+    with workflow:
+        _templates(argo, definition.portable().to_args(), plan_url)
+    return workflow
+
+
+def _workflow_fields(argo: ArgoSettings, experiment: str) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "namespace": argo.namespace,
+        "entrypoint": "sweep",
+        "on_exit": "summary",
+        "parallelism": argo.parallelism,
+        "active_deadline_seconds": argo.active_deadline_seconds,
+        "service_account_name": argo.service_account,
+        "pod_metadata": m.Metadata(labels={"sweeper/experiment": experiment}),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str) -> None:
+    image = argo.image
+    env = [Env(name=str(k), value=str(v)) for k, v in argo.env.items()]
+    env_from = [SecretEnvFrom(name=str(s)) for s in argo.secrets]
+    # Retried only when the cluster lost the pod (OnError), not when a trial itself failed.
+    retry = RetryStrategy(
+        limit=str(argo.retries),  # IntOrString: the schema takes the string form
+        retry_policy="OnError",
+        backoff=m.Backoff(duration="10s", factor="2", max_duration="5m"),
+    )
+
+    def step(name: str, module: str, args: list[str], **extra: object) -> Container:
+        return Container(
+            name=name,
+            image=image,
+            command=["python", "-m", module],
+            args=args,
+            env=env or None,
+            env_from=env_from or None,
+            retry_strategy=retry,
+            **extra,
+        )
+
+    plan_args = ["--sweep-id", "{{workflow.name}}", "--outputs", OUTPUTS,
+                 "--trials-per-pod", str(argo.trials_per_pod)]  # fmt: skip
+    plan = step(
+        "plan",
+        PLAN_STEP,
+        [*plan_args, *definition],
+        outputs=[Parameter(name="groups", value_from=m.ValueFrom(path=f"{OUTPUTS}/groups.json"))],
+    )
+    preprocess = step(
+        "preprocess",
+        "steps.preprocess",
+        ["--plan", plan_url, "--group", "{{inputs.parameters.group}}"],
+        inputs=[Parameter(name="group")],
+    )
+    train = step(
+        "train",
+        "steps.train",
+        ["--plan", plan_url, "--trials", "{{inputs.parameters.trials}}"],
+        inputs=[Parameter(name="trials"), *(Parameter(name=r) for r in POD_RESOURCES)],
+        resources=m.ResourceRequirements(
+            requests={
+                "cpu": m.Quantity("{{inputs.parameters.cpu}}"),
+                "memory": m.Quantity("{{inputs.parameters.memory}}"),
+            },
+            limits={"memory": m.Quantity("{{inputs.parameters.memory_limit}}")},
+        ),
+    )
+    step("summary", SUMMARY_STEP, ["--plan", plan_url])
+
+    # failFast off: one failing trial must not stop the others from being scheduled.
+    with DAG(name="group", inputs=[Parameter(name="group"), Parameter(name="chunks")],
+             fail_fast=False) as group:  # fmt: skip
+        trained = Task(
+            name="train",
+            template=train,
+            with_param="{{inputs.parameters.chunks}}",
+            arguments={
+                "trials": "{{item.trials}}",
+                **{r: f"{{{{item.{r}}}}}" for r in POD_RESOURCES},
+            },
+        )
+        Task(name="preprocess", template=preprocess,
+             arguments={"group": "{{inputs.parameters.group}}"}) >> trained  # fmt: skip
+
+    with DAG(name="sweep", fail_fast=False):
+        planned = Task(name="plan", template=plan)
+        planned >> Task(
+            name="group",
+            template=group,
+            with_param="{{tasks.plan.outputs.parameters.groups}}",
+            arguments={"group": "{{item.group}}", "chunks": "{{item.chunks}}"},
+        )

@@ -1,0 +1,51 @@
+"""The last pod of an Argo sweep (its exit handler): close the sweep's MLflow run with its summary.
+
+    python -m sweeper.executors.argo.summary_step --plan s3://b/sweeps/sweeps/<sweep_id>/plan.json
+
+Runs whether or not trials failed: reads the trials' child runs back from MLflow, concludes the
+sweep's run (results table and plots, the best trial's model, summary metrics; see
+sweeper.conclusion), writes results.json and prints the ranked table with the MLflow compare
+link. Exits non-zero when any trial did not finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sweeper.conclusion.conclude import conclude_sweep
+from sweeper.core import storage
+from sweeper.core.lifecycle import recorded_outcomes
+from sweeper.core.records import Plan, Status, SweepResult, recorded_splits
+from sweeper.core.tracking import Tracker
+from sweeper.display.table import print_results
+
+
+def summarise(plan_url: str) -> SweepResult:
+    plan = Plan.from_json(storage.read_bytes(plan_url))
+    assert plan.parent_run_id is not None, "the plan step opens the sweep's run"
+    settings = plan.settings
+    tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
+    result = SweepResult(plan, plan.parent_run_id, tracker.tracking_uri)
+    result.splits = recorded_splits(plan)
+    result.outcomes = recorded_outcomes(tracker, plan, result.splits)
+    status = Status.FINISHED if result.n_failed == 0 else Status.FAILED
+    end = conclude_sweep(tracker, result, status, settings.register_best)
+    result.experiment_id, result.notes = end.experiment_id, list(end.notes)
+    storage.write_record(settings.storage.root, plan.sweep_id, storage.RESULTS, result.to_json())
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sweeper.executors.argo.summary_step",
+                                     description=__doc__)  # fmt: skip
+    parser.add_argument("--plan", required=True, help="URL of the sweep's plan.json")
+    args = parser.parse_args(argv)
+    result = summarise(args.plan)
+    print_results(result)
+    return 1 if result.n_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The local worker pool: forked from a warm fork server that is started as early as possible.
+
+The fork server imports scikit-learn, pandas and MLflow once, while the sweeping process is still
+composing configs on the other core; every worker forked from it starts with them loaded.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import forkserver
+
+WARM_MODULES = [
+    "sweeper.executors.local.worker",
+    "sweeper.core.fitting",
+    "steps.preprocess",
+    "hydra.utils",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.neighbors",
+    "sklearn.svm",
+    "sklearn.metrics",
+    "mlflow.tracking",
+    "mlflow.store.tracking.sqlalchemy_store",
+]
+
+
+# Command lines that only print something: no workers.
+_NO_TRIALS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version"}
+
+
+def warm_up_unless_elsewhere(args: list[str]) -> None:
+    """Start the fork server now, before Hydra starts, unless the command line runs no trials
+    or names another backend: its imports then overlap the sweep's composition. Only a head
+    start: which executor runs the sweep is decided once, by sweeper.executors.executor_for,
+    and a local sweep starts the server itself if this did not. Calling it again is free."""
+    if _NO_TRIALS.isdisjoint(args) and not any(
+        a.startswith("backend=") and a != "backend=local" for a in args
+    ):
+        warm_up()
+
+
+def warm_up() -> None:
+    """Start the fork server (and its imports) now; a pool made later forks from it."""
+    multiprocessing.set_forkserver_preload(WARM_MODULES)
+    forkserver.ensure_running()
+
+
+def new_pool(workers: int) -> ProcessPoolExecutor:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WARM_MODULES)
+    # Each worker's BLAS/OpenMP threads get its share of the cores: no oversubscription.
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+    )
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now, running tasks included (a worker finishes a tracking write first)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
+def _init_worker(threads: int) -> None:
+    from sweeper.core.fitting import limit_threads
+
+    # Ctrl-C reaches the whole process group; the sweeping process alone decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    limit_threads(threads)

@@ -1,0 +1,321 @@
+"""The local executor's event loop: one sweep's batches run by a pool of warm worker processes.
+
+Workers do what an Argo pod does (`worker`): open the sweep's run, preprocess each group, train
+and log each trial. This process only schedules: trials go out longest first as soon as their
+group's split is stored, and outcomes come back with their MLflow run ids.
+
+A worker that dies breaks the whole pool and every task queued on it. The trials that were
+running then (their marker files say which) are re-run one at a time in a pool of their own, so
+the one that kills its worker is named and fails alone; the others go to a fresh pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from sweeper.core import lifecycle, storage
+from sweeper.core.lifecycle import SweepRef
+from sweeper.core.records import (
+    Outcome,
+    Plan,
+    PreprocessGroup,
+    Status,
+    StoredSplit,
+    SweepResult,
+    Trial,
+)
+from sweeper.display.progress import Progress
+from sweeper.executors.local import pool as pools
+from sweeper.executors.local import worker
+
+log = logging.getLogger(__name__)
+Task = PreprocessGroup | Trial | None  # None: opening the sweep's run
+
+
+class WorkerDied(RuntimeError):
+    """The process training a trial died: killed by a signal (a crash, the OOM killer)."""
+
+
+def work_estimate(model: Mapping[str, Any]) -> float:
+    """A rough relative cost of fitting a model config, to start the longest trials first:
+    more and deeper trees take longer; configs without such knobs count the same."""
+    trees = model.get("n_estimators")
+    depth = model.get("max_depth")
+    leaf = model.get("min_samples_leaf")
+    cost = float(trees) if isinstance(trees, int | float) else 1.0
+    cost *= float(depth) if isinstance(depth, int | float) else 32.0
+    if isinstance(leaf, int | float) and leaf >= 1:
+        cost /= float(leaf) ** 0.25
+    return cost
+
+
+class Scheduler:
+    """One sweep on this machine, across its batches: `open`, `run` each batch, `close`.
+
+    `new_pool` makes the worker pools (a test may pass its own)."""
+
+    def __init__(
+        self,
+        result: SweepResult,
+        workers: int,
+        new_pool: Callable[[int], ProcessPoolExecutor] = pools.new_pool,
+    ) -> None:
+        self.result, self.workers, self.new_pool = result, workers, new_pool
+        self.settings = result.plan.settings
+        self.markers = tempfile.mkdtemp(prefix="sweeper-workers-")
+        self.pool = new_pool(workers)
+        self.isolation: ProcessPoolExecutor | None = None
+        self.isolated: Future[Any] | None = None
+        self.suspects: list[Trial] = []
+        self.splits: dict[str, StoredSplit] = {}
+        self.waiting: list[Trial] = []  # split stored, sweep run not yet open
+        self.preprocess_breaks: Counter[str] = Counter()
+        self.pending: dict[Future[Any], Task] = {}
+        self.batch: Plan | None = None
+        self.progress = Progress(0, workers)
+        self.abandoned = False
+
+    def open(self) -> None:
+        """Open the sweep's run in a worker; it opens while the first groups preprocess."""
+        self._open_run()
+
+    def _open_run(self) -> None:
+        # The run is owned by this process: tagged with a worker's pid, the next sweep would
+        # take it for an orphan once that worker exits.
+        plan = self.result.plan
+        args = (self.settings, plan.sweep_id, plan.sweep_params, os.getpid())
+        self.pending[self.pool.submit(worker.open_sweep, *args)] = None
+
+    @property
+    def sweep(self) -> SweepRef:
+        return SweepRef(self.result.plan.sweep_id, self.result.parent_run_id)
+
+    def run(self, batch: Plan) -> list[Outcome]:
+        """Run one batch's trials (already in `result.plan`); their outcomes, in plan order."""
+        self.batch, done = batch, len(self.result.outcomes)
+        was_open = bool(self.result.parent_run_id)
+        self.progress = Progress(len(batch.trials), self.workers, self.markers)
+        self.progress.start()
+        try:
+            for group in batch.groups:
+                self._submit(group)
+            self._until_done()
+        finally:
+            self.progress.stop()  # before the results table is printed
+        if was_open:  # the batches so far; the first batch's was written when the run opened
+            self._write_plan()
+        return sorted(self.result.outcomes[done:], key=lambda o: o.trial.index)
+
+    def close(self, status: Status) -> SweepResult:
+        """Conclude the sweep's run: in the workers (best model and table side by side), or in
+        this process when the workers were stopped (`abandon`)."""
+        result = self.result
+        try:
+            if result.parent_run_id and self.abandoned:
+                ended = worker.conclude(self.settings, result, status)
+            elif result.parent_run_id:
+                parts = (worker.log_best, worker.log_results)
+                extras = [self.pool.submit(part, self.settings, result) for part in parts]
+                notes = [note for extra in extras for note in extra.result()]
+                end = self.pool.submit(worker.end_sweep, self.settings, result, status, notes)
+                ended = end.result()
+            if result.parent_run_id:
+                result.experiment_id = ended.experiment_id
+                result.notes.extend(ended.notes)
+        finally:
+            self.abandon() if self.abandoned else self._shutdown()
+        if status != Status.KILLED:
+            storage.write_record(self.settings.storage.root, result.plan.sweep_id,
+                                 storage.RESULTS, result.to_json())  # fmt: skip
+        return result
+
+    def abandon(self) -> None:
+        """Interrupted: stop every worker now (a worker finishes a tracking write first)."""
+        self.abandoned = True
+        for pool in (self.pool, self.isolation):
+            if pool is not None:
+                pools.stop(pool)
+        self._cleanup()
+
+    def _shutdown(self) -> None:
+        for pool in (self.pool, self.isolation):
+            if pool is not None:
+                pool.shutdown()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self.markers, ignore_errors=True)
+
+    def _submit(self, item: PreprocessGroup | Trial, pool: ProcessPoolExecutor | None = None
+                ) -> Future[Any]:  # fmt: skip
+        pool = pool or self.pool
+        if isinstance(item, PreprocessGroup):
+            future = pool.submit(worker.prepare_group, item, self.settings)
+        else:
+            split = self.splits[item.group]
+            future = pool.submit(worker.train_trial, self.settings, self.sweep, item, split,
+                                 self.markers)  # fmt: skip
+        self.pending[future] = item
+        return future
+
+    def _until_done(self) -> None:
+        while self.pending:
+            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future not in self.pending:  # settled with the rest of a broken pool
+                    continue
+                item = self.pending.pop(future)
+                if isinstance(future.exception(), BrokenProcessPool):
+                    self._broken(item, future)
+                elif item is None:
+                    self._opened(future)
+                elif isinstance(item, PreprocessGroup):
+                    self._preprocessed(item, future)
+                else:
+                    self._trained(item, future)
+
+    def _opened(self, future: Future[tuple[str, list[str]]]) -> None:
+        parent_run_id, orphans = future.result()
+        for orphan in orphans:
+            log.info(
+                "Sweep run %s was left running by a process that is gone: marked KILLED", orphan
+            )
+        self.result.parent_run_id = parent_run_id
+        self.result.plan = self.result.plan.with_parent(parent_run_id)
+        plan = self.result.plan
+        log.info(
+            "Sweep %s: %d trials, %d preprocess group(s), %d workers; MLflow run %s",
+            plan.sweep_id, len(plan.trials), len(plan.groups), self.workers, parent_run_id,
+        )  # fmt: skip
+        self._write_plan()
+        self._release(self.waiting)
+        self.waiting = []
+
+    def _write_plan(self) -> None:
+        plan = self.result.plan
+        storage.write_record(self.settings.storage.root, plan.sweep_id, storage.PLAN,
+                             plan.to_json())  # fmt: skip
+
+    def _preprocessed(self, group: PreprocessGroup, future: Future[Any]) -> None:
+        assert self.batch is not None
+        trials = self.batch.trials_of(group.id)
+        try:
+            split, finished = future.result()
+        except Exception as err:
+            self._not_run(trials, str(err))
+            return
+        self.result.splits[group.id] = self.splits[group.id] = split
+        log.info(
+            "Preprocess %s: %s %s", group.id, "reused" if split.reused else "stored", split.url
+        )
+        to_train = []
+        for trial in trials:
+            earlier = lifecycle.reused(trial, split, finished)
+            if earlier is not None:  # some sweep already finished this very trial on this split
+                self._settle(earlier)
+            else:
+                to_train.append(trial)
+        if self.result.parent_run_id:
+            self._release(to_train)
+        else:
+            self.waiting.extend(to_train)
+
+    def _not_run(self, trials: list[Trial], error: str) -> None:
+        self.result.preprocess_errors.append(error)
+        not_run = [Outcome.not_run(t, error) for t in trials]
+        self.result.outcomes.extend(not_run)
+        self.progress.settled(*not_run)
+
+    def _release(self, trials: list[Trial]) -> None:
+        for trial in sorted(trials, key=lambda t: -work_estimate(t.model)):
+            self._submit(trial)
+            self.progress.released([trial.index])
+
+    def _trained(self, trial: Trial, future: Future[Outcome]) -> None:
+        if future is self.isolated:
+            self.isolated = None
+            self._isolate_next()
+        self._settle(future.result())  # a failing trial is logged by its worker, not raised
+
+    def _settle(self, outcome: Outcome) -> None:
+        self.result.outcomes.append(outcome)
+        self.progress.settled(outcome)
+        total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
+        log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line())
+
+    def _broken(self, item: Task, future: Future[Any]) -> None:
+        if future is self.isolated:  # alone in its pool: this trial killed its worker
+            assert isinstance(item, Trial) and self.isolation is not None
+            how = _death(self.isolation)
+            self.isolation.shutdown(wait=False, cancel_futures=True)
+            self.isolation, self.isolated = None, None
+            error = WorkerDied(f"its worker process died ({how})")
+            logged = self.pool.submit(worker.log_failure, self.settings, self.sweep, item,
+                                      self.splits[item.group], error)  # fmt: skip
+            self.pending[logged] = item
+            self._isolate_next()
+            return
+        # The shared pool broke: every task still queued on it failed with it.
+        affected = [item]
+        for other in list(self.pending):
+            if other is not self.isolated:
+                affected.append(self.pending.pop(other))
+        running = self._running_when_broken()
+        log.warning(
+            "A worker process died; re-running %d trial(s) alone to find which", len(running)
+        )
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self.new_pool(self.workers)
+        for lost in affected:
+            if lost is None:
+                self._open_run()
+            elif isinstance(lost, Trial) and lost.index in running:
+                self.suspects.append(lost)
+            elif isinstance(lost, PreprocessGroup) and self.preprocess_breaks[lost.id] >= 1:
+                assert self.batch is not None
+                error = f"the preprocess worker died twice for group {lost.id}"
+                self._not_run(self.batch.trials_of(lost.id), error)
+            else:
+                if isinstance(lost, PreprocessGroup):
+                    self.preprocess_breaks[lost.id] += 1
+                self._submit(lost)
+        self._isolate_next()
+
+    def _running_when_broken(self) -> set[int]:
+        running = set()
+        for marker in Path(self.markers).iterdir():
+            index = int(marker.read_text() or -1)
+            isolated = self.pending.get(self.isolated) if self.isolated else None
+            if not isinstance(isolated, Trial) or index != isolated.index:
+                running.add(index)
+                marker.unlink()
+        return running
+
+    def _isolate_next(self) -> None:
+        if self.isolated is not None or not self.suspects:
+            return
+        self.isolation = self.isolation or self.new_pool(1)
+        self.isolated = self._submit(self.suspects.pop(0), self.isolation)
+
+
+def _death(pool: ProcessPoolExecutor) -> str:
+    """How the single worker of an isolation pool ended, as far as the OS tells."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    code = processes[0].exitcode if processes else None
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    # A fork-server child's status reaches us through the fork server, which reports 255 when
+    # it could not learn it (the child was killed too abruptly): say so rather than guess.
+    if code is None or code == 255:
+        return "killed or crashed; the OS did not report how"
+    return f"exit code {code}"

@@ -1,0 +1,95 @@
+"""What a local worker process does for a sweep: the calls an Argo pod's steps make, as tasks.
+
+Each task opens the tracking store once per process and keeps it: a worker preprocesses, trains
+and logs its own trials, so logging runs on every core instead of queueing in one process. The
+heavy imports happen inside the tasks (the fork server preloads them): the sweeping process
+imports this module and never loads MLflow, pandas or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sweeper.core import lifecycle
+from sweeper.core.lifecycle import Finished, SweepRef
+from sweeper.core.records import Outcome, PreprocessGroup, StoredSplit, SweepResult, Trial
+from sweeper.core.settings import Settings
+from sweeper.core.tracking import Tracker
+
+if TYPE_CHECKING:
+    from sweeper.conclusion.conclude import SweepEnd
+    from sweeper.core.records import Status
+
+_trackers: dict[tuple[str, str], Tracker] = {}
+
+
+def tracker(settings: Settings) -> Tracker:
+    """This process's tracker for the sweep's store: opened on first use, then kept warm."""
+    key = (settings.mlflow.tracking_uri, settings.mlflow.experiment)
+    if key not in _trackers:
+        _trackers[key] = Tracker(*key)
+    return _trackers[key]
+
+
+def open_sweep(
+    settings: Settings, sweep_id: str, params: dict[str, str], owner_pid: int
+) -> tuple[str, list[str]]:
+    """The sweep's parent run, after closing runs orphaned by processes that are gone.
+    `owner_pid`: the process whose end orphans the run (the sweeping process)."""
+    sweeps = tracker(settings)
+    orphans = sweeps.end_orphaned_sweeps()
+    return sweeps.start_sweep(sweep_id, params, owner_pid), orphans
+
+
+def prepare_group(group: PreprocessGroup, settings: Settings) -> tuple[StoredSplit, Finished]:
+    """The group's stored split, and what the reuse lookup finds on it."""
+    from steps.preprocess import preprocess
+
+    split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
+    return split, lifecycle.finished_trials(tracker(settings), split, settings.sweep.rerun)
+
+
+def train_trial(
+    settings: Settings, sweep: SweepRef, trial: Trial, split: StoredSplit, markers: str
+) -> Outcome:
+    """Fit, score and log one trial. While it trains, a marker file named after this process
+    holds the trial's index: if the process dies, the sweep knows which trial ran."""
+    marker = Path(markers, str(os.getpid()))
+    return lifecycle.run_trial(tracker(settings), sweep, trial, split, marker=marker)
+
+
+def log_failure(
+    settings: Settings, sweep: SweepRef, trial: Trial, split: StoredSplit, error: BaseException
+) -> Outcome:
+    return lifecycle.record_failure(tracker(settings), sweep, trial, split, error)
+
+
+def conclude(settings: Settings, result: SweepResult, status: Status) -> SweepEnd:
+    """End the sweep's run, every part one after the other."""
+    from sweeper.conclusion.conclude import conclude_sweep
+
+    return conclude_sweep(tracker(settings), result, status, settings.register_best)
+
+
+# The parts of ending a sweep's run, for the pool to run side by side (each a few seconds of
+# imports); see sweeper.conclusion.conclude.
+def log_results(settings: Settings, result: SweepResult) -> list[str]:
+    from sweeper.conclusion.conclude import log_results
+
+    return log_results(tracker(settings), result)
+
+
+def log_best(settings: Settings, result: SweepResult) -> list[str]:
+    from sweeper.conclusion.conclude import log_best
+
+    return log_best(tracker(settings), result, settings.register_best)
+
+
+def end_sweep(
+    settings: Settings, result: SweepResult, status: Status, notes: list[str]
+) -> SweepEnd:
+    from sweeper.conclusion.conclude import end_sweep
+
+    return end_sweep(tracker(settings), result, status, notes)

@@ -1,0 +1,171 @@
+"""The launcher's work: a batch of Hydra jobs → a batch of the sweep → its executor → JobReturns.
+
+Behind `hydra/launcher=sweeper` (hydra_plugins/sweeper_plugins). Jobs are composed only when the
+executor asks for them (an Argo grid sweep sends its definition, not 10,000 composed jobs); once
+composed, Hydra's per-job folders are written in a thread while the trials run, and a user's
+`hydra.callbacks` hear `on_job_start` before the batch runs and `on_job_end` with each trial's
+JobReturn after it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from sweeper.core.records import Outcome
+from sweeper.core.settings import Settings
+from sweeper.errors import SweeperError
+from sweeper.executors import Batch
+from sweeper.launching.study import Study
+from sweeper.launching.sweep import SweepSession
+from sweeper.planning.compose import compose_jobs
+from sweeper.planning.definition import Definition
+from sweeper.planning.expand import as_overrides
+from sweeper.planning.plan import Job
+
+
+class Launch:
+    """The launcher's state for one invocation: a study's sweep lives across its batches."""
+
+    def __init__(
+        self, config: DictConfig, hydra_context: HydraContext, task_function: TaskFunction
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        self.study = Study.of(config)
+        self.launched = 0
+        # A study's settings are checked now, before the optimiser creates (or resumes) it.
+        self.study_sweep = SweepSession(Settings.of(config), self.study) if self.study else None
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> list[JobReturn]:
+        config = self.config
+        setup_globals()
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+        sweep = self.study_sweep or SweepSession(Settings.of(config))
+        self.launched += len(job_overrides)
+        composing = _Composing(self, job_overrides, initial_job_idx)
+        last = self.study is None or self.launched >= self.study.budget
+        batch = Batch(self._definition(job_overrides), composing.jobs, last=last)
+        outcomes = sweep.run(batch)
+        if outcomes is None:  # the trials ran elsewhere; no job of them ran here
+            return []
+        return composing.returns(outcomes)
+
+    def _definition(self, job_overrides: Sequence[Sequence[str]]) -> Definition:
+        if self.study is not None:
+            jobs = tuple(tuple(job) for job in job_overrides)
+            return Definition(jobs=jobs, name_keys=self.study.name_keys)
+        # One grid batch is the whole sweep: as the model_grid sweeper expanded it.
+        params = self.config.hydra.sweeper.get("params") or {}
+        overrides = (*as_overrides(params), *self.config.hydra.overrides.task)
+        return Definition(overrides=tuple(overrides), multirun=True)
+
+
+class _Composing:
+    """A batch's jobs, composed on first use; their folders and callbacks follow from them."""
+
+    def __init__(self, launch: Launch, overrides: Sequence[Sequence[str]], first: int) -> None:
+        self.launch, self.overrides, self.first = launch, overrides, first
+        self.composed: list[Job] | None = None
+        self.hydra_cfg: DictConfig | None = None
+        self.writer = ThreadPoolExecutor(1)
+        self.folders: Future[list[Path]] | None = None
+
+    def jobs(self) -> list[Job]:
+        if self.composed is None:
+            config, loader = self.launch.config, self.launch.hydra_context.config_loader
+            self.composed, self.hydra_cfg = compose_jobs(
+                self.overrides,
+                compose=lambda overrides: loader.load_sweep_config(config, overrides),
+                parser=OverridesParser.create(config_loader=loader),
+                first_index=self.first,
+            )
+            sweep_dir = Path(config.hydra.sweep.dir)
+            self.folders = self.writer.submit(write_job_dirs, sweep_dir, self.composed, config)
+            callbacks = self.launch.hydra_context.callbacks
+            for job in self.composed:
+                callbacks.on_job_start(config=self._job_config(job),
+                                       task_function=self.launch.task_function)  # fmt: skip
+        return self.composed
+
+    def returns(self, ran: Sequence[Outcome]) -> list[JobReturn]:
+        jobs = self.jobs()
+        assert self.folders is not None and self.hydra_cfg is not None
+        folders = self.folders.result()
+        self.writer.shutdown()
+        outcomes = {o.trial.index: o for o in ran}
+        callbacks = self.launch.hydra_context.callbacks
+        returns = []
+        for job, folder in zip(jobs, folders, strict=True):
+            outcome = outcomes[job.index]
+            ret = JobReturn(overrides=list(job.overrides), cfg=job.cfg, hydra_cfg=self.hydra_cfg,
+                            working_dir=str(folder),
+                            task_name=str(self.launch.config.hydra.job.name))  # fmt: skip
+            if outcome.ok:
+                ret.status, ret.return_value = JobStatus.COMPLETED, outcome.mse
+            else:
+                ret.status = JobStatus.FAILED
+                ret.return_value = SweeperError(f"trial '{outcome.trial.name}': {outcome.error}")
+            callbacks.on_job_end(config=self._job_config(job), job_return=ret)
+            returns.append(ret)
+        return returns
+
+    def _job_config(self, job: Job) -> DictConfig:
+        """The job's config with its hydra node, as Hydra's own launchers give callbacks; built
+        only when a callback is configured."""
+        if not self.launch.hydra_context.callbacks.callbacks:
+            return job.cfg
+        assert self.hydra_cfg is not None
+        hydra_cfg = copy.deepcopy(self.hydra_cfg)
+        with open_dict(hydra_cfg):
+            hydra_cfg.job.num = job.index
+            hydra_cfg.overrides.task = list(job.overrides)
+        config = copy.deepcopy(job.cfg)
+        with open_dict(config):
+            config.hydra = hydra_cfg
+        return config
+
+
+def write_job_dirs(sweep_dir: Path, jobs: Sequence[Job], config: DictConfig) -> list[Path]:
+    """The sweep's `multirun.yaml` (once) and Hydra's per-job output folders with
+    `.hydra/config.yaml` and `.hydra/overrides.yaml`.
+
+    The same YAML Hydra writes (unresolved, keys in config order), through libyaml's emitter:
+    OmegaConf's pure-Python one takes milliseconds per job."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if not (sweep_dir / "multirun.yaml").exists():
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    dirs = []
+    for job in jobs:
+        hydra_dir = sweep_dir / str(job.index) / ".hydra"
+        hydra_dir.mkdir(parents=True, exist_ok=True)
+        (hydra_dir / "config.yaml").write_text(_yaml(OmegaConf.to_container(job.cfg)))
+        (hydra_dir / "overrides.yaml").write_text(_yaml(list(job.overrides)))
+        dirs.append(hydra_dir.parent)
+    return dirs
+
+
+def _yaml(value: object) -> str:
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(value, Dumper=dumper, sort_keys=False, allow_unicode=True)
+
+
+def run_one(cfg: DictConfig) -> float | None:
+    """`python -m sweeper` without `-m`: the composed config is a sweep of one trial."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    overrides = tuple(hydra_cfg.overrides.task)
+    job = Job(0, overrides, cfg, str(hydra_cfg.runtime.choices.model))
+    sweep = SweepSession(Settings.of(cfg))
+    outcomes = sweep.run(Batch(Definition(overrides=overrides), lambda: [job]))
+    return outcomes[0].mse if outcomes and outcomes[0].ok else None
