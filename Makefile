@@ -18,13 +18,15 @@ $(VENV)/.installed: pyproject.toml
 sweep: install
 	$(BIN)/python -m sweeper model=rf,lasso -m
 
-# ~10 min on 2 cores: sweeper against the Hydra launchers and the original scripts (bench/README.md).
+# ~10 min on 2 cores: sweeper against the Hydra launchers and the original scripts (bench/RESULTS.md).
 bench: install
 	$(BIN)/python bench/run.py
 
+# ruff, then mypy on sweeper/, steps/ and hydra_plugins/ (its settings: pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The step-image tests build docker/Dockerfile with Debian's buildah (no Docker engine needed).
 image-tools:

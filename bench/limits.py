@@ -48,7 +48,7 @@ def fit_floor(data: str, target: str, grid: dict[str, list], spawned_at: float) 
     from threadpoolctl import threadpool_limits
 
     from steps.preprocess import preprocess
-    from steps.train import load_split
+    from sweeper.core.fitting import load_split
 
     threadpool_limits(1)
     ready = time.time()
@@ -83,7 +83,7 @@ def fit_floor(data: str, target: str, grid: dict[str, list], spawned_at: float) 
 def _fit(split_url: str, params: dict) -> float:
     from sklearn.ensemble import RandomForestRegressor
 
-    from steps.train import load_split
+    from sweeper.core.fitting import load_split
 
     arrays = load_split(split_url)  # cached in this process
     model = RandomForestRegressor(random_state=42, n_jobs=1, **params)

@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_sweeper
-from mlflow_view import sweeps
+
+from support.mlflow_view import sweeps
+from support.servers import run_sweeper
 
 NEEDED = ("ARGO_SERVER", "SWEEPER_IMAGE", "SWEEPER_STORAGE_ROOT", "SWEEPER_TRACKING_URI")
 pytestmark = pytest.mark.skipif(

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED_DATA, run_sweeper
-from fake_argo import FakeArgo, load_swagger, serve
+
+from support.fake_argo import FakeArgo, load_swagger, serve
+from support.servers import SHARED_DATA, run_sweeper
 
 SWEEP = [
     "model=rf,lasso", "backend=argo", "argo.namespace=ml", "argo.poll_seconds=0.01",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import S3Server, data_file, free_port, run_sweeper
+
+from support.servers import S3Server, data_file, free_port, run_sweeper
 
 # (overrides, what the error line must say); {dir} is the working directory.
 CASES = {

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import SHARED_DATA
+from support.servers import SHARED_DATA
 
 PROJECT = Path(__file__).resolve().parent.parent
 BENCH = PROJECT / "bench"

@@ -12,10 +12,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
 from sweeper.app import config_dir
-from sweeper.compose import compose_jobs
 from sweeper.errors import SweeperError
-from sweeper.expand import defer_model_values, expand
-from sweeper.plan import build_plan
+from sweeper.planning.compose import compose_jobs
+from sweeper.planning.expand import defer_model_values, expand
+from sweeper.planning.plan import build_plan
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +149,7 @@ def test_credentials_in_a_data_url_stay_out_of_params() -> None:
     )
     with open_dict(cfg):
         cfg.pop("hydra", None)
-    from sweeper.plan import Job
+    from sweeper.planning.plan import Job
 
     plan = build_plan([Job(0, (), cfg, "rf")])
     assert plan.trials[0].params["data.path"] == "https://example.com/d.csv"
@@ -170,7 +170,7 @@ def test_multirun_model_values_are_deferred_to_the_sweeper() -> None:
 
 
 def test_fan_out_chunks_trials_per_model_with_its_pod_resources() -> None:
-    from steps.plan import fan_out
+    from sweeper.executors.argo.plan_step import fan_out
 
     jobs, _ = compose_jobs(
         jobs_for(["model=rf,lasso"]), CountingCompose(), OverridesParser.create()

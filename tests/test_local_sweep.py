@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import data_file, run_sweeper
-from mlflow_view import sweeps
 
-from steps.preprocess import TARGET_COLUMN
+from support.mlflow_view import sweeps
+from support.servers import data_file, run_sweeper
+from sweeper.core.records import TARGET_COLUMN
 
 
 def baseline_mse(split_dir: Path) -> float:
@@ -265,11 +265,16 @@ def test_a_damaged_stored_split_is_rebuilt_not_trusted(workdir: Path) -> None:
 
 
 def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
-    helpers = str(Path(__file__).parent / "helpers")
+    tests = str(Path(__file__).parent)
     result = run_sweeper(
-        ["model=lasso", "model._target_=crashing.CrashingLasso", "model.alpha=0.1,13,1,2,3", "-m"],
+        [
+            "model=lasso",
+            "model._target_=support.crashing.CrashingLasso",
+            "model.alpha=0.1,13,1,2,3",
+            "-m",
+        ],
         cwd=workdir,
-        env={"PYTHONPATH": helpers},
+        env={"PYTHONPATH": tests},
     )
     assert result.returncode == 1
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")

@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 import optuna
-from conftest import run_sweeper
 from mlflow.entities import Run
-from mlflow_view import sweeps
+
+from support.mlflow_view import sweeps
+from support.servers import run_sweeper
 
 SEARCH = "model.alpha=tag(log,interval(0.0001,10))"  # the space of conf/hparams_search/lasso_optuna
 

@@ -7,7 +7,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from conftest import PROJECT, run_sweeper
+from support.servers import PROJECT, run_sweeper
 
 PLUGINS = ("ModelGridSweeper", "SweeperLauncher")
 

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_sweeper
 from hera.workflows.models import Workflow as WorkflowModel
 
-from sweeper.argo.submit import trial_counts
-from sweeper.outcome import Outcome
-from sweeper.plan import Trial
-from sweeper.progress import Counts, Progress, clock_time, describe
+from support.servers import run_sweeper
+from sweeper.core.records import Outcome, Trial
+from sweeper.display.progress import Counts, Progress, clock_time, describe
+from sweeper.executors.argo.watch import trial_counts
 
 SWEEP = ["model=lasso", "model.alpha=0.01,0.1,1,10", "-m"]
 ANSI = re.compile(r"\x1b[\[\]()]")
@@ -136,7 +135,7 @@ def test_without_a_terminal_the_end_is_one_plain_log_line(caplog: pytest.LogCapt
     assert not sys.stdout.isatty()  # pytest captures it
     clock = Clock()
     progress = Progress(total=2, workers=2, clock=clock)
-    with caplog.at_level(logging.INFO, logger="sweeper.progress"):
+    with caplog.at_level(logging.INFO, logger="sweeper.display.progress"):
         progress.start()
         progress.released([0, 1])
         clock.now += 3

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sweeper.app import config_dir
-from sweeper.argo.names import dns_label, label_value
-from sweeper.compose import compose_jobs
-from sweeper.expand import expand
-from sweeper.plan import build_plan, trial_key
+from sweeper.core.records import trial_key
+from sweeper.executors.argo.names import dns_label, label_value
+from sweeper.planning.compose import compose_jobs
+from sweeper.planning.expand import expand
+from sweeper.planning.plan import build_plan
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -17,11 +17,11 @@ import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import free_port, run_sweeper, serving, with_database
 from mlflow.tracking import MlflowClient
-from mlflow_view import SweepRuns, sweeps
 
-from steps.records import TARGET_COLUMN
+from support.mlflow_view import SweepRuns, sweeps
+from support.servers import free_port, run_sweeper, serving, with_database
+from sweeper.core.records import TARGET_COLUMN
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import S3Server, data_file, free_port, run_sweeper, serving
-from mlflow_view import sweeps
 
-from steps.preprocess import TARGET_COLUMN
+from support.mlflow_view import sweeps
+from support.servers import S3Server, data_file, free_port, run_sweeper, serving
+from sweeper.core.records import TARGET_COLUMN
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_missing_s3_object_is_named(workdir: Path, s3_server: S3Server, bucket: 
 
 def test_steps_are_plain_commands(tmp_path: Path, mlflow_server: str) -> None:
     """What an Argo pod runs: preprocess, then train, each a process of its own."""
-    from sweeper.tracking import Tracker
+    from sweeper.core.tracking import Tracker
 
     parent = Tracker(mlflow_server, "steps").start_sweep("steps-sweep", {})
     data = {"path": str(data_file("carseats.csv")), "target": "Sales", "drop": ["Population"]}

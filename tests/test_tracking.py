@@ -10,7 +10,7 @@ from pathlib import Path
 
 PROBE = (
     "import os, sys\n"
-    "from sweeper.tracking import Tracker\n"
+    "from sweeper.core.tracking import Tracker\n"
     "Tracker(sys.argv[1], 'probe')\n"
     "print(os.environ['MLFLOW_DISABLE_TELEMETRY'])\n"
 )

@@ -32,14 +32,15 @@ class ModelGridSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
         from sweeper.planning.expand import expand
 
-        assert self.config is not None and self.hydra_context and self.launcher
-        loader = self.hydra_context.config_loader
+        config, context, launcher = self.config, self.hydra_context, self.launcher
+        assert config is not None and context is not None and launcher is not None
+        loader = context.config_loader
         jobs = expand(
             arguments,
             self.params,
-            default_model=str(self.config.hydra.runtime.choices.model),
-            compose=lambda overrides: loader.load_sweep_config(self.config, overrides),
+            default_model=str(config.hydra.runtime.choices.model),
+            compose=lambda overrides: loader.load_sweep_config(config, overrides),
             parser=OverridesParser.create(config_loader=loader),
         )
         # Failed trials were reported by name; the process's exit status says so (sweeper.app).
-        return [list(self.launcher.launch(jobs, initial_job_idx=0))]
+        return [list(launcher.launch(jobs, initial_job_idx=0))]

@@ -87,9 +87,11 @@ def build_estimator(model: Mapping[str, Any]) -> BaseEstimator:
         isinstance(v, Mapping | list) for v in model.values()
     )
     if not flat:
-        return instantiate(dict(model), _convert_="all")  # type: ignore[no-any-return]
+        estimator: BaseEstimator = instantiate(dict(model), _convert_="all")
+        return estimator
     kwargs = {k: v for k, v in model.items() if k != "_target_"}
-    return get_class(model["_target_"])(**kwargs)  # type: ignore[no-any-return]
+    built: BaseEstimator = get_class(model["_target_"])(**kwargs)
+    return built
 
 
 def limit_threads(threads: int) -> None:

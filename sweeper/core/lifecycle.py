@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from sweeper.core.records import Outcome, Plan, Status, StoredSplit, Trial, TrialRecord, trial_key
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
+
     from sweeper.core.tracking import Tracker
 
 # split key → {trial key → (run id, metrics)}: trials some sweep of the experiment finished.
@@ -90,7 +92,7 @@ def recorded_outcomes(
     """Each trial of a plan as its sweep's runs recorded it; a trial without a run of this sweep
     was reused from an earlier one (the same lookup as `run_trial`'s) or never ran."""
     assert plan.parent_run_id is not None, "the sweep's run was opened"
-    by_index = {}
+    by_index: dict[int, Run] = {}
     # A retried pod may have logged a trial twice: a finished run wins.
     runs = tracker.trial_runs(plan.parent_run_id)
     for run in sorted(runs, key=lambda r: r.info.status == Status.FINISHED):
@@ -98,14 +100,14 @@ def recorded_outcomes(
     finished: dict[str, Finished] = {}
     outcomes = []
     for trial in plan.trials:
-        run = by_index.get(trial.index)
+        found = by_index.get(trial.index)
         split = splits.get(trial.group)
-        if run is not None and run.info.status == Status.FINISHED:
-            outcomes.append(Outcome.finished(trial, dict(run.data.metrics), run.info.run_id))
-        elif run is not None:
-            error = run.data.tags.get("error.message", run.info.status)
+        if found is not None and found.info.status == Status.FINISHED:
+            outcomes.append(Outcome.finished(trial, dict(found.data.metrics), found.info.run_id))
+        elif found is not None:
+            error = found.data.tags.get("error.message", found.info.status)
             outcomes.append(
-                Outcome(trial, Status.FAILED, dict(run.data.metrics), error, run.info.run_id)
+                Outcome(trial, Status.FAILED, dict(found.data.metrics), error, found.info.run_id)
             )
         elif split is None:
             outcomes.append(Outcome.not_run(trial, "its preprocess step did not finish"))

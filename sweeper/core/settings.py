@@ -57,7 +57,13 @@ class ArgoSettings:
     active_deadline_seconds: Optional[int] = None  # noqa: UP045
     service_account: Optional[str] = None  # noqa: UP045
     secrets: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
+    # {NAME: value}. Typed Any: OmegaConf cannot replace an Optional[Dict] that is None from the
+    # command line (`argo.env={A: b}` fails inside its merge); `environment` gives it typed.
+    env: Any = None
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (self.env or {}).items()}
 
 
 @dataclass

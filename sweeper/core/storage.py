@@ -71,12 +71,13 @@ def check_root(root: str) -> None:
 
 def read_bytes(url: str) -> bytes:
     with fsspec.open(url, "rb") as f:
-        return f.read()
+        data: bytes = f.read()
+    return data
 
 
 def exists(url: str) -> bool:
     fs, path = fsspec.core.url_to_fs(url)
-    return fs.exists(path)
+    return bool(fs.exists(path))
 
 
 def write_bytes_atomic(url: str, data: bytes) -> None:

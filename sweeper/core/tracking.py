@@ -91,8 +91,9 @@ class Tracker:
         pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
         tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(pid)}
         run = self.client.create_run(self.experiment_id, run_name=f"sweep {sweep_id}", tags=tags)
-        self._log(run.info.run_id, params=params)
-        return run.info.run_id
+        run_id: str = run.info.run_id
+        self._log(run_id, params=params)
+        return run_id
 
     def log_trial(
         self,
@@ -123,7 +124,8 @@ class Tracker:
         final = Status.FINISHED if error is None else Status.FAILED
         ended = score.ended_ms if score else now_ms()
         unlocked(self.client.set_terminated, run.info.run_id, final.value, end_time=ended)
-        return run.info.run_id
+        run_id: str = run.info.run_id
+        return run_id
 
     def finished_trials(self, split_key: str) -> dict[str, tuple[str, dict[str, float]]]:
         """Trials on this split that some sweep of the experiment finished: key → (run, metrics)."""

@@ -165,7 +165,7 @@ def run_one(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     overrides = tuple(hydra_cfg.overrides.task)
-    job = Job(0, overrides, cfg, str(hydra_cfg.runtime.choices.model))
+    job = Job(0, overrides, cfg, str(hydra_cfg.runtime.choices["model"]))
     sweep = SweepSession(Settings.of(cfg))
     outcomes = sweep.run(Batch(Definition(overrides=overrides), lambda: [job]))
     return outcomes[0].mse if outcomes and outcomes[0].ok else None

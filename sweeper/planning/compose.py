@@ -32,7 +32,7 @@ def compose_jobs(
     for offset, overrides in enumerate(job_overrides):
         parsed = parser.parse_overrides(list(overrides))
         values = [o for o in parsed if o.key_or_group.startswith(MODEL_PREFIX)]
-        base_key = tuple(o.input_line for o in parsed if o not in values)
+        base_key = tuple(str(o.input_line) for o in parsed if o not in values)
         if base_key not in bases:
             composed = compose(list(base_key))
             with open_dict(composed):

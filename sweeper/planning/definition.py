@@ -95,7 +95,7 @@ def plan_from_definition(definition: Definition, sweep_id: str) -> Plan:
         if definition.jobs is not None:
             jobs = [list(job) for job in definition.jobs]
         elif definition.multirun:
-            fixed = [o.input_line for o in parser.parse_overrides(overrides)
+            fixed = [str(o.input_line) for o in parser.parse_overrides(overrides)
                      if not o.is_sweep_override()]  # fmt: skip
             master = compose_job(fixed)
             jobs = expand(

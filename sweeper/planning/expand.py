@@ -36,7 +36,7 @@ def expand(
     others = [o for o in overrides if o not in model_choice and o not in model_values]
 
     models = _values(model_choice[0]) if model_choice else [default_model]
-    fixed = [o.input_line for o in others if not o.is_sweep_override()]
+    fixed = [_line(o) for o in others if not o.is_sweep_override()]
     other_axes = [_axis(o) for o in others]
 
     used: set[str] = set()
@@ -84,9 +84,15 @@ def _values(override: Override) -> list[str]:
 
 def _axis(override: Override) -> list[str]:
     if not override.is_sweep_override():
-        return [override.input_line]
+        return [_line(override)]
     key = override.get_key_element()
     return [f"{key}={value}" for value in _values(override)]
+
+
+def _line(override: Override) -> str:
+    """The override as it was typed (parsed overrides always have it)."""
+    assert override.input_line is not None
+    return override.input_line
 
 
 def _applies(override: Override, cfg: DictConfig) -> bool:

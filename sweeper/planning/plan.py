@@ -80,7 +80,7 @@ def build_plan(
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    return container
+    return {str(k): v for k, v in container.items()}
 
 
 def _settings(configs: Sequence[Mapping[str, Any]]) -> Settings:

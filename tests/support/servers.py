@@ -1,4 +1,5 @@
-"""Real parts on loopback: an MLflow tracking server and an S3-compatible server (moto)."""
+"""Real parts on loopback (an MLflow tracking server, an S3-compatible server: moto), working
+directories with a ready MLflow database, and the command a user types, as a process."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("SWEEPER_SHARED", PROJECT.parent / "shared")) / "data"
 
 
@@ -116,10 +117,10 @@ def created_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Its experiments are made by the sweeps, so their artifacts sit beside each copy."""
     from mlflow.tracking import MlflowClient
 
-    from sweeper.tracking import _use_sqlite_wal
+    from sweeper.core.mlflow_store import use_sqlite_wal
 
     path = tmp_path_factory.mktemp("database") / "mlflow.db"
-    _use_sqlite_wal()
+    use_sqlite_wal()
     MlflowClient(f"sqlite:///{path}").search_experiments()
     return path
 

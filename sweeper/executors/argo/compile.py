@@ -63,7 +63,6 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
     plan_url = storage.sweep_url(settings.storage.root.rstrip("/"), "{{workflow.name}}",
                                  storage.PLAN)  # fmt: skip
     experiment = label_value(settings.mlflow.experiment)
-    common = _workflow_fields(argo, experiment)
     if argo.schedule is not None:
         name = argo.name or f"sweeper-{settings.mlflow.experiment}"
         workflow: Workflow | CronWorkflow = CronWorkflow(
@@ -76,45 +75,43 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
             starting_deadline_seconds=3600,
             labels={"sweeper/experiment": experiment},
             workflow_metadata=m.WorkflowMetadata(labels={"sweeper/experiment": experiment}),
-            **common,
         )
     else:
         name = f"sweeper-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{_random.token_hex(2)}"
         workflow = Workflow(
-            name=name,
-            labels={"sweeper/sweep-id": name, "sweeper/experiment": experiment},
-            **common,
+            name=name, labels={"sweeper/sweep-id": name, "sweeper/experiment": experiment}
         )
+    workflow.namespace = argo.namespace
+    workflow.entrypoint = "sweep"
+    workflow.on_exit = "summary"
+    workflow.parallelism = argo.parallelism
+    workflow.active_deadline_seconds = argo.active_deadline_seconds
+    workflow.service_account_name = argo.service_account
+    workflow.pod_metadata = m.Metadata(labels={"sweeper/experiment": experiment})
     with workflow:
         _templates(argo, definition.portable().to_args(), plan_url)
     return workflow
 
 
-def _workflow_fields(argo: ArgoSettings, experiment: str) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "namespace": argo.namespace,
-        "entrypoint": "sweep",
-        "on_exit": "summary",
-        "parallelism": argo.parallelism,
-        "active_deadline_seconds": argo.active_deadline_seconds,
-        "service_account_name": argo.service_account,
-        "pod_metadata": m.Metadata(labels={"sweeper/experiment": experiment}),
-    }
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str) -> None:
     image = argo.image
-    env = [Env(name=str(k), value=str(v)) for k, v in argo.env.items()]
+    env = [Env(name=k, value=v) for k, v in argo.environment.items()]
     env_from = [SecretEnvFrom(name=str(s)) for s in argo.secrets]
     # Retried only when the cluster lost the pod (OnError), not when a trial itself failed.
     retry = RetryStrategy(
         limit=str(argo.retries),  # IntOrString: the schema takes the string form
         retry_policy="OnError",
-        backoff=m.Backoff(duration="10s", factor="2", max_duration="5m"),
+        backoff=m.Backoff(duration="10s", factor=m.IntOrString("2"), max_duration="5m"),
     )
 
-    def step(name: str, module: str, args: list[str], **extra: object) -> Container:
+    def step(
+        name: str,
+        module: str,
+        args: list[str],
+        inputs: list[Parameter] | None = None,
+        outputs: list[Parameter] | None = None,
+        resources: m.ResourceRequirements | None = None,
+    ) -> Container:
         return Container(
             name=name,
             image=image,
@@ -123,7 +120,9 @@ def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str) -> 
             env=env or None,
             env_from=env_from or None,
             retry_strategy=retry,
-            **extra,
+            inputs=inputs,
+            outputs=outputs,
+            resources=resources,
         )
 
     plan_args = ["--sweep-id", "{{workflow.name}}", "--outputs", OUTPUTS,

@@ -16,6 +16,8 @@ from hera.workflows.models import (
     UpdateCronWorkflowRequest,
     WorkflowCreateRequest,
 )
+from hera.workflows.models import CronWorkflow as CronWorkflowModel
+from hera.workflows.models import Workflow as WorkflowModel
 
 from sweeper.core.settings import ArgoSettings
 from sweeper.errors import SweeperError
@@ -37,9 +39,11 @@ def submit(workflow: Workflow | CronWorkflow, argo: ArgoSettings) -> int:
     call = Caller(server)
     if isinstance(workflow, CronWorkflow):
         return _create_or_update_cron(service, call, workflow, namespace)
-    request = WorkflowCreateRequest(workflow=workflow.build())
+    model = workflow.build()
+    assert isinstance(model, WorkflowModel)
+    request = WorkflowCreateRequest(workflow=model)
     created = call(lambda: service.create_workflow(request, namespace=namespace))
-    name = created.metadata.name
+    name = str(created.metadata.name)
     print(f"Workflow {name} submitted to {server} (namespace {namespace})")
     print(f"  {server}/workflows/{namespace}/{name}")
     if not argo.wait:
@@ -53,15 +57,17 @@ def _create_or_update_cron(
     service: WorkflowsService, call: Caller, cron: CronWorkflow, namespace: str
 ) -> int:
     model = cron.build()
+    assert isinstance(model, CronWorkflowModel) and cron.name is not None
+    name = cron.name
     try:
         call(lambda: service.create_cron_workflow(
             CreateCronWorkflowRequest(cron_workflow=model), namespace=namespace))  # fmt: skip
         action = "created"
     except AlreadyExists:
-        current = call(lambda: service.get_cron_workflow(cron.name, namespace=namespace))
+        current = call(lambda: service.get_cron_workflow(name, namespace=namespace))
         model.metadata.resource_version = current.metadata.resource_version
         call(lambda: service.update_cron_workflow(
-            cron.name, UpdateCronWorkflowRequest(cron_workflow=model, name=cron.name),
+            name, UpdateCronWorkflowRequest(cron_workflow=model, name=name),
             namespace=namespace))  # fmt: skip
         action = "updated"
     schedules = ", ".join(cron.schedules or [])

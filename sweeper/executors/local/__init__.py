@@ -49,7 +49,7 @@ class LocalExecutor:
         if status is None:  # ended as planned: the table, unless nothing could run at all
             if any(o.status != Status.NOT_RUN for o in result.outcomes):
                 print_results(result)
-        else:
+        elif result.parent_run_id:
             log.info("Sweep %s ended %s after %d trials", result.plan.sweep_id, final,
                      len(result.outcomes))  # fmt: skip
         return 0 if final == Status.FINISHED else 1

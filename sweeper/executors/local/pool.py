@@ -9,8 +9,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
+from typing import Any
 
 WARM_MODULES = [
     "sweeper.executors.local.worker",
@@ -60,7 +62,7 @@ def new_pool(workers: int) -> ProcessPoolExecutor:
 
 def stop(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now, running tasks included (a worker finishes a tracking write first)."""
-    processes = list(getattr(pool, "_processes", {}).values())
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # None once shut down
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
@@ -75,3 +77,33 @@ def _init_worker(threads: int) -> None:
     # Ctrl-C reaches the whole process group; the sweeping process alone decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(threads)
+
+
+class WorkerDied(RuntimeError):
+    """The process training a trial died: killed by a signal (a crash, the OOM killer)."""
+
+
+def work_estimate(model: Mapping[str, Any]) -> float:
+    """A rough relative cost of fitting a model config, to start the longest trials first:
+    more and deeper trees take longer; configs without such knobs count the same."""
+    trees = model.get("n_estimators")
+    depth = model.get("max_depth")
+    leaf = model.get("min_samples_leaf")
+    cost = float(trees) if isinstance(trees, int | float) else 1.0
+    cost *= float(depth) if isinstance(depth, int | float) else 32.0
+    if isinstance(leaf, int | float) and leaf >= 1:
+        cost /= float(leaf) ** 0.25
+    return cost
+
+
+def death(pool: ProcessPoolExecutor) -> str:
+    """How the single worker of an isolation pool ended, as far as the OS tells."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    code = processes[0].exitcode if processes else None
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    # A fork-server child's status reaches us through the fork server, which reports 255 when
+    # it could not learn it (the child was killed too abruptly): say so rather than guess.
+    if code is None or code == 255:
+        return "killed or crashed; the OS did not report how"
+    return f"exit code {code}"

@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -40,23 +39,6 @@ from sweeper.executors.local import worker
 
 log = logging.getLogger(__name__)
 Task = PreprocessGroup | Trial | None  # None: opening the sweep's run
-
-
-class WorkerDied(RuntimeError):
-    """The process training a trial died: killed by a signal (a crash, the OOM killer)."""
-
-
-def work_estimate(model: Mapping[str, Any]) -> float:
-    """A rough relative cost of fitting a model config, to start the longest trials first:
-    more and deeper trees take longer; configs without such knobs count the same."""
-    trees = model.get("n_estimators")
-    depth = model.get("max_depth")
-    leaf = model.get("min_samples_leaf")
-    cost = float(trees) if isinstance(trees, int | float) else 1.0
-    cost *= float(depth) if isinstance(depth, int | float) else 32.0
-    if isinstance(leaf, int | float) and leaf >= 1:
-        cost /= float(leaf) ** 0.25
-    return cost
 
 
 class Scheduler:
@@ -133,7 +115,8 @@ class Scheduler:
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
         finally:
-            self.abandon() if self.abandoned else self._shutdown()
+            if not self.abandoned:
+                self._shutdown()
         if status != Status.KILLED:
             storage.write_record(self.settings.storage.root, result.plan.sweep_id,
                                  storage.RESULTS, result.to_json())  # fmt: skip
@@ -159,6 +142,7 @@ class Scheduler:
     def _submit(self, item: PreprocessGroup | Trial, pool: ProcessPoolExecutor | None = None
                 ) -> Future[Any]:  # fmt: skip
         pool = pool or self.pool
+        future: Future[Any]
         if isinstance(item, PreprocessGroup):
             future = pool.submit(worker.prepare_group, item, self.settings)
         else:
@@ -237,7 +221,7 @@ class Scheduler:
         self.progress.settled(*not_run)
 
     def _release(self, trials: list[Trial]) -> None:
-        for trial in sorted(trials, key=lambda t: -work_estimate(t.model)):
+        for trial in sorted(trials, key=lambda t: -pools.work_estimate(t.model)):
             self._submit(trial)
             self.progress.released([trial.index])
 
@@ -256,10 +240,10 @@ class Scheduler:
     def _broken(self, item: Task, future: Future[Any]) -> None:
         if future is self.isolated:  # alone in its pool: this trial killed its worker
             assert isinstance(item, Trial) and self.isolation is not None
-            how = _death(self.isolation)
+            how = pools.death(self.isolation)
             self.isolation.shutdown(wait=False, cancel_futures=True)
             self.isolation, self.isolated = None, None
-            error = WorkerDied(f"its worker process died ({how})")
+            error = pools.WorkerDied(f"its worker process died ({how})")
             logged = self.pool.submit(worker.log_failure, self.settings, self.sweep, item,
                                       self.splits[item.group], error)  # fmt: skip
             self.pending[logged] = item
@@ -283,8 +267,8 @@ class Scheduler:
                 self.suspects.append(lost)
             elif isinstance(lost, PreprocessGroup) and self.preprocess_breaks[lost.id] >= 1:
                 assert self.batch is not None
-                error = f"the preprocess worker died twice for group {lost.id}"
-                self._not_run(self.batch.trials_of(lost.id), error)
+                died = f"the preprocess worker died twice for group {lost.id}"
+                self._not_run(self.batch.trials_of(lost.id), died)
             else:
                 if isinstance(lost, PreprocessGroup):
                     self.preprocess_breaks[lost.id] += 1
@@ -306,16 +290,3 @@ class Scheduler:
             return
         self.isolation = self.isolation or self.new_pool(1)
         self.isolated = self._submit(self.suspects.pop(0), self.isolation)
-
-
-def _death(pool: ProcessPoolExecutor) -> str:
-    """How the single worker of an isolation pool ended, as far as the OS tells."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    code = processes[0].exitcode if processes else None
-    if code is not None and code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    # A fork-server child's status reaches us through the fork server, which reports 255 when
-    # it could not learn it (the child was killed too abruptly): say so rather than guess.
-    if code is None or code == 255:
-        return "killed or crashed; the OS did not report how"
-    return f"exit code {code}"
