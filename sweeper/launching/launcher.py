@@ -89,7 +89,7 @@ class _Composing:
                 parser=OverridesParser.create(config_loader=loader),
                 first_index=self.first,
             )
-            sweep_dir = Path(config.hydra.sweep.dir)
+            sweep_dir = Path(config.hydra.sweep.dir).resolve()
             self.folders = self.writer.submit(write_job_dirs, sweep_dir, self.composed, config)
             callbacks = self.launch.hydra_context.callbacks
             for job in self.composed:

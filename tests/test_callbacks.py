@@ -1,0 +1,53 @@
+"""A user's `hydra.callbacks` hear a sweep as they hear it with Hydra's own launchers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from support.mlflow_view import sweeps
+from support.servers import run_sweeper
+
+TESTS = str(Path(__file__).parent)
+
+
+def recorded(workdir: Path, args: list[str]) -> tuple[int, list[dict[str, Any]]]:
+    log = workdir / "events.jsonl"
+    callback = ["+hydra.callbacks.record._target_=support.callbacks.Recorder",
+                f"+hydra.callbacks.record.path={log}"]  # fmt: skip
+    flags = [a for a in args if a.startswith("-")]  # Hydra takes them after the overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    done = run_sweeper([*overrides, *callback, *flags], cwd=workdir, env={"PYTHONPATH": TESTS})
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done.returncode, [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_multirun_fires_each_jobs_start_and_end_with_its_return(workdir: Path) -> None:
+    code, events = recorded(workdir, ["model=lasso", "model.alpha=0.1,1,-1", "-m"])
+    assert code == 1  # one trial failed
+    assert [e["event"] for e in events] == [
+        "multirun_start", *["job_start"] * 3, *["job_end"] * 3, "multirun_end"
+    ]  # fmt: skip
+    starts = [e for e in events if e["event"] == "job_start"]
+    assert [e["num"] for e in starts] == [0, 1, 2]
+    assert starts[2]["overrides"] == ["model=lasso", "model.alpha=-1"]
+    assert {e["model"] for e in starts} == {"sklearn.linear_model.Lasso"}
+
+    ends = {e["num"]: e for e in events if e["event"] == "job_end"}
+    assert [ends[n]["status"] for n in (0, 1, 2)] == ["COMPLETED", "COMPLETED", "FAILED"]
+    assert "lasso alpha=-1" in ends[2]["value"] and "InvalidParameterError" in ends[2]["value"]
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    mse = {r.info.run_name: r.data.metrics.get("mse") for r in sweep.children}
+    assert ends[0]["value"] == mse["lasso alpha=0.1"] and ends[1]["value"] == mse["lasso alpha=1"]
+    for end in ends.values():  # each job's own Hydra folder
+        overrides = Path(end["working_dir"], ".hydra", "overrides.yaml")
+        assert overrides.is_file() and Path(end["working_dir"]).name == str(end["num"])
+
+
+def test_a_single_run_fires_hydras_own_run_events(workdir: Path) -> None:
+    code, events = recorded(workdir, ["model=lasso", "model.alpha=0.5"])
+    assert code == 0
+    assert [e["event"] for e in events] == ["run_start", "job_start", "job_end", "run_end"]
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert events[2]["value"] == sweep.children[0].data.metrics["mse"]

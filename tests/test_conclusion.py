@@ -1,0 +1,88 @@
+"""How a sweep's run ends (sweeper.conclusion), in this process on a real SQLite store: the
+trials are fitted and logged through the one trial lifecycle first, as a worker or a pod does."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import mlflow.sklearn
+import pytest
+from mlflow.tracking import MlflowClient
+
+from steps.preprocess import preprocess
+from support.in_process import batch, hydra_configs, local_settings
+from sweeper.conclusion.conclude import conclude_sweep
+from sweeper.core import storage
+from sweeper.core.fitting import read_table, score
+from sweeper.core.lifecycle import SweepRef, run_trial
+from sweeper.core.records import Plan, Status, SweepResult
+from sweeper.core.tracking import Tracker
+from sweeper.planning.plan import build_plan
+
+
+@pytest.fixture
+def planned(tmp_path: Path) -> Plan:
+    settings = local_settings(tmp_path)
+    with hydra_configs():
+        trials = [["model=lasso", f"model.alpha={a}", *settings] for a in (0.1, 1, -1)]
+        return build_plan(batch(trials).jobs())
+
+
+def ran(plan: Plan, tracker: Tracker) -> SweepResult:
+    """The plan's trials fitted and logged under a new sweep run."""
+    [group] = plan.groups
+    split = preprocess(group.data, group.preprocess, group.seed, plan.settings.storage.root)
+    parent = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
+    result = SweepResult(plan.with_parent(parent), parent, tracker.tracking_uri)
+    result.splits[group.id] = split
+    sweep = SweepRef(plan.sweep_id, parent)
+    result.outcomes = [run_trial(tracker, sweep, trial, split) for trial in plan.trials]
+    return result
+
+
+def test_a_finished_sweep_gets_its_table_best_model_and_summary(planned: Plan) -> None:
+    tracker = Tracker(planned.settings.mlflow.tracking_uri, planned.settings.mlflow.experiment)
+    result = ran(planned, tracker)
+    assert [o.status for o in result.outcomes] == [Status.FINISHED] * 2 + [Status.FAILED]
+
+    end = conclude_sweep(tracker, result, Status.FAILED)
+
+    assert end.notes == () and end.experiment_id == tracker.experiment_id
+    client = MlflowClient(tracker.tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FAILED"
+    best = min(result.outcomes[:2], key=lambda o: o.mse)
+    assert parent.data.metrics == {"n_trials": 3, "n_failed": 1, "n_reused": 0,
+                                   "best_mse": best.mse}  # fmt: skip
+    # The best trial's model, refit on the same rows, scores what the trial scored.
+    model_uri = parent.data.tags["best_model_uri"]
+    assert client.get_run(best.run_id or "").data.tags["best_model_uri"] == model_uri
+    X_test, y_test = read_table(result.splits[planned.groups[0].id].url, storage.TEST)
+    predicted = mlflow.sklearn.load_model(model_uri).predict(X_test)
+    assert score(y_test, predicted)["mse"] == pytest.approx(best.mse)
+    # The ranked table, failures last.
+    local = client.download_artifacts(result.parent_run_id, "results/results.csv")
+    rows = list(csv.DictReader(Path(local).read_text().splitlines()))
+    assert [r["trial"] for r in rows][-1] == "lasso alpha=-1"
+    assert float(rows[0]["mse"]) == pytest.approx(best.mse)
+    assert {r["status"] for r in rows} == {"FINISHED", "FAILED"}
+
+
+def test_a_killed_sweep_ends_at_once_with_its_unfinished_trials(planned: Plan) -> None:
+    tracker = Tracker(planned.settings.mlflow.tracking_uri, planned.settings.mlflow.experiment)
+    result = ran(planned, tracker)
+    # A trial's run caught mid-write by the stop: created, never ended.
+    caught = tracker.client.create_run(
+        tracker.experiment_id, tags={"mlflow.parentRunId": result.parent_run_id}
+    )
+
+    conclude_sweep(tracker, result, Status.KILLED)
+
+    client = MlflowClient(tracker.tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "KILLED"
+    assert client.get_run(caught.info.run_id).info.status == "KILLED"
+    assert "best_model_uri" not in parent.data.tags  # no extras for an interrupted sweep
+    assert client.list_artifacts(result.parent_run_id) == []
+    assert parent.data.metrics["n_trials"] == 3

@@ -1,0 +1,93 @@
+"""The local executor in this process: its crash isolation and a study's batches as one sweep.
+
+Real worker processes (the fork server), a real SQLite store; only the command line is left out,
+so these tests see the scheduler's and the sweep's own objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from support.in_process import batch, hydra_configs, local_settings
+from support.mlflow_view import sweeps
+from sweeper.core.records import Status, SweepResult
+from sweeper.executors.local.pool import WorkerDied
+from sweeper.executors.local.scheduler import Scheduler
+from sweeper.launching.study import Study
+from sweeper.launching.sweep import SweepSession
+from sweeper.planning.plan import build_plan
+
+CRASHING = "model._target_=support.crashing.CrashingLasso"  # alpha=13 kills its process
+
+
+@pytest.fixture(autouse=True)
+def configs() -> object:
+    with hydra_configs():
+        yield
+
+
+def test_a_dying_worker_is_found_and_fails_alone(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path)
+    trials = [["model=lasso", CRASHING, f"model.alpha={a}", *settings] for a in (0.1, 13, 1, 2)]
+    plan = build_plan(batch(trials).jobs())
+    pools: list[int] = []
+
+    def counting_pool(workers: int):  # type: ignore[no-untyped-def]
+        from sweeper.executors.local.pool import new_pool
+
+        pools.append(workers)
+        return new_pool(workers)
+
+    scheduler = Scheduler(
+        SweepResult(plan, "", plan.settings.mlflow.tracking_uri), 2, counting_pool
+    )
+    scheduler.open()
+    outcomes = scheduler.run(plan)
+    scheduler.close(Status.FAILED)
+
+    by_alpha = {o.trial.model["alpha"]: o for o in outcomes}
+    assert {a: o.status for a, o in by_alpha.items()} == {
+        0.1: Status.FINISHED, 13: Status.FAILED, 1: Status.FINISHED, 2: Status.FINISHED
+    }  # fmt: skip
+    assert by_alpha[13].error is not None and by_alpha[13].error.startswith(
+        f"{WorkerDied.__name__}: its worker process died ("
+    )
+    # The shared pool broke once and was replaced; the suspect ran alone in a pool of one.
+    assert pools[0] == 2 and pools.count(1) >= 1 and pools.count(2) == 2
+    assert not Path(scheduler.markers).exists()  # the marker folder is gone with the sweep
+    [sweep] = sweeps(plan.settings.mlflow.tracking_uri, "sweeper")
+    assert sweep.by_name()["lasso alpha=13"].data.tags["error.type"] == "WorkerDied"
+    assert sweep.parent.info.status == "FAILED"
+
+
+def test_a_study_is_one_sweep_across_its_batches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = local_settings(tmp_path)
+    study = Study("optuna", budget=4, batch_size=2, name_keys=("model.alpha",),
+                  params={"n_trials": "4", "models": "lasso", "study": "unit"})  # fmt: skip
+    first = batch([["model=lasso", f"model.alpha={a}", *settings] for a in (0.1, 1)], last=False)
+    sweep = SweepSession(build_plan(first.jobs()).settings, study)
+    ran = sweep.run(first)
+    assert ran is not None and [o.status for o in ran] == [Status.FINISHED] * 2
+    parent_run_id = sweep.result.parent_run_id
+    [open_sweep] = sweeps(f"sqlite:///{tmp_path}/mlflow.db", "sweeper")
+    assert open_sweep.parent.info.status == "RUNNING"  # left open between batches
+
+    second = batch([["model=lasso", f"model.alpha={a}", *settings] for a in (2, 3)], first=2)
+    assert sweep.run(second) is not None
+    assert sweep.result.parent_run_id == parent_run_id and len(sweep.result.outcomes) == 4
+
+    [done] = sweeps(f"sqlite:///{tmp_path}/mlflow.db", "sweeper")
+    assert done.parent.info.status == "FINISHED"
+    assert sorted(done.by_name()) == [f"lasso alpha={a}" for a in (0.1, 1, 2, 3)]
+    assert done.parent.data.params["study"] == "unit" and done.parent.data.params["n_trials"] == "4"
+    assert done.parent.data.metrics["n_trials"] == 4
+    record = tmp_path / "store" / "sweeps" / sweep.sweep_id
+    assert len(json.loads((record / "plan.json").read_text())["trials"]) == 4
+    assert len(json.loads((record / "results.json").read_text())["trials"]) == 4
+    printed = capsys.readouterr().out
+    assert f"Batch 1/2 of sweep {sweep.sweep_id}: 2 trials, 2 finished" in printed
+    assert printed.count("ranked by test MSE") == 1  # one table, at the end
