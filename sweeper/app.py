@@ -29,7 +29,7 @@ def main() -> None:
     from sweeper.planning.expand import defer_model_values
 
     warm_up_unless_elsewhere(sys.argv[1:])  # for the `sweeper` script; `python -m sweeper` did it
-    sys.argv[1:] = defer_model_values(sys.argv[1:])
+    sys.argv[1:] = defer_model_values(multirun_flag_last(sys.argv[1:]))
     # An optimiser's sweep run stays open between its batches: end it however the run ends.
     try:
         run_single()
@@ -41,6 +41,13 @@ def main() -> None:
         _end_sweeps("FAILED" if stop.code else None)
         raise
     sys.exit(_end_sweeps(None))
+
+
+def multirun_flag_last(argv: list[str]) -> list[str]:
+    """`… -m backend=argo`: overrides after `-m` are what users type; Hydra's argparse takes
+    overrides only before its flags, so the flag (which takes no value) moves to the end."""
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    return [a for a in argv if a not in flags] + flags
 
 
 def _end_sweeps(status: str | None) -> int:

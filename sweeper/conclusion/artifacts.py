@@ -17,8 +17,9 @@ from sweeper.core.records import RECORDED
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
-    from sweeper.core.records import SweepResult, Trial
+    from sweeper.core.records import Outcome, SweepResult, Trial
 
 
 def swept_params(trials: Sequence[Trial]) -> list[str]:
@@ -81,7 +82,7 @@ def write_plots(result: SweepResult, folder: Path) -> list[Path]:
     if not scored:
         return []
     paths = [_plot_by_trial(scored, folder / "mse_by_trial.png")]
-    by_model: dict[str, list[Any]] = {}
+    by_model: dict[str, list[Outcome]] = {}
     for outcome in scored:
         by_model.setdefault(outcome.trial.model_name, []).append(outcome)
     for model, outcomes in by_model.items():
@@ -94,7 +95,7 @@ def write_plots(result: SweepResult, folder: Path) -> list[Path]:
 LABELLED_TRIALS = 40  # up to this many trials get a labelled row each; more, a column per model
 
 
-def _plot_by_trial(scored: Sequence[Any], path: Path) -> Path:
+def _plot_by_trial(scored: Sequence[Outcome], path: Path) -> Path:
     if len(scored) > LABELLED_TRIALS:
         return _plot_by_model(scored, path)
     import matplotlib.pyplot as plt
@@ -122,7 +123,7 @@ def _plot_by_trial(scored: Sequence[Any], path: Path) -> Path:
     return _save(figure, path)
 
 
-def _plot_by_model(scored: Sequence[Any], path: Path) -> Path:
+def _plot_by_model(scored: Sequence[Outcome], path: Path) -> Path:
     """Many trials: each model's MSEs as a column of dots, the best of each named."""
     import matplotlib.pyplot as plt
 
@@ -146,19 +147,24 @@ def _plot_by_model(scored: Sequence[Any], path: Path) -> Path:
     return _save(figure, path)
 
 
-def _plot_against(model: str, outcomes: Sequence[Any], swept: Sequence[str], path: Path) -> Path:
+def _plot_against(
+    model: str, outcomes: Sequence[Outcome], swept: Sequence[str], path: Path
+) -> Path:
     import matplotlib.pyplot as plt
 
     figure, panels = plt.subplots(1, len(swept), figsize=(4.5 * len(swept), 3.8), squeeze=False)
     for axes, key in zip(panels[0], swept, strict=True):
         values = [o.trial.model.get(key) for o in outcomes]
         mse = [o.mse for o in outcomes]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            axes.scatter(values, mse, alpha=0.7)
-            best = _best_per_value(values, mse)
+        numbers = [
+            float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        if len(numbers) == len(values):
+            axes.scatter(numbers, mse, alpha=0.7)
+            best = _best_per_value(numbers, mse)
             axes.plot(list(best), list(best.values()), color="black", linewidth=0.8,
                       label="best at each value")  # fmt: skip
-            if min(values) > 0 and max(values) / min(values) >= 100:
+            if min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
                 axes.set_xscale("log")
             axes.legend(fontsize=7)
         else:  # None, strings, booleans: one column per distinct value
@@ -171,14 +177,14 @@ def _plot_against(model: str, outcomes: Sequence[Any], swept: Sequence[str], pat
     return _save(figure, path)
 
 
-def _best_per_value(values: Sequence[Any], mse: Sequence[float]) -> Mapping[float, float]:
+def _best_per_value(values: Sequence[float], mse: Sequence[float]) -> Mapping[float, float]:
     best: dict[float, float] = {}
     for value, error in zip(values, mse, strict=True):
         best[value] = min(error, best.get(value, math.inf))
     return dict(sorted(best.items()))
 
 
-def _save(figure: Any, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure.tight_layout()

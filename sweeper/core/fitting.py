@@ -18,9 +18,10 @@ import pandas as pd
 
 from sweeper.core import storage
 from sweeper.core.mlflow_store import now_ms
-from sweeper.core.records import FIT_SECONDS, TARGET_COLUMN, TrialScore
+from sweeper.core.records import FIT_SECONDS, METRICS, TARGET_COLUMN, TrialScore
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
     from sklearn.base import BaseEstimator
 
 
@@ -64,17 +65,14 @@ def fit_and_score(model: Mapping[str, Any], split_url: str) -> TrialScore:
     return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=now_ms())
 
 
-def score(y_true: Any, predicted: Any) -> dict[str, float]:
+def score(y_true: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
     """Every metric of records.METRICS, for these predictions."""
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     mse = float(mean_squared_error(y_true, predicted))
-    return {
-        "mse": mse,
-        "rmse": float(np.sqrt(mse)),
-        "mae": float(mean_absolute_error(y_true, predicted)),
-        "r2": float(r2_score(y_true, predicted)),
-    }
+    values = (mse, float(np.sqrt(mse)), float(mean_absolute_error(y_true, predicted)),
+              float(r2_score(y_true, predicted)))  # fmt: skip
+    return dict(zip(METRICS, values, strict=True))  # mse, rmse, mae, r2
 
 
 def build_estimator(model: Mapping[str, Any]) -> BaseEstimator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from requests import RequestException
 
@@ -15,6 +15,8 @@ from sweeper.executors.argo.server import Caller, first_line
 
 if TYPE_CHECKING:
     from hera.workflows import WorkflowsService
+    from hera.workflows.models import NodeStatus
+    from hera.workflows.models import Workflow as WorkflowModel
 
 DONE = ("Succeeded", "Failed", "Error")
 # A retried pod leaves one node per attempt: a trial's state is that of its most advanced one.
@@ -55,10 +57,10 @@ class Watch:
                 print(f"  | {text}")
         return 0 if phase == "Succeeded" else 1
 
-    def _failed_pods(self, workflow: Any) -> list[Any]:
+    def _failed_pods(self, workflow: WorkflowModel) -> list[NodeStatus]:
         return [n for n in _nodes(workflow) if n.type == "Pod" and n.phase in ("Failed", "Error")]
 
-    def _log_tail(self, node: Any) -> list[str]:
+    def _log_tail(self, node: NodeStatus) -> list[str]:
         """The last lines the failed pod wrote, from the server's log endpoint (NDJSON)."""
         pod = _pod_name(self.name, node)
         url = f"{self.service.host.rstrip('/')}/api/v1/workflows/{self.namespace}/{self.name}/log"
@@ -81,7 +83,7 @@ class Watch:
         return lines[-LOG_LINES:]
 
 
-def trial_counts(workflow: Any) -> Counts | None:
+def trial_counts(workflow: WorkflowModel) -> Counts | None:
     """Trials by state from the node phases: the plan node's `groups` output gives the total
     (None before it exists), each train pod's phase holds for the trials of its `trials` input.
     Pods that do not exist yet, or are Pending, leave their trials queued."""
@@ -117,11 +119,11 @@ def _watch_line(phase: str, counts: Counts | None, elapsed: float) -> str:
     return f"{phase}: {describe(counts, elapsed)}"
 
 
-def _nodes(workflow: Any) -> list[Any]:
+def _nodes(workflow: WorkflowModel) -> list[NodeStatus]:
     return list(((workflow.status and workflow.status.nodes) or {}).values())
 
 
-def _parameter(node: Any, name: str, outputs: bool = False) -> str | None:
+def _parameter(node: NodeStatus, name: str, outputs: bool = False) -> str | None:
     holder = node.outputs if outputs else node.inputs
     for parameter in (holder and holder.parameters) or []:
         if parameter.name == name:
@@ -129,13 +131,13 @@ def _parameter(node: Any, name: str, outputs: bool = False) -> str | None:
     return None
 
 
-def _inputs(node: Any) -> str:
+def _inputs(node: NodeStatus) -> str:
     params = (node.inputs and node.inputs.parameters) or []
     shown = [f"{p.name}={p.value}" for p in params if p.name in ("trials", "group")]
     return " ".join([node.template_name or "", *shown]).strip()
 
 
-def _pod_name(workflow_name: str, node: Any) -> str:
+def _pod_name(workflow_name: str, node: NodeStatus) -> str:
     """Argo's pod names (v2): <workflow>-<template>-<the node id's hash>."""
     suffix = node.id.rsplit("-", 1)[-1]
     return f"{workflow_name}-{node.template_name}-{suffix}"

@@ -1,0 +1,168 @@
+"""A local sweep when things go wrong: killed, interrupted, a worker dying, two at once, a damaged
+store; and what the sweeping process itself loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support.mlflow_view import sweeps
+from support.servers import run_sweeper
+from support.store import split_dirs
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
+    args = ["model=lasso", "model.alpha=range(1,121)", "-m"]  # 120 quick trials
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *args], cwd=workdir, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert sweep.stdout is not None
+    for line in sweep.stdout:
+        if "[20/120]" in line:
+            break
+    os.killpg(sweep.pid, signal.SIGKILL)  # power loss: nothing gets to clean up
+    sweep.wait()
+    database = f"sqlite:///{workdir / 'mlflow.db'}"
+    [killed] = sweeps(database, "sweeper")
+    # Workers log their own runs: the kill may catch one between creating a run and ending it.
+    done_before = sum(r.info.status == "FINISHED" for r in killed.children)
+    assert 20 <= done_before < 120 and killed.parent.info.status == "RUNNING"
+    assert len(killed.children) - done_before <= 2  # at most one mid-write run per worker
+
+    resumed = run_sweeper(args, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    [record] = (workdir / "sweeper-store" / "sweeps").glob("*/results.json")
+    assert sum(t["reused"] for t in json.loads(record.read_text())["trials"]) == done_before
+    # The table shows the best 30 and says where the other 90 are.
+    assert resumed.stdout.count("│ lasso alpha=") == 30
+    assert "90 more below rank 30" in resumed.stdout
+    first, second = sweeps(database, "sweeper")
+    assert first.parent.info.status == "KILLED"  # the orphan is closed, not left RUNNING
+    # ...and so is any trial run it left mid-write: no run stays RUNNING.
+    assert {r.info.status for r in first.children} <= {"FINISHED", "KILLED"}
+    assert len(second.children) == 120 - done_before  # only the rest was trained
+    assert all(r.info.status == "FINISHED" for r in second.children)
+    finished = [r.info.run_name for s in (first, second) for r in s.children
+                if r.info.status == "FINISHED"]  # fmt: skip
+    assert len(finished) == len(set(finished)) == 120  # every trial finished exactly once
+    assert second.parent.data.metrics["n_reused"] == done_before
+
+
+def test_a_damaged_stored_split_is_rebuilt_not_trusted(workdir: Path) -> None:
+    args = ["model=ridge", "model.alpha=1", "-m"]
+    assert run_sweeper(args, cwd=workdir).returncode == 0
+    [stored] = split_dirs(workdir / "sweeper-store")
+    whole = (stored / "train.parquet").read_bytes()
+    (stored / "train.parquet").write_bytes(whole[: len(whole) // 2])  # a crash mid-copy
+    again = run_sweeper(args, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    [line] = [x for x in again.stdout.splitlines() if "Preprocess" in x]
+    assert ": stored " in line  # rebuilt, not reused
+    assert (stored / "train.parquet").read_bytes() == whole
+
+
+def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
+    tests = str(Path(__file__).parent)
+    result = run_sweeper(
+        [
+            "model=lasso",
+            "model._target_=support.crashing.CrashingLasso",
+            "model.alpha=0.1,13,1,2,3",
+            "-m",
+        ],
+        cwd=workdir,
+        env={"PYTHONPATH": tests},
+    )
+    assert result.returncode == 1
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    status = {r.info.run_name: r.info.status for r in sweep.children}
+    assert status == {
+        "lasso alpha=0.1": "FINISHED", "lasso alpha=13": "FAILED", "lasso alpha=1": "FINISHED",
+        "lasso alpha=2": "FINISHED", "lasso alpha=3": "FINISHED",
+    }  # fmt: skip
+    died = sweep.by_name()["lasso alpha=13"].data.tags
+    assert died["error.type"] == "WorkerDied"
+    # The signal is named when the fork server learns it, which is not guaranteed.
+    assert died["error.message"] in (
+        "its worker process died (killed by SIGKILL)",
+        "its worker process died (killed or crashed; the OS did not report how)",
+    )
+    assert f"lasso alpha=13: WorkerDied: {died['error.message']}" in result.stdout
+
+
+def test_two_sweeps_at_once_on_one_store_and_database(empty_workdir: Path) -> None:
+    workdir = empty_workdir  # both sweeps find no database: both try to create it
+    commands = [
+        ["model=rf", "model.n_estimators=range(50,60)", "-m"],
+        ["model=lasso", "model.alpha=range(1,21)", "-m"],
+    ]
+    running = [
+        subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=workdir,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for args in commands
+    ]  # fmt: skip
+    for process in running:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+    both = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert sorted(len(s.children) for s in both) == [10, 20]
+    assert all(r.info.status == "FINISHED" for s in both for r in s.children)
+    assert len(split_dirs(workdir / "sweeper-store")) == 1  # the same split, stored once
+
+
+def test_ctrl_c_stops_cleanly(workdir: Path) -> None:
+    long_sweep = ["model=rf", "model.n_estimators=range(300,2000,20)", "-m"]  # 85 trials
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *long_sweep],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert sweep.stdout is not None
+    for line in sweep.stdout:  # wait until trials are under way
+        if "[2/85]" in line:
+            break
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130
+    assert stderr.strip().endswith("interrupted") and "Traceback" not in stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # no worker outlives the sweep
+        try:
+            os.killpg(sweep.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("worker processes are still running")
+    [killed] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert killed.parent.info.status == "KILLED"
+    assert 2 <= len(killed.children) < 85
+    assert all(r.info.status == "FINISHED" for r in killed.children)
+
+
+def test_the_sweeping_process_leaves_heavy_libraries_to_the_workers(workdir: Path) -> None:
+    # The workers (forked from a fork server that loaded them once) train and log; the process
+    # the user started only schedules, so its start-up stays short whatever the sweep holds.
+    probe = (
+        "import atexit, runpy, sys\n"
+        "heavy = ('mlflow', 'pandas', 'sklearn')\n"
+        "atexit.register(lambda: print('LOADED', [m for m in heavy if m in sys.modules]))\n"
+        "sys.argv = ['sweeper', 'model=lasso', 'model.alpha=0.1,1', '-m']\n"
+        "runpy.run_module('sweeper', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=workdir, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert sorted(r.info.run_name for r in sweep.children) == ["lasso alpha=0.1", "lasso alpha=1"]
