@@ -12,6 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from sweeper.core.records import Status
 from sweeper.core.settings import config_dir
 
 __all__ = ["config_dir", "main", "run_single"]
@@ -34,11 +35,11 @@ def main() -> None:
     try:
         run_single()
     except KeyboardInterrupt:
-        _end_sweeps("KILLED")
+        _end_sweeps(Status.KILLED)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except SystemExit as stop:
-        _end_sweeps("FAILED" if stop.code else None)
+        _end_sweeps(Status.FAILED if stop.code else None)
         raise
     sys.exit(_end_sweeps(None))
 
@@ -50,15 +51,13 @@ def multirun_flag_last(argv: list[str]) -> list[str]:
     return [a for a in argv if a not in flags] + flags
 
 
-def _end_sweeps(status: str | None) -> int:
+def _end_sweeps(status: Status | None) -> int:
     """End the sweeps still open (sweeper.launching.sweep.end_open_sweeps); the exit status of
     this process's sweeps. `--help` and other commands that run none do not import that module."""
     sweeps = sys.modules.get("sweeper.launching.sweep")
     if sweeps is None:
         return 0
-    from sweeper.core.records import Status
-
-    sweeps.end_open_sweeps(Status(status) if status else None)
+    sweeps.end_open_sweeps(status)
     return int(sweeps.exit_status())
 
 
