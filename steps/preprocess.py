@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -24,8 +24,11 @@ from sweeper.core import storage
 from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit, record_split
 from sweeper.errors import DataError
 
+if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer
+
 # Part of every key: bump it when the transformation changes so old splits are not reused.
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3  # 3: the fitted transformer and the raw test rows are stored too
 BUNDLED = ("diabetes",)
 
 
@@ -43,10 +46,20 @@ def preprocess(
         return StoredSplit(url=url, key=key, reused=True)
 
     frame = _parse(raw, data) if raw is not None else bundled
-    train, test, features = _transform(frame, data, preprocess, seed)
-    # meta.json goes last, with the tables' checksums: a folder without it is an interrupted
-    # write, and a table that does not match it is damaged; either is rebuilt, never trusted.
-    tables = {storage.TRAIN: _to_parquet(train), storage.TEST: _to_parquet(test)}
+    train, test, raw_test, transformer = _transform(frame, data, preprocess, seed)
+    features = [str(f) for f in transformer.get_feature_names_out()]
+    # meta.json goes last, with the files' checksums: a folder without it is an interrupted
+    # write, and a file that does not match it is damaged; either is rebuilt, never trusted.
+    # The transformer is stored with skops (no pickle to trust) for the sweep's best model, a
+    # Pipeline that scores raw rows; the raw test rows are what it is scored on.
+    import skops.io
+
+    tables = {
+        storage.TRAIN: _to_parquet(train),
+        storage.TEST: _to_parquet(test),
+        storage.TEST_RAW: _to_parquet(raw_test),
+        storage.TRANSFORMER: skops.io.dumps(transformer),
+    }
     for name, content in tables.items():
         storage.write_bytes_atomic(storage.join(url, name), content)
     meta = {
@@ -55,6 +68,7 @@ def preprocess(
         "content_sha256": content_hash,
         "source": storage.redact(data.get("path")) or data.get("name"),
         "target": data["target"],
+        "inputs": [c for c in raw_test.columns if c != TARGET_COLUMN],
         "features": features,
         "n_train": len(train),
         "n_test": len(test),
@@ -126,7 +140,9 @@ def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
 
 def _transform(
     frame: pd.DataFrame, data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, ColumnTransformer]:
+    """The transformed train and test tables, the raw test rows (input columns and target) and
+    the transformer fitted on the training rows."""
     from sklearn.model_selection import train_test_split
 
     columns = [str(c) for c in frame.columns]
@@ -160,10 +176,11 @@ def _transform(
     features = [str(f) for f in transformer.get_feature_names_out()]
     train = _as_table(transformer.transform(X_train), features, y_train)
     test = _as_table(transformer.transform(X_test), features, y_test)
-    return train, test, features
+    raw_test = X_test.assign(**{TARGET_COLUMN: y_test.to_numpy()})
+    return train, test, raw_test, transformer
 
 
-def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> Any:
+def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> ColumnTransformer:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -207,7 +224,7 @@ def _to_parquet(table: pd.DataFrame) -> bytes:
 
 
 def _is_complete(url: str) -> bool:
-    """A stored split counts only when meta.json is there and both tables match its checksums."""
+    """A stored split counts only when meta.json is there and every file matches its checksum."""
     try:
         meta = json.loads(storage.read_bytes(storage.join(url, storage.META)))
         if meta.get("version") != PREPROCESS_VERSION:

@@ -13,8 +13,7 @@ from mlflow.tracking import MlflowClient
 from steps.preprocess import preprocess
 from support.in_process import batch, hydra_configs, local_settings
 from sweeper.conclusion.conclude import conclude_sweep
-from sweeper.core import storage
-from sweeper.core.fitting import read_table, score
+from sweeper.core.fitting import read_raw_test, score
 from sweeper.core.lifecycle import SweepRef, run_trial
 from sweeper.core.records import Plan, Status, SweepResult
 from sweeper.core.tracking import Tracker
@@ -58,7 +57,7 @@ def test_a_finished_sweep_gets_its_table_best_model_and_summary(planned: Plan) -
     # The best trial's model, refit on the same rows, scores what the trial scored.
     model_uri = parent.data.tags["best_model_uri"]
     assert client.get_run(best.run_id or "").data.tags["best_model_uri"] == model_uri
-    X_test, y_test = read_table(result.splits[planned.groups[0].id].url, storage.TEST)
+    X_test, y_test = read_raw_test(result.splits[planned.groups[0].id].url)
     predicted = mlflow.sklearn.load_model(model_uri).predict(X_test)
     assert score(y_test, predicted)["mse"] == pytest.approx(best.mse)
     # The ranked table, failures last.

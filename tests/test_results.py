@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+import mlflow.pyfunc
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
@@ -88,7 +89,8 @@ def test_a_sweep_ends_with_its_compare_link_artifacts_and_best_model(finished: F
     assert plots == ["mse_by_trial.png", "mse_vs_lasso.png", "mse_vs_rf.png"]
     assert all((artifacts / "plots" / p).read_bytes().startswith(PNG) for p in plots)
 
-    # The best trial's model: on its own run, with a signature; it scores what the trial scored.
+    # The best trial's model: on its own run, a Pipeline with a signature on the data's own
+    # columns; from the raw test rows it scores what the trial scored.
     best = by_mse[0]
     client = MlflowClient(uri)
     model_uri = client.get_run(best.info.run_id).data.tags["best_model_uri"]
@@ -98,13 +100,16 @@ def test_a_sweep_ends_with_its_compare_link_artifacts_and_best_model(finished: F
     logged = client.get_logged_model(model_uri.removeprefix("models:/"))
     assert logged.source_run_id == best.info.run_id
     local = logged.artifact_location.removeprefix("file://")  # a SQLite store: a folder
-    model = mlflow.sklearn.load_model(local)
+    model = mlflow.pyfunc.load_model(local)
+    assert [name for name, _ in mlflow.sklearn.load_model(local).steps] == ["preprocess", "model"]
     signature = mlflow.models.Model.load(local).signature
-    assert signature is not None and signature.inputs.input_names()
-    test = stored_test_split(workdir)
+    assert signature is not None
+    diabetes = ["age", "sex", "bmi", "bp", *(f"s{i}" for i in range(1, 7))]
+    assert signature.inputs.input_names() == diabetes
+    test = stored_test_split(workdir, "test_raw.parquet")
     predicted = model.predict(test.drop(columns=TARGET_COLUMN))
     refit_mse = float(np.mean((test[TARGET_COLUMN].to_numpy() - predicted) ** 2))
-    assert refit_mse == best.data.metrics["mse"]
+    assert refit_mse == pytest.approx(best.data.metrics["mse"], rel=1e-12)
     # logging the model did not rewrite the trial's run
     after = client.get_run(best.info.run_id)
     assert (after.info.status, after.info.end_time) == ("FINISHED", best.info.end_time)
@@ -114,9 +119,9 @@ def sweep_tag(client: MlflowClient, sweep: SweepRuns, key: str) -> str:
     return client.get_run(sweep.parent.info.run_id).data.tags[key]
 
 
-def stored_test_split(workdir: Path) -> pd.DataFrame:
+def stored_test_split(workdir: Path, name: str = "test.parquet") -> pd.DataFrame:
     [split] = (workdir / "sweeper-store" / "preprocess").iterdir()
-    return pd.read_parquet(split / "test.parquet")
+    return pd.read_parquet(split / name)
 
 
 def test_register_best_adds_only_better_versions_and_report_reprints_each_sweep(

@@ -44,7 +44,9 @@ def test_s3_data_and_storage(
     assert sorted(Path(p).name for p in fs.ls(key)) == [
         "meta.json",
         "test.parquet",
+        "test_raw.parquet",
         "train.parquet",
+        "transformer.skops",
     ]
     train = pd.read_parquet(io.BytesIO(fs.cat(f"{key}/train.parquet")))[TARGET_COLUMN]
     test = pd.read_parquet(io.BytesIO(fs.cat(f"{key}/test.parquet")))[TARGET_COLUMN]

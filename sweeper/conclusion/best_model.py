@@ -1,21 +1,27 @@
-"""The sweep's winner as a model people can use: refit on its split, logged with `mlflow.sklearn`
-on the winning trial's run (signature and input example), and optionally registered.
+"""The sweep's winner as a model people can use: one scikit-learn Pipeline (the preprocessing the
+split was made with, then the estimator) that predicts from raw rows, logged with `mlflow.sklearn`
+on the winning trial's run (signature and input example on the data's own columns), and
+optionally registered.
 
 Trials do not keep their fitted estimators (a sweep of hundreds would store hundreds of models):
 the best trial's config is fitted again on the same stored training rows, as scikit-learn's
-searches refit their best candidate.
+searches refit their best candidate; the preprocessing is the one the preprocess step fitted.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeper.core import storage
+from sweeper.core.fitting import TRUSTED_MODULES
 from sweeper.core.records import RANK_BY, Status
 
 if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
+
     from sweeper.core.records import Outcome
     from sweeper.core.tracking import Tracker
 
@@ -38,30 +44,43 @@ def log_best_model(tracker: Tracker, best: Outcome, split_url: str) -> LoggedMod
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from sweeper.core.fitting import build_estimator, read_table
+    from sweeper.core.fitting import read_raw_test
 
     assert best.run_id is not None
     run = tracker.get_run(best.run_id)
     if MODEL_TAG in run.data.tags:
         return LoggedModel(run.data.tags[MODEL_TAG], None, best.run_id)
-    X_train, y_train = read_table(split_url, storage.TRAIN)
-    X_test, _ = read_table(split_url, storage.TEST)
-    estimator = build_estimator(best.trial.model).fit(X_train, y_train)
-    example = X_test.head(5)
+    pipeline = best_pipeline(best.trial.model, split_url)
+    X_raw, _ = read_raw_test(split_url)
+    # The raw rows keep the dtypes the whole table was read with, so the signature accepts the
+    # table read again (a column with a missing value anywhere is a float column there too).
+    example = X_raw.head(5)
     mlflow.set_tracking_uri(tracker.tracking_uri)  # the fluent API below reads it
     with mlflow.start_run(run_id=best.run_id):
         info = mlflow.sklearn.log_model(
-            estimator,
+            pipeline,
             name="model",
-            signature=infer_signature(example, estimator.predict(example)),
+            signature=infer_signature(example, pipeline.predict(example)),
             input_example=example,
             pip_requirements=_pinned_requirements(),
-            **_serialization(estimator),
+            **_serialization(pipeline),
         )
     # Reopening the run to log into it moved its end time: give the trial its own back.
     tracker.set_terminated(best.run_id, Status.FINISHED, end_time=run.info.end_time)
     tracker.set_tag(best.run_id, MODEL_TAG, info.model_uri)
     return LoggedModel(info.model_uri, info.model_id, best.run_id)
+
+
+def best_pipeline(model: Mapping[str, Any], split_url: str) -> Pipeline:
+    """The split's fitted preprocessing, then the model config fitted on the split's training
+    rows exactly as its trial was (the same arrays), so it predicts what the trial scored."""
+    from sklearn.pipeline import Pipeline
+
+    from sweeper.core.fitting import build_estimator, load_split, read_transformer
+
+    split = load_split(split_url)
+    estimator = build_estimator(model).fit(split.X_train, split.y_train)
+    return Pipeline([("preprocess", read_transformer(split_url)), ("model", estimator)])
 
 
 def register_if_better(
@@ -97,16 +116,17 @@ def register_if_better(
 
 
 def _score_registered(model_uri: str, split_url: str) -> float:
-    import mlflow.sklearn
+    """A registered version scored as its users call it: raw test rows through pyfunc."""
+    import mlflow.pyfunc
 
-    from sweeper.core.fitting import read_table, score
+    from sweeper.core.fitting import read_raw_test, score
 
-    X_test, y_test = read_table(split_url, storage.TEST)
-    predicted = mlflow.sklearn.load_model(model_uri).predict(X_test)
+    X_raw, y_test = read_raw_test(split_url)
+    predicted = mlflow.pyfunc.load_model(model_uri).predict(X_raw)
     return score(y_test, predicted)[RANK_BY]
 
 
-def _serialization(estimator: Any) -> dict[str, Any]:
+def _serialization(estimator: BaseEstimator) -> dict[str, Any]:
     """skops (MLflow's safe default) when the model is made of scikit-learn's, NumPy's and
     SciPy's own types, which this process built and so trusts; cloudpickle for anything else
     a config's `_target_` may name (xgboost, a user's class)."""
@@ -115,7 +135,7 @@ def _serialization(estimator: Any) -> dict[str, Any]:
     except ImportError:
         return {"serialization_format": "cloudpickle"}
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
-    if all(name.startswith(("sklearn.", "numpy.", "scipy.")) for name in untrusted):
+    if all(name.startswith(TRUSTED_MODULES) for name in untrusted):
         return {"skops_trusted_types": untrusted}
     return {"serialization_format": "cloudpickle"}
 

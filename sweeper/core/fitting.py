@@ -23,6 +23,10 @@ from sweeper.core.records import FIT_SECONDS, METRICS, TARGET_COLUMN, TrialScore
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from sklearn.base import BaseEstimator
+    from sklearn.compose import ColumnTransformer
+
+# What skops may load from a stored split or model that this project wrote itself.
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,28 @@ def read_table(split_url: str, name: str) -> tuple[pd.DataFrame, pd.Series]:
     """One table of a stored split: its features (as floats) and its target."""
     table = pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(split_url, name))))
     return table.drop(columns=TARGET_COLUMN).astype("float64"), table[TARGET_COLUMN]
+
+
+def read_raw_test(split_url: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The split's test rows as the data has them (its input columns), and their target."""
+    table = pd.read_parquet(
+        io.BytesIO(storage.read_bytes(storage.join(split_url, storage.TEST_RAW)))
+    )
+    return table.drop(columns=TARGET_COLUMN), table[TARGET_COLUMN]
+
+
+def read_transformer(split_url: str) -> ColumnTransformer:
+    """The preprocessing the split was made with, fitted on its training rows. Stored with skops
+    by the preprocess step; only scikit-learn's, NumPy's and SciPy's own types are loaded."""
+    import skops.io
+
+    data = storage.read_bytes(storage.join(split_url, storage.TRANSFORMER))
+    types = skops.io.get_untrusted_types(data=data)
+    foreign = [t for t in types if not t.startswith(TRUSTED_MODULES)]
+    if foreign:
+        raise ValueError(f"{split_url}/{storage.TRANSFORMER} holds types not trusted: {foreign}")
+    transformer: ColumnTransformer = skops.io.loads(data, trusted=types)
+    return transformer
 
 
 def fit_and_score(model: Mapping[str, Any], split_url: str) -> TrialScore:

@@ -1,7 +1,7 @@
 """Reading and writing under `storage.root` or a data path: any fsspec URL (local, s3://, http(s)://),
 and the one place that knows the layout under `storage.root`:
 
-    <root>/preprocess/<split key>/{train.parquet, test.parquet, meta.json}   a stored split
+    <root>/preprocess/<split key>/{train,test,test_raw}.parquet, transformer.skops, meta.json
     <root>/sweeps/<sweep id>/plan.json                                      the sweep's plan
     <root>/sweeps/<sweep id>/splits/<group id>.json                         where a group's split is
     <root>/sweeps/<sweep id>/results.json                                   what came of each trial
@@ -35,6 +35,8 @@ def join(root: str, *parts: str) -> str:
 
 
 TRAIN, TEST, META = "train.parquet", "test.parquet", "meta.json"
+TEST_RAW = "test_raw.parquet"  # the test rows as the data has them: input columns and target
+TRANSFORMER = "transformer.skops"  # the preprocessing, fitted on the training rows
 PLAN, RESULTS = "plan.json", "results.json"
 
 

@@ -1,0 +1,94 @@
+"""The sweep's winning model is one a team can call: a Pipeline that predicts from raw rows as
+they are read from the data's own file (text columns, missing values, the target and dropped
+columns still in them), logged and registered as such."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from support.mlflow_view import sweeps
+from support.servers import data_file, run_sweeper
+
+NAME = "seats-regressor"
+
+
+def awkward_table(folder: Path) -> Path:
+    """carseats.csv with gaps: missing incomes, shelf locations and (13 rows) sales."""
+    table = pd.read_csv(data_file("carseats.csv"))
+    table.loc[::7, "Income"] = np.nan
+    table.loc[::11, "ShelveLoc"] = np.nan
+    table.loc[::31, "Sales"] = np.nan
+    path = folder / "seats.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_the_best_model_predicts_raw_rows_and_the_registry_holds_it(workdir: Path) -> None:
+    path = awkward_table(workdir)
+    done = run_sweeper(
+        ["data=csv", f"data.path={path}", "data.target=Sales", "data.drop=[Urban]",
+         "model=ridge,lasso", f"mlflow.register_best={NAME}", "-m"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    [sweep] = sweeps(uri, "sweeper")
+    best = min(sweep.children, key=lambda r: r.data.metrics["mse"])
+    client = MlflowClient(uri)
+    logged = client.get_logged_model(
+        client.get_run(best.info.run_id).data.tags["best_model_uri"].removeprefix("models:/")
+    )
+    local = logged.artifact_location.removeprefix("file://")
+
+    # As a user calls it: the file read again, every column and row in it.
+    raw = pd.read_csv(path)
+    predicted = mlflow.pyfunc.load_model(local).predict(raw)
+    assert predicted.shape == (400,) and np.isfinite(predicted).all()
+    inputs = mlflow.models.Model.load(local).signature.inputs.input_names()
+    assert inputs == [c for c in raw.columns if c not in ("Sales", "Urban")]
+    # Its score on the stored test rows is the trial's logged test score.
+    [split] = (workdir / "sweeper-store" / "preprocess").iterdir()
+    test = pd.read_parquet(split / "test_raw.parquet")
+    y = test.pop("__target__")
+    mse = float(np.mean((mlflow.pyfunc.load_model(local).predict(test) - y) ** 2))
+    assert mse == pytest.approx(best.data.metrics["mse"], rel=1e-12)
+    pipeline = mlflow.sklearn.load_model(local)
+    assert [name for name, _ in pipeline.steps] == ["preprocess", "model"]
+    assert type(pipeline.steps[-1][1]).__name__ == best.data.params["model.class"].rsplit(".")[-1]
+
+    # The registered version is the same pipeline: the same predictions from the same rows.
+    [version] = client.search_model_versions(f"name = '{NAME}'")
+    assert version.run_id == best.info.run_id
+    mlflow.set_tracking_uri(uri)
+    try:
+        registered = mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(raw)
+    finally:
+        mlflow.set_tracking_uri("")  # later sweeps of this process must not inherit it
+    np.testing.assert_array_equal(registered, predicted)
+
+
+def test_a_champion_that_cannot_score_tonights_data_is_replaced_in_one_line(
+    workdir: Path,
+) -> None:
+    path = awkward_table(workdir)
+    seats = ["data=csv", f"data.path={path}", "data.target=Sales"]
+    ridge = ["model=ridge", "model.alpha=1", f"mlflow.register_best={NAME}", "-m"]
+    first = run_sweeper([*seats, *ridge], cwd=workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # Another table, other columns: the champion cannot score it; the challenger is registered.
+    second = run_sweeper(ridge, cwd=workdir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    [line] = [x for x in second.stdout.splitlines() if x.startswith("Registry:")]
+    assert re.fullmatch(
+        rf"Registry: {NAME} version 2 \(mse [0-9.]+; version 1 cannot score this data "
+        r"\(\w+\)\)",
+        line,
+    ), line
