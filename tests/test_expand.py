@@ -63,6 +63,29 @@ def test_command_line_values_alone_decide_that_models_trials() -> None:
     ]
 
 
+def test_a_command_line_value_replaces_only_that_axis_of_the_grid() -> None:
+    jobs = jobs_for(["model=rf", "model.n_estimators=10"])  # rf's grid: n_estimators x max_depth
+    assert values(jobs, "model.n_estimators") == ["10"] * 3
+    assert values(jobs, "model.max_depth") == ["4", "8", "null"]
+    # A parameter the grid does not sweep adds an axis; the grid's own stay.
+    jobs = jobs_for(["model=rf", "model.min_samples_leaf=1,5"])
+    assert len(jobs) == 12 and Counter(values(jobs, "model.min_samples_leaf")) == {"1": 6, "5": 6}
+
+
+def test_trial_names_follow_the_grid_and_round_floats() -> None:
+    # The command line gives max_depth first; the name keeps the grid's order.
+    argv = ["model=rf", "model.max_depth=4,8", "model.n_estimators=10,20"]
+    jobs, _ = compose_jobs(jobs_for(argv), CountingCompose(), OverridesParser.create())
+    assert {t.name for t in build_plan(jobs).trials} == {
+        f"rf n_estimators={n} max_depth={d}" for n in (10, 20) for d in (4, 8)
+    }
+    alphas = ["model=lasso", "model.alpha=0.12345678,1.0,2"]
+    jobs, _ = compose_jobs(jobs_for(alphas), CountingCompose(), OverridesParser.create())
+    plan = build_plan(jobs)
+    assert [t.name for t in plan.trials] == ["lasso alpha=0.1235", "lasso alpha=1", "lasso alpha=2"]
+    assert plan.trials[0].params["model.alpha"] == "0.12345678"  # the exact value stays
+
+
 def test_a_value_applies_only_to_models_that_have_it() -> None:
     jobs = jobs_for(["model=rf,lasso", "model.alpha=0.5"])
     assert Counter(values(jobs, "model")) == {"rf": 6, "lasso": 1}

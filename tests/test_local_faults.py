@@ -101,7 +101,7 @@ def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
 def test_two_sweeps_at_once_on_one_store_and_database(empty_workdir: Path) -> None:
     workdir = empty_workdir  # both sweeps find no database: both try to create it
     commands = [
-        ["model=rf", "model.n_estimators=range(50,60)", "-m"],
+        ["model=rf", "model.n_estimators=range(50,60)", "model.max_depth=4", "-m"],
         ["model=lasso", "model.alpha=range(1,21)", "-m"],
     ]
     running = [

@@ -200,3 +200,18 @@ def test_overrides_after_the_multirun_flag_count(workdir: Path) -> None:
     assert result.returncode == 0, result.stderr
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert sorted(sweep.by_name()) == ["lasso alpha=0.5", "lasso alpha=2"]
+
+
+def test_a_grid_axis_from_the_command_line_and_trials_by_value(workdir: Path) -> None:
+    rf = run_sweeper(["model=rf", "model.n_estimators=10", "-m"], cwd=workdir)
+    assert rf.returncode == 0, rf.stderr
+    spelled = run_sweeper(["model=lasso", "model.alpha=1.0", "-m"], cwd=workdir)
+    by_value = run_sweeper(["model=lasso", "model.alpha=1", "-m"], cwd=workdir)
+    assert spelled.returncode == 0 and by_value.returncode == 0, by_value.stderr
+    first, lasso, again = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    # n_estimators replaced only its own axis: rf's three depths stay.
+    assert sorted(first.by_name()) == [f"rf max_depth={d}" for d in (4, 8, "null")]
+    assert {r.data.params["model.n_estimators"] for r in first.children} == {"10"}
+    # alpha=1 is the trial alpha=1.0 finished: reused, not trained again.
+    assert [r.info.run_name for r in lasso.children] == ["lasso"]
+    assert again.children == [] and again.parent.data.metrics["n_reused"] == 1

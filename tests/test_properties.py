@@ -57,6 +57,15 @@ def test_trial_keys_ignore_order_and_see_every_value(model: dict, split_key: str
     assert trial_key(split_key + "x", model) != trial_key(split_key, model)
 
 
+@given(st.dictionaries(st.text(max_size=10), st.integers(-(2**53), 2**53), max_size=8))
+def test_trial_keys_compare_numbers_by_value(model: dict) -> None:
+    as_floats = {name: float(value) for name, value in model.items()}
+    assert trial_key("split", as_floats) == trial_key("split", model)  # alpha 1 is alpha 1.0
+    for name, value in model.items():
+        if value in (0, 1):  # a boolean is not the number it equals
+            assert trial_key("split", {**model, name: bool(value)}) != trial_key("split", model)
+
+
 @pytest.fixture(scope="module")
 def hydra_initialised() -> Iterator[None]:
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

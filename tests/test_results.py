@@ -152,7 +152,7 @@ def test_register_best_adds_only_better_versions_and_report_reprints_each_sweep(
 
     # The report, from MLflow: the latest sweep by default, any by its id.
     reused = [row for row in table_and_link(outputs[2]) if "reused" in row]
-    assert len(reused) == 1 and "alpha=1.0" in reused[0]  # the first sweep had it
+    assert len(reused) == 1 and "lasso alpha=1 " in reused[0]  # the first sweep had it
     latest = run_sweeper([], cwd=workdir, module="sweeper.report")
     assert latest.returncode == 0, latest.stderr
     assert table_and_link(latest.stdout) == table_and_link(outputs[2])

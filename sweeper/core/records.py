@@ -93,10 +93,22 @@ class TrialRecord:
 
 
 def trial_key(split_key: str, model: Mapping[str, Any]) -> str:
-    """A trial's identity: its resolved model config and the stored split (settings and the
-    input's bytes) it trains on. The same key means the same result, so it is not trained twice."""
-    identity = json.dumps([split_key, model], sort_keys=True, default=str)
+    """A trial's identity: its resolved model config (by value) and the stored split (settings and
+    the input's bytes) it trains on. The same key means the same result: it is not trained twice."""
+    identity = json.dumps([split_key, _by_value(model)], sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()[:20]
+
+
+def _by_value(value: Any) -> Any:
+    """Numbers compared by value, not spelling: alpha 1 and 1.0 are one trial (booleans stay
+    booleans, and so distinct from 1)."""
+    if isinstance(value, Mapping):
+        return {k: _by_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_by_value(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
+        return float(value)  # exactly: beyond 2**53 a float would merge distinct integers
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Turning a command line into the sweep's jobs, with per-model grids.
 
-`model=rf,lasso` runs each chosen model's own `grid` (from its config file). Model values given on
-the command line (`model.alpha=0.01,0.1`) replace the grid of every chosen model that has that
-parameter. Every other sweep (`seed=1,2`, `data.test_size=0.2,0.3`) multiplies all of them.
+`model=rf,lasso` runs each chosen model's own `grid` (from its config file). A model value given on
+the command line (`model.alpha=0.01,0.1`) replaces that axis of the grid of every chosen model
+that has that parameter; the other axes stay. Every other sweep (`seed=1,2`,
+`data.test_size=0.2,0.3`) multiplies all of them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def expand(
         cfg = compose([*fixed, f"{MODEL}={model}"])
         given = [o for o in model_values if _applies(o, cfg)]
         used.update(o.key_or_group for o in given)
-        axes = [_axis(o) for o in given] if given else _grid_axes(cfg, parser, model)
+        # A value from the command line replaces that axis of the model's grid; the rest stays.
+        grid = _grid_axes(cfg, parser, model)
+        grid.update({o.key_or_group: _axis(o) for o in given})
+        axes = list(grid.values())
         for other in itertools.product(*other_axes):
             for values in itertools.product(*axes):
                 jobs.append([*other, f"{MODEL}={model}", *values])
@@ -103,13 +107,14 @@ def _applies(override: Override, cfg: DictConfig) -> bool:
     return name in cfg[MODEL]
 
 
-def _grid_axes(cfg: DictConfig, parser: OverridesParser, model: str) -> list[list[str]]:
+def _grid_axes(cfg: DictConfig, parser: OverridesParser, model: str) -> dict[str, list[str]]:
+    """The model's grid: `model.<name>` → its values as overrides, in the grid's order."""
     grid = cfg.get("grid") or {}
     lines = [f"{MODEL}.{name}={_sweep_text(values)}" for name, values in grid.items()]
     for line in lines:
         if line.split("=")[0].split(".")[1] not in cfg[MODEL]:
             raise SweeperError(f"grid of model={model}: '{line}' is not a parameter of the model")
-    return [_axis(o) for o in parser.parse_overrides(lines)]
+    return {o.key_or_group: _axis(o) for o in parser.parse_overrides(lines)}
 
 
 def _sweep_text(values: Any) -> str:

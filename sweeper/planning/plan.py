@@ -21,6 +21,8 @@ from sweeper.core.records import Plan, PreprocessGroup, Trial
 from sweeper.core.settings import SWEEP_WIDE, Settings
 from sweeper.errors import SweeperError
 
+MODEL = "model."
+
 
 @dataclass(frozen=True)
 class Job:
@@ -150,8 +152,21 @@ def _varying_keys(jobs: Sequence[Job]) -> list[str]:
 
 
 def _trial_name(job: Job, varying: Sequence[str]) -> str:
+    """ "rf n_estimators=100 max_depth=4 seed=2": the model's values in its grid's order (then its
+    config's), whatever order the command line gave them, floats to 4 significant digits (the
+    exact value is in the params); then anything else that varies."""
     items = _override_items(job)
-    # Model values first ("lasso alpha=0.1 seed=2"), then anything else that varies.
-    ordered = sorted(varying, key=lambda k: not k.startswith("model."))
-    shown = [f"{k.removeprefix('model.')}={items[k]}" for k in ordered if k in items]
+    grid = [f"{MODEL}{k}" for k in job.cfg.get("grid") or {}]
+    config = [f"{MODEL}{k}" for k in job.cfg.get("model") or {}]
+    order = {key: i for i, key in enumerate(dict.fromkeys([*grid, *config]))}
+    shown_keys = sorted(
+        (k for k in varying if k in items),
+        key=lambda k: (not k.startswith(MODEL), order.get(k, len(order))),
+    )
+    shown = [f"{k.removeprefix(MODEL)}={_shown(job, k, items[k])}" for k in shown_keys]
     return " ".join([job.model_name, *shown])
+
+
+def _shown(job: Job, key: str, text: str) -> str:
+    value = OmegaConf.select(job.cfg, key, default=None) if key.startswith(MODEL) else None
+    return f"{value:.4g}" if isinstance(value, float) else text
