@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from sweeper.core import storage
-from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit, record_split
+from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit
+from sweeper.core.splits import record_split
 from sweeper.errors import DataError
 
 if TYPE_CHECKING:

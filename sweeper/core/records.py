@@ -7,7 +7,6 @@ trials (a local sweep's main process) never loads them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -279,27 +278,3 @@ class SweepResult:
             for group, url in (record.get("splits") or {}).items()
         }
         return result
-
-
-def record_split(plan: Plan, group_id: str, split: StoredSplit) -> str:
-    """Where a group's split is, for the sweep's other steps (Argo's train and summary pods)."""
-    text = json.dumps(asdict(split))
-    return storage.write_record(
-        plan.settings.storage.root, plan.sweep_id, storage.split_record(group_id), text
-    )
-
-
-def recorded_split(plan: Plan, group_id: str) -> StoredSplit:
-    """The split `record_split` recorded for a group; FileNotFoundError when none was."""
-    text = storage.read_record(plan.settings.storage.root, plan.sweep_id,
-                               storage.split_record(group_id))  # fmt: skip
-    return StoredSplit(**json.loads(text))
-
-
-def recorded_splits(plan: Plan) -> dict[str, StoredSplit]:
-    """Every group's recorded split (a group whose preprocess step failed has none)."""
-    splits = {}
-    for group in plan.groups:
-        with contextlib.suppress(FileNotFoundError):
-            splits[group.id] = recorded_split(plan, group.id)
-    return splits
