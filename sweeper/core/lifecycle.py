@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,9 +144,19 @@ def run_trials(
 
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
-    """A stop request (SIGTERM) waits until the run being written is whole."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    """A stop request (SIGTERM) waits until the run being written is whole, then takes effect.
+
+    A Python handler rather than a blocked signal: the OS may deliver SIGTERM to any thread of
+    the process (BLAS starts its own), and a thread that does not block it ends the process at
+    once; a Python handler always runs in the main thread, between two steps of the write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; it is the one that is stopped
+        return
+    requested: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: requested.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGTERM, previous)
+        if requested:  # the stop that waited: as it would have been taken
+            signal.raise_signal(signal.SIGTERM)
