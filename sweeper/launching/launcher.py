@@ -77,7 +77,6 @@ class _Composing:
         self.launch, self.overrides, self.first = launch, overrides, first
         self.composed: list[Job] | None = None
         self.hydra_cfg: DictConfig | None = None
-        self.writer = ThreadPoolExecutor(1)
         self.folders: Future[list[Path]] | None = None
 
     def jobs(self) -> list[Job]:
@@ -90,7 +89,9 @@ class _Composing:
                 first_index=self.first,
             )
             sweep_dir = Path(config.hydra.sweep.dir).resolve()
-            self.folders = self.writer.submit(write_job_dirs, sweep_dir, self.composed, config)
+            writer = ThreadPoolExecutor(1)  # only for a batch whose jobs are composed here
+            self.folders = writer.submit(write_job_dirs, sweep_dir, self.composed, config)
+            writer.shutdown(wait=False)  # the write goes on; `returns` waits for it
             callbacks = self.launch.hydra_context.callbacks
             for job in self.composed:
                 callbacks.on_job_start(config=self._job_config(job),
@@ -101,7 +102,6 @@ class _Composing:
         jobs = self.jobs()
         assert self.folders is not None and self.hydra_cfg is not None
         folders = self.folders.result()
-        self.writer.shutdown()
         outcomes = {o.trial.index: o for o in ran}
         callbacks = self.launch.hydra_context.callbacks
         returns = []

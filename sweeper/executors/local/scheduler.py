@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.core import lifecycle, storage
 from sweeper.core.lifecycle import SweepRef
@@ -36,6 +36,9 @@ from sweeper.core.records import (
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import worker
+
+if TYPE_CHECKING:
+    from sweeper.conclusion.conclude import SweepEnd
 
 log = logging.getLogger(__name__)
 Task = PreprocessGroup | Trial | None  # None: opening the sweep's run
@@ -103,15 +106,8 @@ class Scheduler:
         this process when the workers were stopped (`abandon`)."""
         result = self.result
         try:
-            if result.parent_run_id and self.abandoned:
-                ended = worker.conclude(self.settings, result, status)
-            elif result.parent_run_id:
-                parts = (worker.log_best, worker.log_results)
-                extras = [self.pool.submit(part, self.settings, result) for part in parts]
-                notes = [note for extra in extras for note in extra.result()]
-                end = self.pool.submit(worker.end_sweep, self.settings, result, status, notes)
-                ended = end.result()
-            if result.parent_run_id:
+            if result.parent_run_id:  # never opened: nothing to conclude
+                ended = self._conclude(status)
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
         finally:
@@ -121,6 +117,16 @@ class Scheduler:
             storage.write_record(self.settings.storage.root, result.plan.sweep_id,
                                  storage.RESULTS, result.to_json())  # fmt: skip
         return result
+
+    def _conclude(self, status: Status) -> SweepEnd:
+        if self.abandoned:
+            return worker.conclude(self.settings, self.result, status)
+        parts = (worker.log_best, worker.log_results)
+        extras = [self.pool.submit(part, self.settings, self.result) for part in parts]
+        notes = [note for extra in extras for note in extra.result()]
+        return self.pool.submit(
+            worker.end_sweep, self.settings, self.result, status, notes
+        ).result()
 
     def abandon(self) -> None:
         """Interrupted: stop every worker now (a worker finishes a tracking write first)."""
