@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
-from sweeper.core.records import RANK_BY, RECORDED, Status
+from sweeper.core.metrics import RECORDED, Ranking
+from sweeper.core.records import Status
 from sweeper.core.settings import config_dir
 from sweeper.core.storage import redact
 from sweeper.display.table import Report, Row, print_report
@@ -42,7 +43,8 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
         raise SweeperError(f"sweep {sweep_id} is not in {where}" if sweep_id else
                            f"{where} has no sweep yet")  # fmt: skip
     parent = sweep.info.run_id
-    rows = _rows_from_results(tracker, parent) or _rows_from_trials(tracker, parent)
+    ranking = _ranking(sweep.data.params)
+    rows = _rows_from_results(tracker, parent) or _rows_from_trials(tracker, parent, ranking)
     notes = [sweep.data.tags["registry"]] if "registry" in sweep.data.tags else []
     if sweep.info.status != Status.FINISHED:
         notes.append(f"The sweep's run is {sweep.info.status}.")
@@ -53,8 +55,15 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
         experiment=experiment,
         experiment_id=tracker.experiment_id,
         parent_run_id=parent,
+        ranking=ranking,
         notes=notes,
     )
+
+
+def _ranking(params: dict[str, str]) -> Ranking:
+    """How the sweep ranked its trials, from its run's params (a sweep from before CV selection
+    has none: it ranked on test MSE)."""
+    return Ranking(params.get("eval.metric", "mse"), int(params.get("eval.cv", 0)))
 
 
 def _rows_from_results(tracker: Tracker, parent: str) -> list[Row]:
@@ -73,7 +82,7 @@ def _rows_from_results(tracker: Tracker, parent: str) -> list[Row]:
     return rows
 
 
-def _rows_from_trials(tracker: Tracker, parent: str) -> list[Row]:
+def _rows_from_trials(tracker: Tracker, parent: str, ranking: Ranking) -> list[Row]:
     rows = [
         Row(
             run.info.run_name or run.info.run_id,
@@ -84,9 +93,7 @@ def _rows_from_trials(tracker: Tracker, parent: str) -> list[Row]:
         )
         for run in tracker.trial_runs(parent)
     ]
-    return sorted(
-        rows, key=lambda r: (r.status != Status.FINISHED, r.metrics.get(RANK_BY, float("inf")))
-    )
+    return sorted(rows, key=lambda r: (r.status != Status.FINISHED, ranking.loss(r.metrics)))
 
 
 def _defaults() -> tuple[str, str]:

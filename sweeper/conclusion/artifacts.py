@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeper.core.records import RECORDED
+from sweeper.core.metrics import RECORDED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,12 +37,13 @@ def results_table(result: SweepResult) -> pd.DataFrame:
     import pandas as pd
 
     swept = swept_params(result.plan.trials)
+    recorded = [k for k in RECORDED if any(k in o.metrics for o in result.outcomes)]
     rows = []
     for rank, outcome in enumerate(result.ranked(), start=1):
         trial = outcome.trial
         row: dict[str, Any] = {"rank": rank, "trial": trial.name, "model": trial.model_name}
         row.update({key: trial.model.get(key) for key in swept})
-        row.update({key: outcome.metrics.get(key) for key in RECORDED})
+        row.update({key: outcome.metrics.get(key) for key in recorded})
         row["status"] = "reused" if outcome.reused else outcome.status.value
         row["run_id"] = outcome.run_id
         row["error"] = outcome.error
@@ -55,7 +56,8 @@ def write_tables(result: SweepResult, folder: Path) -> list[Path]:
     table = results_table(result)
     csv_path, html_path = folder / "results.csv", folder / "results.html"
     table.to_csv(csv_path, index=False)
-    title = f"Sweep {result.plan.sweep_id}: {len(table)} trials ranked by test MSE"
+    ranked_by = result.ranking.describe()
+    title = f"Sweep {result.plan.sweep_id}: {len(table)} trials ranked by {ranked_by}"
     body = table.drop(columns=["error"]).to_html(
         index=False, float_format=lambda v: f"{v:.6g}", na_rep="", border=0
     )

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeper.core.fitting import TRUSTED_MODULES
-from sweeper.core.records import RANK_BY, Status
+from sweeper.core.metrics import Ranking
+from sweeper.core.records import Status
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
@@ -84,10 +85,17 @@ def best_pipeline(model: Mapping[str, Any], split_url: str) -> Pipeline:
 
 
 def register_if_better(
-    tracker: Tracker, name: str, model: LoggedModel, best: Outcome, split_url: str, sweep_id: str
+    tracker: Tracker,
+    name: str,
+    model: LoggedModel,
+    best: Outcome,
+    split_url: str,
+    sweep_id: str,
+    ranking: Ranking,
 ) -> str:
-    """A new version of registered model `name` when the best trial beats the latest version
-    scored on this sweep's test rows (the same data); a line saying what was decided."""
+    """A new version of registered model `name` when the best trial beats the latest version on
+    `ranking`'s metric, both scored on this sweep's raw test rows (tonight's data: a champion
+    cannot be cross-validated without refitting it); a line saying what was decided."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -97,25 +105,35 @@ def register_if_better(
     except MlflowException:
         versions = []
     latest = max(versions, key=lambda v: int(v.version), default=None)
+    metric, challenger = ranking.metric, best.metrics[ranking.metric]
     reason = "the first version"
     if latest is not None:
         try:
-            latest_mse = _score_registered(f"models:/{name}/{latest.version}", split_url)
-        except Exception as err:  # other features, a flavour that cannot load here
-            reason = f"version {latest.version} cannot score this data ({type(err).__name__})"
+            scores = _score_registered(f"models:/{name}/{latest.version}", split_url)
+        except Exception as err:  # other columns than tonight's data, a flavour not loadable here
+            reason = (
+                f"version {latest.version} cannot score this data "
+                f"({type(err).__name__}: {_first_line(err)})"
+            )
         else:
-            if latest_mse <= best.mse:
+            champion = scores[metric]
+            if ranking.loss({metric: champion}) <= ranking.loss({metric: challenger}):
                 return (
-                    f"Registry: kept {name} version {latest.version} (mse {latest_mse:.6g} on "
-                    f"this sweep's test rows; the best trial has {best.mse:.6g})"
+                    f"Registry: kept {name} version {latest.version} ({metric} {champion:.6g} "
+                    f"on this sweep's test rows; the best trial has {challenger:.6g})"
                 )
-            reason = f"version {latest.version} has mse {latest_mse:.6g} on the same test rows"
-    tags = {RANK_BY: repr(best.mse), "trial": best.trial.name, "sweep_id": sweep_id}
+            reason = f"version {latest.version} has {metric} {champion:.6g} on the same test rows"
+    tags = {metric: repr(challenger), "trial": best.trial.name, "sweep_id": sweep_id}
     version = mlflow.register_model(model.uri, name, tags=tags)
-    return f"Registry: {name} version {version.version} (mse {best.mse:.6g}; {reason})"
+    return f"Registry: {name} version {version.version} ({metric} {challenger:.6g}; {reason})"
 
 
-def _score_registered(model_uri: str, split_url: str) -> float:
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def _score_registered(model_uri: str, split_url: str) -> dict[str, float]:
     """A registered version scored as its users call it: raw test rows through pyfunc."""
     import mlflow.pyfunc
 
@@ -123,7 +141,7 @@ def _score_registered(model_uri: str, split_url: str) -> float:
 
     X_raw, y_test = read_raw_test(split_url)
     predicted = mlflow.pyfunc.load_model(model_uri).predict(X_raw)
-    return score(y_test, predicted)[RANK_BY]
+    return score(y_test, predicted)
 
 
 def _serialization(estimator: BaseEstimator) -> dict[str, Any]:

@@ -66,7 +66,8 @@ def log_best(tracker: Tracker, result: SweepResult, register_best: str | None) -
     if not register_best:
         return notes
     decision = _attempt(notes, f"registered model {register_best}", lambda: register_if_better(
-        tracker, register_best, model, best, split.url, result.plan.sweep_id))  # fmt: skip
+        tracker, register_best, model, best, split.url, result.plan.sweep_id,
+        result.ranking))  # fmt: skip
     if decision:
         notes.append(decision)
         tracker.set_tag(result.parent_run_id, "registry", decision)

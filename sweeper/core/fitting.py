@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from sweeper.core import storage
+from sweeper.core.metrics import FIT_SECONDS, METRICS, cv_mean, cv_std
 from sweeper.core.mlflow_store import now_ms
-from sweeper.core.records import FIT_SECONDS, METRICS, TARGET_COLUMN, TrialScore
+from sweeper.core.records import TARGET_COLUMN, TrialScore
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -78,17 +79,51 @@ def read_transformer(split_url: str) -> ColumnTransformer:
     return transformer
 
 
-def fit_and_score(model: Mapping[str, Any], split_url: str) -> TrialScore:
-    """Instantiate the model config (a Hydra `_target_` mapping), fit it, score it on test rows."""
+def fit_and_score(
+    model: Mapping[str, Any], split_url: str, cv: int = 0, seed: int = 0
+) -> TrialScore:
+    """Instantiate the model config (a Hydra `_target_` mapping); with `cv` folds, score it on
+    each fold of the training rows (the mean and spread rank it); then fit it on all training
+    rows and score it on the test rows (the honest estimate, once it is chosen)."""
     started_ms = now_ms()
     split = load_split(split_url)
     estimator = build_estimator(model)
+    metrics = cross_validate(estimator, split, cv, seed) if cv else {}
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - tic
-    metrics = score(split.y_test, estimator.predict(split.X_test))
+    metrics.update(score(split.y_test, estimator.predict(split.X_test)))
     metrics[FIT_SECONDS] = fit_seconds
     return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=now_ms())
+
+
+def cross_validate(estimator: BaseEstimator, split: Split, cv: int, seed: int) -> dict[str, float]:
+    """`cv_<metric>` (the mean over the folds) and `cv_<metric>_std` for every metric; each fold
+    is fitted once, on a fresh clone, and scored on the rows it left out."""
+    from sklearn.base import clone
+
+    X, y = split.X_train, split.y_train
+    per_fold = []
+    for fit_on, held_out in folds(len(y), cv, seed):
+        fitted = clone(estimator).fit(X[fit_on], y[fit_on])
+        per_fold.append(score(y[held_out], fitted.predict(X[held_out])))
+    metrics = {}
+    for metric in METRICS:
+        values = np.array([fold[metric] for fold in per_fold])
+        metrics[cv_mean(metric)] = float(values.mean())
+        metrics[cv_std(metric)] = float(values.std())
+    return metrics
+
+
+@functools.lru_cache(maxsize=8)
+def folds(n_rows: int, cv: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The k folds of a split's training rows, shuffled with the sweep's seed: every trial of the
+    split is scored on the same folds (so their CV scores compare), computed once per process."""
+    from sklearn.model_selection import KFold
+
+    if n_rows < cv:
+        raise ValueError(f"eval.cv={cv} needs at least {cv} training rows; the split has {n_rows}")
+    return tuple(KFold(cv, shuffle=True, random_state=seed).split(np.zeros((n_rows, 1))))
 
 
 def score(y_true: ArrayLike, predicted: ArrayLike) -> dict[str, float]:

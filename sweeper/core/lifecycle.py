@@ -42,7 +42,7 @@ def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finish
 
 def reused(trial: Trial, split: StoredSplit, finished: Finished) -> Outcome | None:
     """The trial as an earlier sweep finished it on this very split, if one did."""
-    found = finished.get(trial_key(split.key, trial.model))
+    found = finished.get(trial_key(split.key, trial.model, trial.cv))
     return None if found is None else Outcome.reused_from(trial, found[1], found[0])
 
 
@@ -66,7 +66,7 @@ def run_trial(
     if marker is not None:
         marker.write_text(str(trial.index))
     try:
-        score = fit_and_score(trial.model, split.url)
+        score = fit_and_score(trial.model, split.url, trial.cv, trial.seed)
     except Exception as err:
         return record_failure(tracker, sweep, trial, split, err)
     finally:

@@ -16,15 +16,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sweeper.core import storage
+from sweeper.core.metrics import METRICS, Ranking
 from sweeper.core.settings import Settings
 from sweeper.core.text_enum import TextEnum
 
 TARGET_COLUMN = "__target__"  # the target's column in a stored split's tables
-# What every trial is scored on (test rows), in the order tables show them; ranked by the first.
-METRICS = ("mse", "rmse", "mae", "r2")
-RANK_BY = METRICS[0]
-FIT_SECONDS = "fit_seconds"
-RECORDED = (*METRICS, FIT_SECONDS)  # every metric a trial's run gets
 
 
 class Status(TextEnum):
@@ -46,7 +42,7 @@ class StoredSplit:
 
 @dataclass(frozen=True)
 class TrialScore:
-    metrics: dict[str, float]  # RECORDED, on the test split
+    metrics: dict[str, float]  # RECORDED: on the test rows, and CV means/spreads
     started_ms: int
     ended_ms: int
 
@@ -71,6 +67,8 @@ class Trial:
     overrides: tuple[str, ...]
     params: dict[str, str]  # what MLflow records for the trial
     resources: dict[str, Any] = field(default_factory=dict)  # Kubernetes requests/limits
+    cv: int = 0  # folds of the training rows it is cross-validated on (eval.cv)
+    seed: int = 0  # the sweep's seed: shuffles those folds
 
 
 @dataclass(frozen=True)
@@ -87,14 +85,18 @@ class TrialRecord:
     def of(cls, trial: Trial, split: StoredSplit | None = None) -> TrialRecord:
         if split is None:
             return cls(name=trial.name, params=trial.params, index=trial.index)
-        key = trial_key(split.key, trial.model)
+        key = trial_key(split.key, trial.model, trial.cv)
         return cls(trial.name, trial.params, trial.index, key, split.key)
 
 
-def trial_key(split_key: str, model: Mapping[str, Any]) -> str:
-    """A trial's identity: its resolved model config (by value) and the stored split (settings and
-    the input's bytes) it trains on. The same key means the same result: it is not trained twice."""
-    identity = json.dumps([split_key, _by_value(model)], sort_keys=True, default=str)
+def trial_key(split_key: str, model: Mapping[str, Any], cv: int = 0) -> str:
+    """A trial's identity: its resolved model config (by value), the stored split (settings and
+    the input's bytes) it trains on and its CV folds (shuffled with the split's seed). The same
+    key means the same result: it is not trained twice."""
+    parts: list[Any] = [split_key, _by_value(model)]
+    if cv:  # without folds, the identity trials had before CV existed
+        parts.append({"cv": cv})
+    identity = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()[:20]
 
 
@@ -187,13 +189,16 @@ class Outcome:
 
     @property
     def mse(self) -> float:
-        return self.metrics.get(RANK_BY, math.inf)
+        """On the test rows."""
+        return self.metrics.get("mse", math.inf)
 
-    def line(self) -> str:
-        if self.ok:
-            reused = " (reused)" if self.reused else ""
-            return f"{self.trial.name}: {RANK_BY}={self.mse:.6g}{reused}"
-        return f"{self.trial.name}: {self.status} {self.error}"
+    def line(self, ranking: Ranking | None = None) -> str:
+        if not self.ok:
+            return f"{self.trial.name}: {self.status} {self.error}"
+        reused = " (reused)" if self.reused else ""
+        keys = dict.fromkeys([ranking.key if ranking else "mse", "mse"])
+        shown = " ".join(f"{k}={self.metrics.get(k, math.nan):.6g}" for k in keys)
+        return f"{self.trial.name}: {shown}{reused}"
 
 
 @dataclass
@@ -211,9 +216,16 @@ class SweepResult:
     def n_failed(self) -> int:
         return sum(not o.ok for o in self.outcomes)
 
+    @property
+    def ranking(self) -> Ranking:
+        return self.plan.settings.ranking
+
     def ranked(self) -> list[Outcome]:
         """Best first; trials without a score after all scored ones, in plan order."""
-        return sorted(self.outcomes, key=lambda o: (not o.ok, o.mse, o.trial.index))
+        ranking = self.ranking
+        return sorted(
+            self.outcomes, key=lambda o: (not o.ok, ranking.loss(o.metrics), o.trial.index)
+        )
 
     @property
     def best(self) -> Outcome | None:
@@ -226,8 +238,11 @@ class SweepResult:
             "n_failed": float(self.n_failed),
             "n_reused": float(sum(o.reused for o in self.outcomes)),
         }
-        if self.best is not None:
-            metrics[f"best_{RANK_BY}"] = self.best.mse
+        best = self.best
+        if best is not None:  # its test scores: the honest estimate; and what it was chosen by
+            for key in dict.fromkeys([self.ranking.key, *METRICS]):
+                if key in best.metrics:
+                    metrics[f"best_{key}"] = best.metrics[key]
         return metrics
 
     def to_json(self) -> str:

@@ -17,11 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeper.core import storage
+from sweeper.core.metrics import METRICS, Ranking
 from sweeper.core.text_enum import TextEnum
 from sweeper.errors import SweeperError
 
 # The groups every trial of a sweep must agree on.
-SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow", "sweep")
+SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow", "sweep", "eval")
 
 
 class Backend(TextEnum):
@@ -84,6 +85,19 @@ class SweepOptions:
 
 
 @dataclass
+class EvalSettings:
+    """How trials are ranked: the CV mean of `metric` over `cv` folds of the training rows
+    (0: `metric` on the test rows, the rows the winner is then reported on)."""
+
+    cv: int = 5
+    metric: str = "mse"
+
+    @property
+    def ranking(self) -> Ranking:
+        return Ranking(self.metric, self.cv)
+
+
+@dataclass
 class Settings:
     """The whole sweep's settings, as every trial agreed on them."""
 
@@ -93,6 +107,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     sweep: SweepOptions = field(default_factory=SweepOptions)
+    eval: EvalSettings = field(default_factory=EvalSettings)
 
     @classmethod
     def of(cls, cfg: DictConfig | dict[str, Any]) -> Settings:
@@ -123,6 +138,10 @@ class Settings:
             )
         if self.argo.trials_per_pod < 1:
             raise SweeperError(f"argo.trials_per_pod={self.argo.trials_per_pod} must be at least 1")
+        if self.eval.cv == 1 or self.eval.cv < 0:
+            raise SweeperError(f"eval.cv={self.eval.cv} must be 0 (no folds) or at least 2")
+        if self.eval.metric not in METRICS:
+            raise SweeperError(f"eval.metric={self.eval.metric} is not one of {list(METRICS)}")
 
     def portable(self) -> dict[str, Any]:
         """What a plan file records: everything but the submitting side's own settings
@@ -131,6 +150,10 @@ class Settings:
         record["backend"] = self.backend.value
         del record["argo"], record["local"]
         return record
+
+    @property
+    def ranking(self) -> Ranking:
+        return self.eval.ranking
 
     @property
     def register_best(self) -> str | None:
@@ -152,6 +175,7 @@ def _register() -> None:
         ("storage", StorageSettings),
         ("mlflow", MlflowSettings),
         ("sweep", SweepOptions),
+        ("eval", EvalSettings),
     ):
         store.store(group="schema", name=name, node=node, provider="sweeper")
 

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sweeper.core.metrics import Ranking
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
@@ -58,6 +60,7 @@ def describe(
     elapsed: float,
     left: float | None = None,
     best: tuple[float, str] | None = None,
+    ranked_by: str = "mse",
 ) -> str:
     """`12/40 done, 1 failed, 2 running, 25 queued; 0:00:31 elapsed, ~0:01:10 left; best mse
     2743.6 (rf n_estimators=100 max_depth=4)`; the time left and the best are left out when
@@ -69,8 +72,8 @@ def describe(
     if left is not None:
         text += f", ~{clock_time(math.ceil(left))} left"  # rounded up: never "0:00:00 left"
     if best is not None:
-        mse, name = best
-        text += f"; best mse {mse:.6g} ({name})"
+        value, name = best
+        text += f"; best {ranked_by} {value:.6g} ({name})"
     return text
 
 
@@ -89,11 +92,15 @@ class Progress:
         workers: int,
         markers: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ranking: Ranking | None = None,  # None: by test MSE
     ) -> None:
         self.total, self.workers, self.markers, self.clock = total, max(1, workers), markers, clock
+        self.ranking = ranking or Ranking()
         self.started_at = clock()
         self.done = self.failed = 0
-        self.best: tuple[float, int, str] | None = None  # mse, trial index, trial name
+        # The ranking metric's value, trial index, trial name.
+        self.best: tuple[float, int, str] | None = None
+        self._lead = (math.inf, -1)  # the best's (loss, index): what a newcomer must beat
         self._lock = threading.Lock()  # the display reads from its own thread
         self._waiting: deque[int] = deque()  # released, no worker free yet (by the model)
         self._started: dict[int, float] = {}  # trial index → when a worker took it
@@ -125,8 +132,10 @@ class Progress:
                 if not outcome.reused and began is not None:
                     self._trained += 1
                     self._trained_seconds += now - began
-                if self.best is None or (outcome.mse, index) < self.best[:2]:
-                    self.best = (outcome.mse, index, outcome.trial.name)
+                value = self.ranking.value(outcome.metrics)
+                if value is not None and (self.ranking.loss(outcome.metrics), index) < self._lead:
+                    self.best = (value, index, outcome.trial.name)
+                    self._lead = (self.ranking.loss(outcome.metrics), index)
             self._take(now)
 
     def _take(self, now: float) -> None:
@@ -171,7 +180,7 @@ class Progress:
         counts = counts or self.counts()
         best = self.best
         shown = (best[0], best[2]) if best is not None else None
-        return describe(counts, self.elapsed(), self.left(counts), shown)
+        return describe(counts, self.elapsed(), self.left(counts), shown, self.ranking.key)
 
     # The display.
 

@@ -16,7 +16,8 @@ from urllib.parse import quote
 from rich.console import Console
 from rich.table import Table
 
-from sweeper.core.records import FIT_SECONDS, METRICS, RANK_BY, Status, SweepResult
+from sweeper.core.metrics import FIT_SECONDS, METRICS, Ranking, cv_mean, cv_std
+from sweeper.core.records import Status, SweepResult
 from sweeper.core.storage import redact
 
 # A long sweep's table shows its leaders; every trial is in results.json and in MLflow.
@@ -47,6 +48,7 @@ class Report:
     experiment: str
     experiment_id: str
     parent_run_id: str
+    ranking: Ranking = field(default_factory=Ranking)
     notes: Sequence[str] = field(default_factory=tuple)
 
     @classmethod
@@ -63,7 +65,8 @@ class Report:
         ]
         plan = result.plan
         return cls(plan.sweep_id, rows, result.tracking_uri, plan.settings.mlflow.experiment,
-                   result.experiment_id, result.parent_run_id, tuple(result.notes))  # fmt: skip
+                   result.experiment_id, result.parent_run_id, result.ranking,
+                   tuple(result.notes))  # fmt: skip
 
 
 def print_results(result: SweepResult, console: Console | None = None) -> None:
@@ -73,10 +76,13 @@ def print_results(result: SweepResult, console: Console | None = None) -> None:
 def print_report(report: Report, console: Console | None = None) -> None:
     # Logs and pipes get a wide table rather than rich's 80 columns: rows stay greppable.
     console = console or Console(width=None if sys.stdout.isatty() else 160)
-    rows = report.rows
-    title = f"Sweep {report.sweep_id}: {len(rows)} trials, ranked by test {RANK_BY.upper()}"
+    rows, ranking = report.rows, report.ranking
+    title = f"Sweep {report.sweep_id}: {len(rows)} trials, ranked by {ranking.describe()}"
     table = Table(title=title)
-    for column in ("rank", "trial", *METRICS, "fit s", "status"):
+    # The CV column ranks; the test columns are the held-out rows no choice was made on.
+    cv_column = [f"cv {ranking.metric} (± std)"] if ranking.cv else []
+    test_columns = [f"test {m}" if ranking.cv else m for m in METRICS]
+    for column in ("rank", "trial", *cv_column, *test_columns, "fit s", "status"):
         table.add_column(
             column,
             justify="left" if column in ("trial", "status") else "right",
@@ -90,6 +96,9 @@ def print_report(report: Report, console: Console | None = None) -> None:
     for rank, row in enumerate(rows[:MAX_ROWS], start=1):
         m = row.metrics
         cells = [f"{m[k]:.4g}" if k in m else "" for k in METRICS]
+        if ranking.cv:
+            mean, std = cv_mean(ranking.metric), cv_std(ranking.metric)
+            cells.insert(0, f"{m[mean]:.4g} ± {m.get(std, 0):.3g}" if mean in m else "")
         fit = f"{m[FIT_SECONDS]:.2f}" if FIT_SECONDS in m else ""
         table.add_row(str(rank), row.trial, *cells, fit, row.status)
     console.print(table)
@@ -100,9 +109,9 @@ def print_report(report: Report, console: Console | None = None) -> None:
     for row in rows:
         if row.status not in SCORED:
             line(f"{row.status}: {row.trial}: {row.error}")
-    scored = [r for r in rows if r.status in SCORED and RANK_BY in r.metrics]
+    scored = [r for r in rows if r.status in SCORED and ranking.key in r.metrics]
     if scored:
-        line(f"Best: {scored[0].trial} ({RANK_BY} {scored[0].metrics[RANK_BY]:.6g})")
+        line(f"Best: {scored[0].trial} ({best_scores(scored[0].metrics, ranking)})")
     for note in report.notes:
         line(note)
     line(
@@ -116,6 +125,16 @@ def print_report(report: Report, console: Console | None = None) -> None:
     if start:
         line(f"Start MLflow's UI with: {start}")
     line(f"Compare the trials: {compare_link(address, run_ids, [report.experiment_id])}")
+
+
+def best_scores(metrics: Mapping[str, float], ranking: Ranking) -> str:
+    """ "cv_mse 2890 ± 310; test mse 3012": what it was chosen by, then its honest estimate."""
+    test = f"test {ranking.metric} {metrics.get(ranking.metric, float('nan')):.6g}"
+    if not ranking.cv:
+        return test
+    spread = metrics.get(cv_std(ranking.metric))
+    chosen = f"{ranking.key} {metrics[ranking.key]:.6g}" + (f" ± {spread:.3g}" if spread else "")
+    return f"{chosen}; {test}"
 
 
 def ui_address(tracking_uri: str) -> tuple[str | None, str | None]:

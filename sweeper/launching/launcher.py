@@ -42,7 +42,11 @@ class Launch:
         self.study = Study.of(config)
         self.launched = 0
         # A study's settings are checked now, before the optimiser creates (or resumes) it.
-        self.study_sweep = SweepSession(Settings.of(config), self.study) if self.study else None
+        self.settings = Settings.of(config)
+        self.study_sweep = None
+        if self.study is not None:
+            self.study.check(self.settings.ranking)
+            self.study_sweep = SweepSession(self.settings, self.study)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
@@ -50,7 +54,7 @@ class Launch:
         config = self.config
         setup_globals()
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-        sweep = self.study_sweep or SweepSession(Settings.of(config))
+        sweep = self.study_sweep or SweepSession(self.settings)
         self.launched += len(job_overrides)
         composing = _Composing(self, job_overrides, initial_job_idx)
         last = self.study is None or self.launched >= self.study.budget
@@ -111,7 +115,9 @@ class _Composing:
                             working_dir=str(folder),
                             task_name=str(self.launch.config.hydra.job.name))  # fmt: skip
             if outcome.ok:
-                ret.status, ret.return_value = JobStatus.COMPLETED, outcome.mse
+                # What an optimiser reads back: the value the trial is ranked by.
+                ranked_by = self.launch.settings.ranking.key
+                ret.status, ret.return_value = JobStatus.COMPLETED, outcome.metrics.get(ranked_by)
             else:
                 ret.status = JobStatus.FAILED
                 ret.return_value = SweeperError(f"trial '{outcome.trial.name}': {outcome.error}")
@@ -168,4 +174,5 @@ def run_one(cfg: DictConfig) -> float | None:
     job = Job(0, overrides, cfg, str(hydra_cfg.runtime.choices["model"]))
     sweep = SweepSession(Settings.of(cfg))
     outcomes = sweep.run(Batch(Definition(overrides=overrides), lambda: [job]))
-    return outcomes[0].mse if outcomes and outcomes[0].ok else None
+    ranking = sweep.settings.ranking
+    return outcomes[0].metrics.get(ranking.key) if outcomes and outcomes[0].ok else None

@@ -2,7 +2,8 @@
 search space whose values every trial's name shows, and the params of the sweep's run.
 
 Hydra's Optuna sweeper calls the launcher once per batch of `n_jobs` trials and reads each trial's
-test MSE back before it asks for the next batch. The whole invocation is one sweep (see
+ranking value back (its CV MSE by default: `eval.*`) before it asks for the next batch. The whole
+invocation is one sweep (see
 sweeper.launching.sweep): locally one sweep id and one MLflow parent run across its batches; on
 Argo each batch is a workflow, so a sweep run of its own, tied to the study by its params.
 """
@@ -16,7 +17,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
+from sweeper.core.metrics import Ranking
 from sweeper.core.storage import redact
+from sweeper.errors import SweeperError
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Study:
     batch_size: int
     name_keys: tuple[str, ...]
     params: dict[str, str]
+    direction: str | None = None  # the optimiser's: `minimize` or `maximize`
 
     @classmethod
     def of(cls, config: DictConfig) -> Study | None:
@@ -37,8 +41,21 @@ class Study:
             return None
         target = str(sweeper.get("_target_", ""))
         optimiser = "optuna" if "optuna" in target else target.rsplit(".", 1)[-1]
+        direction = sweeper.get("direction")
         return cls(optimiser, int(sweeper.n_trials), max(1, int(sweeper.get("n_jobs") or 1)),
-                   tuple(search_keys(config)), study_params(config))  # fmt: skip
+                   tuple(search_keys(config)), study_params(config),
+                   str(direction).lower() if isinstance(direction, str) else None)  # fmt: skip
+
+    def check(self, ranking: Ranking) -> None:
+        """Each trial returns the value it is ranked by (`ranking.key`): the optimiser must go
+        the way that metric does."""
+        wanted = "maximize" if ranking.maximised else "minimize"
+        if self.direction is not None and self.direction != wanted:
+            raise SweeperError(
+                f"hydra.sweeper.direction={self.direction}, but trials return {ranking.key} "
+                f"(eval.metric={ranking.metric}), which is {wanted[:-1]}ed: set "
+                f"hydra.sweeper.direction={wanted}"
+            )
 
 
 def search_keys(config: DictConfig) -> list[str]:

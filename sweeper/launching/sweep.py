@@ -115,16 +115,17 @@ class SweepSession:
     def _batch_line(self, outcomes: Sequence[Outcome], ran_as: str | None) -> None:
         assert self.study is not None
         batches = math.ceil(self.study.budget / self.study.batch_size)
+        ranking = self.settings.ranking
         finished = [o for o in outcomes if o.ok]
-        best = min(finished, key=lambda o: o.mse) if finished else None
+        best = min(finished, key=lambda o: ranking.loss(o.metrics)) if finished else None
         parts = [
             f"Batch {self.batches}/{batches} of sweep {ran_as or self.sweep_id}: "
             f"{len(outcomes)} trials, {len(finished)} finished",
-            f"best {best.line()}" if best else "none finished",
+            f"best {best.line(ranking)}" if best else "none finished",
         ]
         overall = self.result.best
         if overall is not None:
-            parts.append(f"best so far {overall.line()}")
+            parts.append(f"best so far {overall.line(ranking)}")
         print("; ".join(parts), flush=True)
 
 

@@ -65,6 +65,8 @@ def build_plan(
                 overrides=job.overrides,
                 params=_trial_params(job.model_name, model, group),
                 resources=cfg.get("resources") or {},
+                cv=settings.eval.cv,
+                seed=group.seed,
             )
         )
     return Plan(
@@ -75,6 +77,9 @@ def build_plan(
         sweep_params={
             "n_trials": str(len(trials)),
             "models": ",".join(dict.fromkeys(t.model_name for t in trials)),
+            "eval.cv": str(settings.eval.cv),
+            "eval.metric": settings.eval.metric,
+            "ranked_by": settings.ranking.key,
         },
     )
 

@@ -89,7 +89,8 @@ class Scheduler:
         """Run one batch's trials (already in `result.plan`); their outcomes, in plan order."""
         self.batch, done = batch, len(self.result.outcomes)
         was_open = bool(self.result.parent_run_id)
-        self.progress = Progress(len(batch.trials), self.workers, self.markers)
+        self.progress = Progress(len(batch.trials), self.workers, self.markers,
+                                 ranking=self.settings.ranking)  # fmt: skip
         self.progress.start()
         try:
             for group in batch.groups:
@@ -241,7 +242,8 @@ class Scheduler:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
-        log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line())
+        line = outcome.line(self.settings.ranking)
+        log.info("[%d/%d] %s", len(self.result.outcomes), total, line)
 
     def _broken(self, item: Task, future: Future[Any]) -> None:
         if future is self.isolated:  # alone in its pool: this trial killed its worker
