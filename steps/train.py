@@ -9,7 +9,7 @@ plan, one model on one stored split:
     python -m steps.train --split s3://b/sweeps/preprocess/<key> \
         --model '{"_target_": "sklearn.linear_model.Lasso", "alpha": 0.1}' \
         --tracking-uri http://mlflow:5000 --experiment sweeper --parent-run-id <id> \
-        --sweep-id <id> --name "lasso alpha=0.1" --params '{"model": "lasso", ...}'
+        --sweep-id <id> --name "lasso alpha=0.1" --params '{"model": "lasso", ...}' [--cv 5]
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sweep-id")
     parser.add_argument("--name", help="run name, e.g. 'lasso alpha=0.1'")
     parser.add_argument("--params", default="{}", help="MLflow params as a JSON object")
+    parser.add_argument("--cv", type=int, default=0, help="CV folds of the training rows (0: none)")
+    parser.add_argument("--seed", type=int, default=42, help="shuffles the CV folds")
     args = parser.parse_args(argv)
 
     if args.plan:
@@ -71,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"without --plan these are required: {' '.join(missing)}")
     params = json.loads(args.params)
     trial = Trial(index=0, name=args.name, model_name=str(params.get("model", "")),
-                  model=json.loads(args.model), group="", overrides=(), params=params)  # fmt: skip
+                  model=json.loads(args.model), group="", overrides=(), params=params,
+                  cv=args.cv, seed=args.seed)  # fmt: skip
     tracker = Tracker(args.tracking_uri, args.experiment)
     # A split given by URL alone: the run records no trial key, so no later sweep reuses it.
     split = StoredSplit(url=args.split, key="", reused=True)

@@ -162,7 +162,7 @@ def test_executed_workflow_matches_the_local_backend(
         r.info.run_name: r.data.metrics["mse"] for r in on_local.children
     }
     assert len(on_argo.children) == 9
-    for key in ("best_mse", "n_trials", "n_failed"):
+    for key in ("best_mse", "best_cv_mse", "n_trials", "n_failed"):
         assert on_argo.parent.data.metrics[key] == on_local.parent.data.metrics[key]
     assert on_argo.parent.info.status == "FINISHED"
     # The summary pod left the same things on the sweep's run as a local sweep does.
@@ -171,7 +171,7 @@ def test_executed_workflow_matches_the_local_backend(
         listed = client.list_artifacts(sweep.parent.info.run_id, "results")
         assert sorted(Path(a.path).name for a in listed) == ["results.csv", "results.html"]
         assert len(client.list_artifacts(sweep.parent.info.run_id, "plots")) == 3
-    best = min(on_argo.children, key=lambda r: r.data.metrics["mse"])
+    best = min(on_argo.children, key=lambda r: r.data.metrics["cv_mse"])
     model_uri = client.get_run(best.info.run_id).data.tags["best_model_uri"]
     assert client.get_run(on_argo.parent.info.run_id).data.tags["best_model_uri"] == model_uri
     assert {r.data.params["data.drop"] for r in on_argo.children} == {awkward}

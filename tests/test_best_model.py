@@ -41,7 +41,7 @@ def test_the_best_model_predicts_raw_rows_and_the_registry_holds_it(workdir: Pat
     assert done.returncode == 0, done.stderr[-3000:]
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     [sweep] = sweeps(uri, "sweeper")
-    best = min(sweep.children, key=lambda r: r.data.metrics["mse"])
+    best = min(sweep.children, key=lambda r: r.data.metrics["cv_mse"])
     client = MlflowClient(uri)
     logged = client.get_logged_model(
         client.get_run(best.info.run_id).data.tags["best_model_uri"].removeprefix("models:/")

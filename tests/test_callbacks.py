@@ -38,7 +38,7 @@ def test_a_multirun_fires_each_jobs_start_and_end_with_its_return(workdir: Path)
     assert [ends[n]["status"] for n in (0, 1, 2)] == ["COMPLETED", "COMPLETED", "FAILED"]
     assert "lasso alpha=-1" in ends[2]["value"] and "InvalidParameterError" in ends[2]["value"]
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
-    mse = {r.info.run_name: r.data.metrics.get("mse") for r in sweep.children}
+    mse = {r.info.run_name: r.data.metrics.get("cv_mse") for r in sweep.children}
     assert ends[0]["value"] == mse["lasso alpha=0.1"] and ends[1]["value"] == mse["lasso alpha=1"]
     for end in ends.values():  # each job's own Hydra folder
         overrides = Path(end["working_dir"], ".hydra", "overrides.yaml")
@@ -50,4 +50,4 @@ def test_a_single_run_fires_hydras_own_run_events(workdir: Path) -> None:
     assert code == 0
     assert [e["event"] for e in events] == ["run_start", "job_start", "job_end", "run_end"]
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
-    assert events[2]["value"] == sweep.children[0].data.metrics["mse"]
+    assert events[2]["value"] == sweep.children[0].data.metrics["cv_mse"]  # what it is ranked by

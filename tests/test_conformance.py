@@ -19,6 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import Lasso
 from sklearn.metrics import mean_squared_error
+from sklearn.model_selection import KFold, cross_val_score
 
 from support.argo import render
 from support.argo_runner import ArgoRunner, base_env
@@ -75,15 +76,21 @@ def carseats(s3: S3Server, store: str) -> str:
     return url
 
 
-def expected_mse(s3: S3Server, store: str, alpha: float) -> float:
-    """A lasso fitted here on the sweep's stored split, scored on its test rows."""
+def expected_scores(s3: S3Server, store: str, alpha: float) -> dict[str, float]:
+    """A lasso scored here on the sweep's stored split: 5-fold CV on its training rows (shuffled
+    with the sweep's seed, 42) and, fitted on all of them, on its test rows."""
     fs = s3.fs()
     [split] = fs.ls(store.removeprefix("s3://") + "/preprocess")
     train, test = (pd.read_parquet(io.BytesIO(fs.cat(f"{split}/{name}.parquet")))
                    for name in ("train", "test"))  # fmt: skip
     X_train, X_test = (t.drop(columns=TARGET_COLUMN) for t in (train, test))
-    model = Lasso(alpha=alpha, max_iter=10000, random_state=42).fit(X_train, train[TARGET_COLUMN])
-    return float(mean_squared_error(test[TARGET_COLUMN], model.predict(X_test)))
+    model = Lasso(alpha=alpha, max_iter=10000, random_state=42)
+    folds = KFold(5, shuffle=True, random_state=42)
+    cv = -cross_val_score(model, X_train, train[TARGET_COLUMN], cv=folds,
+                          scoring="neg_mean_squared_error")  # fmt: skip
+    model.fit(X_train, train[TARGET_COLUMN])
+    mse = float(mean_squared_error(test[TARGET_COLUMN], model.predict(X_test)))
+    return {"mse": mse, "cv_mse": float(cv.mean()), "cv_mse_std": float(cv.std())}
 
 
 GRID = ["model=lasso", "model.alpha=0.05,0.5,2"]
@@ -100,12 +107,16 @@ def test_a_grid_gives_one_finished_run_per_trial(
         run = runs[f"lasso alpha={alpha}"]
         assert run.info.status == "FINISHED"
         assert run.data.params["model.class"] == "sklearn.linear_model.Lasso"
-        assert run.data.metrics["mse"] == pytest.approx(expected_mse(s3_server, done.store, alpha))
+        expected = expected_scores(s3_server, done.store, alpha)
+        for key, value in expected.items():
+            assert run.data.metrics[key] == pytest.approx(value), key
     parent = done.sweep.parent
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["n_trials"] == 3 and parent.data.metrics["n_failed"] == 0
-    assert parent.data.metrics["best_mse"] == min(r.data.metrics["mse"] for r in runs.values())
-    best = min(runs.values(), key=lambda r: r.data.metrics["mse"])
+    # The winner is the lowest CV MSE; its test MSE is what the sweep reports of it.
+    best = min(runs.values(), key=lambda r: r.data.metrics["cv_mse"])
+    assert parent.data.metrics["best_cv_mse"] == best.data.metrics["cv_mse"]
+    assert parent.data.metrics["best_mse"] == best.data.metrics["mse"]
     client = MlflowClient(mlflow_server)
     assert (
         parent.data.tags["best_model_uri"]

@@ -90,4 +90,4 @@ def test_a_study_is_one_sweep_across_its_batches(
     assert len(json.loads((record / "results.json").read_text())["trials"]) == 4
     printed = capsys.readouterr().out
     assert f"Batch 1/2 of sweep {sweep.sweep_id}: 2 trials, 2 finished" in printed
-    assert printed.count("ranked by test MSE") == 1  # one table, at the end
+    assert printed.count("ranked by CV MSE") == 1  # one table, at the end

@@ -33,6 +33,9 @@ def test_default_demo_sweep_logs_parent_and_children_and_reuses_preprocess(
         assert math.isfinite(metrics["mse"]) and metrics["mse"] < baseline
         assert metrics["rmse"] == pytest.approx(math.sqrt(metrics["mse"]))
         assert {"mae", "r2", "fit_seconds"} <= metrics.keys()
+        # Cross-validated on the training rows (eval.cv=5 by default), every metric.
+        for metric in ("mse", "rmse", "mae", "r2"):
+            assert math.isfinite(metrics[f"cv_{metric}"]) and metrics[f"cv_{metric}_std"] > 0
     lasso = sweep.by_name()["lasso alpha=0.1"]
     assert lasso.data.params["model.alpha"] == "0.1"
     assert lasso.data.params["data.name"] == "diabetes"
@@ -42,7 +45,12 @@ def test_default_demo_sweep_logs_parent_and_children_and_reuses_preprocess(
     )
     parent = sweep.parent.data.metrics
     assert parent["n_trials"] == 9 and parent["n_failed"] == 0
-    assert parent["best_mse"] == min(r.data.metrics["mse"] for r in sweep.children)
+    # Chosen by CV on the training rows; its test MSE is reported, not chosen on.
+    best = min(sweep.children, key=lambda r: r.data.metrics["cv_mse"])
+    assert parent["best_cv_mse"] == best.data.metrics["cv_mse"]
+    assert parent["best_mse"] == best.data.metrics["mse"]
+    assert sweep.parent.data.params["ranked_by"] == "cv_mse"
+    assert f"Best: {best.info.run_name} (cv_mse" in first.stdout
     assert sweep.parent.info.status == "FINISHED"
     assert "lasso alpha=0.1" in first.stdout  # the ranked table
 

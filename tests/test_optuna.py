@@ -28,7 +28,7 @@ def complete(found: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def best_child(runs: list[Run]) -> Run:
-    return min(runs, key=lambda r: r.data.metrics["mse"])
+    return min(runs, key=lambda r: r.data.metrics["cv_mse"])
 
 
 def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
@@ -47,21 +47,22 @@ def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
     assert len(sweep.children) == 6  # two batches, one parent run
     assert {r.info.status for r in [sweep.parent, *sweep.children]} == {"FINISHED"}
     best = best_child(sweep.children)
-    assert best.data.metrics["mse"] == found.best_value
+    # Optuna minimised each trial's CV MSE (the test rows played no part in the search).
+    assert best.data.metrics["cv_mse"] == found.best_value
     assert float(best.data.params["model.alpha"]) == found.best_params["model.alpha"]
     # Names show 4 significant digits; the run's param (above) has the exact value.
     assert best.info.run_name == f"lasso alpha={found.best_params['model.alpha']:.4g}"
-    assert sweep.parent.data.metrics["best_mse"] == found.best_value
+    assert sweep.parent.data.metrics["best_cv_mse"] == found.best_value
     assert sweep.parent.data.metrics["n_trials"] == 6
     assert sweep.parent.data.params["study"] == "lasso"
     assert sweep.parent.data.params["n_trials"] == "6"
-    # Every value Optuna tried is a child run, with the MSE Optuna was told.
+    # Every value Optuna tried is a child run, with the CV MSE Optuna was told.
     assert sorted((t.params["model.alpha"], t.value) for t in complete(found)) == sorted(
-        (float(r.data.params["model.alpha"]), r.data.metrics["mse"]) for r in sweep.children
+        (float(r.data.params["model.alpha"]), r.data.metrics["cv_mse"]) for r in sweep.children
     )
     # One line per batch, the ranked table once; the split preprocessed once, then reused.
     assert "Batch 1/2 of sweep " + sweep.sweep_id in first.stdout
-    assert first.stdout.count("ranked by test MSE") == 1
+    assert first.stdout.count("ranked by CV MSE") == 1
     log = first.stdout + first.stderr
     assert log.count("Preprocess ") == 2 and log.count(": stored ") == 1, log
     assert len(list((workdir / "sweeper-store" / "preprocess").iterdir())) == 1
@@ -83,8 +84,8 @@ def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
     assert first_sweep.parent.info.run_id == sweep.parent.info.run_id
     assert len(second.children) == 3 and second.parent.data.params["study"] == "lasso"
     children = first_sweep.children + second.children
-    assert best_child(children).data.metrics["mse"] == found.best_value
-    assert second.parent.data.metrics["best_mse"] == min(t.value for t in complete(found)[6:])
+    assert best_child(children).data.metrics["cv_mse"] == found.best_value
+    assert second.parent.data.metrics["best_cv_mse"] == min(t.value for t in complete(found)[6:])
     log = resumed.stdout + resumed.stderr
     assert log.count("Preprocess ") == 1 and ": reused " in log and ": stored " not in log
 

@@ -193,7 +193,7 @@ def test_argo_counts_come_from_train_pods_and_the_plan() -> None:
 def results_best(workdir: Path) -> tuple[str, float]:
     [record] = (workdir / "sweeper-store" / "sweeps").glob("*/results.json")
     best = json.loads(record.read_text())["trials"][0]
-    return best["name"], best["metrics"]["mse"]
+    return best["name"], best["metrics"]["cv_mse"]
 
 
 def test_captured_output_gets_plain_progress_lines(workdir: Path) -> None:
@@ -208,12 +208,12 @@ def test_captured_output_gets_plain_progress_lines(workdir: Path) -> None:
     final = lines[shown[-1]].split("] progress: ", 1)[1]
     match = re.fullmatch(
         r"4/4 done, 0 failed, 0 running, 0 queued; \d+:\d\d:\d\d elapsed; "
-        r"best mse (\S+) \((.+)\)",
+        r"best cv_mse (\S+) \((.+)\)",
         final,
     )
     assert match, final
     # The same winner as the results table printed after it, and as results.json.
-    table = next(i for i, line in enumerate(lines) if "ranked by test MSE" in line)
+    table = next(i for i, line in enumerate(lines) if "ranked by CV MSE" in line)
     assert shown[-1] < table
     rank_one = next(re.match(r"│\s+1 │ (.+?)\s+│", line) for line in lines[table:]
                     if re.match(r"│\s+1 │", line))  # fmt: skip
@@ -265,11 +265,11 @@ def test_a_terminal_gets_a_live_display_then_the_table(workdir: Path) -> None:
     assert ("0", "0", "0", "4") in states  # drawn before any trial ended
     assert states[-1] == ("4", "0", "0", "0")  # and left with the final counts
     final = out.rindex("4/4 done, 0 failed, 0 running, 0 queued")
-    assert "best mse" in out[final:].split("\n", 1)[0]
+    assert "best cv_mse" in out[final:].split("\n", 1)[0]
     # Redrawn in place, and the per-trial log lines go above it: each clears the display's
     # line before it is written, rather than being written into it.
     assert out.count("\x1b[2K") > 4
     logged = re.findall(r"(\x1b\[2K)?\[[\d-]+ [\d:,]+\]\[HYDRA\] \[\d/4\] lasso", out)
     assert logged == ["\x1b[2K"] * 4
-    table = out.index("ranked by test MSE")
+    table = out.index("ranked by CV MSE")
     assert final < table and "│ lasso alpha=" in out[table:]

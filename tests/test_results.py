@@ -69,8 +69,8 @@ def test_a_sweep_ends_with_its_compare_link_artifacts_and_best_model(finished: F
     assert f"Start MLflow's UI with: mlflow ui --backend-store-uri {uri}" in finished.stdout
     assert sorted(runs) == sorted(r.info.run_id for r in sweep.children)
     assert experiments == [sweep.parent.info.experiment_id]
-    by_mse = sorted(sweep.children, key=lambda r: r.data.metrics["mse"])
-    assert runs == [r.info.run_id for r in by_mse]  # ranked as the table is
+    by_cv = sorted(sweep.children, key=lambda r: r.data.metrics["cv_mse"])
+    assert runs == [r.info.run_id for r in by_cv]  # ranked as the table is: by CV MSE
 
     artifacts = parent_artifacts(uri, sweep, workdir / "downloaded")
     assert (workdir / "mlartifacts").is_dir()  # beside the database, not in some cwd
@@ -91,7 +91,7 @@ def test_a_sweep_ends_with_its_compare_link_artifacts_and_best_model(finished: F
 
     # The best trial's model: on its own run, a Pipeline with a signature on the data's own
     # columns; from the raw test rows it scores what the trial scored.
-    best = by_mse[0]
+    best = by_cv[0]
     client = MlflowClient(uri)
     model_uri = client.get_run(best.info.run_id).data.tags["best_model_uri"]
     assert sweep_tag(client, sweep, "best_model_uri") == model_uri
@@ -128,10 +128,12 @@ def test_register_best_adds_only_better_versions_and_report_reprints_each_sweep(
     workdir: Path,
 ) -> None:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    register = "mlflow.register_best=diabetes-regressor"
+    # Ranked on the test rows (eval.cv=0), so each sweep's winner is its lowest test MSE: the
+    # decisions below are the registry's alone (champion and challenger on the same test rows).
+    register = ["mlflow.register_best=diabetes-regressor", "eval.cv=0"]
     outputs = []
     for models in ("model=lasso", "model=rf", "model=lasso model.alpha=1.0,0.5"):
-        done = run_sweeper([*models.split(), register, "-m"], cwd=workdir)
+        done = run_sweeper([*models.split(), *register, "-m"], cwd=workdir)
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
     lasso, rf, lasso_again = sweeps(uri, "sweeper")

@@ -111,10 +111,7 @@ def register_if_better(
         try:
             scores = _score_registered(f"models:/{name}/{latest.version}", split_url)
         except Exception as err:  # other columns than tonight's data, a flavour not loadable here
-            reason = (
-                f"version {latest.version} cannot score this data "
-                f"({type(err).__name__}: {_first_line(err)})"
-            )
+            reason = f"version {latest.version} cannot score this data ({type(err).__name__})"
         else:
             champion = scores[metric]
             if ranking.loss({metric: champion}) <= ranking.loss({metric: challenger}):
@@ -126,11 +123,6 @@ def register_if_better(
     tags = {metric: repr(challenger), "trial": best.trial.name, "sweep_id": sweep_id}
     version = mlflow.register_model(model.uri, name, tags=tags)
     return f"Registry: {name} version {version.version} ({metric} {challenger:.6g}; {reason})"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else ""
 
 
 def _score_registered(model_uri: str, split_url: str) -> dict[str, float]:
