@@ -186,7 +186,8 @@ def test_failed_trials_still_get_a_summary(
     s3_server.fs().mkdir(bucket)
     manifest = render(
         workdir,
-        ["model=lasso", "model.alpha=0.1,-1", f"storage.root=s3://{bucket}/store",
+        ["model=knn", "model.weights=uniform", "model.n_neighbors=5,1000",
+         f"storage.root=s3://{bucket}/store",
          f"mlflow.tracking_uri={mlflow_server}", "mlflow.experiment=argo-failing",
          f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
          "argo.secrets=[s3]", "-m"],
@@ -195,10 +196,10 @@ def test_failed_trials_still_get_a_summary(
     runner = ArgoRunner(manifest, env=base_env(), secrets={"s3": credentials})
     assert runner.run() == "Failed"
     assert runner.pods[-1].template == "summary"
-    assert "lasso alpha=-1" in runner.pods[-1].stdout
+    assert "knn n_neighbors=1000" in runner.pods[-1].stdout
     [sweep] = sweeps(mlflow_server, "argo-failing")
     assert {r.info.run_name: r.info.status for r in sweep.children} == {
-        "lasso alpha=0.1": "FINISHED", "lasso alpha=-1": "FAILED"
+        "knn n_neighbors=5": "FINISHED", "knn n_neighbors=1000": "FAILED"
     }  # fmt: skip
     assert sweep.parent.data.metrics["n_failed"] == 1
     assert sweep.parent.info.status == "FAILED"
@@ -208,11 +209,11 @@ def test_failed_trials_still_get_a_summary(
     again = ArgoRunner(
         {**manifest, "metadata": metadata}, env=base_env(), secrets={"s3": credentials}
     )
-    assert again.run() == "Failed"  # alpha=-1 still fails
+    assert again.run() == "Failed"  # n_neighbors=1000 still fails
     _, second = sweeps(mlflow_server, "argo-failing")
-    assert [r.info.run_name for r in second.children] == ["lasso alpha=-1"]
+    assert [r.info.run_name for r in second.children] == ["knn n_neighbors=1000"]
     assert second.parent.data.metrics["n_reused"] == 1
-    assert "lasso alpha=0.1" in again.pods[-1].stdout  # the summary still ranks it
+    assert "knn n_neighbors=5" in again.pods[-1].stdout  # the summary still ranks it
 
 
 def test_optuna_batch_executed_as_a_workflow(

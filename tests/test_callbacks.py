@@ -24,22 +24,25 @@ def recorded(workdir: Path, args: list[str]) -> tuple[int, list[dict[str, Any]]]
 
 
 def test_a_multirun_fires_each_jobs_start_and_end_with_its_return(workdir: Path) -> None:
-    code, events = recorded(workdir, ["model=lasso", "model.alpha=0.1,1,-1", "-m"])
+    # n_neighbors=1000: more neighbours than training rows, which only the fit finds.
+    args = ["model=knn", "model.weights=uniform", "model.n_neighbors=5,10,1000", "-m"]
+    code, events = recorded(workdir, args)
     assert code == 1  # one trial failed
     assert [e["event"] for e in events] == [
         "multirun_start", *["job_start"] * 3, *["job_end"] * 3, "multirun_end"
     ]  # fmt: skip
     starts = [e for e in events if e["event"] == "job_start"]
     assert [e["num"] for e in starts] == [0, 1, 2]
-    assert starts[2]["overrides"] == ["model=lasso", "model.alpha=-1"]
-    assert {e["model"] for e in starts} == {"sklearn.linear_model.Lasso"}
+    assert starts[2]["overrides"] == [*args[:2], "model.n_neighbors=1000"]
+    assert {e["model"] for e in starts} == {"sklearn.neighbors.KNeighborsRegressor"}
 
     ends = {e["num"]: e for e in events if e["event"] == "job_end"}
     assert [ends[n]["status"] for n in (0, 1, 2)] == ["COMPLETED", "COMPLETED", "FAILED"]
-    assert "lasso alpha=-1" in ends[2]["value"] and "InvalidParameterError" in ends[2]["value"]
+    assert "knn n_neighbors=1000" in ends[2]["value"] and "n_neighbors" in ends[2]["value"]
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     mse = {r.info.run_name: r.data.metrics.get("cv_mse") for r in sweep.children}
-    assert ends[0]["value"] == mse["lasso alpha=0.1"] and ends[1]["value"] == mse["lasso alpha=1"]
+    assert ends[0]["value"] == mse["knn n_neighbors=5"]
+    assert ends[1]["value"] == mse["knn n_neighbors=10"]
     for end in ends.values():  # each job's own Hydra folder
         overrides = Path(end["working_dir"], ".hydra", "overrides.yaml")
         assert overrides.is_file() and Path(end["working_dir"]).name == str(end["num"])

@@ -127,18 +127,16 @@ def test_a_grid_gives_one_finished_run_per_trial(
 
 
 def test_a_failing_trial_fails_alone_and_the_sweep_says_so(execute: Execute) -> None:
-    done = execute(["model=lasso", "model.alpha=0.5,-1"])
+    # Values scikit-learn accepts, but a fit cannot use: more neighbours than training rows.
+    done = execute(["model=knn", "model.weights=uniform", "model.n_neighbors=5,1000"])
     assert not done.ok
     runs = done.sweep.by_name()
     assert {name: r.info.status for name, r in runs.items()} == {
-        "lasso alpha=0.5": "FINISHED", "lasso alpha=-1": "FAILED"
+        "knn n_neighbors=5": "FINISHED", "knn n_neighbors=1000": "FAILED"
     }  # fmt: skip
-    failed = runs["lasso alpha=-1"].data.tags
-    assert failed["error.type"] == "InvalidParameterError"
-    assert (
-        "'alpha' parameter of Lasso must be a float in the range [0.0, inf)"
-        in failed["error.message"]
-    )
+    failed = runs["knn n_neighbors=1000"].data.tags
+    assert failed["error.type"] == "ValueError"
+    assert "Expected n_neighbors <= n_samples_fit" in failed["error.message"]
     assert done.sweep.parent.info.status == "FAILED"
     assert done.sweep.parent.data.metrics["n_failed"] == 1
 

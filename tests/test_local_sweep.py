@@ -172,16 +172,20 @@ def test_changed_data_at_the_same_path_is_preprocessed_again(workdir: Path) -> N
     assert all("Population" not in pd.read_parquet(d / "test.parquet").columns for d in stored)
 
 
+# Values scikit-learn accepts, but a fit cannot use: more neighbours than training rows.
+FAILS_AT_FIT = ["model=knn", "model.weights=uniform"]
+
+
 def test_a_failing_trial_does_not_stop_the_others(workdir: Path) -> None:
-    result = run_sweeper(["model=lasso", "model.alpha=0.1,-1,1", "-m"], cwd=workdir)
+    result = run_sweeper([*FAILS_AT_FIT, "model.n_neighbors=5,1000,10", "-m"], cwd=workdir)
     assert result.returncode == 1
-    assert "lasso alpha=-1" in result.stdout and "InvalidParameterError" in result.stdout
+    assert "knn n_neighbors=1000" in result.stdout and "Expected n_neighbors" in result.stdout
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     status = {r.info.run_name: r.info.status for r in sweep.children}
-    assert status == {"lasso alpha=0.1": "FINISHED", "lasso alpha=-1": "FAILED",
-                      "lasso alpha=1": "FINISHED"}  # fmt: skip
-    failed = sweep.by_name()["lasso alpha=-1"]
-    assert failed.data.tags["error.type"] == "InvalidParameterError"
+    assert status == {"knn n_neighbors=5": "FINISHED", "knn n_neighbors=1000": "FAILED",
+                      "knn n_neighbors=10": "FINISHED"}  # fmt: skip
+    failed = sweep.by_name()["knn n_neighbors=1000"]
+    assert failed.data.tags["error.type"] == "ValueError"
     assert sweep.parent.data.metrics["n_failed"] == 1
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 from sweeper.core import storage
 from sweeper.core.metrics import FIT_SECONDS, METRICS, cv_mean, cv_std
 from sweeper.core.mlflow_store import now_ms
-from sweeper.core.records import TARGET_COLUMN, TrialScore
+from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -151,6 +152,33 @@ def build_estimator(model: Mapping[str, Any]) -> BaseEstimator:
     kwargs = {k: v for k, v in model.items() if k != "_target_"}
     built: BaseEstimator = get_class(model["_target_"])(**kwargs)
     return built
+
+
+def model_errors(trials: Sequence[Trial]) -> list[str]:
+    """What fitting would refuse in the trials' model values, one line each, found without
+    fitting (each distinct config checked once): a class that does not exist, an unknown
+    argument, `alpha=-1`. The sweep's run opens only when there are none."""
+    errors, seen = [], set()
+    for trial in trials:
+        identity = json.dumps(trial.model, sort_keys=True, default=str)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        try:
+            check_model(trial.model)
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            errors.append(f"trial '{trial.name}': {type(err).__name__}: {first}")
+    return errors
+
+
+def check_model(model: Mapping[str, Any]) -> None:
+    """Raise what fitting the model config would raise for its values: scikit-learn's own
+    parameter check, which its estimators run first thing in `fit`."""
+    estimator = build_estimator(model)
+    validate = getattr(estimator, "_validate_params", None)  # scikit-learn >= 1.2's estimators
+    if callable(validate):
+        validate()
 
 
 def limit_threads(threads: int) -> None:

@@ -38,6 +38,26 @@ class StoredSplit:
     url: str  # folder holding train.parquet, test.parquet and meta.json
     key: str
     reused: bool  # True when an earlier run had already stored this split
+    # What preprocessing did to the data (SPLIT_REPORT's counts) and what it warned of.
+    report: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """ "322 rows in, 59 dropped (missing target), 184 train / 79 test; 19 columns → 22
+        features" """
+        r = self.report
+        if not r:
+            return ""
+        return (
+            f"{r['rows_in']} rows in, {r['rows_dropped_missing_target']} dropped (missing "
+            f"target), {r['rows_train']} train / {r['rows_test']} test; {r['columns_in']} "
+            f"columns → {r['features_out']} features"
+        )
+
+
+# What a stored split's report counts, in the order it is said.
+SPLIT_REPORT = ("rows_in", "rows_dropped_missing_target", "rows_train", "rows_test",
+                "columns_in", "features_out")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -208,7 +228,8 @@ class SweepResult:
     tracking_uri: str
     outcomes: list[Outcome] = field(default_factory=list)
     splits: dict[str, StoredSplit] = field(default_factory=dict)
-    preprocess_errors: list[str] = field(default_factory=list)
+    # Bad input (data, split settings, model values) that stopped trials before they ran.
+    input_errors: list[str] = field(default_factory=list)
     experiment_id: str = ""  # MLflow's, for links to the sweep's runs
     notes: list[str] = field(default_factory=list)  # what ending the sweep's run reported
 

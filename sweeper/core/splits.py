@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 
 from sweeper.core import storage
-from sweeper.core.records import Plan, StoredSplit
+from sweeper.core.records import SPLIT_REPORT, Plan, StoredSplit
 
 
 def record_split(plan: Plan, group_id: str, split: StoredSplit) -> str:
@@ -23,7 +24,21 @@ def recorded_split(plan: Plan, group_id: str) -> StoredSplit:
     """The split `record_split` recorded for a group; FileNotFoundError when none was."""
     text = storage.read_record(plan.settings.storage.root, plan.sweep_id,
                                storage.split_record(group_id))  # fmt: skip
-    return StoredSplit(**json.loads(text))
+    record = json.loads(text)
+    return StoredSplit(**{**record, "warnings": tuple(record.get("warnings") or ())})
+
+
+def report_params(splits: Mapping[str, StoredSplit]) -> dict[str, str]:
+    """The sweep run's params of what preprocessing did (`data.rows_dropped_missing_target`…):
+    one param per count when every group agrees, else one per group (`….<group>`)."""
+    params = {}
+    for key in SPLIT_REPORT:
+        values = {group: split.report[key] for group, split in splits.items() if split.report}
+        if len(set(values.values())) == 1:
+            params[f"data.{key}"] = str(next(iter(values.values())))
+        else:
+            params.update({f"data.{key}.{group}": str(v) for group, v in values.items()})
+    return params
 
 
 def recorded_splits(plan: Plan) -> dict[str, StoredSplit]:

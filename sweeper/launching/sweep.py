@@ -93,9 +93,9 @@ class SweepSession:
             raise
         if self.study is not None and outcomes is not None:
             self._batch_line(outcomes, batch.ran_as)
-        errors = self._result.preprocess_errors if self._result else []
-        if batch.last or errors:
-            self.end(None if batch.last else Status.FAILED)
+        errors = self._result.input_errors if self._result else []
+        if batch.last or errors:  # refused input ends the sweep: no table of what did not run
+            self.end(Status.FAILED if errors else None)
         if errors:
             raise SweeperError(errors[0])
         return outcomes

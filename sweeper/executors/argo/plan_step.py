@@ -30,8 +30,13 @@ from sweeper.planning.definition import Definition, plan_from_definition
 
 def plan_sweep(definition: Definition, sweep_id: str) -> Plan:
     """The plan, recorded under storage.root with the sweep's run opened."""
+    from sweeper.core.fitting import model_errors
+
     plan = plan_from_definition(definition, sweep_id)
     settings = plan.settings
+    errors = model_errors(plan.trials)
+    if errors:  # refused before the sweep's run exists: bad input leaves no run
+        raise SweeperError(errors[0])
     storage.check_root(settings.storage.root)
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
     plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, plan.sweep_params))

@@ -1,8 +1,10 @@
 """The local executor's event loop: one sweep's batches run by a pool of warm worker processes.
 
-Workers do what an Argo pod does (`worker`): open the sweep's run, preprocess each group, train
+Workers do what an Argo pod does (`worker`): preprocess each group, open the sweep's run, train
 and log each trial. This process only schedules: trials go out longest first as soon as their
-group's split is stored, and outcomes come back with their MLflow run ids.
+group's split is stored, and outcomes come back with their MLflow run ids. The sweep's run opens
+only once the input is known to be sound (every group of the first batch preprocessed, every
+model value accepted): bad input is refused in one line and leaves no run behind.
 
 A worker that dies breaks the whole pool and every task queued on it. The trials that were
 running then (their marker files say which) are re-run one at a time in a pool of their own, so
@@ -33,6 +35,7 @@ from sweeper.core.records import (
     SweepResult,
     Trial,
 )
+from sweeper.core.splits import report_params
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import worker
@@ -41,7 +44,11 @@ if TYPE_CHECKING:
     from sweeper.conclusion.conclude import SweepEnd
 
 log = logging.getLogger(__name__)
-Task = PreprocessGroup | Trial | None  # None: opening the sweep's run
+# What a worker may be doing for the sweep, besides preprocessing a group and training a trial.
+WARM_STORE = "open the tracking store"
+CHECK_MODELS = "check the model values"
+OPEN_RUN = "open the sweep's run"
+Task = PreprocessGroup | Trial | str
 
 
 class Scheduler:
@@ -64,6 +71,8 @@ class Scheduler:
         self.suspects: list[Trial] = []
         self.splits: dict[str, StoredSplit] = {}
         self.waiting: list[Trial] = []  # split stored, sweep run not yet open
+        self.unchecked: set[str] = set()  # groups and checks the run waits for
+        self.checking: list[Trial] = []
         self.preprocess_breaks: Counter[str] = Counter()
         self.pending: dict[Future[Any], Task] = {}
         self.batch: Plan | None = None
@@ -71,15 +80,23 @@ class Scheduler:
         self.abandoned = False
 
     def open(self) -> None:
-        """Open the sweep's run in a worker; it opens while the first groups preprocess."""
-        self._open_run()
+        """Open the tracking store in a worker while the first batch's input is checked."""
+        self.pending[self.pool.submit(worker.warm_tracking, self.settings)] = WARM_STORE
 
-    def _open_run(self) -> None:
+    def _open_run_args(self) -> tuple[Any, ...]:
         # The run is owned by this process: tagged with a worker's pid, the next sweep would
         # take it for an orphan once that worker exits.
         plan = self.result.plan
-        args = (self.settings, plan.sweep_id, plan.sweep_params, os.getpid())
-        self.pending[self.pool.submit(worker.open_sweep, *args)] = None
+        params = {**plan.sweep_params, **report_params(self.splits)}  # what preprocessing did
+        return (self.settings, plan.sweep_id, params, os.getpid())
+
+    def _ready(self, checked: str) -> None:
+        """One more part of the input is sound; the run opens once all of it is."""
+        if checked not in self.unchecked:
+            return
+        self.unchecked.discard(checked)
+        if not self.unchecked and not self.result.input_errors:
+            self._submit(OPEN_RUN)
 
     @property
     def sweep(self) -> SweepRef:
@@ -93,9 +110,17 @@ class Scheduler:
                                  ranking=self.settings.ranking)  # fmt: skip
         self.progress.start()
         try:
+            if not was_open:  # the first batch: the run waits for its input to be checked
+                self.unchecked = {CHECK_MODELS, *(g.id for g in batch.groups)}
+                self.checking = list(batch.trials)
+                self._submit(CHECK_MODELS)
             for group in batch.groups:
                 self._submit(group)
             self._until_done()
+            if self.waiting:  # their sweep never started: its input was refused
+                reason = self.result.input_errors[0] if self.result.input_errors else "not run"
+                self._not_run(self.waiting, reason, refused=False)
+                self.waiting = []
         finally:
             self.progress.stop()  # before the results table is printed
         if was_open:  # the batches so far; the first batch's was written when the run opened
@@ -114,7 +139,7 @@ class Scheduler:
         finally:
             if not self.abandoned:
                 self._shutdown()
-        if status != Status.KILLED:
+        if status != Status.KILLED and result.parent_run_id:  # refused input leaves no record
             storage.write_record(self.settings.storage.root, result.plan.sweep_id,
                                  storage.RESULTS, result.to_json())  # fmt: skip
         return result
@@ -146,13 +171,19 @@ class Scheduler:
     def _cleanup(self) -> None:
         shutil.rmtree(self.markers, ignore_errors=True)
 
-    def _submit(self, item: PreprocessGroup | Trial, pool: ProcessPoolExecutor | None = None
-                ) -> Future[Any]:  # fmt: skip
+    def _submit(self, item: Task, pool: ProcessPoolExecutor | None = None) -> Future[Any]:
         pool = pool or self.pool
         future: Future[Any]
-        if isinstance(item, PreprocessGroup):
+        if item == WARM_STORE:
+            future = pool.submit(worker.warm_tracking, self.settings)
+        elif item == CHECK_MODELS:
+            future = pool.submit(worker.check_models, self.checking)
+        elif item == OPEN_RUN:
+            future = pool.submit(worker.open_sweep, *self._open_run_args())
+        elif isinstance(item, PreprocessGroup):
             future = pool.submit(worker.prepare_group, item, self.settings)
         else:
+            assert isinstance(item, Trial)
             split = self.splits[item.group]
             future = pool.submit(worker.train_trial, self.settings, self.sweep, item, split,
                                  self.markers)  # fmt: skip
@@ -168,11 +199,18 @@ class Scheduler:
                 item = self.pending.pop(future)
                 if isinstance(future.exception(), BrokenProcessPool):
                     self._broken(item, future)
-                elif item is None:
+                elif item == WARM_STORE:
+                    future.result()  # an unreachable store is said now, before anything runs
+                elif item == CHECK_MODELS:
+                    for error in future.result():
+                        self.result.input_errors.append(error)
+                    self._ready(CHECK_MODELS)
+                elif item == OPEN_RUN:
                     self._opened(future)
                 elif isinstance(item, PreprocessGroup):
                     self._preprocessed(item, future)
                 else:
+                    assert isinstance(item, Trial)
                     self._trained(item, future)
 
     def _opened(self, future: Future[tuple[str, list[str]]]) -> None:
@@ -206,9 +244,16 @@ class Scheduler:
             self._not_run(trials, str(err))
             return
         self.result.splits[group.id] = self.splits[group.id] = split
-        log.info(
-            "Preprocess %s: %s %s", group.id, "reused" if split.reused else "stored", split.url
-        )
+        done = "reused" if split.reused else "stored"
+        log.info("Preprocess %s: %s %s: %s", group.id, done, split.url, split.describe())
+        for warning in split.warnings:
+            log.warning("Preprocess %s: %s", group.id, warning)
+        folds, rows = self.settings.eval.cv, split.report.get("rows_train", 0)
+        if rows and folds > rows:
+            self._not_run(trials, f"eval.cv={folds} needs at least {folds} training rows; "
+                          f"the split has {rows}")  # fmt: skip
+            return
+        self._ready(group.id)
         to_train = []
         for trial in trials:
             earlier = lifecycle.reused(trial, split, finished)
@@ -221,8 +266,9 @@ class Scheduler:
         else:
             self.waiting.extend(to_train)
 
-    def _not_run(self, trials: list[Trial], error: str) -> None:
-        self.result.preprocess_errors.append(error)
+    def _not_run(self, trials: list[Trial], error: str, refused: bool = True) -> None:
+        if refused:
+            self.result.input_errors.append(error)
         not_run = [Outcome.not_run(t, error) for t in trials]
         self.result.outcomes.extend(not_run)
         self.progress.settled(*not_run)
@@ -269,8 +315,8 @@ class Scheduler:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self.new_pool(self.workers)
         for lost in affected:
-            if lost is None:
-                self._open_run()
+            if isinstance(lost, str):
+                self._submit(lost)
             elif isinstance(lost, Trial) and lost.index in running:
                 self.suspects.append(lost)
             elif isinstance(lost, PreprocessGroup) and self.preprocess_breaks[lost.id] >= 1:

@@ -43,6 +43,18 @@ def open_sweep(
     return sweeps.start_sweep(sweep_id, params, owner_pid), orphans
 
 
+def warm_tracking(settings: Settings) -> None:
+    """Open the tracking store (a new database gets its tables, seconds of migrations) while the
+    input is checked; the sweep's run opens only once it is sound."""
+    tracker(settings)
+
+
+def check_models(trials: list[Trial]) -> list[str]:
+    from sweeper.core.fitting import model_errors
+
+    return model_errors(trials)
+
+
 def prepare_group(group: PreprocessGroup, settings: Settings) -> tuple[StoredSplit, Finished]:
     """The group's stored split, and what the reuse lookup finds on it."""
     from steps.preprocess import preprocess
