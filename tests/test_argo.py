@@ -272,7 +272,8 @@ def test_optuna_batch_executed_as_a_workflow(
     assert sweep.sweep_id == name and sweep.parent.info.status == "FINISHED"
     assert sweep.parent.data.params["study"] == "on-argo"
     assert sweep.parent.data.params["study.batch"] == "1"
-    by_alpha = {float(r.data.params["model.alpha"]): r.data.metrics["mse"] for r in sweep.children}
+    by_alpha = {float(r.data.params["model.alpha"]): r.data.metrics["cv_mse"]
+                for r in sweep.children}  # fmt: skip
     assert by_alpha == {t.params["model.alpha"]: t.value for t in trials}  # read back in order
     assert min(by_alpha.values()) == found.best_value
     assert f"Study: 2 trials in 1 workflow ({name})" in result.stdout

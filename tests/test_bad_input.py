@@ -117,5 +117,5 @@ def test_missing_bucket_and_unreachable_endpoint_are_named(
         cwd=workdir, env=no_endpoint,
     )  # fmt: skip
     assert data.returncode != 0
-    assert "data.path s3://bucket/sales.csv cannot be read: Could not connect" in data.stderr
+    assert "data.path s3://bucket/sales.csv cannot be reached: Could not connect" in data.stderr
     assert "Traceback" not in missing.stderr + unreachable.stderr + data.stderr

@@ -92,8 +92,10 @@ def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
 
 def test_a_failing_batch_ends_the_sweep_run_failed(workdir: Path) -> None:
     result = run_sweeper(
-        ["hydra/sweeper=optuna", "model=lasso", "model.alpha=interval(-2,-1)",
-         "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "-m"],
+        # More neighbours than training rows: values a fit cannot use, found by fitting.
+        ["hydra/sweeper=optuna", "model=knn", "model.weights=uniform",
+         "model.n_neighbors=int(interval(1000,2000))", "hydra.sweeper.n_trials=4",
+         "hydra.sweeper.n_jobs=2", "-m"],
         cwd=workdir,
     )  # fmt: skip
     assert result.returncode == 1  # Optuna gives up after the first batch (max_failure_rate 0)
@@ -117,3 +119,15 @@ def test_render_to_is_refused(workdir: Path) -> None:
     ) in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
     assert not (workdir / "x.yaml").exists()
+
+
+def test_a_first_batch_of_refused_values_leaves_no_run(workdir: Path) -> None:
+    result = run_sweeper(
+        ["hydra/sweeper=optuna", "model=lasso", "model.alpha=interval(-2,-1)",
+         "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "-m"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "InvalidParameterError: The 'alpha' parameter of Lasso must be" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper") == []
