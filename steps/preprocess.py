@@ -13,36 +13,25 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from steps.transform import transform
 from sweeper.core import storage
 from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit
 from sweeper.core.splits import record_split
 from sweeper.errors import DataError
 
 if TYPE_CHECKING:
-    from sklearn.compose import ColumnTransformer
+    pass
 
 # Part of every key: bump it when the transformation changes so old splits are not reused.
 PREPROCESS_VERSION = 4  # 4: rare levels grouped (max_categories); what was done is in meta.json
 BUNDLED = ("diabetes",)
-SMALL_TEST_SET = 20  # rows: fewer, and test scores are too noisy to trust; said aloud
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    train: pd.DataFrame  # transformed features and the target
-    test: pd.DataFrame
-    raw_test: pd.DataFrame  # the test rows as the data has them
-    transformer: ColumnTransformer  # fitted on the training rows
-    report: dict[str, int]  # records.SPLIT_REPORT's counts
-    warnings: tuple[str, ...]
 
 
 def preprocess(
@@ -60,7 +49,7 @@ def preprocess(
         return StoredSplit(url, key, True, stored["report"], tuple(stored["warnings"]))
 
     frame = _parse(raw, data) if raw is not None else bundled
-    prepared = _transform(frame, data, preprocess, seed)
+    prepared = transform(frame, data, preprocess, seed)
     train, test, raw_test, transformer = (prepared.train, prepared.test, prepared.raw_test,
                                           prepared.transformer)  # fmt: skip
     features = [str(f) for f in transformer.get_feature_names_out()]
@@ -173,148 +162,6 @@ def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
         raise DataError(f"data.path {shown} is not a readable table: {reason}") from None
     except Exception as err:  # pyarrow raises its own types for a corrupt Parquet file
         raise DataError(f"data.path {shown} is not a readable table: {err}") from None
-
-
-def _transform(
-    frame: pd.DataFrame, data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int
-) -> _Prepared:
-    """The transformed train and test tables, the raw test rows (input columns and target), the
-    transformer fitted on the training rows, and what was done to the data."""
-    from sklearn.model_selection import train_test_split
-
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    shown = storage.redact(data.get("path")) or data.get("name")
-    if frame.empty:
-        raise DataError(f"data.path {shown} has no rows (columns: {columns})")
-    rows_in = len(frame)
-    target = data["target"]
-    drop = list(data.get("drop") or [])
-    missing = [c for c in drop if c not in columns]
-    if missing:
-        raise DataError(f"data.drop names columns that do not exist: {missing}; columns: {columns}")
-    if target not in columns:
-        raise DataError(f"data.target '{target}' is not a column; columns: {columns}")
-    if not pd.api.types.is_numeric_dtype(frame[target]) or pd.api.types.is_bool_dtype(
-        frame[target]
-    ):
-        raise DataError(
-            f"data.target '{target}' is not numeric (dtype {frame[target].dtype}); "
-            "a regression target must be a number"
-        )
-    frame = frame.drop(columns=drop).dropna(subset=[target])
-    if frame.empty:
-        raise DataError(f"data.target '{target}' is missing in every row")
-    y = frame.pop(target).astype("float64")
-    if frame.shape[1] == 0:
-        raise DataError(f"no feature columns are left after dropping {drop} and the target")
-    test_size = _test_size(data["test_size"], len(frame))
-
-    X_train, X_test, y_train, y_test = train_test_split(
-        frame, y, test_size=test_size, random_state=seed
-    )
-    # Fitted on the training rows only, so nothing about the test rows leaks into the trials.
-    transformer = _transformer(X_train, preprocess).fit(X_train)
-    features = [str(f) for f in transformer.get_feature_names_out()]
-    train = _as_table(transformer.transform(X_train), features, y_train)
-    test = _as_table(transformer.transform(X_test), features, y_test)
-    raw_test = X_test.assign(**{TARGET_COLUMN: y_test.to_numpy()})
-    report = {
-        "rows_in": rows_in,
-        "rows_dropped_missing_target": rows_in - len(frame),
-        "rows_train": len(train),
-        "rows_test": len(test),
-        "columns_in": X_train.shape[1],
-        "features_out": len(features),
-    }
-    warnings = [*_grouped_levels(X_train, preprocess)]
-    if len(test) < SMALL_TEST_SET:
-        warnings.append(
-            f"the test set has only {len(test)} rows (data.test_size={data['test_size']}): its "
-            "scores are noisy; more rows or a larger data.test_size give ones to trust"
-        )
-    return _Prepared(train, test, raw_test, transformer, report, tuple(warnings))
-
-
-def _test_size(value: Any, rows: int) -> float | int:
-    """scikit-learn's rule, said before any split: a fraction in (0, 1) or a number of rows,
-    leaving at least one row on each side."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    fraction = number and isinstance(value, float)
-    n_test = math.ceil(value * rows) if fraction else value
-    if not number or (fraction and not 0 < value < 1) or not 1 <= n_test < rows:
-        raise DataError(
-            f"data.test_size={value} must be a fraction between 0 and 1 or a number of rows, "
-            f"leaving rows to train on and to test on (the data has {rows} rows with a target)"
-        )
-    return value  # type: ignore[no-any-return]
-
-
-def _grouped_levels(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> list[str]:
-    """A warning for each text column with more levels than `preprocess.max_categories`."""
-    limit = preprocess.get("max_categories")
-    if limit is None:
-        return []
-    found = []
-    for column in X.columns:
-        if pd.api.types.is_numeric_dtype(X[column]):
-            continue
-        levels = X[column].nunique()
-        if levels > limit:
-            found.append(
-                f"column '{column}' has {levels} levels in the training rows: the {limit - 1} "
-                f"most frequent are kept and the rest grouped as one "
-                f"(preprocess.max_categories={limit})"
-            )
-    return found
-
-
-def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> ColumnTransformer:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
-
-    scalers = {"standard": StandardScaler, "minmax": MinMaxScaler, "none": None}
-    scale = preprocess.get("scale", "standard")
-    if scale not in scalers:
-        raise DataError(f"preprocess.scale '{scale}' is not one of {list(scalers)}")
-    max_categories = preprocess.get("max_categories")
-    if max_categories is not None and (not isinstance(max_categories, int) or max_categories < 2):
-        raise DataError(
-            f"preprocess.max_categories={max_categories} must be at least 2 (or null: every level)"
-        )
-    numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
-    categorical = [c for c in X.columns if c not in numeric]
-
-    numeric_steps: list[Any] = [SimpleImputer(strategy=preprocess.get("impute_numeric", "median"))]
-    if scalers[scale] is not None:
-        numeric_steps.append(scalers[scale]())
-    categorical_steps = [
-        SimpleImputer(
-            strategy=preprocess.get("impute_categorical", "most_frequent"), fill_value="missing"
-        ),
-        # Rarer levels beyond max_categories become one "infrequent" feature, as do levels
-        # the training rows never had.
-        OneHotEncoder(
-            handle_unknown="infrequent_if_exist" if max_categories else "ignore",
-            max_categories=max_categories,
-            sparse_output=False,
-        ),
-    ]
-    return ColumnTransformer(
-        [
-            ("numeric", make_pipeline(*numeric_steps), numeric),
-            ("categorical", make_pipeline(*categorical_steps), categorical),
-        ],
-        verbose_feature_names_out=False,
-    )
-
-
-def _as_table(values: Any, features: Sequence[str], y: pd.Series) -> pd.DataFrame:
-    table = pd.DataFrame(values, columns=list(features), dtype="float64")
-    table[TARGET_COLUMN] = y.to_numpy()
-    return table
 
 
 def _to_parquet(table: pd.DataFrame) -> bytes:

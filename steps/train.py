@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 from sweeper.core import storage
 from sweeper.core.lifecycle import SweepRef, run_trial, run_trials
-from sweeper.core.records import Outcome, Plan, StoredSplit, Trial
+from sweeper.core.outcomes import Outcome
+from sweeper.core.records import Plan, StoredSplit, Trial
 from sweeper.core.splits import recorded_split
 from sweeper.core.tracking import Tracker
 

@@ -16,7 +16,8 @@ from sweeper.conclusion.conclude import conclude_sweep
 from sweeper.core.fitting import read_raw_test, score
 from sweeper.core.lifecycle import SweepRef, run_trial
 from sweeper.core.metrics import METRICS
-from sweeper.core.records import Plan, Status, SweepResult
+from sweeper.core.outcomes import SweepResult
+from sweeper.core.records import Plan, Status
 from sweeper.core.tracking import Tracker
 from sweeper.planning.plan import build_plan
 

@@ -12,7 +12,8 @@ import pytest
 
 from support.in_process import batch, hydra_configs, local_settings
 from support.mlflow_view import sweeps
-from sweeper.core.records import Status, SweepResult
+from sweeper.core.outcomes import SweepResult
+from sweeper.core.records import Status
 from sweeper.executors.local.pool import WorkerDied
 from sweeper.executors.local.scheduler import Scheduler
 from sweeper.launching.study import Study

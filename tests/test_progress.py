@@ -22,7 +22,8 @@ import pytest
 from hera.workflows.models import Workflow as WorkflowModel
 
 from support.servers import run_sweeper
-from sweeper.core.records import Outcome, Trial
+from sweeper.core.outcomes import Outcome
+from sweeper.core.records import Trial
 from sweeper.display.progress import Counts, Progress, clock_time, describe
 from sweeper.executors.argo.watch import trial_counts
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from sweeper.core.records import Outcome, SweepResult, Trial
+    from sweeper.core.outcomes import Outcome, SweepResult
+    from sweeper.core.records import Trial
 
 
 def swept_params(trials: Sequence[Trial]) -> list[str]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
     from sklearn.pipeline import Pipeline
 
-    from sweeper.core.records import Outcome
+    from sweeper.core.outcomes import Outcome
     from sweeper.core.tracking import Tracker
 
 MODEL_TAG = "best_model_uri"  # on the trial's run: where its fitted model was logged

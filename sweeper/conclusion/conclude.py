@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from sweeper.core.records import Status
 
 if TYPE_CHECKING:
-    from sweeper.core.records import SweepResult
+    from sweeper.core.outcomes import SweepResult
     from sweeper.core.tracking import Tracker
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.core.records import Outcome, Plan, Status, StoredSplit, Trial, TrialRecord, trial_key
+from sweeper.core.outcomes import Outcome
+from sweeper.core.records import Plan, Status, StoredSplit, Trial, TrialRecord, trial_key
 
 if TYPE_CHECKING:
     from mlflow.entities import Run

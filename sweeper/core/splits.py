@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict
 
 from sweeper.core import storage
 from sweeper.core.records import SPLIT_REPORT, Plan, StoredSplit
+
+log = logging.getLogger(__name__)
 
 
 def record_split(plan: Plan, group_id: str, split: StoredSplit) -> str:
@@ -26,6 +29,19 @@ def recorded_split(plan: Plan, group_id: str) -> StoredSplit:
                                storage.split_record(group_id))  # fmt: skip
     record = json.loads(text)
     return StoredSplit(**{**record, "warnings": tuple(record.get("warnings") or ())})
+
+
+def announce_split(group_id: str, split: StoredSplit, cv: int) -> str | None:
+    """Say what preprocessing did to a group's data and what it warns of; a reason the group's
+    trials cannot run on it, if there is one."""
+    done = "reused" if split.reused else "stored"
+    log.info("Preprocess %s: %s %s: %s", group_id, done, split.url, split.describe())
+    for warning in split.warnings:
+        log.warning("Preprocess %s: %s", group_id, warning)
+    rows = split.report.get("rows_train", 0)
+    if rows and cv > rows:
+        return f"eval.cv={cv} needs at least {cv} training rows; the split has {rows}"
+    return None
 
 
 def report_params(splits: Mapping[str, StoredSplit]) -> dict[str, str]:

@@ -26,7 +26,7 @@ from sweeper.core.metrics import Ranking
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from sweeper.core.records import Outcome
+    from sweeper.core.outcomes import Outcome
 
 log = logging.getLogger(__name__)
 

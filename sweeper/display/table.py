@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sweeper.core.metrics import FIT_SECONDS, METRICS, Ranking, cv_mean, cv_std
-from sweeper.core.records import Status, SweepResult
+from sweeper.core.outcomes import SweepResult
+from sweeper.core.records import Status
 from sweeper.core.storage import redact
 
 # A long sweep's table shows its leaders; every trial is in results.json and in MLflow.

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from sweeper.core.records import Outcome, Plan, Status, SweepResult
+from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.records import Plan, Status
 from sweeper.core.settings import Settings
 from sweeper.planning.definition import Definition
 

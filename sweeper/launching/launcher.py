@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sweeper.core.records import Outcome
+from sweeper.core.outcomes import Outcome
 from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError
 from sweeper.executors import Batch

@@ -12,7 +12,8 @@ import logging
 import math
 from collections.abc import Sequence
 
-from sweeper.core.records import Outcome, Plan, Status, SweepResult
+from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.records import Plan, Status
 from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError
 from sweeper.executors import Batch, executor_for

@@ -13,7 +13,8 @@ import dataclasses
 from pathlib import Path
 
 from sweeper.core import storage
-from sweeper.core.records import Outcome, Status, SweepResult
+from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.records import Status
 from sweeper.errors import SweeperError
 from sweeper.executors.argo.compile import check_reachable, compile_sweep
 from sweeper.executors.base import Batch, Sweep

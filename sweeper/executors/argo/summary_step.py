@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from sweeper.conclusion.conclude import conclude_sweep
 from sweeper.core import storage
 from sweeper.core.lifecycle import recorded_outcomes
-from sweeper.core.records import Plan, Status, SweepResult
+from sweeper.core.outcomes import SweepResult
+from sweeper.core.records import Plan, Status
 from sweeper.core.splits import recorded_splits
 from sweeper.core.tracking import Tracker
 from sweeper.display.table import print_results

@@ -6,7 +6,8 @@ import logging
 import os
 
 from sweeper.core import storage
-from sweeper.core.records import Outcome, Status
+from sweeper.core.outcomes import Outcome
+from sweeper.core.records import Status
 from sweeper.display.table import print_results
 from sweeper.executors.base import Batch, Sweep
 from sweeper.executors.local.scheduler import Scheduler

@@ -1,14 +1,10 @@
 """The local executor's event loop: one sweep's batches run by a pool of warm worker processes.
 
-Workers do what an Argo pod does (`worker`): preprocess each group, open the sweep's run, train
-and log each trial. This process only schedules: trials go out longest first as soon as their
-group's split is stored, and outcomes come back with their MLflow run ids. The sweep's run opens
-only once the input is known to be sound (every group of the first batch preprocessed, every
-model value accepted): bad input is refused in one line and leaves no run behind.
-
-A worker that dies breaks the whole pool and every task queued on it. The trials that were
-running then (their marker files say which) are re-run one at a time in a pool of their own, so
-the one that kills its worker is named and fails alone; the others go to a fresh pool.
+Workers do what Argo's pods do (`worker`): preprocess, open the sweep's run, train and log. This
+process only schedules: trials go out longest first once their split is stored. The run opens
+only when the input is sound (the first batch's groups preprocessed, its model values accepted),
+so bad input leaves no run. A dead worker breaks the pool: the trials it may have run are re-run
+alone to find which (`isolation`), the rest go to a fresh pool.
 """
 
 from __future__ import annotations
@@ -21,40 +17,29 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeper.core import lifecycle, storage
 from sweeper.core.lifecycle import SweepRef
-from sweeper.core.records import (
-    Outcome,
-    Plan,
-    PreprocessGroup,
-    Status,
-    StoredSplit,
-    SweepResult,
-    Trial,
-)
-from sweeper.core.splits import report_params
+from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
+from sweeper.core.splits import announce_split, report_params
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import worker
+from sweeper.executors.local.isolation import Isolation
+from sweeper.executors.local.worker import CHECK_MODELS, OPEN_RUN, WARM_STORE
 
 if TYPE_CHECKING:
     from sweeper.conclusion.conclude import SweepEnd
 
 log = logging.getLogger(__name__)
-# What a worker may be doing for the sweep, besides preprocessing a group and training a trial.
-WARM_STORE = "open the tracking store"
-CHECK_MODELS = "check the model values"
-OPEN_RUN = "open the sweep's run"
-Task = PreprocessGroup | Trial | str
+Task = PreprocessGroup | Trial | str  # a str: one of worker.SWEEP_TASKS
 
 
 class Scheduler:
-    """One sweep on this machine, across its batches: `open`, `run` each batch, `close`.
-
-    `new_pool` makes the worker pools (a test may pass its own)."""
+    """One sweep on this machine across its batches: `open`, `run` each, `close`. `new_pool`
+    makes the worker pools (a test may pass its own)."""
 
     def __init__(
         self,
@@ -66,9 +51,7 @@ class Scheduler:
         self.settings = result.plan.settings
         self.markers = tempfile.mkdtemp(prefix="sweeper-workers-")
         self.pool = new_pool(workers)
-        self.isolation: ProcessPoolExecutor | None = None
-        self.isolated: Future[Any] | None = None
-        self.suspects: list[Trial] = []
+        self.isolation = Isolation(new_pool)
         self.splits: dict[str, StoredSplit] = {}
         self.waiting: list[Trial] = []  # split stored, sweep run not yet open
         self.unchecked: set[str] = set()  # groups and checks the run waits for
@@ -81,14 +64,7 @@ class Scheduler:
 
     def open(self) -> None:
         """Open the tracking store in a worker while the first batch's input is checked."""
-        self.pending[self.pool.submit(worker.warm_tracking, self.settings)] = WARM_STORE
-
-    def _open_run_args(self) -> tuple[Any, ...]:
-        # The run is owned by this process: tagged with a worker's pid, the next sweep would
-        # take it for an orphan once that worker exits.
-        plan = self.result.plan
-        params = {**plan.sweep_params, **report_params(self.splits)}  # what preprocessing did
-        return (self.settings, plan.sweep_id, params, os.getpid())
+        self._submit(WARM_STORE)
 
     def _ready(self, checked: str) -> None:
         """One more part of the input is sound; the run opens once all of it is."""
@@ -145,25 +121,20 @@ class Scheduler:
         return result
 
     def _conclude(self, status: Status) -> SweepEnd:
-        if self.abandoned:
+        if self.abandoned:  # no workers left: here, one part after the other
             return worker.conclude(self.settings, self.result, status)
-        parts = (worker.log_best, worker.log_results)
-        extras = [self.pool.submit(part, self.settings, self.result) for part in parts]
-        notes = [note for extra in extras for note in extra.result()]
-        return self.pool.submit(
-            worker.end_sweep, self.settings, self.result, status, notes
-        ).result()
+        return worker.conclude_in(self.pool, self.settings, self.result, status)
 
     def abandon(self) -> None:
         """Interrupted: stop every worker now (a worker finishes a tracking write first)."""
         self.abandoned = True
-        for pool in (self.pool, self.isolation):
+        for pool in (self.pool, self.isolation.pool):
             if pool is not None:
                 pools.stop(pool)
         self._cleanup()
 
     def _shutdown(self) -> None:
-        for pool in (self.pool, self.isolation):
+        for pool in (self.pool, self.isolation.pool):
             if pool is not None:
                 pool.shutdown()
         self._cleanup()
@@ -174,12 +145,17 @@ class Scheduler:
     def _submit(self, item: Task, pool: ProcessPoolExecutor | None = None) -> Future[Any]:
         pool = pool or self.pool
         future: Future[Any]
-        if item == WARM_STORE:
+        if item == OPEN_RUN:
+            # Owned by this process (tagged with a worker's pid, the next sweep would take it
+            # for an orphan once that worker exits); its params say what preprocessing did.
+            plan = self.result.plan
+            params = {**plan.sweep_params, **report_params(self.splits)}
+            future = pool.submit(worker.open_sweep, self.settings, plan.sweep_id, params,
+                                 os.getpid())  # fmt: skip
+        elif item == WARM_STORE:
             future = pool.submit(worker.warm_tracking, self.settings)
         elif item == CHECK_MODELS:
             future = pool.submit(worker.check_models, self.checking)
-        elif item == OPEN_RUN:
-            future = pool.submit(worker.open_sweep, *self._open_run_args())
         elif isinstance(item, PreprocessGroup):
             future = pool.submit(worker.prepare_group, item, self.settings)
         else:
@@ -216,9 +192,7 @@ class Scheduler:
     def _opened(self, future: Future[tuple[str, list[str]]]) -> None:
         parent_run_id, orphans = future.result()
         for orphan in orphans:
-            log.info(
-                "Sweep run %s was left running by a process that is gone: marked KILLED", orphan
-            )
+            log.info("Sweep run %s was left running by a process that is gone: KILLED", orphan)
         self.result.parent_run_id = parent_run_id
         self.result.plan = self.result.plan.with_parent(parent_run_id)
         plan = self.result.plan
@@ -244,14 +218,9 @@ class Scheduler:
             self._not_run(trials, str(err))
             return
         self.result.splits[group.id] = self.splits[group.id] = split
-        done = "reused" if split.reused else "stored"
-        log.info("Preprocess %s: %s %s: %s", group.id, done, split.url, split.describe())
-        for warning in split.warnings:
-            log.warning("Preprocess %s: %s", group.id, warning)
-        folds, rows = self.settings.eval.cv, split.report.get("rows_train", 0)
-        if rows and folds > rows:
-            self._not_run(trials, f"eval.cv={folds} needs at least {folds} training rows; "
-                          f"the split has {rows}")  # fmt: skip
+        refused = announce_split(group.id, split, self.settings.eval.cv)
+        if refused:
+            self._not_run(trials, refused)
             return
         self._ready(group.id)
         to_train = []
@@ -279,8 +248,8 @@ class Scheduler:
             self.progress.released([trial.index])
 
     def _trained(self, trial: Trial, future: Future[Outcome]) -> None:
-        if future is self.isolated:
-            self.isolated = None
+        if self.isolation.holds(future):
+            self.isolation.cleared()
             self._isolate_next()
         self._settle(future.result())  # a failing trial is logged by its worker, not raised
 
@@ -292,12 +261,9 @@ class Scheduler:
         log.info("[%d/%d] %s", len(self.result.outcomes), total, line)
 
     def _broken(self, item: Task, future: Future[Any]) -> None:
-        if future is self.isolated:  # alone in its pool: this trial killed its worker
-            assert isinstance(item, Trial) and self.isolation is not None
-            how = pools.death(self.isolation)
-            self.isolation.shutdown(wait=False, cancel_futures=True)
-            self.isolation, self.isolated = None, None
-            error = pools.WorkerDied(f"its worker process died ({how})")
+        if self.isolation.holds(future):  # alone in its pool: this trial killed its worker
+            assert isinstance(item, Trial)
+            error = self.isolation.convicted()
             logged = self.pool.submit(worker.log_failure, self.settings, self.sweep, item,
                                       self.splits[item.group], error)  # fmt: skip
             self.pending[logged] = item
@@ -306,9 +272,9 @@ class Scheduler:
         # The shared pool broke: every task still queued on it failed with it.
         affected = [item]
         for other in list(self.pending):
-            if other is not self.isolated:
+            if not self.isolation.holds(other):
                 affected.append(self.pending.pop(other))
-        running = self._running_when_broken()
+        running = self.isolation.running_when_broken(self.markers)
         log.warning(
             "A worker process died; re-running %d trial(s) alone to find which", len(running)
         )
@@ -318,7 +284,7 @@ class Scheduler:
             if isinstance(lost, str):
                 self._submit(lost)
             elif isinstance(lost, Trial) and lost.index in running:
-                self.suspects.append(lost)
+                self.isolation.suspects.append(lost)
             elif isinstance(lost, PreprocessGroup) and self.preprocess_breaks[lost.id] >= 1:
                 assert self.batch is not None
                 died = f"the preprocess worker died twice for group {lost.id}"
@@ -329,18 +295,5 @@ class Scheduler:
                 self._submit(lost)
         self._isolate_next()
 
-    def _running_when_broken(self) -> set[int]:
-        running = set()
-        for marker in Path(self.markers).iterdir():
-            index = int(marker.read_text() or -1)
-            isolated = self.pending.get(self.isolated) if self.isolated else None
-            if not isinstance(isolated, Trial) or index != isolated.index:
-                running.add(index)
-                marker.unlink()
-        return running
-
     def _isolate_next(self) -> None:
-        if self.isolated is not None or not self.suspects:
-            return
-        self.isolation = self.isolation or self.new_pool(1)
-        self.isolated = self._submit(self.suspects.pop(0), self.isolation)
+        self.isolation.next(lambda trial, pool: self._submit(trial, pool))

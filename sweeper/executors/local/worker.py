@@ -9,12 +9,14 @@ imports this module and never loads MLflow, pandas or scikit-learn.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeper.core import lifecycle
 from sweeper.core.lifecycle import Finished, SweepRef
-from sweeper.core.records import Outcome, PreprocessGroup, StoredSplit, SweepResult, Trial
+from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.records import PreprocessGroup, StoredSplit, Trial
 from sweeper.core.settings import Settings
 from sweeper.core.tracking import Tracker
 
@@ -23,6 +25,11 @@ if TYPE_CHECKING:
     from sweeper.core.records import Status
 
 _trackers: dict[tuple[str, str], Tracker] = {}
+# A sweep's tasks besides preprocessing a group and training a trial, by what they do.
+WARM_STORE = "open the tracking store"
+CHECK_MODELS = "check the model values"
+OPEN_RUN = "open the sweep's run"
+SWEEP_TASKS = (WARM_STORE, CHECK_MODELS, OPEN_RUN)
 
 
 def tracker(settings: Settings) -> Tracker:
@@ -85,8 +92,19 @@ def conclude(settings: Settings, result: SweepResult, status: Status) -> SweepEn
     return conclude_sweep(tracker(settings), result, status, settings.register_best)
 
 
-# The parts of ending a sweep's run, for the pool to run side by side (each a few seconds of
-# imports); see sweeper.conclusion.conclude.
+def conclude_in(
+    pool: ProcessPoolExecutor, settings: Settings, result: SweepResult, status: Status
+) -> SweepEnd:
+    """End the sweep's run in the pool's workers: best model and tables side by side (each a
+    few seconds of imports), then the run's end (see sweeper.conclusion.conclude)."""
+    parts = (log_best, log_results)
+    extras = [pool.submit(part, settings, result) for part in parts]
+    notes = [note for extra in extras for note in extra.result()]
+    ended: SweepEnd = pool.submit(end_sweep, settings, result, status, notes).result()
+    return ended
+
+
+# The parts of ending a sweep's run.
 def log_results(settings: Settings, result: SweepResult) -> list[str]:
     from sweeper.conclusion.conclude import log_results
 

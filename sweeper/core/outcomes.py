@@ -1,0 +1,224 @@
+"""What came of a sweep's trials: each trial's outcome, the configurations they make up (trials
+that differ only in their seed or split settings), and the sweep's result, with its JSON both
+ways.
+
+Plain data like `records`, importable without pandas, scikit-learn or MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeper.core.metrics import METRICS, Ranking
+from sweeper.core.records import Plan, Status, StoredSplit, Trial
+
+
+@dataclass(frozen=True)
+class Outcome:
+    trial: Trial
+    status: Status  # FINISHED, FAILED, or NOT_RUN
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    run_id: str | None = None
+    reused: bool = False  # finished by an earlier sweep: its run is that sweep's
+
+    @classmethod
+    def reused_from(cls, trial: Trial, metrics: dict[str, float], run_id: str) -> Outcome:
+        return cls(trial, Status.FINISHED, metrics, run_id=run_id, reused=True)
+
+    @classmethod
+    def finished(cls, trial: Trial, metrics: dict[str, float], run_id: str) -> Outcome:
+        return cls(trial, Status.FINISHED, metrics, run_id=run_id)
+
+    @classmethod
+    def failed(cls, trial: Trial, error: BaseException | str, run_id: str | None) -> Outcome:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return cls(trial, Status.FAILED, error=text, run_id=run_id)
+
+    @classmethod
+    def not_run(cls, trial: Trial, reason: str) -> Outcome:
+        return cls(trial, Status.NOT_RUN, error=reason)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.FINISHED
+
+    @property
+    def mse(self) -> float:
+        """On the test rows."""
+        return self.metrics.get("mse", math.inf)
+
+    def line(self, ranking: Ranking | None = None) -> str:
+        if not self.ok:
+            return f"{self.trial.name}: {self.status} {self.error}"
+        reused = " (reused)" if self.reused else ""
+        keys = dict.fromkeys([ranking.key if ranking else "mse", "mse"])
+        shown = " ".join(f"{k}={self.metrics.get(k, math.nan):.6g}" for k in keys)
+        return f"{self.trial.name}: {shown}{reused}"
+
+
+# What trials of one configuration may differ in: the seed, and how much is held out for testing.
+SPLIT_KEYS = ("seed", "data.test_size")
+
+
+def _setting(override: str) -> str:
+    return override.lstrip("+~").partition("=")[0]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Trials that differ only in their seed or split settings (SPLIT_KEYS): one model config,
+    scored over several splits. Its mean says more than any one of its trials."""
+
+    name: str  # the trials' name without the split settings: "rf n_estimators=100"
+    model_name: str
+    outcomes: tuple[Outcome, ...]
+    ranking: Ranking
+
+    @classmethod
+    def key_and_name(cls, trial: Trial) -> tuple[str, str]:
+        overrides = sorted(o for o in trial.overrides if _setting(o) not in SPLIT_KEYS)
+        name = " ".join(t for t in trial.name.split(" ") if _setting(t) not in SPLIT_KEYS)
+        return json.dumps([trial.model_name, overrides]), name
+
+    @property
+    def finished(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.ok]
+
+    def mean(self, key: str) -> float | None:
+        values = [o.metrics[key] for o in self.finished if key in o.metrics]
+        return statistics.fmean(values) if values else None
+
+    def std(self, key: str) -> float | None:
+        """The spread over its splits (sample standard deviation): None for fewer than two."""
+        values = [o.metrics[key] for o in self.finished if key in o.metrics]
+        return statistics.stdev(values) if len(values) > 1 else None
+
+    @property
+    def loss(self) -> float:
+        mean = self.mean(self.ranking.key)
+        return math.inf if mean is None else self.ranking.loss({self.ranking.key: mean})
+
+    @property
+    def best(self) -> Outcome | None:
+        """Its best trial: the one whose model stands for it."""
+        scored = sorted(self.finished, key=lambda o: (self.ranking.loss(o.metrics), o.trial.index))
+        return scored[0] if scored else None
+
+
+@dataclass
+class SweepResult:
+    plan: Plan
+    parent_run_id: str
+    tracking_uri: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    splits: dict[str, StoredSplit] = field(default_factory=dict)
+    # Bad input (data, split settings, model values) that stopped trials before they ran.
+    input_errors: list[str] = field(default_factory=list)
+    experiment_id: str = ""  # MLflow's, for links to the sweep's runs
+    notes: list[str] = field(default_factory=list)  # what ending the sweep's run reported
+
+    @property
+    def n_failed(self) -> int:
+        return sum(not o.ok for o in self.outcomes)
+
+    @property
+    def ranking(self) -> Ranking:
+        return self.plan.settings.ranking
+
+    def ranked(self) -> list[Outcome]:
+        """Best first; trials without a score after all scored ones, in plan order."""
+        ranking = self.ranking
+        return sorted(
+            self.outcomes, key=lambda o: (not o.ok, ranking.loss(o.metrics), o.trial.index)
+        )
+
+    def configurations(self) -> list[Configuration]:
+        """Ranked by the mean of the ranking metric over each one's splits, best first."""
+        grouped: dict[str, tuple[str, list[Outcome]]] = {}
+        for outcome in sorted(self.outcomes, key=lambda o: o.trial.index):
+            key, name = Configuration.key_and_name(outcome.trial)
+            grouped.setdefault(key, (name, []))[1].append(outcome)
+        found = [Configuration(name, outcomes[0].trial.model_name, tuple(outcomes), self.ranking)
+                 for name, outcomes in grouped.values()]  # fmt: skip
+        return sorted(found, key=lambda c: (c.loss, c.outcomes[0].trial.index))
+
+    @property
+    def seeded(self) -> bool:
+        """Some configuration finished on more than one split (`seed=1,2,3`): configurations,
+        not trials, are what is ranked."""
+        return any(len(c.finished) > 1 for c in self.configurations())
+
+    @property
+    def best(self) -> Outcome | None:
+        """The best trial; across seeds, the best trial of the best configuration (by mean)."""
+        if self.seeded:
+            return next((c.best for c in self.configurations() if c.best is not None), None)
+        ranked = self.ranked()
+        return ranked[0] if ranked and ranked[0].ok else None
+
+    def summary_metrics(self) -> dict[str, float]:
+        metrics = {
+            "n_trials": float(len(self.plan.trials)),
+            "n_failed": float(self.n_failed),
+            "n_reused": float(sum(o.reused for o in self.outcomes)),
+        }
+        best = self.best
+        if best is not None:  # its test scores: the honest estimate; and what it was chosen by
+            for key in dict.fromkeys([self.ranking.key, *METRICS]):
+                if key in best.metrics:
+                    metrics[f"best_{key}"] = best.metrics[key]
+        return metrics
+
+    def to_json(self) -> str:
+        rows: list[dict[str, Any]] = [
+            {
+                "index": o.trial.index,
+                "name": o.trial.name,
+                "model": o.trial.model_name,
+                "status": o.status.value,
+                "reused": o.reused,
+                "metrics": o.metrics,
+                "error": o.error,
+                "run_id": o.run_id,
+            }
+            for o in self.ranked()
+        ]
+        record = {
+            "sweep_id": self.plan.sweep_id,
+            "parent_run_id": self.parent_run_id,
+            "splits": {k: v.url for k, v in self.splits.items()},
+            "trials": rows,
+        }
+        return json.dumps(record, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, plan: Plan) -> SweepResult:
+        """A recorded result, its rows matched to `plan`'s trials by index (rows for trials the
+        plan lacks are left out). Splits come back with their URLs only."""
+        record = json.loads(text)
+        trials = {t.index: t for t in plan.trials}
+        result = cls(plan, str(record["parent_run_id"]), plan.settings.mlflow.tracking_uri)
+        for row in record["trials"]:
+            trial = trials.get(int(row["index"]))
+            if trial is None:
+                continue
+            result.outcomes.append(
+                Outcome(
+                    trial,
+                    Status(row["status"]),
+                    dict(row.get("metrics") or {}),
+                    row.get("error"),
+                    row.get("run_id"),
+                    bool(row.get("reused")),
+                )
+            )
+        result.splits = {
+            group: StoredSplit(url, key=url.rsplit("/", 1)[-1], reused=True)
+            for group, url in (record.get("splits") or {}).items()
+        }
+        return result
