@@ -21,11 +21,13 @@ NAME = "seats-regressor"
 
 
 def awkward_table(folder: Path) -> Path:
-    """carseats.csv with gaps: missing incomes, shelf locations and (13 rows) sales."""
+    """carseats.csv with gaps (missing incomes, shelf locations and, in 13 rows, sales) and a
+    text column of 60 levels (a store id)."""
     table = pd.read_csv(data_file("carseats.csv"))
     table.loc[::7, "Income"] = np.nan
     table.loc[::11, "ShelveLoc"] = np.nan
     table.loc[::31, "Sales"] = np.nan
+    table["Store"] = [f"store-{i % 60}" for i in range(len(table))]
     path = folder / "seats.csv"
     table.to_csv(path, index=False)
     return path
@@ -41,6 +43,16 @@ def test_the_best_model_predicts_raw_rows_and_the_registry_holds_it(workdir: Pat
     assert done.returncode == 0, done.stderr[-3000:]
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     [sweep] = sweeps(uri, "sweeper")
+    # What preprocessing did, said on the sweep's run and in the log.
+    said = sweep.parent.data.params
+    assert said["data.rows_in"] == "400" and said["data.rows_dropped_missing_target"] == "13"
+    assert int(said["data.rows_train"]) + int(said["data.rows_test"]) == 387
+    assert said["data.columns_in"] == "10"  # 12 columns less the target and Urban
+    # 7 numeric; ShelveLoc's 3 levels and US's 2; Store's 19 most frequent and one for the rest.
+    assert said["data.features_out"] == str(7 + 3 + 2 + 20)
+    log = done.stdout + done.stderr
+    assert "400 rows in, 13 dropped (missing target)" in log
+    assert "column 'Store' has 60 levels" in log and "preprocess.max_categories=20" in log
     best = min(sweep.children, key=lambda r: r.data.metrics["cv_mse"])
     client = MlflowClient(uri)
     logged = client.get_logged_model(

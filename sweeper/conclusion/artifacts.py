@@ -52,11 +52,35 @@ def results_table(result: SweepResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def configs_table(result: SweepResult) -> pd.DataFrame:
+    """One row per configuration (trials that differ only in seed or split settings), best mean
+    first: its parameters, how many seeds finished, mean and spread of the ranking metric and of
+    test mse over them."""
+    import pandas as pd
+
+    configurations = result.configurations()
+    swept = swept_params([c.outcomes[0].trial for c in configurations])
+    keys = dict.fromkeys([result.ranking.key, "mse"])
+    rows = []
+    for rank, config in enumerate(configurations, start=1):
+        first = config.outcomes[0].trial
+        row: dict[str, Any] = {"rank": rank, "configuration": config.name,
+                               "model": config.model_name}  # fmt: skip
+        row.update({key: first.model.get(key) for key in swept})
+        row.update({"seeds": len(config.finished), "trials": len(config.outcomes)})
+        for key in keys:
+            row[f"mean_{key}"], row[f"std_{key}"] = config.mean(key), config.std(key)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_tables(result: SweepResult, folder: Path) -> list[Path]:
-    """results.csv and results.html (a page MLflow's artifact viewer shows as is)."""
+    """results.csv and results.html (a page MLflow's artifact viewer shows as is), and
+    configs.csv (the configurations' means over their seeds)."""
     table = results_table(result)
     csv_path, html_path = folder / "results.csv", folder / "results.html"
     table.to_csv(csv_path, index=False)
+    configs_table(result).to_csv(folder / "configs.csv", index=False)
     ranked_by = result.ranking.describe()
     title = f"Sweep {result.plan.sweep_id}: {len(table)} trials ranked by {ranked_by}"
     body = table.drop(columns=["error"]).to_html(
@@ -66,7 +90,7 @@ def write_tables(result: SweepResult, folder: Path) -> list[Path]:
         "<!doctype html><meta charset='utf-8'>"
         f"<title>{title}</title><style>{_CSS}</style><h3>{title}</h3>{body}\n"
     )
-    return [csv_path, html_path]
+    return [csv_path, html_path, folder / "configs.csv"]
 
 
 _CSS = (

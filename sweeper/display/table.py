@@ -40,6 +40,18 @@ class Row:
 
 
 @dataclass(frozen=True)
+class ConfigRow:
+    """One configuration (trials differing only in seed or split settings) as the table shows
+    it: the mean and spread over its seeds of the ranking metric and of test mse."""
+
+    name: str
+    seeds: int  # its finished trials
+    trials: int
+    means: Mapping[str, float | None]
+    stds: Mapping[str, float | None]
+
+
+@dataclass(frozen=True)
 class Report:
     """A sweep as people read it: ranked rows and where its runs are in MLflow."""
 
@@ -51,6 +63,7 @@ class Report:
     parent_run_id: str
     ranking: Ranking = field(default_factory=Ranking)
     notes: Sequence[str] = field(default_factory=tuple)
+    configurations: Sequence[ConfigRow] = ()  # when several seeds ran: what is ranked
 
     @classmethod
     def of(cls, result: SweepResult) -> Report:
@@ -64,10 +77,21 @@ class Report:
             )
             for o in result.ranked()
         ]
+        keys = dict.fromkeys([result.ranking.key, "mse"])
+        configurations = [
+            ConfigRow(
+                c.name,
+                len(c.finished),
+                len(c.outcomes),
+                {k: c.mean(k) for k in keys},
+                {k: c.std(k) for k in keys},
+            )
+            for c in (result.configurations() if result.seeded else ())
+        ]
         plan = result.plan
         return cls(plan.sweep_id, rows, result.tracking_uri, plan.settings.mlflow.experiment,
                    result.experiment_id, result.parent_run_id, result.ranking,
-                   tuple(result.notes))  # fmt: skip
+                   tuple(result.notes), configurations)  # fmt: skip
 
 
 def print_results(result: SweepResult, console: Console | None = None) -> None:
@@ -77,6 +101,65 @@ def print_results(result: SweepResult, console: Console | None = None) -> None:
 def print_report(report: Report, console: Console | None = None) -> None:
     # Logs and pipes get a wide table rather than rich's 80 columns: rows stay greppable.
     console = console or Console(width=None if sys.stdout.isatty() else 160)
+    rows, ranking = report.rows, report.ranking
+    if report.configurations:
+        console.print(_configurations_table(report))
+    else:
+        console.print(_trials_table(report))
+
+    def line(text: str) -> None:  # soft wrap: a long link stays one line, whole and clickable
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    for row in rows:
+        if row.status not in SCORED:
+            line(f"{row.status}: {row.trial}: {row.error}")
+    scored = [r for r in rows if r.status in SCORED and ranking.key in r.metrics]
+    if report.configurations:
+        best = report.configurations[0]
+        mean, spread = best.means[ranking.key], best.stds[ranking.key]
+        shown = f"mean {ranking.key} {mean:.6g}" + (f" ± {spread:.3g}" if spread else "")
+        line(f"Best: {best.name} ({shown} over {best.seeds} seeds; mean test mse "
+             f"{best.means['mse']:.6g})")  # fmt: skip
+    elif scored:
+        line(f"Best: {scored[0].trial} ({best_scores(scored[0].metrics, ranking)})")
+    for note in report.notes:
+        line(note)
+    line(
+        f"MLflow: sweep run {report.parent_run_id} in experiment '{report.experiment}' "
+        f"at {redact(report.tracking_uri)}"
+    )
+    address, start = ui_address(report.tracking_uri)
+    run_ids = [r.run_id for r in rows if r.run_id]
+    if address is None or not report.experiment_id or not run_ids:
+        return
+    if start:
+        line(f"Start MLflow's UI with: {start}")
+    line(f"Compare the trials: {compare_link(address, run_ids, [report.experiment_id])}")
+
+
+def _configurations_table(report: Report) -> Table:
+    ranking, configs = report.ranking, report.configurations
+    trials = sum(c.trials for c in configs)
+    title = (f"Sweep {report.sweep_id}: {len(configs)} configurations ({trials} trials), ranked "
+             f"by the mean over their seeds of {ranking.describe()}")  # fmt: skip
+    table = Table(title=title)
+    ranked_by = f"mean {ranking.key} (± std)"
+    for column in ("rank", "configuration", "seeds", ranked_by, "mean test mse (± std)"):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for rank, config in enumerate(configs[:MAX_ROWS], start=1):
+        cells = [_mean_and_spread(config, key) for key in (ranking.key, "mse")]
+        table.add_row(str(rank), config.name, f"{config.seeds}/{config.trials}", *cells)
+    return table
+
+
+def _mean_and_spread(config: ConfigRow, key: str) -> str:
+    mean, spread = config.means.get(key), config.stds.get(key)
+    if mean is None:
+        return ""
+    return f"{mean:.4g} ± {spread:.3g}" if spread else f"{mean:.4g}"
+
+
+def _trials_table(report: Report) -> Table:
     rows, ranking = report.rows, report.ranking
     title = f"Sweep {report.sweep_id}: {len(rows)} trials, ranked by {ranking.describe()}"
     table = Table(title=title)
@@ -102,30 +185,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
             cells.insert(0, f"{m[mean]:.4g} ± {m.get(std, 0):.3g}" if mean in m else "")
         fit = f"{m[FIT_SECONDS]:.2f}" if FIT_SECONDS in m else ""
         table.add_row(str(rank), row.trial, *cells, fit, row.status)
-    console.print(table)
-
-    def line(text: str) -> None:  # soft wrap: a long link stays one line, whole and clickable
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-    for row in rows:
-        if row.status not in SCORED:
-            line(f"{row.status}: {row.trial}: {row.error}")
-    scored = [r for r in rows if r.status in SCORED and ranking.key in r.metrics]
-    if scored:
-        line(f"Best: {scored[0].trial} ({best_scores(scored[0].metrics, ranking)})")
-    for note in report.notes:
-        line(note)
-    line(
-        f"MLflow: sweep run {report.parent_run_id} in experiment '{report.experiment}' "
-        f"at {redact(report.tracking_uri)}"
-    )
-    address, start = ui_address(report.tracking_uri)
-    run_ids = [r.run_id for r in rows if r.run_id]
-    if address is None or not report.experiment_id or not run_ids:
-        return
-    if start:
-        line(f"Start MLflow's UI with: {start}")
-    line(f"Compare the trials: {compare_link(address, run_ids, [report.experiment_id])}")
+    return table
 
 
 def best_scores(metrics: Mapping[str, float], ranking: Ranking) -> str:
