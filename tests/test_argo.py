@@ -169,7 +169,11 @@ def test_executed_workflow_matches_the_local_backend(
     client = MlflowClient(mlflow_server)
     for sweep in (on_argo, on_local):
         listed = client.list_artifacts(sweep.parent.info.run_id, "results")
-        assert sorted(Path(a.path).name for a in listed) == ["results.csv", "results.html"]
+        assert sorted(Path(a.path).name for a in listed) == [
+            "configs.csv",
+            "results.csv",
+            "results.html",
+        ]
         assert len(client.list_artifacts(sweep.parent.info.run_id, "plots")) == 3
     best = min(on_argo.children, key=lambda r: r.data.metrics["cv_mse"])
     model_uri = client.get_run(best.info.run_id).data.tags["best_model_uri"]

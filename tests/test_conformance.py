@@ -32,9 +32,10 @@ EXECUTORS = ("local", "argo")
 
 @dataclass
 class Executed:
-    sweep: SweepRuns
+    sweep: SweepRuns | None  # None: no sweep's run was opened
     ok: bool  # the command (local) or the workflow (Argo) succeeded
     store: str  # storage.root, an s3:// URL
+    said: str  # what the command (local) or the plan pod (Argo) wrote to stderr
 
 
 Execute = Callable[[list[str]], Executed]
@@ -57,14 +58,18 @@ def execute(
         if backend == "local":
             done = run_sweeper([*args, *common, "-m"], cwd=workdir, env=s3_server.env)
             assert "Traceback" not in done.stderr, done.stderr[-3000:]
-            ok = done.returncode == 0
+            ok, said = done.returncode == 0, done.stderr
         else:
             endpoint = f"{{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}"
             pods = [f"argo.env={endpoint}", "argo.secrets=[s3]", "argo.trials_per_pod=2"]
             manifest = render(workdir, [*args, *common, *pods, "-m"])
             keys = {k: v for k, v in s3_server.env.items() if "KEY" in k}
-            ok = ArgoRunner(manifest, env=base_env(), secrets={"s3": keys}).run() == "Succeeded"
-        return Executed(sweeps(mlflow_server, bucket)[-1], ok, store)
+            runner = ArgoRunner(manifest, env=base_env(), secrets={"s3": keys})
+            ok = runner.run() == "Succeeded"
+            said = next((p.stderr for p in runner.pods if p.template == "plan"), "")
+        found = MlflowClient(mlflow_server).get_experiment_by_name(bucket)
+        runs = sweeps(mlflow_server, bucket) if found is not None else []
+        return Executed(runs[-1] if runs else None, ok, store, said)
 
     return run
 
@@ -123,7 +128,11 @@ def test_a_grid_gives_one_finished_run_per_trial(
         == client.get_run(best.info.run_id).data.tags["best_model_uri"]
     )
     listed = client.list_artifacts(parent.info.run_id, "results")
-    assert sorted(Path(a.path).name for a in listed) == ["results.csv", "results.html"]
+    assert sorted(Path(a.path).name for a in listed) == [
+        "configs.csv",
+        "results.csv",
+        "results.html",
+    ]
 
 
 def test_a_failing_trial_fails_alone_and_the_sweep_says_so(execute: Execute) -> None:
@@ -161,3 +170,25 @@ def test_data_from_a_url_with_a_text_column(execute: Execute, s3_server: S3Serve
     assert run.data.params["data.path"] == url and run.data.params["data.target"] == "Sales"
     # ShelveLoc, Urban and US are one-hot encoded: r2 well above what the numbers alone give.
     assert 0.8 < run.data.metrics["r2"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["model=lasso", "model.alpha=0.5,-1"],
+            "trial 'lasso alpha=-1': InvalidParameterError: The 'alpha' parameter of Lasso",
+        ),
+        (
+            ["data=csv", "data.path=s3://nowhere-{bucket}/x.csv", "data.target=y", "model=lasso"],
+            "data.path s3://nowhere-{bucket}/x.csv",
+        ),
+    ],
+    ids=["model value", "missing data"],
+)
+def test_bad_input_is_refused_before_any_run(execute: Execute, args: list[str], said: str) -> None:
+    bucket = secrets.token_hex(3)
+    done = execute([a.format(bucket=bucket) for a in args])
+    assert not done.ok
+    assert said.format(bucket=bucket) in done.said
+    assert done.sweep is None  # no sweep's run, so no FAILED run without children

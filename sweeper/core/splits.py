@@ -46,14 +46,12 @@ def announce_split(group_id: str, split: StoredSplit, cv: int) -> str | None:
 
 def report_params(splits: Mapping[str, StoredSplit]) -> dict[str, str]:
     """The sweep run's params of what preprocessing did (`data.rows_dropped_missing_target`…):
-    one param per count when every group agrees, else one per group (`….<group>`)."""
+    for one group as they are, for several one per group (`….<group>`)."""
+    reports = {group: split.report for group, split in splits.items() if split.report}
     params = {}
-    for key in SPLIT_REPORT:
-        values = {group: split.report[key] for group, split in splits.items() if split.report}
-        if len(set(values.values())) == 1:
-            params[f"data.{key}"] = str(next(iter(values.values())))
-        else:
-            params.update({f"data.{key}.{group}": str(v) for group, v in values.items()})
+    for group, report in reports.items():
+        suffix = "" if len(reports) == 1 else f".{group}"
+        params.update({f"data.{key}{suffix}": str(report[key]) for key in SPLIT_REPORT})
     return params
 
 

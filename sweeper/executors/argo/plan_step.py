@@ -23,23 +23,35 @@ from typing import Any
 
 from sweeper.core import storage
 from sweeper.core.records import Plan, Trial
+from sweeper.core.splits import announce_split, report_params
 from sweeper.core.tracking import Tracker
 from sweeper.errors import SweeperError
 from sweeper.planning.definition import Definition, plan_from_definition
 
 
 def plan_sweep(definition: Definition, sweep_id: str) -> Plan:
-    """The plan, recorded under storage.root with the sweep's run opened."""
+    """The plan, recorded under storage.root with the sweep's run opened once its input is
+    sound: model values accepted and every group's split stored (the preprocess pods then find
+    it stored), so bad input is refused in one line and leaves no run, as locally."""
+    from steps.preprocess import preprocess
     from sweeper.core.fitting import model_errors
 
     plan = plan_from_definition(definition, sweep_id)
     settings = plan.settings
     errors = model_errors(plan.trials)
-    if errors:  # refused before the sweep's run exists: bad input leaves no run
+    if errors:
         raise SweeperError(errors[0])
     storage.check_root(settings.storage.root)
+    splits = {}
+    for group in plan.groups:
+        split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
+        refused = announce_split(group.id, split, settings.eval.cv)
+        if refused:
+            raise SweeperError(refused)
+        splits[group.id] = split
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
-    plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, plan.sweep_params))
+    params = {**plan.sweep_params, **report_params(splits)}  # what preprocessing did
+    plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params))
     storage.write_record(settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json())
     return plan
 
