@@ -118,7 +118,9 @@ class Bench:
         sweep_args = self.w1_args() if workload == "W1" else self.w2_args()
         cwd = self.workdir(participant)
         if participant == SWEEPER:
-            steps = [[sys.executable, "-m", "sweeper", *sweep_args, "-m"]]
+            # The peers fit each trial once and score it on one split: so does sweeper here
+            # (its default, 5-fold CV on the training rows, fits each trial six times).
+            steps = [[sys.executable, "-m", "sweeper", *sweep_args, "eval.cv=0", "-m"]]
         elif participant.startswith("hydra"):
             launcher = (
                 ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={CORES}"]
