@@ -22,7 +22,7 @@ from sweeper.core.metrics import RECORDED, Ranking
 from sweeper.core.records import Status
 from sweeper.core.settings import config_dir
 from sweeper.core.storage import redact
-from sweeper.display.table import Report, Row, print_report
+from sweeper.display.table import ConfigRow, Report, Row, print_report
 from sweeper.errors import SweeperError
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
     parent = sweep.info.run_id
     ranking = _ranking(sweep.data.params)
     rows = _rows_from_results(tracker, parent) or _rows_from_trials(tracker, parent, ranking)
+    configurations = _configurations(tracker, parent, ranking)
     notes = [sweep.data.tags["registry"]] if "registry" in sweep.data.tags else []
     if sweep.info.status != Status.FINISHED:
         notes.append(f"The sweep's run is {sweep.info.status}.")
@@ -57,6 +58,7 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
         parent_run_id=parent,
         ranking=ranking,
         notes=notes,
+        configurations=configurations,
     )
 
 
@@ -66,14 +68,41 @@ def _ranking(params: dict[str, str]) -> Ranking:
     return Ranking(params.get("eval.metric", "mse"), int(params.get("eval.cv", 0)))
 
 
-def _rows_from_results(tracker: Tracker, parent: str) -> list[Row]:
-    """The table the sweep logged when it ended: it includes trials reused from earlier sweeps."""
+def _logged_table(tracker: Tracker, parent: str, name: str) -> list[dict[str, str]]:
+    """A table the sweep logged when it ended; none when it did not end normally."""
     with tempfile.TemporaryDirectory(prefix="sweeper-report-") as scratch:
         try:
-            local = tracker.download_artifact(parent, "results/results.csv", Path(scratch))
-        except Exception:  # no such artifact: the sweep did not end normally
+            local = tracker.download_artifact(parent, f"results/{name}", Path(scratch))
+        except Exception:  # no such artifact
             return []
-        records = list(csv.DictReader(local.read_text().splitlines()))
+        return list(csv.DictReader(local.read_text().splitlines()))
+
+
+def _configurations(tracker: Tracker, parent: str, ranking: Ranking) -> list[ConfigRow]:
+    """The configurations the sweep ranked, when several seeds ran (configs.csv)."""
+    records = _logged_table(tracker, parent, "configs.csv")
+    if not any(int(r.get("seeds") or 0) > 1 for r in records):
+        return []
+    keys = dict.fromkeys([ranking.key, "mse"])
+
+    def number(text: str | None) -> float | None:
+        return float(text) if text else None
+
+    return [
+        ConfigRow(
+            r["configuration"],
+            int(r["seeds"]),
+            int(r["trials"]),
+            {k: number(r.get(f"mean_{k}")) for k in keys},
+            {k: number(r.get(f"std_{k}")) for k in keys},
+        )
+        for r in records
+    ]
+
+
+def _rows_from_results(tracker: Tracker, parent: str) -> list[Row]:
+    """The table the sweep logged when it ended: it includes trials reused from earlier sweeps."""
+    records = _logged_table(tracker, parent, "results.csv")
     rows = []
     for record in records:
         metrics = {k: float(record[k]) for k in RECORDED if record.get(k)}

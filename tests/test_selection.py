@@ -59,6 +59,15 @@ def test_three_seeds_of_nine_configurations_are_ranked_by_their_means(workdir: P
     model_uri = client.get_run(sweep.parent.info.run_id).data.tags["best_model_uri"]
     assert client.get_run(best_seed.info.run_id).data.tags["best_model_uri"] == model_uri
 
+    # Read back from MLflow later, the same configurations table and best line.
+    report = run_sweeper([], cwd=workdir, module="sweeper.report")
+    assert report.returncode == 0, report.stderr
+
+    def table(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith(("│", "Best: "))]
+
+    assert table(report.stdout) == table(done.stdout) and len(table(done.stdout)) == 10
+
 
 def test_without_folds_the_test_rows_rank_and_the_table_says_so(workdir: Path) -> None:
     done = run_sweeper(["model=lasso", "eval.cv=0", "-m"], cwd=workdir)
