@@ -46,7 +46,8 @@ def preprocess(
     url = storage.split_url(storage.absolute(storage_root), key)
     stored = _complete_meta(url)
     if stored is not None:
-        return StoredSplit(url, key, True, stored["report"], tuple(stored["warnings"]))
+        return StoredSplit(url, key, True, stored["report"], tuple(stored["warnings"]),
+                           stored["task"], stored.get("smallest_class", 0))  # fmt: skip
 
     frame = _parse(raw, data) if raw is not None else bundled
     prepared = transform(frame, data, preprocess, seed)
@@ -79,12 +80,16 @@ def preprocess(
         "n_test": len(test),
         "report": prepared.report,
         "warnings": list(prepared.warnings),
+        "task": prepared.task.value,
+        "classes": list(prepared.classes),
+        "smallest_class": prepared.smallest_class,
         "preprocess": dict(preprocess),
         "seed": seed,
         "sha256": {name: hashlib.sha256(content).hexdigest() for name, content in tables.items()},
     }
     storage.write_bytes_atomic(storage.join(url, storage.META), json.dumps(meta, indent=2).encode())
-    return StoredSplit(url, key, False, prepared.report, prepared.warnings)
+    return StoredSplit(url, key, False, prepared.report, prepared.warnings, prepared.task.value,
+                       prepared.smallest_class)  # fmt: skip
 
 
 def split_key(
@@ -97,6 +102,7 @@ def split_key(
         "target": data["target"],
         "drop": sorted(data.get("drop") or []),
         "test_size": data["test_size"],
+        "task": data.get("task", "auto"),
         "preprocess": dict(preprocess),
         "seed": seed,
     }

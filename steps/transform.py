@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from sweeper.core import storage
+from sweeper.core.metrics import Task
 from sweeper.core.records import TARGET_COLUMN
 from sweeper.errors import DataError
 
@@ -29,6 +30,9 @@ class Prepared:
     transformer: ColumnTransformer  # fitted on the training rows
     report: dict[str, int]  # records.SPLIT_REPORT's counts
     warnings: tuple[str, ...]
+    task: Task
+    classes: tuple[str, ...] = ()  # a classification's labels, as text
+    smallest_class: int = 0  # training rows of its rarest class
 
 
 def transform(
@@ -51,24 +55,23 @@ def transform(
         raise DataError(f"data.drop names columns that do not exist: {missing}; columns: {columns}")
     if target not in columns:
         raise DataError(f"data.target '{target}' is not a column; columns: {columns}")
-    if not pd.api.types.is_numeric_dtype(frame[target]) or pd.api.types.is_bool_dtype(
-        frame[target]
-    ):
-        raise DataError(
-            f"data.target '{target}' is not numeric (dtype {frame[target].dtype}); "
-            "a regression target must be a number"
-        )
+    task = _task(frame[target], target, data.get("task", "auto"))
     frame = frame.drop(columns=drop).dropna(subset=[target])
     if frame.empty:
         raise DataError(f"data.target '{target}' is missing in every row")
-    y = frame.pop(target).astype("float64")
+    y = frame.pop(target)
+    y = y.astype("float64") if task == Task.regression else y
     if frame.shape[1] == 0:
         raise DataError(f"no feature columns are left after dropping {drop} and the target")
     test_size = _test_size(data["test_size"], len(frame))
+    if task == Task.classification:
+        _check_classes(y, target)
 
+    # A classification's split keeps each class's share on both sides (stratified).
     X_train, X_test, y_train, y_test = train_test_split(
-        frame, y, test_size=test_size, random_state=seed
-    )
+        frame, y, test_size=test_size, random_state=seed,
+        stratify=y if task == Task.classification else None,
+    )  # fmt: skip
     # Fitted on the training rows only, so nothing about the test rows leaks into the trials.
     transformer = _transformer(X_train, preprocess).fit(X_train)
     features = [str(f) for f in transformer.get_feature_names_out()]
@@ -89,7 +92,40 @@ def transform(
             f"the test set has only {len(test)} rows (data.test_size={data['test_size']}): its "
             "scores are noisy; more rows or a larger data.test_size give ones to trust"
         )
-    return Prepared(train, test, raw_test, transformer, report, tuple(warnings))
+    if task == Task.regression:
+        return Prepared(train, test, raw_test, transformer, report, tuple(warnings), task)
+    counts = y_train.value_counts()
+    classes = tuple(str(c) for c in sorted(counts.index, key=str))
+    return Prepared(train, test, raw_test, transformer, report, tuple(warnings), task,
+                    classes, int(counts.min()))  # fmt: skip
+
+
+def _task(target: pd.Series, name: str, asked: str) -> Task:
+    """`auto`: a number is a regression's target; text, booleans and categories are labels."""
+    numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
+    if asked == "auto":
+        return Task.regression if numeric else Task.classification
+    if asked not in tuple(Task):
+        raise DataError(f"data.task={asked} is not one of auto, regression, classification")
+    if asked == Task.regression and not numeric:
+        raise DataError(
+            f"data.target '{name}' is not numeric (dtype {target.dtype}): a regression target "
+            "must be a number (data.task=classification, or auto, treats it as labels)"
+        )
+    return Task(asked)
+
+
+def _check_classes(y: pd.Series, target: str) -> None:
+    counts = y.value_counts()
+    if len(counts) < 2:
+        raise DataError(f"data.target '{target}' has one class ({counts.index[0]!r}): "
+                        "a classification needs at least two")  # fmt: skip
+    rare = counts[counts < 2]
+    if len(rare):
+        raise DataError(
+            f"data.target '{target}': class {rare.index[0]!r} has only {int(rare.iloc[0])} row; "
+            "a stratified train/test split needs at least 2 of each class"
+        )
 
 
 def _test_size(value: Any, rows: int) -> float | int:

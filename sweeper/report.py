@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
-from sweeper.core.metrics import RECORDED, Ranking
+from sweeper.core.metrics import RECORDED, Ranking, Task
 from sweeper.core.records import Status
 from sweeper.core.settings import config_dir
 from sweeper.core.storage import redact
@@ -65,7 +65,8 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
 def _ranking(params: dict[str, str]) -> Ranking:
     """How the sweep ranked its trials, from its run's params (a sweep from before CV selection
     has none: it ranked on test MSE)."""
-    return Ranking(params.get("eval.metric", "mse"), int(params.get("eval.cv", 0)))
+    task = Task(params.get("data.task", Task.regression))
+    return Ranking.of(params.get("eval.metric", "mse"), int(params.get("eval.cv", 0)), task)
 
 
 def _logged_table(tracker: Tracker, parent: str, name: str) -> list[dict[str, str]]:
@@ -83,7 +84,7 @@ def _configurations(tracker: Tracker, parent: str, ranking: Ranking) -> list[Con
     records = _logged_table(tracker, parent, "configs.csv")
     if not any(int(r.get("seeds") or 0) > 1 for r in records):
         return []
-    keys = dict.fromkeys([ranking.key, "mse"])
+    keys = dict.fromkeys([ranking.key, ranking.metric])
 
     def number(text: str | None) -> float | None:
         return float(text) if text else None

@@ -19,8 +19,15 @@ CASES = {
                       "not a readable table: Error tokenizing data"),
     "missing target": (["data.path={carseats}", "data.target=nope"],
                        "'nope' is not a column; columns: ['Sales'"),
-    "text target": (["data.path={carseats}", "data.target=ShelveLoc"],
-                    "'ShelveLoc' is not numeric"),
+    "text target of a regression": (
+        ["data.path={carseats}", "data.target=ShelveLoc", "data.task=regression"],
+        "data.target 'ShelveLoc' is not numeric (dtype"),
+    "regressor for labels": (["data.path={carseats}", "data.target=ShelveLoc"],
+                             "model=lasso cannot be fitted to a classification target; models "
+                             "that fit: hgb_classifier, knn_classifier, logistic, rf_classifier, "
+                             "svc"),
+    "one class": (["data.path={dir}/one_class.csv", "data.target=y"],
+                  "data.target 'y' has one class ('a'): a classification needs at least two"),
     "all-missing target": (["data.path={dir}/blank_target.csv", "data.target=y"],
                            "'y' is missing in every row"),
     "missing drop column": (["data.path={carseats}", "data.target=Sales", "data.drop=[Sales2]"],
@@ -43,7 +50,7 @@ CASES = {
 }  # fmt: skip
 
 
-SOUND_DATA = ("model value", "more folds than rows")
+SOUND_DATA = ("model value", "more folds than rows", "regressor for labels")
 
 
 def runs_in(workdir: Path) -> int:
@@ -62,6 +69,7 @@ def test_bad_data_is_named_in_one_line(workdir: Path, case: str) -> None:
     (workdir / "blank_target.csv").write_text("x,y\n1,\n2,\n")
     (workdir / "ragged.csv").write_text("x,y\n1,2\n3,4,5,6\n")
     (workdir / "header.csv").write_text("x,y\n")
+    (workdir / "one_class.csv").write_text("x,y\n1,a\n2,a\n3,a\n4,a\n")
     (workdir / "four_rows.csv").write_text("x,y\n1,2\n2,4\n3,5\n4,9\n")
     overrides, expected = CASES[case]
     paths = {"dir": workdir, "carseats": data_file("carseats.csv"), "port": free_port()}

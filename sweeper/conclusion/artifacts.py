@@ -55,12 +55,12 @@ def results_table(result: SweepResult) -> pd.DataFrame:
 def configs_table(result: SweepResult) -> pd.DataFrame:
     """One row per configuration (trials that differ only in seed or split settings), best mean
     first: its parameters, how many seeds finished, mean and spread of the ranking metric and of
-    test mse over them."""
+    its test score over them."""
     import pandas as pd
 
     configurations = result.configurations()
     swept = swept_params([c.outcomes[0].trial for c in configurations])
-    keys = dict.fromkeys([result.ranking.key, "mse"])
+    keys = dict.fromkeys([result.ranking.key, result.ranking.metric])
     rows = []
     for rank, config in enumerate(configurations, start=1):
         first = config.outcomes[0].trial

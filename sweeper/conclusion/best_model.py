@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeper.core.fitting import TRUSTED_MODULES
-from sweeper.core.metrics import Ranking
+from sweeper.core.metrics import NEEDS_PROBABILITIES, Ranking, Task
 from sweeper.core.records import Status
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def register_if_better(
     reason = "the first version"
     if latest is not None:
         try:
-            scores = _score_registered(f"models:/{name}/{latest.version}", split_url)
+            scores = _score_registered(f"models:/{name}/{latest.version}", split_url, ranking)
         except Exception as err:  # other columns than tonight's data, a flavour not loadable here
             reason = f"version {latest.version} cannot score this data ({type(err).__name__})"
         else:
@@ -125,15 +125,23 @@ def register_if_better(
     return f"Registry: {name} version {version.version} ({metric} {challenger:.6g}; {reason})"
 
 
-def _score_registered(model_uri: str, split_url: str) -> dict[str, float]:
-    """A registered version scored as its users call it: raw test rows through pyfunc."""
+def _score_registered(model_uri: str, split_url: str, ranking: Ranking) -> dict[str, float]:
+    """A registered version scored as its users call it: raw test rows through pyfunc (and,
+    for a metric of probabilities, through the scikit-learn flavour's `predict_proba`)."""
     import mlflow.pyfunc
 
-    from sweeper.core.fitting import read_raw_test, score
+    from sweeper.core.fitting import read_raw_test, score, score_labels
 
     X_raw, y_test = read_raw_test(split_url)
     predicted = mlflow.pyfunc.load_model(model_uri).predict(X_raw)
-    return score(y_test, predicted)
+    if ranking.task == Task.regression:
+        return score(y_test, predicted)
+    if ranking.metric not in NEEDS_PROBABILITIES:
+        return score_labels(y_test, predicted)
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(model_uri)
+    return score_labels(y_test, predicted, model.predict_proba(X_raw), model.classes_)
 
 
 def _serialization(estimator: BaseEstimator) -> dict[str, Any]:

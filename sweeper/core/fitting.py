@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sweeper.core import storage
-from sweeper.core.metrics import FIT_SECONDS, METRICS, cv_mean, cv_std
+from sweeper.core.metrics import FIT_SECONDS, METRICS, Task, cv_mean, cv_std
 from sweeper.core.mlflow_store import now_ms
 from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore
 
@@ -36,7 +36,8 @@ class Split:
     X_train: np.ndarray
     y_train: np.ndarray
     X_test: np.ndarray
-    y_test: np.ndarray
+    y_test: np.ndarray  # numbers for a regression, the labels as the data has them otherwise
+    task: Task = Task.regression
 
 
 @functools.lru_cache(maxsize=4)
@@ -44,11 +45,13 @@ def load_split(url: str) -> Split:
     """Read a stored split once per process: a warm worker serves every trial of a group from it."""
     X_train, y_train = read_table(url, storage.TRAIN)
     X_test, y_test = read_table(url, storage.TEST)
+    meta = json.loads(storage.read_bytes(storage.join(url, storage.META)))
     return Split(
         X_train=X_train.to_numpy(dtype="float64"),
         y_train=y_train.to_numpy(),
         X_test=X_test.to_numpy(dtype="float64"),
         y_test=y_test.to_numpy(),
+        task=Task(meta.get("task", Task.regression)),
     )
 
 
@@ -89,27 +92,30 @@ def fit_and_score(
     started_ms = now_ms()
     split = load_split(split_url)
     estimator = build_estimator(model)
-    metrics = cross_validate(estimator, split, cv, seed) if cv else {}
+    metrics = cross_validate(estimator, split_url, cv, seed) if cv else {}
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - tic
-    metrics.update(score(split.y_test, estimator.predict(split.X_test)))
+    metrics.update(evaluate(estimator, split.X_test, split.y_test, split.task))
     metrics[FIT_SECONDS] = fit_seconds
     return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=now_ms())
 
 
-def cross_validate(estimator: BaseEstimator, split: Split, cv: int, seed: int) -> dict[str, float]:
+def cross_validate(
+    estimator: BaseEstimator, split_url: str, cv: int, seed: int
+) -> dict[str, float]:
     """`cv_<metric>` (the mean over the folds) and `cv_<metric>_std` for every metric; each fold
     is fitted once, on a fresh clone, and scored on the rows it left out."""
     from sklearn.base import clone
 
+    split = load_split(split_url)
     X, y = split.X_train, split.y_train
     per_fold = []
-    for fit_on, held_out in folds(len(y), cv, seed):
+    for fit_on, held_out in folds(split_url, cv, seed):
         fitted = clone(estimator).fit(X[fit_on], y[fit_on])
-        per_fold.append(score(y[held_out], fitted.predict(X[held_out])))
+        per_fold.append(evaluate(fitted, X[held_out], y[held_out], split.task))
     metrics = {}
-    for metric in METRICS:
+    for metric in per_fold[0]:
         values = np.array([fold[metric] for fold in per_fold])
         metrics[cv_mean(metric)] = float(values.mean())
         metrics[cv_std(metric)] = float(values.std())
@@ -117,18 +123,71 @@ def cross_validate(estimator: BaseEstimator, split: Split, cv: int, seed: int) -
 
 
 @functools.lru_cache(maxsize=8)
-def folds(n_rows: int, cv: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """The k folds of a split's training rows, shuffled with the sweep's seed: every trial of the
-    split is scored on the same folds (so their CV scores compare), computed once per process."""
-    from sklearn.model_selection import KFold
+def folds(split_url: str, cv: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The k folds of a split's training rows, shuffled with the sweep's seed (and stratified by
+    class for a classification): every trial of the split is scored on the same folds, so their
+    CV scores compare; computed once per process."""
+    from sklearn.model_selection import KFold, StratifiedKFold
 
-    if n_rows < cv:
-        raise ValueError(f"eval.cv={cv} needs at least {cv} training rows; the split has {n_rows}")
-    return tuple(KFold(cv, shuffle=True, random_state=seed).split(np.zeros((n_rows, 1))))
+    split = load_split(split_url)
+    y = split.y_train
+    if len(y) < cv:
+        raise ValueError(f"eval.cv={cv} needs at least {cv} training rows; the split has {len(y)}")
+    if split.task == Task.classification:
+        fewest = int(pd.Series(y).value_counts().min())
+        if fewest < cv:
+            raise ValueError(f"eval.cv={cv} needs {cv} training rows of each class; the "
+                             f"smallest class has {fewest}")  # fmt: skip
+        return tuple(StratifiedKFold(cv, shuffle=True, random_state=seed).split(y, y))
+    return tuple(KFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1))))
+
+
+def evaluate(fitted: BaseEstimator, X: np.ndarray, y: np.ndarray, task: Task) -> dict[str, float]:
+    """Every metric of the task, for a fitted model on these rows."""
+    predicted = fitted.predict(X)
+    if task == Task.regression:
+        return score(y, predicted)
+    with_probabilities = hasattr(fitted, "predict_proba")  # SVC(probability=False) has none
+    proba = fitted.predict_proba(X) if with_probabilities else None
+    return score_labels(y, predicted, proba, getattr(fitted, "classes_", None))
+
+
+def score_labels(
+    y_true: ArrayLike,
+    predicted: ArrayLike,
+    proba: np.ndarray | None = None,
+    classes: ArrayLike | None = None,
+) -> dict[str, float]:
+    """A classification's metrics: accuracy, balanced accuracy, macro F1 and, given the
+    probabilities of `classes` (in the model's order), log loss and ROC AUC (one-vs-rest macro
+    for more than two classes)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        f1_score,
+        log_loss,
+        roc_auc_score,
+    )
+
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, predicted)),
+        "f1_macro": float(f1_score(y_true, predicted, average="macro")),
+    }
+    if proba is not None and classes is not None:
+        labels = np.asarray(classes)
+        metrics["log_loss"] = float(log_loss(y_true, proba, labels=labels))
+        if len(labels) == 2:
+            positive = np.asarray(y_true) == labels[1]
+            metrics["roc_auc"] = float(roc_auc_score(positive, proba[:, 1]))
+        else:
+            metrics["roc_auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr",
+                                                     average="macro", labels=labels))  # fmt: skip
+    return metrics
 
 
 def score(y_true: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
-    """Every metric of records.METRICS, for these predictions."""
+    """A regression's metrics (metrics.METRICS), for these predictions."""
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     mse = float(mean_squared_error(y_true, predicted))

@@ -1,6 +1,6 @@
 """What every trial is scored on, and how a sweep ranks its trials by it.
 
-Plain names and one small value type, importable by anything (records, settings, the display):
+Plain names and small value types, importable by anything (records, settings, the display):
 no pandas, no scikit-learn.
 """
 
@@ -10,9 +10,24 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sweeper.core.text_enum import TextEnum
+
+
+class Task(TextEnum):
+    """What the target asks for: a number (regression) or a label (classification)."""
+
+    regression = "regression"
+    classification = "classification"
+
+
 # Scored on the held-out test rows, in the order tables show them.
-METRICS = ("mse", "rmse", "mae", "r2")
-MAXIMISED = frozenset({"r2"})  # every other metric is an error: lower is better
+METRICS = ("mse", "rmse", "mae", "r2")  # a regression's
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
+NEEDS_PROBABILITIES = frozenset({"log_loss", "roc_auc"})  # only for models with predict_proba
+METRICS_OF = {Task.regression: METRICS, Task.classification: CLASSIFICATION_METRICS}
+DEFAULT_METRIC = {Task.regression: "mse", Task.classification: "accuracy"}
+# Lower is better for every other metric (an error or a loss).
+MAXIMISED = frozenset({"r2", "accuracy", "balanced_accuracy", "f1_macro", "roc_auc"})
 FIT_SECONDS = "fit_seconds"  # the fit on all training rows
 
 
@@ -24,8 +39,9 @@ def cv_std(metric: str) -> str:
     return f"cv_{metric}_std"
 
 
-CV_METRICS = tuple(name for m in METRICS for name in (cv_mean(m), cv_std(m)))
-RECORDED = (*METRICS, *CV_METRICS, FIT_SECONDS)  # every metric a trial's run may get
+EVERY_METRIC = (*METRICS, *CLASSIFICATION_METRICS)
+CV_METRICS = tuple(name for m in EVERY_METRIC for name in (cv_mean(m), cv_std(m)))
+RECORDED = (*EVERY_METRIC, *CV_METRICS, FIT_SECONDS)  # every metric a trial's run may get
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,17 @@ class Ranking:
 
     metric: str = "mse"
     cv: int = 0
+    task: Task = Task.regression
+
+    @classmethod
+    def of(cls, metric: str, cv: int, task: Task) -> Ranking:
+        """`metric` "auto": the task's own (mse for a regression, accuracy for a classification)."""
+        return cls(DEFAULT_METRIC[task] if metric == "auto" else metric, cv, task)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The test metrics of its task, in the order tables show them."""
+        return METRICS_OF[self.task]
 
     @property
     def key(self) -> str:
@@ -57,6 +84,7 @@ class Ranking:
         return -found if self.maximised else found
 
     def describe(self) -> str:
+        name = self.metric.upper() if self.metric in METRICS else self.metric
         if self.cv:
-            return f"CV {self.metric.upper()} ({self.cv}-fold on the training rows)"
-        return f"test {self.metric.upper()} (eval.cv=0: chosen on the rows it is scored on)"
+            return f"CV {name} ({self.cv}-fold on the training rows)"
+        return f"test {name} (eval.cv=0: chosen on the rows it is scored on)"

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeper.core.metrics import METRICS, Ranking
+from sweeper.core.metrics import Ranking, Task
 from sweeper.core.records import Plan, Status, StoredSplit, Trial
 
 
@@ -56,7 +56,7 @@ class Outcome:
         if not self.ok:
             return f"{self.trial.name}: {self.status} {self.error}"
         reused = " (reused)" if self.reused else ""
-        keys = dict.fromkeys([ranking.key if ranking else "mse", "mse"])
+        keys = dict.fromkeys([ranking.key, ranking.metric] if ranking else ["mse"])
         shown = " ".join(f"{k}={self.metrics.get(k, math.nan):.6g}" for k in keys)
         return f"{self.trial.name}: {shown}{reused}"
 
@@ -127,8 +127,13 @@ class SweepResult:
         return sum(not o.ok for o in self.outcomes)
 
     @property
+    def task(self) -> Task:
+        """The data's, once a split is stored (a sweep's groups share one task)."""
+        return Task(next((s.task for s in self.splits.values()), Task.regression))
+
+    @property
     def ranking(self) -> Ranking:
-        return self.plan.settings.ranking
+        return self.plan.settings.ranking(self.task)
 
     def ranked(self) -> list[Outcome]:
         """Best first; trials without a score after all scored ones, in plan order."""
@@ -169,7 +174,7 @@ class SweepResult:
         }
         best = self.best
         if best is not None:  # its test scores: the honest estimate; and what it was chosen by
-            for key in dict.fromkeys([self.ranking.key, *METRICS]):
+            for key in dict.fromkeys([self.ranking.key, *self.ranking.metrics]):
                 if key in best.metrics:
                     metrics[f"best_{key}"] = best.metrics[key]
         return metrics
@@ -192,6 +197,7 @@ class SweepResult:
             "sweep_id": self.plan.sweep_id,
             "parent_run_id": self.parent_run_id,
             "splits": {k: v.url for k, v in self.splits.items()},
+            "task": self.task.value,
             "trials": rows,
         }
         return json.dumps(record, indent=1)
@@ -218,7 +224,12 @@ class SweepResult:
                 )
             )
         result.splits = {
-            group: StoredSplit(url, key=url.rsplit("/", 1)[-1], reused=True)
+            group: StoredSplit(
+                url,
+                key=url.rsplit("/", 1)[-1],
+                reused=True,
+                task=record.get("task", Task.regression),
+            )
             for group, url in (record.get("splits") or {}).items()
         }
         return result

@@ -39,6 +39,8 @@ class StoredSplit:
     # What preprocessing did to the data (SPLIT_REPORT's counts) and what it warned of.
     report: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    task: str = "regression"  # metrics.Task: what its target asks for
+    smallest_class: int = 0  # a classification's: training rows of its rarest class
 
     def describe(self) -> str:
         """ "322 rows in, 59 dropped (missing target), 184 train / 79 test; 19 columns → 22
@@ -49,7 +51,7 @@ class StoredSplit:
         return (
             f"{r['rows_in']} rows in, {r['rows_dropped_missing_target']} dropped (missing "
             f"target), {r['rows_train']} train / {r['rows_test']} test; {r['columns_in']} "
-            f"columns → {r['features_out']} features"
+            f"columns → {r['features_out']} features; a {self.task}"
         )
 
 
@@ -87,6 +89,7 @@ class Trial:
     resources: dict[str, Any] = field(default_factory=dict)  # Kubernetes requests/limits
     cv: int = 0  # folds of the training rows it is cross-validated on (eval.cv)
     seed: int = 0  # the sweep's seed: shuffles those folds
+    estimator_type: str | None = None  # its model config's: regressor or classifier
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeper.core import storage
-from sweeper.core.metrics import METRICS, Ranking
+from sweeper.core.metrics import EVERY_METRIC, METRICS_OF, Ranking, Task
 from sweeper.core.text_enum import TextEnum
 from sweeper.errors import SweeperError
 
@@ -90,11 +90,10 @@ class EvalSettings:
     (0: `metric` on the test rows, the rows the winner is then reported on)."""
 
     cv: int = 5
-    metric: str = "mse"
+    metric: str = "auto"  # the task's own: mse for a regression, accuracy for a classification
 
-    @property
-    def ranking(self) -> Ranking:
-        return Ranking(self.metric, self.cv)
+    def ranking(self, task: Task = Task.regression) -> Ranking:
+        return Ranking.of(self.metric, self.cv, task)
 
 
 @dataclass
@@ -140,8 +139,11 @@ class Settings:
             raise SweeperError(f"argo.trials_per_pod={self.argo.trials_per_pod} must be at least 1")
         if self.eval.cv == 1 or self.eval.cv < 0:
             raise SweeperError(f"eval.cv={self.eval.cv} must be 0 (no folds) or at least 2")
-        if self.eval.metric not in METRICS:
-            raise SweeperError(f"eval.metric={self.eval.metric} is not one of {list(METRICS)}")
+        if self.eval.metric not in ("auto", *EVERY_METRIC):
+            raise SweeperError(
+                f"eval.metric={self.eval.metric} is not one of "
+                + "; ".join(f"{task}: {', '.join(names)}" for task, names in METRICS_OF.items())
+            )
 
     def portable(self) -> dict[str, Any]:
         """What a plan file records: everything but the submitting side's own settings
@@ -151,9 +153,9 @@ class Settings:
         del record["argo"], record["local"]
         return record
 
-    @property
-    def ranking(self) -> Ranking:
-        return self.eval.ranking
+    def ranking(self, task: Task = Task.regression) -> Ranking:
+        """How trials of a `task` are ranked (the task is the data's: known once it is read)."""
+        return self.eval.ranking(task)
 
     @property
     def register_best(self) -> str | None:

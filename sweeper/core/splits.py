@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import asdict
 
 from sweeper.core import storage
+from sweeper.core.metrics import Task
 from sweeper.core.records import SPLIT_REPORT, Plan, StoredSplit
+from sweeper.errors import SweeperError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,24 @@ def announce_split(group_id: str, split: StoredSplit, cv: int) -> str | None:
     rows = split.report.get("rows_train", 0)
     if rows and cv > rows:
         return f"eval.cv={cv} needs at least {cv} training rows; the split has {rows}"
+    if split.task == Task.classification and cv > split.smallest_class:
+        return (f"eval.cv={cv} needs {cv} training rows of each class; the smallest class has "
+                f"{split.smallest_class} (use eval.cv={max(2, split.smallest_class)} or fewer, "
+                "or more data)")  # fmt: skip
     return None
+
+
+def run_params(plan: Plan, splits: Mapping[str, StoredSplit]) -> dict[str, str]:
+    """The sweep run's params once its input is known: the plan's, what preprocessing did, the
+    data's task and the metric trials are ranked by."""
+    tasks = sorted({split.task for split in splits.values()})
+    if len(tasks) > 1:
+        raise SweeperError(f"the sweep's groups have different tasks ({', '.join(tasks)}); "
+                           "sweep one target at a time")  # fmt: skip
+    task = Task(tasks[0] if tasks else Task.regression)
+    ranked_by = plan.settings.ranking(task).key
+    return {**plan.sweep_params, **report_params(splits), "data.task": task.value,
+            "ranked_by": ranked_by}  # fmt: skip
 
 
 def report_params(splits: Mapping[str, StoredSplit]) -> dict[str, str]:

@@ -7,6 +7,7 @@ The last line is the link to MLflow's compare page with every trial of the sweep
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from urllib.parse import quote
 from rich.console import Console
 from rich.table import Table
 
-from sweeper.core.metrics import FIT_SECONDS, METRICS, Ranking, cv_mean, cv_std
+from sweeper.core.metrics import FIT_SECONDS, Ranking, cv_mean, cv_std
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Status
 from sweeper.core.storage import redact
@@ -77,7 +78,7 @@ class Report:
             )
             for o in result.ranked()
         ]
-        keys = dict.fromkeys([result.ranking.key, "mse"])
+        keys = dict.fromkeys([result.ranking.key, result.ranking.metric])
         configurations = [
             ConfigRow(
                 c.name,
@@ -118,8 +119,8 @@ def print_report(report: Report, console: Console | None = None) -> None:
         best = report.configurations[0]
         mean, spread = best.means[ranking.key], best.stds[ranking.key]
         shown = f"mean {ranking.key} {mean:.6g}" + (f" ± {spread:.3g}" if spread else "")
-        line(f"Best: {best.name} ({shown} over {best.seeds} seeds; mean test mse "
-             f"{best.means['mse']:.6g})")  # fmt: skip
+        line(f"Best: {best.name} ({shown} over {best.seeds} seeds; mean test {ranking.metric} "
+             f"{best.means[ranking.metric] or math.nan:.6g})")  # fmt: skip
     elif scored:
         line(f"Best: {scored[0].trial} ({best_scores(scored[0].metrics, ranking)})")
     for note in report.notes:
@@ -144,10 +145,12 @@ def _configurations_table(report: Report) -> Table:
              f"by the mean over their seeds of {ranking.describe()}")  # fmt: skip
     table = Table(title=title)
     ranked_by = f"mean {ranking.key} (± std)"
-    for column in ("rank", "configuration", "seeds", ranked_by, "mean test mse (± std)"):
+    test = f"mean test {ranking.metric} (± std)"
+    for column in ("rank", "configuration", "seeds", *dict.fromkeys([ranked_by, test])):
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for rank, config in enumerate(configs[:MAX_ROWS], start=1):
-        cells = [_mean_and_spread(config, key) for key in (ranking.key, "mse")]
+        keys = dict.fromkeys([ranking.key, ranking.metric])
+        cells = [_mean_and_spread(config, key) for key in keys]
         table.add_row(str(rank), config.name, f"{config.seeds}/{config.trials}", *cells)
     return table
 
@@ -165,7 +168,7 @@ def _trials_table(report: Report) -> Table:
     table = Table(title=title)
     # The CV column ranks; the test columns are the held-out rows no choice was made on.
     cv_column = [f"cv {ranking.metric} (± std)"] if ranking.cv else []
-    test_columns = [f"test {m}" if ranking.cv else m for m in METRICS]
+    test_columns = [f"test {m}" if ranking.cv else m for m in ranking.metrics]
     for column in ("rank", "trial", *cv_column, *test_columns, "fit s", "status"):
         table.add_column(
             column,
@@ -179,7 +182,7 @@ def _trials_table(report: Report) -> Table:
         )
     for rank, row in enumerate(rows[:MAX_ROWS], start=1):
         m = row.metrics
-        cells = [f"{m[k]:.4g}" if k in m else "" for k in METRICS]
+        cells = [f"{m[k]:.4g}" if k in m else "" for k in ranking.metrics]
         if ranking.cv:
             mean, std = cv_mean(ranking.metric), cv_std(ranking.metric)
             cells.insert(0, f"{m[mean]:.4g} ± {m.get(std, 0):.3g}" if mean in m else "")

@@ -20,6 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sweeper.core.metrics import Ranking
 from sweeper.core.outcomes import Outcome
 from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError
@@ -45,7 +46,8 @@ class Launch:
         self.settings = Settings.of(config)
         self.study_sweep = None
         if self.study is not None:
-            self.study.check(self.settings.ranking)
+            if self.settings.eval.metric != "auto":  # else known once the data is read
+                self.study.check(self.settings.ranking())
             self.study_sweep = SweepSession(self.settings, self.study)
 
     def launch(
@@ -62,7 +64,7 @@ class Launch:
         outcomes = sweep.run(batch)
         if outcomes is None:  # the trials ran elsewhere; no job of them ran here
             return []
-        return composing.returns(outcomes)
+        return composing.returns(outcomes, sweep.result.ranking)
 
     def _definition(self, job_overrides: Sequence[Sequence[str]]) -> Definition:
         if self.study is not None:
@@ -102,7 +104,7 @@ class _Composing:
                                        task_function=self.launch.task_function)  # fmt: skip
         return self.composed
 
-    def returns(self, ran: Sequence[Outcome]) -> list[JobReturn]:
+    def returns(self, ran: Sequence[Outcome], ranking: Ranking) -> list[JobReturn]:
         jobs = self.jobs()
         assert self.folders is not None and self.hydra_cfg is not None
         folders = self.folders.result()
@@ -116,7 +118,7 @@ class _Composing:
                             task_name=str(self.launch.config.hydra.job.name))  # fmt: skip
             if outcome.ok:
                 # What an optimiser reads back: the value the trial is ranked by.
-                ranked_by = self.launch.settings.ranking.key
+                ranked_by = ranking.key
                 ret.status, ret.return_value = JobStatus.COMPLETED, outcome.metrics.get(ranked_by)
             else:
                 ret.status = JobStatus.FAILED
@@ -174,5 +176,5 @@ def run_one(cfg: DictConfig) -> float | None:
     job = Job(0, overrides, cfg, str(hydra_cfg.runtime.choices["model"]))
     sweep = SweepSession(Settings.of(cfg))
     outcomes = sweep.run(Batch(Definition(overrides=overrides), lambda: [job]))
-    ranking = sweep.settings.ranking
+    ranking = sweep.result.ranking
     return outcomes[0].metrics.get(ranking.key) if outcomes and outcomes[0].ok else None

@@ -94,6 +94,7 @@ class SweepSession:
             raise
         if self.study is not None and outcomes is not None:
             self._batch_line(outcomes, batch.ran_as)
+            self.study.check(self.result.ranking)  # once the data's task is known
         errors = self._result.input_errors if self._result else []
         if batch.last or errors:  # refused input ends the sweep: no table of what did not run
             self.end(Status.FAILED if errors else None)
@@ -116,7 +117,7 @@ class SweepSession:
     def _batch_line(self, outcomes: Sequence[Outcome], ran_as: str | None) -> None:
         assert self.study is not None
         batches = math.ceil(self.study.budget / self.study.batch_size)
-        ranking = self.settings.ranking
+        ranking = self.result.ranking
         finished = [o for o in outcomes if o.ok]
         best = min(finished, key=lambda o: ranking.loss(o.metrics)) if finished else None
         parts = [

@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, OverrideType
+from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from omegaconf import DictConfig
 
+from sweeper.core.metrics import Task
 from sweeper.errors import SweeperError
+from sweeper.planning.task import data_task, fits
 
 MODEL = "model"
 
@@ -40,10 +42,17 @@ def expand(
     fixed = [_line(o) for o in others if not o.is_sweep_override()]
     other_axes = [_axis(o) for o in others]
 
+    # glob() keeps the models that fit the data (its task is read once, when first needed).
+    globbed = bool(model_choice) and model_choice[0].value_type == ValueType.GLOB_CHOICE_SWEEP
+    task: list[Task | None] = []
     used: set[str] = set()
     jobs = []
     for model in models:
         cfg = compose([*fixed, f"{MODEL}={model}"])
+        if globbed:
+            task = task or [data_task(cfg.data)]
+            if not fits(cfg.get("estimator_type"), task[0]):
+                continue
         given = [o for o in model_values if _applies(o, cfg)]
         used.update(o.key_or_group for o in given)
         # A value from the command line replaces that axis of the model's grid; the rest stays.
@@ -54,8 +63,10 @@ def expand(
             for values in itertools.product(*axes):
                 jobs.append([*other, f"{MODEL}={model}", *values])
 
+    if globbed and not jobs:
+        raise SweeperError(f"{_line(model_choice[0])}: none of its models fit a {task[0]} target")
     unused = [o.key_or_group for o in model_values if o.key_or_group not in used]
-    if unused:
+    if unused and not globbed:  # a glob's values may belong to models it left out
         raise SweeperError(
             f"{', '.join(unused)}: not a parameter of model {', '.join(map(str, models))}; "
             f"use ++{unused[0]}=… to pass it anyway"

@@ -67,6 +67,7 @@ def build_plan(
                 resources=cfg.get("resources") or {},
                 cv=settings.eval.cv,
                 seed=group.seed,
+                estimator_type=cfg.get("estimator_type"),
             )
         )
     return Plan(
@@ -79,7 +80,6 @@ def build_plan(
             "models": ",".join(dict.fromkeys(t.model_name for t in trials)),
             "eval.cv": str(settings.eval.cv),
             "eval.metric": settings.eval.metric,
-            "ranked_by": settings.ranking.key,
         },
     )
 

@@ -23,10 +23,11 @@ from typing import Any
 
 from sweeper.core import storage
 from sweeper.core.records import Plan, Trial
-from sweeper.core.splits import announce_split, report_params
+from sweeper.core.splits import announce_split, run_params
 from sweeper.core.tracking import Tracker
 from sweeper.errors import SweeperError
 from sweeper.planning.definition import Definition, plan_from_definition
+from sweeper.planning.task import misfits
 
 
 def plan_sweep(definition: Definition, sweep_id: str) -> Plan:
@@ -45,12 +46,13 @@ def plan_sweep(definition: Definition, sweep_id: str) -> Plan:
     splits = {}
     for group in plan.groups:
         split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
-        refused = announce_split(group.id, split, settings.eval.cv)
+        trials = plan.trials_of(group.id)
+        refused = announce_split(group.id, split, settings.eval.cv) or misfits(trials, split)
         if refused:
             raise SweeperError(refused)
         splits[group.id] = split
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
-    params = {**plan.sweep_params, **report_params(splits)}  # what preprocessing did
+    params = run_params(plan, splits)  # what preprocessing did, the task
     plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params))
     storage.write_record(settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json())
     return plan

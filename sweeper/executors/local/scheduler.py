@@ -23,18 +23,19 @@ from sweeper.core import lifecycle, storage
 from sweeper.core.lifecycle import SweepRef
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
-from sweeper.core.splits import announce_split, report_params
+from sweeper.core.splits import announce_split, run_params
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import worker
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import CHECK_MODELS, OPEN_RUN, WARM_STORE
+from sweeper.planning.task import misfits
 
 if TYPE_CHECKING:
     from sweeper.conclusion.conclude import SweepEnd
 
 log = logging.getLogger(__name__)
-Task = PreprocessGroup | Trial | str  # a str: one of worker.SWEEP_TASKS
+Work = PreprocessGroup | Trial | str  # a str: one of worker.SWEEP_TASKS
 
 
 class Scheduler:
@@ -57,7 +58,7 @@ class Scheduler:
         self.unchecked: set[str] = set()  # groups and checks the run waits for
         self.checking: list[Trial] = []
         self.preprocess_breaks: Counter[str] = Counter()
-        self.pending: dict[Future[Any], Task] = {}
+        self.pending: dict[Future[Any], Work] = {}
         self.batch: Plan | None = None
         self.progress = Progress(0, workers)
         self.abandoned = False
@@ -68,10 +69,9 @@ class Scheduler:
 
     def _ready(self, checked: str) -> None:
         """One more part of the input is sound; the run opens once all of it is."""
-        if checked not in self.unchecked:
-            return
+        was_waiting = checked in self.unchecked
         self.unchecked.discard(checked)
-        if not self.unchecked and not self.result.input_errors:
+        if was_waiting and not self.unchecked and not self.result.input_errors:
             self._submit(OPEN_RUN)
 
     @property
@@ -83,7 +83,7 @@ class Scheduler:
         self.batch, done = batch, len(self.result.outcomes)
         was_open = bool(self.result.parent_run_id)
         self.progress = Progress(len(batch.trials), self.workers, self.markers,
-                                 ranking=self.settings.ranking)  # fmt: skip
+                                 ranking=self.result.ranking)  # fmt: skip
         self.progress.start()
         try:
             if not was_open:  # the first batch: the run waits for its input to be checked
@@ -142,14 +142,14 @@ class Scheduler:
     def _cleanup(self) -> None:
         shutil.rmtree(self.markers, ignore_errors=True)
 
-    def _submit(self, item: Task, pool: ProcessPoolExecutor | None = None) -> Future[Any]:
+    def _submit(self, item: Work, pool: ProcessPoolExecutor | None = None) -> Future[Any]:
         pool = pool or self.pool
         future: Future[Any]
         if item == OPEN_RUN:
             # Owned by this process (tagged with a worker's pid, the next sweep would take it
             # for an orphan once that worker exits); its params say what preprocessing did.
             plan = self.result.plan
-            params = {**plan.sweep_params, **report_params(self.splits)}
+            params = run_params(plan, self.splits)
             future = pool.submit(worker.open_sweep, self.settings, plan.sweep_id, params,
                                  os.getpid())  # fmt: skip
         elif item == WARM_STORE:
@@ -218,7 +218,8 @@ class Scheduler:
             self._not_run(trials, str(err))
             return
         self.result.splits[group.id] = self.splits[group.id] = split
-        refused = announce_split(group.id, split, self.settings.eval.cv)
+        self.progress.ranking = self.result.ranking  # the task is known now
+        refused = announce_split(group.id, split, self.settings.eval.cv) or misfits(trials, split)
         if refused:
             self._not_run(trials, refused)
             return
@@ -257,10 +258,10 @@ class Scheduler:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
-        line = outcome.line(self.settings.ranking)
+        line = outcome.line(self.result.ranking)
         log.info("[%d/%d] %s", len(self.result.outcomes), total, line)
 
-    def _broken(self, item: Task, future: Future[Any]) -> None:
+    def _broken(self, item: Work, future: Future[Any]) -> None:
         if self.isolation.holds(future):  # alone in its pool: this trial killed its worker
             assert isinstance(item, Trial)
             error = self.isolation.convicted()
