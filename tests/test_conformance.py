@@ -172,6 +172,28 @@ def test_data_from_a_url_with_a_text_column(execute: Execute, s3_server: S3Serve
     assert 0.8 < run.data.metrics["r2"] < 1.0
 
 
+def test_a_classification_sweep_logs_the_label_metrics(
+    execute: Execute, s3_server: S3Server
+) -> None:
+    probe = f"s3://conf-labels-{secrets.token_hex(3)}/store"
+    s3_server.fs().mkdir(probe.removeprefix("s3://").split("/")[0])
+    url = carseats(s3_server, probe)
+    done = execute(["data=csv", f"data.path={url}", "data.target=US", "model=logistic",
+                    "model.C=0.1,1"])  # fmt: skip
+    assert done.ok
+    runs = done.sweep.by_name()
+    assert sorted(runs) == ["logistic C=0.1", "logistic C=1"]
+    for run in runs.values():
+        assert run.data.params["data.task"] == "classification"
+        for metric in ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"):
+            assert metric in run.data.metrics and f"cv_{metric}" in run.data.metrics
+    best = max(runs.values(), key=lambda r: r.data.metrics["cv_accuracy"])
+    parent = done.sweep.parent
+    assert parent.data.params["ranked_by"] == "cv_accuracy"
+    assert parent.data.metrics["best_cv_accuracy"] == best.data.metrics["cv_accuracy"]
+    assert parent.data.tags["best_model_uri"]
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

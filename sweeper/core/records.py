@@ -107,7 +107,8 @@ class TrialRecord:
         if split is None:
             return cls(name=trial.name, params=trial.params, index=trial.index)
         key = trial_key(split.key, trial.model, trial.cv)
-        return cls(trial.name, trial.params, trial.index, key, split.key)
+        params = {**trial.params, "data.task": split.task}  # `auto` resolved by preprocessing
+        return cls(trial.name, params, trial.index, key, split.key)
 
 
 def trial_key(split_key: str, model: Mapping[str, Any], cv: int = 0) -> str:
