@@ -18,13 +18,13 @@ from support.servers import data_file, run_sweeper
 LABEL_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
 
 
-def best_model(workdir: Path, sweep: SweepRuns) -> str:
-    """Where the sweep logged its best trial's pipeline (a folder: the store is SQLite)."""
+def best_model(workdir: Path, sweep: SweepRuns) -> tuple[str, str]:
+    """Where the sweep logged its best trial's pipeline (a folder: the store is SQLite), and the
+    run of that trial."""
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     uri = client.get_run(sweep.parent.info.run_id).data.tags["best_model_uri"]
-    return client.get_logged_model(uri.removeprefix("models:/")).artifact_location.removeprefix(
-        "file://"
-    )
+    logged = client.get_logged_model(uri.removeprefix("models:/"))
+    return logged.artifact_location.removeprefix("file://"), logged.source_run_id
 
 
 def raw_test_rows(workdir: Path) -> tuple[pd.DataFrame, pd.Series]:
@@ -52,11 +52,13 @@ def test_a_text_target_is_a_classification_and_its_winner_predicts_its_labels(
         assert run.data.params["data.task"] == "classification"
     params = sweep.parent.data.params
     assert (params["data.task"], params["ranked_by"]) == ("classification", "cv_accuracy")
-    best = max(sweep.children, key=lambda r: r.data.metrics["cv_accuracy"])  # maximised
-    assert sweep.parent.data.metrics["best_cv_accuracy"] == best.data.metrics["cv_accuracy"]
+    local, best_run = best_model(workdir, sweep)
+    best = next(r for r in sweep.children if r.info.run_id == best_run)
+    top = max(r.data.metrics["cv_accuracy"] for r in sweep.children)  # maximised (ties: either)
+    assert best.data.metrics["cv_accuracy"] == top
+    assert sweep.parent.data.metrics["best_cv_accuracy"] == top
     assert "ranked by CV accuracy (5-fold on the training rows)" in done.stdout
 
-    local = best_model(workdir, sweep)
     predicted = mlflow.pyfunc.load_model(local).predict(pd.read_csv(carseats))
     assert set(predicted) <= {"Yes", "No"} and len(predicted) == 400  # the labels, as text
     X_test, y_test = raw_test_rows(workdir)
@@ -67,6 +69,14 @@ def test_a_text_target_is_a_classification_and_its_winner_predicts_its_labels(
     pipeline = mlflow.sklearn.load_model(local)
     proba = pipeline.predict_proba(X_test)
     assert proba.shape == (len(X_test), 2) and np.allclose(proba.sum(axis=1), 1)
+
+    # Beside the results table: the winner's per-class report and confusion matrix.
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    folder = Path(client.download_artifacts(sweep.parent.info.run_id, "", str(workdir / "got")))
+    report = pd.read_csv(folder / "results" / "classification_report.csv", index_col="class")
+    assert report.loc["accuracy", "precision"] == pytest.approx(accuracy)  # sklearn's layout
+    assert report.loc["Yes", "support"] + report.loc["No", "support"] == len(y_test)
+    assert (folder / "plots" / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_integer_labels_with_data_task_classification(workdir: Path) -> None:
@@ -83,11 +93,12 @@ def test_integer_labels_with_data_task_classification(workdir: Path) -> None:
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert len(sweep.children) == 3  # rf_classifier's three depths
     assert all(set(LABEL_METRICS) <= r.data.metrics.keys() for r in sweep.children)
-    predicted = mlflow.pyfunc.load_model(best_model(workdir, sweep)).predict(table)
+    local, _ = best_model(workdir, sweep)
+    predicted = mlflow.pyfunc.load_model(local).predict(table)
     assert np.issubdtype(np.asarray(predicted).dtype, np.integer)  # labels of its own kind
     assert set(predicted) <= {0, 1, 2}
     X_test, y_test = raw_test_rows(workdir)
-    on_test = mlflow.pyfunc.load_model(best_model(workdir, sweep)).predict(X_test)
+    on_test = mlflow.pyfunc.load_model(local).predict(X_test)
     assert (
         np.mean(np.asarray(on_test) == y_test.to_numpy())
         > y_test.value_counts(normalize=True).max()

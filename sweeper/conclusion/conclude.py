@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from sweeper.core.metrics import Task
 from sweeper.core.records import Status
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ def log_best(tracker: Tracker, result: SweepResult, register_best: str | None) -
     if model is None:
         return notes
     tracker.set_tag(result.parent_run_id, "best_model_uri", model.uri)
+    if result.task == Task.classification:
+        _attempt(notes, "the confusion matrix", lambda: _log_label_report(
+            tracker, result, model.uri, best.trial.name, split.url))  # fmt: skip
     if not register_best:
         return notes
     decision = _attempt(notes, f"registered model {register_best}", lambda: register_if_better(
@@ -93,6 +97,27 @@ def _log_results(tracker: Tracker, result: SweepResult) -> None:
         tracker.log_artifacts(result.parent_run_id, tables, "results")
         if any(plots.iterdir()):
             tracker.log_artifacts(result.parent_run_id, plots, "plots")
+
+
+def _log_label_report(
+    tracker: Tracker, result: SweepResult, model_uri: str, trial: str, split_url: str
+) -> None:
+    import mlflow
+    import mlflow.sklearn
+
+    from sweeper.conclusion.labels import write_label_report
+    from sweeper.core.fitting import read_raw_test
+
+    mlflow.set_tracking_uri(tracker.tracking_uri)  # models:/ URIs resolve through it
+    model = mlflow.sklearn.load_model(model_uri)
+    X_test, y_test = read_raw_test(split_url)
+    with tempfile.TemporaryDirectory(prefix="sweeper-labels-") as folder:
+        tables, plots = Path(folder, "results"), Path(folder, "plots")
+        tables.mkdir()
+        plots.mkdir()
+        write_label_report(model, X_test, y_test, trial, tables, plots)
+        tracker.log_artifacts(result.parent_run_id, tables, "results")
+        tracker.log_artifacts(result.parent_run_id, plots, "plots")
 
 
 def _attempt(notes: list[str], what: str, make: Callable[[], T]) -> T | None:
