@@ -26,6 +26,8 @@ CASES = {
                              "model=lasso cannot be fitted to a classification target; models "
                              "that fit: hgb_classifier, knn_classifier, logistic, rf_classifier, "
                              "svc"),
+    "rare class": (["data.path={dir}/rare_class.csv", "data.target=y", "model=logistic"],
+                   "eval.cv=5 needs 5 training rows of each class; the smallest class has 2"),
     "one class": (["data.path={dir}/one_class.csv", "data.target=y"],
                   "data.target 'y' has one class ('a'): a classification needs at least two"),
     "all-missing target": (["data.path={dir}/blank_target.csv", "data.target=y"],
@@ -50,7 +52,7 @@ CASES = {
 }  # fmt: skip
 
 
-SOUND_DATA = ("model value", "more folds than rows", "regressor for labels")
+SOUND_DATA = ("model value", "more folds than rows", "regressor for labels", "rare class")
 
 
 def runs_in(workdir: Path) -> int:
@@ -70,11 +72,15 @@ def test_bad_data_is_named_in_one_line(workdir: Path, case: str) -> None:
     (workdir / "ragged.csv").write_text("x,y\n1,2\n3,4,5,6\n")
     (workdir / "header.csv").write_text("x,y\n")
     (workdir / "one_class.csv").write_text("x,y\n1,a\n2,a\n3,a\n4,a\n")
+    labels = ["a"] * 20 + ["b"] * 20 + ["c"] * 3  # c: 2 training rows, 1 test row
+    rare = "".join(f"{i},{label}\n" for i, label in enumerate(labels))
+    (workdir / "rare_class.csv").write_text("x,y\n" + rare)
     (workdir / "four_rows.csv").write_text("x,y\n1,2\n2,4\n3,5\n4,9\n")
     overrides, expected = CASES[case]
     paths = {"dir": workdir, "carseats": data_file("carseats.csv"), "port": free_port()}
     filled = [o.format(**paths) for o in overrides]
-    result = run_sweeper(["data=csv", *filled, "model=lasso", "-m"], cwd=workdir)
+    model = [] if any(o.startswith("model=") for o in filled) else ["model=lasso"]
+    result = run_sweeper(["data=csv", *filled, *model, "-m"], cwd=workdir)
     assert result.returncode == 1
     assert len([x for x in result.stderr.splitlines() if expected in x]) == 1  # one line says it
     assert "Traceback" not in result.stderr + result.stdout
