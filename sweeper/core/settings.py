@@ -52,10 +52,24 @@ class ArgoSettings:
     schedule: Optional[str] = None  # noqa: UP045
     name: Optional[str] = None  # noqa: UP045
     timezone: Optional[str] = None  # noqa: UP045
-    parallelism: Optional[int] = None  # noqa: UP045
+    parallelism: Optional[int] = 20  # noqa: UP045  (pods at once; null: as many as fit)
     trials_per_pod: int = 1
     retries: int = 2
-    active_deadline_seconds: Optional[int] = None  # noqa: UP045
+    active_deadline_seconds: Optional[int] = 86400  # noqa: UP045  (a hung run ends in a day)
+    # Pod Security "restricted": the step image's user (docker/Dockerfile), a read-only root.
+    run_as_user: int = 10001
+    run_as_group: int = 10001
+    read_only_root: bool = True
+    pod_gc: Optional[str] = "OnPodSuccess"  # noqa: UP045  (failed pods stay for their logs)
+    ttl_after_success: Optional[int] = 604800  # noqa: UP045  (seconds: the workflow is deleted)
+    ttl_after_failure: Optional[int] = 1209600  # noqa: UP045
+    # What the plan, preprocess and summary pods ask for (a trial's pod: `resources`).
+    step_resources: Any = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"memory": "2Gi"},
+        }
+    )
     service_account: Optional[str] = None  # noqa: UP045
     secrets: list[str] = field(default_factory=list)
     # {NAME: value}. Typed Any: OmegaConf cannot replace an Optional[Dict] that is None from the
@@ -135,6 +149,9 @@ class Settings:
             raise SweeperError(
                 f"local.workers={workers} must be at least 1 (or null: one per core)"
             )
+        if self.argo.run_as_user < 1 or self.argo.run_as_group < 1:
+            raise SweeperError("argo.run_as_user and argo.run_as_group must be a user other "
+                               "than root (the image's is 10001)")  # fmt: skip
         if self.argo.trials_per_pod < 1:
             raise SweeperError(f"argo.trials_per_pod={self.argo.trials_per_pod} must be at least 1")
         if self.eval.cv == 1 or self.eval.cv < 0:

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from support import pod_security
 from support.argo_runner import ArgoRunner
 from support.fake_argo import FakeArgo
 from support.servers import SHARED_DATA, run_sweeper
@@ -45,7 +46,10 @@ def render(workdir: Path, args: list[str], env: dict[str, str] | None = None) ->
     assert result.returncode == 0, result.stderr
     text = target.read_text()
     assert TOKEN not in text and SECRET_KEY not in text  # no credential in a manifest
-    return yaml.safe_load(text)
+    manifest: dict[str, Any] = yaml.safe_load(text)
+    # Every rendered manifest is admitted by a namespace that enforces Pod Security "restricted".
+    assert pod_security.violations(manifest) == [], pod_security.violations(manifest)
+    return manifest
 
 
 REMOTE = ["storage.root=s3://bucket/sweeps", "mlflow.tracking_uri=http://mlflow.ml.svc:5000"]

@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 
+from support import pod_security
+
 V1 = "io.argoproj.workflow.v1alpha1."
 WORKFLOW = r"/api/v1/workflows/(?P<ns>[^/]+)/(?P<name>[^/]+)"
 CRON = r"/api/v1/cron-workflows/(?P<ns>[^/]+)"
@@ -72,6 +74,9 @@ class FakeArgo:
 
     def create_workflow(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
         workflow = body["workflow"]
+        refused = _restricted(workflow)
+        if refused:
+            return refused
         workflow["metadata"].update(namespace=ns, uid="uid-1", resourceVersion="1")
         self.workflows[workflow["metadata"]["name"]] = workflow
         return 200, workflow
@@ -93,6 +98,9 @@ class FakeArgo:
 
     def create_cron(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
         cron = body["cronWorkflow"]
+        refused = _restricted(cron)
+        if refused:
+            return refused
         name = cron["metadata"]["name"]
         if name in self.crons:
             return 409, {"code": 6, "message": f'cronworkflows "{name}" already exists'}
@@ -151,3 +159,13 @@ def serve(fake: FakeArgo) -> Iterator[FakeArgo]:
 
 def load_swagger(shared: Path) -> dict[str, Any]:
     return json.loads((shared / "argo" / "swagger.json").read_text())
+
+
+def _restricted(manifest: dict[str, Any]) -> tuple[int, Any] | None:
+    """What a namespace enforcing Pod Security "restricted" answers a manifest whose pods break
+    it (a cluster refuses the pods; refusing the manifest at once is the stricter stand-in)."""
+    problems = pod_security.violations(manifest)
+    if not problems:
+        return None
+    return 403, {"code": 7, "message": f'pods would violate PodSecurity "restricted:latest": '
+                 f"{'; '.join(problems)}"}  # fmt: skip

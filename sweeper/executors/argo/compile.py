@@ -40,6 +40,17 @@ PLAN_STEP = "sweeper.executors.argo.plan_step"
 SUMMARY_STEP = "sweeper.executors.argo.summary_step"
 
 
+def _resources(given: object) -> m.ResourceRequirements:
+    """`argo.step_resources` ({requests: {cpu, memory}, limits: {memory}}) as Kubernetes'."""
+    spec = given if isinstance(given, dict) else {}
+
+    def quantities(part: str) -> dict[str, m.Quantity] | None:
+        values = spec.get(part) or {}
+        return {str(k): m.Quantity(str(v)) for k, v in values.items()} or None
+
+    return m.ResourceRequirements(requests=quantities("requests"), limits=quantities("limits"))
+
+
 def check_reachable(settings: Settings) -> None:
     """Pods need storage and tracking they can reach over the network."""
     root, uri = settings.storage.root, settings.mlflow.tracking_uri
@@ -87,22 +98,59 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
     workflow.parallelism = argo.parallelism
     workflow.active_deadline_seconds = argo.active_deadline_seconds
     workflow.service_account_name = argo.service_account
-    workflow.pod_metadata = m.Metadata(labels={"sweeper/experiment": experiment})
+    pod_labels = {"app.kubernetes.io/name": "sweeper", "sweeper/experiment": experiment}
+    if isinstance(workflow, Workflow) and not isinstance(workflow, CronWorkflow):
+        pod_labels["sweeper/sweep-id"] = name  # a cron run's name is Argo's (its own label)
+    workflow.pod_metadata = m.Metadata(labels=pod_labels)
+    _lifecycle(workflow, argo)
     with workflow:
         _templates(argo, definition.portable().to_args(), plan_url)
     return workflow
 
 
+def _lifecycle(workflow: Workflow, argo: ArgoSettings) -> None:
+    """Pod Security "restricted" for every pod, and the defaults a shared cluster expects: pods
+    of successful steps deleted, finished workflows deleted after a while, a deadline."""
+    workflow.security_context = m.PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=argo.run_as_user,
+        run_as_group=argo.run_as_group,
+        fs_group=argo.run_as_group,
+        seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+    )
+    if argo.pod_gc:
+        workflow.pod_gc = m.PodGC(strategy=argo.pod_gc)
+    if argo.ttl_after_success is not None or argo.ttl_after_failure is not None:
+        workflow.ttl_strategy = m.TTLStrategy(
+            seconds_after_success=argo.ttl_after_success,
+            seconds_after_failure=argo.ttl_after_failure,
+        )
+    # The steps write only under /tmp (outputs, caches): an emptyDir on a read-only root.
+    workflow.volumes = [m.Volume(name="tmp", empty_dir=m.EmptyDirVolumeSource())]
+
+
 def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str) -> None:
     image = argo.image
-    env = [Env(name=k, value=v) for k, v in argo.environment.items()]
+    # Caches the libraries keep under $HOME (matplotlib's, MLflow's) go to the writable /tmp.
+    scratch = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
+    env = [Env(name=k, value=v) for k, v in {**scratch, **argo.environment}.items()]
     env_from = [SecretEnvFrom(name=str(s)) for s in argo.secrets]
-    # Retried only when the cluster lost the pod (OnError), not when a trial itself failed.
+    # Retried only when the cluster lost the pod (OnError), not when a trial itself failed; no
+    # maxDuration: it counts from the first attempt, so a pod lost late would get no retry.
     retry = RetryStrategy(
         limit=str(argo.retries),  # IntOrString: the schema takes the string form
         retry_policy="OnError",
-        backoff=m.Backoff(duration="10s", factor=m.IntOrString("2"), max_duration="5m"),
+        backoff=m.Backoff(duration="10s", factor=m.IntOrString("2")),
     )
+    security = m.SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=m.Capabilities(drop=["ALL"]),
+        read_only_root_filesystem=argo.read_only_root,
+        run_as_non_root=True,
+    )
+    step_resources = _resources(argo.step_resources)
+    tag = image.rsplit("/", 1)[-1]
+    pull = "Always" if ":" not in tag or tag.endswith(":latest") else "IfNotPresent"
 
     def step(
         name: str,
@@ -115,6 +163,7 @@ def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str) -> 
         return Container(
             name=name,
             image=image,
+            image_pull_policy=pull,
             command=["python", "-m", module],
             args=args,
             env=env or None,
@@ -122,7 +171,9 @@ def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str) -> 
             retry_strategy=retry,
             inputs=inputs,
             outputs=outputs,
-            resources=resources,
+            resources=resources or step_resources,
+            security_context=security,
+            volume_mounts=[m.VolumeMount(name="tmp", mount_path="/tmp")],
         )
 
     plan_args = ["--sweep-id", "{{workflow.name}}", "--outputs", OUTPUTS,
