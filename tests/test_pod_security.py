@@ -82,3 +82,43 @@ def test_root_is_refused(workdir: Path) -> None:
     assert done.returncode == 1
     assert "argo.run_as_user and argo.run_as_group must be a user other than root" in done.stderr
     assert not (workdir / "x.yaml").exists()
+
+
+def test_platform_pass_throughs_and_one_summary_per_experiment(workdir: Path) -> None:
+    manifest = render(
+        workdir,
+        ["model=lasso", *REMOTE, "argo.node_selector={pool: ml}", "argo.priority_class=batch",
+         "argo.tolerations=[{key: spot, operator: Exists, effect: NoSchedule}]",
+         "argo.image_pull_secrets=[registry]", "mlflow.experiment=Nightly", "-m"],
+    )  # fmt: skip
+    spec = manifest["spec"]
+    assert spec["nodeSelector"] == {"pool": "ml"} and spec["podPriorityClassName"] == "batch"
+    assert spec["tolerations"] == [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["imagePullSecrets"] == [{"name": "registry"}]
+    summary = next(t for t in spec["templates"] if t["name"] == "summary")
+    assert summary["synchronization"] == {
+        "mutexes": [
+            {
+                "name": "sweeper-nightly-"
+                + summary["synchronization"]["mutexes"][0]["name"].rsplit("-", 1)[-1]
+            }
+        ]
+    } or summary["synchronization"] == {"mutexes": [{"name": "sweeper-nightly"}]}
+
+
+def test_a_password_in_the_tracking_uri_is_refused_and_the_cron_hint_is_argo_cron(
+    workdir: Path,
+) -> None:
+    done = run_sweeper(["model=lasso", "storage.root=s3://bucket/sweeps", "backend=argo",
+                        "mlflow.tracking_uri=http://me:hunter2@mlflow.ml.svc:5000",
+                        "argo.render_to=x.yaml", "-m"], cwd=workdir)  # fmt: skip
+    assert done.returncode == 1 and "hunter2" not in done.stdout + done.stderr
+    assert (
+        "mlflow.tracking_uri=http://mlflow.ml.svc:5000 holds credentials, which a manifest "
+        "would carry in plain text: give them as MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD in a Secret named in argo.secrets"
+    ) in done.stderr
+    cron = run_sweeper(["model=lasso", *REMOTE, "backend=argo", "argo.schedule=0 2 * * *",
+                        "argo.render_to=cron.yaml", "-m"], cwd=workdir)  # fmt: skip
+    assert cron.returncode == 0, cron.stderr
+    assert "(argo cron create it, or kubectl apply -f it)" in cron.stdout

@@ -70,6 +70,11 @@ class ArgoSettings:
             "limits": {"memory": "2Gi"},
         }
     )
+    # What platform teams pass through to every pod.
+    node_selector: Any = None  # {label: value}
+    tolerations: list[Any] = field(default_factory=list)  # Kubernetes' toleration objects
+    priority_class: Optional[str] = None  # noqa: UP045
+    image_pull_secrets: list[str] = field(default_factory=list)
     service_account: Optional[str] = None  # noqa: UP045
     secrets: list[str] = field(default_factory=list)
     # {NAME: value}. Typed Any: OmegaConf cannot replace an Optional[Dict] that is None from the

@@ -97,7 +97,9 @@ def _run_definition(sweep: Sweep, definition: Definition) -> int:
         path = Path(argo.render_to).resolve()
         storage.write_bytes_atomic(str(path), workflow.to_yaml().encode())
         kind = type(workflow).__name__
-        print(f"{kind} {workflow.name} written to {path} (argo submit / kubectl create -f it)")
+        how = ("argo cron create it, or kubectl apply -f it" if kind == "CronWorkflow"
+               else "argo submit it, or kubectl create -f it")  # fmt: skip
+        print(f"{kind} {workflow.name} written to {path} ({how})")
         return 0
     from sweeper.executors.argo.submit import submit
 

@@ -64,6 +64,12 @@ def check_reachable(settings: Settings) -> None:
             f"mlflow.tracking_uri={uri} is not a tracking server; backend=argo needs one every "
             "pod can reach, e.g. mlflow.tracking_uri=http://mlflow.ml.svc:5000"
         )
+    if storage.redact(uri) != uri:  # a password would be written into the manifest
+        raise SweeperError(
+            f"mlflow.tracking_uri={storage.redact(uri)} holds credentials, which a manifest "
+            "would carry in plain text: give them as MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD in a Secret named in argo.secrets"
+        )
 
 
 def compile_sweep(definition: Definition, settings: Settings) -> Workflow | CronWorkflow:
@@ -104,7 +110,8 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
     workflow.pod_metadata = m.Metadata(labels=pod_labels)
     _lifecycle(workflow, argo)
     with workflow:
-        _templates(argo, definition.portable().to_args(), plan_url)
+        mutex = dns_label(f"sweeper-{settings.mlflow.experiment}", 63)
+        _templates(argo, definition.portable().to_args(), plan_url, mutex)
     return workflow
 
 
@@ -127,9 +134,18 @@ def _lifecycle(workflow: Workflow, argo: ArgoSettings) -> None:
         )
     # The steps write only under /tmp (outputs, caches): an emptyDir on a read-only root.
     workflow.volumes = [m.Volume(name="tmp", empty_dir=m.EmptyDirVolumeSource())]
+    if argo.node_selector:
+        workflow.node_selector = {str(k): str(v) for k, v in dict(argo.node_selector).items()}
+    if argo.tolerations:
+        workflow.tolerations = [m.Toleration(**dict(t)) for t in argo.tolerations]
+    workflow.pod_priority_class_name = argo.priority_class
+    if argo.image_pull_secrets:
+        workflow.image_pull_secrets = [
+            m.LocalObjectReference(name=str(s)) for s in argo.image_pull_secrets
+        ]
 
 
-def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str) -> None:
+def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str, mutex: str) -> None:
     image = argo.image
     # Caches the libraries keep under $HOME (matplotlib's, MLflow's) go to the writable /tmp.
     scratch = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
@@ -203,7 +219,10 @@ def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str) -> 
             limits={"memory": m.Quantity("{{inputs.parameters.memory_limit}}")},
         ),
     )
-    step("summary", SUMMARY_STEP, ["--plan", plan_url])
+    summary = step("summary", SUMMARY_STEP, ["--plan", plan_url])
+    # One summary of an experiment at a time: a nightly run and a manual one never decide a
+    # registry promotion side by side.
+    summary.synchronization = m.Synchronization(mutexes=[m.Mutex(name=mutex)])
 
     # failFast off: one failing trial must not stop the others from being scheduled.
     with DAG(name="group", inputs=[Parameter(name="group"), Parameter(name="chunks")],
