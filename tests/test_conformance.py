@@ -74,11 +74,12 @@ def execute(
     return run
 
 
-def carseats(s3: S3Server, store: str) -> str:
-    """carseats.csv beside the store, on S3 (pods read their data from URLs)."""
-    url = store.rsplit("/", 1)[0] + "/in/carseats.csv"
-    s3.fs().pipe(url.removeprefix("s3://"), data_file("carseats.csv").read_bytes())
-    return url
+def carseats(s3: S3Server) -> str:
+    """carseats.csv in a bucket of its own, on S3 (pods read their data from URLs)."""
+    bucket = f"conf-data-{secrets.token_hex(3)}"
+    s3.fs().mkdir(bucket)
+    s3.fs().pipe(f"{bucket}/in/carseats.csv", data_file("carseats.csv").read_bytes())
+    return f"s3://{bucket}/in/carseats.csv"
 
 
 def expected_scores(s3: S3Server, store: str, alpha: float) -> dict[str, float]:
@@ -160,9 +161,7 @@ def test_a_finished_trial_is_reused_by_the_next_sweep(execute: Execute) -> None:
 
 
 def test_data_from_a_url_with_a_text_column(execute: Execute, s3_server: S3Server) -> None:
-    probe = f"s3://conf-data-{secrets.token_hex(3)}/store"
-    s3_server.fs().mkdir(probe.removeprefix("s3://").split("/")[0])
-    url = carseats(s3_server, probe)
+    url = carseats(s3_server)
     done = execute(["data=csv", f"data.path={url}", "data.target=Sales", "model=ridge",
                     "model.alpha=1"])  # fmt: skip
     assert done.ok
@@ -175,9 +174,7 @@ def test_data_from_a_url_with_a_text_column(execute: Execute, s3_server: S3Serve
 def test_a_classification_sweep_logs_the_label_metrics(
     execute: Execute, s3_server: S3Server
 ) -> None:
-    probe = f"s3://conf-labels-{secrets.token_hex(3)}/store"
-    s3_server.fs().mkdir(probe.removeprefix("s3://").split("/")[0])
-    url = carseats(s3_server, probe)
+    url = carseats(s3_server)
     done = execute(["data=csv", f"data.path={url}", "data.target=US", "model=logistic",
                     "model.C=0.1,1"])  # fmt: skip
     assert done.ok
