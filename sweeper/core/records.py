@@ -92,6 +92,25 @@ class Trial:
     estimator_type: str | None = None  # its model config's: regressor or classifier
 
 
+def trial_params(
+    model_name: str, model: Mapping[str, Any], group: PreprocessGroup
+) -> dict[str, str]:
+    """What MLflow records for a trial: its model's values and its group's settings."""
+    params = {"model": model_name, "model.class": model.get("_target_", "")}
+    params.update({f"model.{k}": _text(v) for k, v in model.items() if not k.startswith("_")})
+    for key, value in group.data.items():
+        params[f"data.{key}"] = storage.redact(value) if key == "path" else _text(value)
+    params.update({f"preprocess.{k}": _text(v) for k, v in group.preprocess.items()})
+    params["seed"] = str(group.seed)
+    return params
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return "null" if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """What a trial's child run is called and what identifies it."""
@@ -158,22 +177,31 @@ class Plan:
 
     def to_json(self) -> str:
         """The plan as a record: no credentials (in a data URL, or the submitter's settings)."""
-        record = asdict(self)
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         record["settings"] = self.settings.portable()
+        record["groups"] = [asdict(g) for g in self.groups]
         for group in record["groups"]:
             group["data"]["path"] = storage.redact(group["data"].get("path"))
-        return json.dumps(record, indent=1, default=str)
+        # Without params: from the trial's model and group again when read (most of its bytes).
+        fields = [f.name for f in dataclasses.fields(Trial) if f.name != "params"]
+        record["trials"] = [{k: getattr(t, k) for k in fields} for t in self.trials]
+        # Compact: a 100,000-trial plan is tens of megabytes even so.
+        return json.dumps(record, separators=(",", ":"), default=str)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Plan:
         record = json.loads(text)
+        groups = {g["id"]: PreprocessGroup(**g) for g in record["groups"]}
+
+        def trial(t: dict[str, Any]) -> Trial:
+            params = trial_params(t["model_name"], t["model"], groups[t["group"]])
+            return Trial(**{**t, "overrides": tuple(t["overrides"]), "params": params})
+
         return cls(
             sweep_id=record["sweep_id"],
             settings=Settings.of(record["settings"]),
-            groups=tuple(PreprocessGroup(**g) for g in record["groups"]),
-            trials=tuple(
-                Trial(**{**t, "overrides": tuple(t["overrides"])}) for t in record["trials"]
-            ),
+            groups=tuple(groups.values()),
+            trials=tuple(trial(t) for t in record["trials"]),
             sweep_params=record["sweep_params"],
             parent_run_id=record["parent_run_id"],
         )

@@ -2,19 +2,21 @@
 
 Hydra's own launchers compose every job from scratch (tens of milliseconds each). Trials that differ
 only in `model.*` values share one composition here; their values are applied on top with
-Hydra's own override semantics.
+Hydra's own override semantics, or, for plain values on a base that nothing in it computes from
+them, set on its resolved copy (a 100,000-trial plan in seconds, not hours).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from sweeper.planning.plan import Job
+from sweeper.planning.plan import Job, resolved, settable_on_resolved
 
 MODEL_PREFIX = "model."
 
@@ -24,25 +26,44 @@ def compose_jobs(
     compose: Callable[[list[str]], DictConfig],
     parser: OverridesParser,
     first_index: int = 0,
+    parsed: dict[str, Override] | None = None,
 ) -> tuple[list[Job], DictConfig]:
-    """The jobs, and the hydra node of the first composition (sweep-wide Hydra settings)."""
-    bases: dict[tuple[str, ...], tuple[DictConfig, str]] = {}
+    """The jobs, and the hydra node of the first composition (sweep-wide Hydra settings).
+
+    `parsed`: overrides already parsed, by their line (`expand` leaves its axes' values there);
+    each other distinct line is parsed once. Hydra's parser takes about a millisecond a line."""
+    known = {} if parsed is None else parsed
+    bases: dict[tuple[str, ...], tuple[DictConfig, str, dict[str, Any] | None]] = {}
     hydra_cfg: DictConfig | None = None
     jobs = []
     for offset, overrides in enumerate(job_overrides):
-        parsed = parser.parse_overrides(list(overrides))
-        values = [o for o in parsed if o.key_or_group.startswith(MODEL_PREFIX)]
-        base_key = tuple(str(o.input_line) for o in parsed if o not in values)
+        lines = [_parsed(line, known, parser) for line in overrides]
+        values = tuple(o for o in lines if o.key_or_group.startswith(MODEL_PREFIX))
+        base_key = tuple(str(o.input_line) for o in lines if o not in values)
         if base_key not in bases:
             composed = compose(list(base_key))
             with open_dict(composed):
                 hydra_node = composed.pop("hydra")
             hydra_cfg = hydra_cfg or hydra_node
-            bases[base_key] = (composed, str(hydra_node.runtime.choices.model))
-        base, model_name = bases[base_key]
-        cfg = copy.deepcopy(base) if values else base
-        # Hydra's own rules for `key=v`, `+key=v`, `++key=v` and `~key`.
-        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        jobs.append(Job(first_index + offset, tuple(overrides), cfg, model_name))
+            plain = _resolved_or_none(composed)
+            bases[base_key] = (composed, str(hydra_node.runtime.choices.model), plain)
+        base, model_name, plain = bases[base_key]
+        jobs.append(Job(first_index + offset, tuple(overrides), base, model_name, values, plain))
     assert hydra_cfg is not None
     return jobs, hydra_cfg
+
+
+def _parsed(line: str, known: dict[str, Override], parser: OverridesParser) -> Override:
+    found = known.get(line)
+    if found is None:
+        found = known[line] = parser.parse_override(line)
+    return found
+
+
+def _resolved_or_none(composed: DictConfig) -> dict[str, Any] | None:
+    if not settable_on_resolved(composed):
+        return None
+    try:
+        return resolved(composed)
+    except OmegaConfBaseException:  # raised again, where the job's config is resolved
+        return None

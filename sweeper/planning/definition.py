@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
 from sweeper.core.records import Plan
@@ -92,6 +93,7 @@ def plan_from_definition(definition: Definition, sweep_id: str) -> Plan:
             return compose("config", overrides=job_overrides, return_hydra_config=True)
 
         overrides = list(definition.overrides)
+        parsed: dict[str, Override] = {}  # each line parsed once, the expanded values not at all
         if definition.jobs is not None:
             jobs = [list(job) for job in definition.jobs]
         elif definition.multirun:
@@ -104,10 +106,11 @@ def plan_from_definition(definition: Definition, sweep_id: str) -> Plan:
                 default_model=str(master.hydra.runtime.choices.model),
                 compose=compose_job,
                 parser=parser,
+                parsed=parsed,
             )
         else:
             jobs = [overrides]
-        composed, _ = compose_jobs(jobs, compose_job, parser)
+        composed, _ = compose_jobs(jobs, compose_job, parser, parsed=parsed)
     plan = build_plan(composed, sweep_id, definition.name_keys)
     return plan.with_params(definition.sweep_params)
 

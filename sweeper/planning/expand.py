@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, OverrideType, ValueType
+from hydra.core.override_parser.types import Override, OverrideType, Transformer, ValueType
 from omegaconf import DictConfig
 
 from sweeper.core.metrics import Task
@@ -29,8 +29,11 @@ def expand(
     default_model: str,
     compose: Callable[[list[str]], DictConfig],
     parser: OverridesParser,
+    parsed: dict[str, Override] | None = None,
 ) -> list[list[str]]:
-    """The override list of every job. `compose` builds a config for one list of overrides."""
+    """The override list of every job. `compose` builds a config for one list of overrides.
+    `parsed` (if given) receives the override of each line a model value's sweep expands to,
+    built from the sweep's own elements: what parsing that line again would give."""
     overrides = _merge(
         parser.parse_overrides(as_overrides(params)), parser.parse_overrides(list(arguments))
     )
@@ -56,8 +59,8 @@ def expand(
         given = [o for o in model_values if _applies(o, cfg)]
         used.update(o.key_or_group for o in given)
         # A value from the command line replaces that axis of the model's grid; the rest stays.
-        grid = _grid_axes(cfg, parser, model)
-        grid.update({o.key_or_group: _axis(o) for o in given})
+        grid = _grid_axes(cfg, parser, model, parsed)
+        grid.update({o.key_or_group: _axis(o, parsed) for o in given})
         axes = list(grid.values())
         for other in itertools.product(*other_axes):
             for values in itertools.product(*axes):
@@ -97,11 +100,22 @@ def _values(override: Override) -> list[str]:
     return list(override.sweep_string_iterator())
 
 
-def _axis(override: Override) -> list[str]:
+def _axis(override: Override, parsed: dict[str, Override] | None = None) -> list[str]:
     if not override.is_sweep_override():
         return [_line(override)]
     key = override.get_key_element()
-    return [f"{key}={value}" for value in _values(override)]
+    if parsed is None or override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        return [f"{key}={value}" for value in _values(override)]
+    _values(override)  # refuses intervals
+    lines = []
+    for element in override.sweep_iterator():
+        line = f"{key}={Transformer.str(element)}"
+        if element is None or isinstance(element, bool | int | float):
+            parsed[line] = Override(type=override.type, key_or_group=override.key_or_group,
+                                    value_type=ValueType.ELEMENT, _value=element,
+                                    package=override.package, input_line=line)  # fmt: skip
+        lines.append(line)
+    return lines
 
 
 def _line(override: Override) -> str:
@@ -118,14 +132,16 @@ def _applies(override: Override, cfg: DictConfig) -> bool:
     return name in cfg[MODEL]
 
 
-def _grid_axes(cfg: DictConfig, parser: OverridesParser, model: str) -> dict[str, list[str]]:
+def _grid_axes(
+    cfg: DictConfig, parser: OverridesParser, model: str, parsed: dict[str, Override] | None
+) -> dict[str, list[str]]:
     """The model's grid: `model.<name>` → its values as overrides, in the grid's order."""
     grid = cfg.get("grid") or {}
     lines = [f"{MODEL}.{name}={_sweep_text(values)}" for name, values in grid.items()]
     for line in lines:
         if line.split("=")[0].split(".")[1] not in cfg[MODEL]:
             raise SweeperError(f"grid of model={model}: '{line}' is not a parameter of the model")
-    return {o.key_or_group: _axis(o) for o in parser.parse_overrides(lines)}
+    return {o.key_or_group: _axis(o, parsed) for o in parser.parse_overrides(lines)}
 
 
 def _sweep_text(values: Any) -> str:

@@ -6,32 +6,92 @@ data (`sweeper.core.records.Plan`): JSON in, JSON out, no Hydra objects.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.core import storage
-from sweeper.core.records import Plan, PreprocessGroup, Trial
+from sweeper.core.records import Plan, PreprocessGroup, Trial, trial_params
 from sweeper.core.settings import SWEEP_WIDE, Settings
 from sweeper.errors import SweeperError
 
 MODEL = "model."
+MODEL_KEY = "model"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One Hydra job of the sweep: its overrides and composed config (without the hydra node)."""
+    """One Hydra job of the sweep: its overrides and composed config (without the hydra node).
+
+    `base` is composed once per distinct non-model configuration and shared by its jobs; `values`
+    (the job's `model.*` overrides) are applied on top only when `cfg` is asked for. A planner
+    that only needs the resolved values (`config`) gets them without a DictConfig per job."""
 
     index: int
     overrides: tuple[str, ...]
-    cfg: DictConfig
+    base: DictConfig
     model_name: str
+    values: tuple[Override, ...] = ()
+    # The base resolved to plain data, when its model values can be set on that directly.
+    resolved_base: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def cfg(self) -> DictConfig:
+        if not self.values:
+            return self.base
+        cfg = copy.deepcopy(self.base)
+        # Hydra's own rules for `key=v`, `+key=v`, `++key=v` and `~key`.
+        ConfigLoaderImpl._apply_overrides_to_config(list(self.values), cfg)
+        return cfg
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The resolved config as plain data; its sections other than `model` may be shared
+        with other jobs (read, never change them)."""
+        if self.resolved_base is not None and all(map(_plain, self.values)):
+            model = dict(self.resolved_base[MODEL_KEY])
+            if all(o.key_or_group.removeprefix(MODEL) in model for o in self.values):
+                model.update({o.key_or_group.removeprefix(MODEL): o.value() for o in self.values})
+                return {**self.resolved_base, MODEL_KEY: model}
+        return resolved(self.cfg)
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    return {str(k): v for k, v in container.items()}
+
+
+def settable_on_resolved(base: DictConfig) -> bool:
+    """Whether model values can be set on the resolved base: nothing in it is computed from a
+    `model.*` value (an interpolation naming the model, or a relative one)."""
+    unresolved = json.dumps(OmegaConf.to_container(base, resolve=False), default=str)
+    return not any("model" in i or i.startswith(".") for i in _INTERPOLATION.findall(unresolved))
+
+
+_INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
+
+
+def _plain(override: Override) -> bool:
+    """`model.<name>=<value>` replacing a value with a number, bool, null or literal text."""
+    value = override.value()
+    return (
+        override.type == OverrideType.CHANGE
+        and override.package is None
+        and override.key_or_group.count(".") == 1
+        and (value is None or isinstance(value, bool | int | float | str))
+        and not (isinstance(value, str) and "${" in value)
+    )
 
 
 def new_sweep_id() -> str:
@@ -45,7 +105,7 @@ def build_plan(
     vary them (an optimiser's search space, asked for a few trials at a time)."""
     if not jobs:
         raise SweeperError("the sweep has no trials")
-    configs = [_resolved(job.cfg) for job in jobs]
+    configs = [job.config for job in jobs]
     settings = _settings(configs)
     varying = _varying_keys(jobs)
     varying += [k for k in name_keys if k not in varying and k != "model"]
@@ -63,7 +123,7 @@ def build_plan(
                 model=model,
                 group=group.id,
                 overrides=job.overrides,
-                params=_trial_params(job.model_name, model, group),
+                params=trial_params(job.model_name, model, group),
                 resources=cfg.get("resources") or {},
                 cv=settings.eval.cv,
                 seed=group.seed,
@@ -82,12 +142,6 @@ def build_plan(
             "eval.metric": settings.eval.metric,
         },
     )
-
-
-def _resolved(cfg: DictConfig) -> dict[str, Any]:
-    container = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(container, dict)
-    return {str(k): v for k, v in container.items()}
 
 
 def _settings(configs: Sequence[Mapping[str, Any]]) -> Settings:
@@ -118,22 +172,6 @@ def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
     )
 
 
-def _trial_params(model_name: str, model: Mapping[str, Any], group: PreprocessGroup) -> dict:
-    params = {"model": model_name, "model.class": model.get("_target_", "")}
-    params.update({f"model.{k}": _text(v) for k, v in model.items() if not k.startswith("_")})
-    for key, value in group.data.items():
-        params[f"data.{key}"] = storage.redact(value) if key == "path" else _text(value)
-    params.update({f"preprocess.{k}": _text(v) for k, v in group.preprocess.items()})
-    params["seed"] = str(group.seed)
-    return params
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return ",".join(map(str, value))
-    return "null" if value is None else str(value)
-
-
 def _override_items(job: Job) -> dict[str, str]:
     items = {}
     for override in job.overrides:
@@ -161,8 +199,8 @@ def _trial_name(job: Job, varying: Sequence[str]) -> str:
     config's), whatever order the command line gave them, floats to 4 significant digits (the
     exact value is in the params); then anything else that varies."""
     items = _override_items(job)
-    grid = [f"{MODEL}{k}" for k in job.cfg.get("grid") or {}]
-    config = [f"{MODEL}{k}" for k in job.cfg.get("model") or {}]
+    grid = [f"{MODEL}{k}" for k in job.config.get("grid") or {}]
+    config = [f"{MODEL}{k}" for k in job.config.get(MODEL_KEY) or {}]
     order = {key: i for i, key in enumerate(dict.fromkeys([*grid, *config]))}
     shown_keys = sorted(
         (k for k in varying if k in items),
@@ -173,5 +211,7 @@ def _trial_name(job: Job, varying: Sequence[str]) -> str:
 
 
 def _shown(job: Job, key: str, text: str) -> str:
-    value = OmegaConf.select(job.cfg, key, default=None) if key.startswith(MODEL) else None
+    value: Any = job.config if key.startswith(MODEL) else None
+    for part in key.split(".") if value is not None else ():
+        value = value.get(part) if isinstance(value, Mapping) else None
     return f"{value:.4g}" if isinstance(value, float) else text
