@@ -1,10 +1,11 @@
 """The trial step: trials of a stored plan, each through the one trial lifecycle.
 
-    python -m steps.train --plan s3://b/sweeps/sweeps/<sweep_id>/plan.json --trials 3,4,5
+    python -m steps.train --plan s3://b/sweeps/sweeps/<sweep_id>/chunks/7.json
 
 fits, scores and logs each trial as a child run of the sweep's run (a trial some sweep already
-finished on the same split is reused, not trained) and prints one JSON line per trial. Without a
-plan, one model on one stored split:
+finished on the same split is reused, not trained) and prints one JSON line per trial: every
+trial of the plan (an Argo chunk is a plan of its own), or those `--trials 3,4,5` names. Without
+a plan, one model on one stored split:
 
     python -m steps.train --split s3://b/sweeps/preprocess/<key> \
         --model '{"_target_": "sklearn.linear_model.Lasso", "alpha": 0.1}' \
@@ -27,12 +28,14 @@ from sweeper.core.splits import recorded_split
 from sweeper.core.tracking import Tracker
 
 
-def train_planned(plan_url: str, indices: Sequence[int]) -> list[Outcome]:
-    """Trials of a stored plan, each logged as a child run (or reused)."""
+def train_planned(plan_url: str, indices: Sequence[int] | None = None) -> list[Outcome]:
+    """Trials of a stored plan (those with these indices, or all), each logged as a child run
+    (or reused)."""
     plan = Plan.from_json(storage.read_bytes(plan_url))
     assert plan.parent_run_id is not None, "the plan step opens the sweep's run"
     tracker = Tracker(plan.settings.mlflow.tracking_uri, plan.settings.mlflow.experiment)
-    trials = [plan.trials[index] for index in indices]
+    wanted = None if indices is None else set(indices)
+    trials = [t for t in plan.trials if wanted is None or t.index in wanted]
     splits = {group: recorded_split(plan, group) for group in {t.group for t in trials}}
     sweep = SweepRef(plan.sweep_id, plan.parent_run_id)
     return run_trials(tracker, sweep, trials, splits, plan.settings.sweep.rerun, _report)
@@ -49,8 +52,8 @@ def _report(outcome: Outcome) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m steps.train", description=__doc__)
-    parser.add_argument("--plan", help="URL of a stored plan: train --trials of it")
-    parser.add_argument("--trials", help="comma-separated trial indices of the plan")
+    parser.add_argument("--plan", help="URL of a stored plan (or chunk): train its trials")
+    parser.add_argument("--trials", help="comma-separated trial indices (default: all)")
     parser.add_argument("--split", help="URL of a stored split")
     parser.add_argument("--model", help="model config as JSON (with _target_)")
     parser.add_argument("--tracking-uri")
@@ -64,9 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.plan:
-        if not args.trials:
-            parser.error("--plan needs --trials")
-        outcomes = train_planned(args.plan, [int(i) for i in args.trials.split(",")])
+        indices = [int(i) for i in args.trials.split(",")] if args.trials else None
+        outcomes = train_planned(args.plan, indices)
         return 0 if all(o.ok for o in outcomes) else 1
     needed = ("split", "model", "tracking_uri", "experiment", "parent_run_id", "sweep_id", "name")
     missing = [f"--{n.replace('_', '-')}" for n in needed if getattr(args, n) is None]

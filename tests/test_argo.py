@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from support.fake_argo import load_swagger, serve
 from support.mlflow_view import sweeps
 from support.servers import PROJECT, SHARED_DATA, S3Server, data_file, run_sweeper
 from support.step_image import Container
+from sweeper.planning.definition import Definition
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,33 @@ def test_local_paths_are_refused_for_argo(workdir: Path) -> None:
     )
     assert result.returncode != 0
     assert "storage.root=sweeper-store is a local folder" in result.stderr
+    local_data = run_sweeper(
+        ["model=lasso", "data=csv", f"data.path={data_file('carseats.csv')}", "data.target=Sales",
+         *REMOTE, "backend=argo", "argo.render_to=x.yaml", "-m"], cwd=workdir,
+    )  # fmt: skip
+    assert local_data.returncode == 1
+    assert f"data.path={data_file('carseats.csv')} is a local file" in local_data.stderr
     assert not (workdir / "x.yaml").exists()
+
+
+def test_values_reach_the_steps_verbatim_not_as_argo_variables(workdir: Path) -> None:
+    """Argo substitutes `{{…}}` anywhere in a template; a value holding one must reach the plan
+    step as typed, so the manifest carries the definition encoded, with no brace of its own."""
+    typed = ["data.target='{{workflow.name}}'", "mlflow.experiment='{{=sprig.env(\"HOME\")}}'"]
+    manifest = render(workdir, ["model=lasso", *REMOTE, *typed, "-m"])
+    plan = next(t for t in manifest["spec"]["templates"] if t["name"] == "plan")
+    args = plan["container"]["args"]
+    encoded = args[args.index("--definition") + 1]
+    assert "{" not in encoded and "}" not in encoded
+    # Every `{{` left in the manifest is one of its own variables, none of the values typed.
+    variables = set(re.findall(r"\{\{([^}]*)\}\}", json.dumps(manifest)))
+    own = re.compile(r"workflow\.name|item(\.\w+)?|inputs\.parameters\.\w+|tasks\.plan\..*")
+    assert variables and all(own.fullmatch(v) for v in variables), variables
+    definition = Definition.decoded(encoded)
+    parser = OverridesParser.create()
+    given = {o.key_or_group: o.value() for o in parser.parse_overrides(list(definition.overrides))}
+    assert given["data.target"] == "{{workflow.name}}"
+    assert given["mlflow.experiment"] == '{{=sprig.env("HOME")}}'
 
 
 def upload_table_with_awkward_column(s3: S3Server, bucket: str) -> tuple[str, str]:
@@ -266,8 +294,10 @@ def test_optuna_batch_executed_as_a_workflow(
     plan = next(t for t in manifest["spec"]["templates"] if t["name"] == "plan")
     args = plan["container"]["args"]
     parser = OverridesParser.create()
-    jobs = [{o.key_or_group: o.value() for o in parser.parse_overrides(job)}
-            for job in json.loads(args[args.index("--jobs") + 1])]  # fmt: skip
+    definition = Definition.decoded(args[args.index("--definition") + 1])
+    assert definition.jobs is not None
+    jobs = [{o.key_or_group: o.value() for o in parser.parse_overrides(list(job))}
+            for job in definition.jobs]  # fmt: skip
     base = {o.key_or_group: o.value() for o in parser.parse_overrides(remote)}
     assert jobs == [{"model.alpha": t.params["model.alpha"], "model": "lasso", **base}
                     for t in trials]  # fmt: skip

@@ -192,19 +192,41 @@ def test_multirun_model_values_are_deferred_to_the_sweeper() -> None:
     assert Counter(values(jobs, "model")) == {"rf": 6, "lasso": 1}
 
 
-def test_fan_out_chunks_trials_per_model_with_its_pod_resources() -> None:
-    from sweeper.executors.argo.plan_step import fan_out
+def test_chunks_hold_one_models_trials_with_its_pod_resources() -> None:
+    from sweeper.executors.argo import chunks
 
     jobs, _ = compose_jobs(
         jobs_for(["model=rf,lasso"]), CountingCompose(), OverridesParser.create()
     )
-    [group] = fan_out(build_plan(jobs), trials_per_pod=4)
-    chunks = {c["trials"]: c for c in group["chunks"]}
-    assert list(chunks) == ["0,1,2,3", "4,5", "6,7,8"]  # rf's 6 trials, then lasso's 3
-    assert chunks["0,1,2,3"]["memory"] == "2Gi" and chunks["0,1,2,3"]["memory_limit"] == "4Gi"
-    assert chunks["6,7,8"] == {
-        "trials": "6,7,8",
-        "cpu": "1",
-        "memory": "1Gi",
-        "memory_limit": "2Gi",
+    plan = build_plan(jobs)
+    cut = chunks.cut(plan, plan.trials, trials_per_pod=4, rows={})
+    assert [[t.index for t in c.trials] for c in cut] == [[0, 1, 2, 3], [4, 5], [6, 7, 8]]
+    assert [c.number for c in cut] == [0, 1, 2]  # rf's 6 trials, then lasso's 3
+    [group] = chunks.fan_out(plan, cut)
+    # What Argo sees: runs of chunk numbers sharing a pod size, not trials.
+    assert group == {
+        "group": plan.groups[0].id,
+        "to_train": 9,
+        "pods": [
+            {"first": 0, "count": 2, "cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"},
+            {"first": 2, "count": 1, "cpu": "1", "memory": "1Gi", "memory_limit": "2Gi"},
+        ],
     }
+    # Only some trials left to train (the others finished before): fewer chunks.
+    left = chunks.cut(plan, plan.trials[5:], trials_per_pod=4, rows={})
+    assert [[t.index for t in c.trials] for c in left] == [[5], [6, 7, 8]]
+
+
+def test_auto_chunks_give_a_pod_minutes_of_work_and_a_sweep_at_most_max_pods() -> None:
+    from sweeper.executors.argo import chunks
+
+    jobs, _ = compose_jobs(
+        jobs_for(["model=lasso", "model.alpha=range(1,5001)"]), CountingCompose(),
+        OverridesParser.create(),
+    )  # fmt: skip
+    plan = build_plan(jobs)
+    few_rows = chunks.cut(plan, plan.trials, chunks.AUTO, rows={plan.groups[0].id: 300})
+    assert len(few_rows) == 1  # 5,000 cheap fits: minutes of work in all, one pod
+    many = chunks.cut(plan, plan.trials, chunks.AUTO, rows={plan.groups[0].id: 10_000_000})
+    assert 100 < len(many) <= chunks.MAX_PODS  # each trial costs minutes: capped
+    assert sorted(t.index for c in many for t in c.trials) == list(range(5000))

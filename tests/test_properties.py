@@ -11,6 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
 from sweeper.app import config_dir
 from sweeper.core.records import trial_key
@@ -93,3 +94,45 @@ def test_override_values_give_unique_stable_trials(hydra_initialised: None, alph
     keys = [trial_key("split", t.model) for t in plan.trials]
     assert keys == [trial_key("split", t.model) for t in again.trials]
     assert len(set(keys)) == len(alphas)
+
+
+def _typed(value: object) -> str:
+    """A value as one types it in a sweep."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
+
+
+values = st.one_of(st.none(), st.booleans(), st.integers(-(10**12), 10**12),
+                   st.floats(allow_nan=False, width=64))  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(values, min_size=1, max_size=6))
+def test_expanded_values_are_what_parsing_their_lines_gives(
+    hydra_initialised: None, given_values: list
+) -> None:
+    """expand hands compose_jobs the overrides of the lines it writes (so 100,000 of them are
+    not parsed again), and those must be the very overrides that parsing the lines gives; and
+    the fast path's resolved model values must be what Hydra's own composition gives."""
+
+    def composed(overrides: list[str]):  # type: ignore[no-untyped-def]
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+    parser = OverridesParser.create()
+    parsed: dict = {}
+    sweep = "model.alpha=" + ",".join(map(_typed, given_values))
+    jobs = expand(["model=lasso", sweep], {}, "rf", composed, parser, parsed=parsed)
+    assert parsed  # the grid's values at least (a single value is no sweep: parsed later)
+    for line, built in parsed.items():
+        again = parser.parse_override(line)
+        assert (built.type, built.key_or_group, built.value_type, built.package) == (
+                again.type, again.key_or_group, again.value_type, again.package)  # fmt: skip
+        assert repr(built.value()) == repr(again.value())
+    fast, _ = compose_jobs(jobs, composed, parser, parsed=parsed)
+    slow, _ = compose_jobs(jobs, composed, OverridesParser.create())
+    for quick, hydra_way in zip(fast, slow, strict=True):
+        hydra_model = dict(OmegaConf.to_container(hydra_way.cfg, resolve=True)["model"])  # type: ignore[index]
+        assert repr(quick.config["model"]) == repr(hydra_model)

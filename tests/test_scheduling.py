@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweeper.executors.local.pool import work_estimate
+from sweeper.core.cost import work_estimate
 
 
 def test_more_and_deeper_trees_are_estimated_to_take_longer() -> None:

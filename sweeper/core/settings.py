@@ -53,7 +53,7 @@ class ArgoSettings:
     name: Optional[str] = None  # noqa: UP045
     timezone: Optional[str] = None  # noqa: UP045
     parallelism: Optional[int] = 20  # noqa: UP045  (pods at once; null: as many as fit)
-    trials_per_pod: int = 1
+    trials_per_pod: Any = "auto"  # a number, or auto: by estimated cost, <= ~1,000 train pods
     retries: int = 2
     active_deadline_seconds: Optional[int] = 86400  # noqa: UP045  (a hung run ends in a day)
     # Pod Security "restricted": the step image's user (docker/Dockerfile), a read-only root.
@@ -157,8 +157,10 @@ class Settings:
         if self.argo.run_as_user < 1 or self.argo.run_as_group < 1:
             raise SweeperError("argo.run_as_user and argo.run_as_group must be a user other "
                                "than root (the image's is 10001)")  # fmt: skip
-        if self.argo.trials_per_pod < 1:
-            raise SweeperError(f"argo.trials_per_pod={self.argo.trials_per_pod} must be at least 1")
+        per_pod = self.argo.trials_per_pod
+        if per_pod != "auto" and (not isinstance(per_pod, int) or isinstance(per_pod, bool)
+                                  or per_pod < 1):  # fmt: skip
+            raise SweeperError(f"argo.trials_per_pod={per_pod} must be at least 1, or auto")
         if self.eval.cv == 1 or self.eval.cv < 0:
             raise SweeperError(f"eval.cv={self.eval.cv} must be 0 (no folds) or at least 2")
         if self.eval.metric not in ("auto", *EVERY_METRIC):

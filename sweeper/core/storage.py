@@ -4,6 +4,7 @@ and the one place that knows the layout under `storage.root`:
     <root>/preprocess/<split key>/{train,test,test_raw}.parquet, transformer.skops, meta.json
     <root>/sweeps/<sweep id>/plan.json                                      the sweep's plan
     <root>/sweeps/<sweep id>/splits/<group id>.json                         where a group's split is
+    <root>/sweeps/<sweep id>/chunks/<n>.json                   an Argo train pod's trials (a plan)
     <root>/sweeps/<sweep id>/results.json                                   what came of each trial
 """
 
@@ -51,6 +52,11 @@ def sweep_url(root: str, sweep_id: str, name: str) -> str:
 
 def split_record(group_id: str) -> str:
     return f"splits/{group_id}.json"
+
+
+def chunk_record(number: int | str) -> str:
+    """An Argo train pod's share of a sweep (a number, or Argo's `{{…}}` for it)."""
+    return f"chunks/{number}.json"
 
 
 def check_root(root: str) -> None:
@@ -101,6 +107,18 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
     else:
         fs, path = fsspec.core.url_to_fs(url)
         fs.pipe_file(path, data)
+
+
+def write_many(files: dict[str, bytes]) -> None:
+    """Several files at once, each whole or not at all: an object store's PUTs run concurrently
+    (fsspec's batched `pipe`), local files one by one."""
+    remote = {url: data for url, data in files.items() if not is_local(url)}
+    for url, data in files.items():
+        if is_local(url):
+            write_bytes_atomic(url, data)
+    if remote:
+        fs, _ = fsspec.core.url_to_fs(next(iter(remote)))
+        fs.pipe({fsspec.core.url_to_fs(url)[1]: data for url, data in remote.items()})
 
 
 def redact(url: str | None) -> str | None:

@@ -3,12 +3,14 @@
 An Argo workflow carries only the definition, as the plan step's arguments; that step calls
 `plan_from_definition` with the config tree inside the image, so the manifest stays small and
 that night's configs decide. `Definition.to_args` and `Definition.from_args` are the two
-directions of that one serialisation.
+directions of that one serialisation; a manifest carries it encoded (`--definition`), so a value
+holding `{{…}}` reaches the plan step as typed instead of being read by Argo as its variable.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,8 +66,32 @@ class Definition:
             args += ["--sweep-param", f"{key}={value}"]
         return args
 
+    def encoded(self) -> str:
+        """The definition as base64url JSON: letters, digits, `-`, `_` and `=` only."""
+        jobs = None if self.jobs is None else [list(j) for j in self.jobs]
+        fields = {
+            "overrides": list(self.overrides),
+            "multirun": self.multirun,
+            "jobs": jobs,
+            "name_keys": list(self.name_keys),
+            "sweep_params": dict(self.sweep_params),
+        }
+        return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+
+    @classmethod
+    def decoded(cls, text: str) -> Definition:
+        try:
+            fields = json.loads(base64.urlsafe_b64decode(text.encode()))
+            jobs = fields["jobs"]
+            return cls(tuple(fields["overrides"]), bool(fields["multirun"]),
+                       None if jobs is None else tuple(tuple(j) for j in jobs),
+                       tuple(fields["name_keys"]), dict(fields["sweep_params"]))  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("--definition is not one that Definition.encoded wrote") from None
+
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--definition", help="all of it, as Definition.encoded (a manifest's)")
         parser.add_argument("--multirun", action="store_true", help="expand sweeps and model grids")
         parser.add_argument("--jobs", type=_jobs, help="JSON: each trial's list of overrides")
         parser.add_argument("--name-key", action="append", default=[], help="shown in names")
@@ -75,6 +101,10 @@ class Definition:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Definition:
+        if args.definition is not None:
+            if args.jobs is not None or args.overrides or args.multirun:
+                raise ValueError("--definition is the whole definition: nothing else with it")
+            return cls.decoded(args.definition)
         if args.jobs is not None and (args.overrides or args.multirun):
             raise ValueError("--jobs lists the trials: no overrides or --multirun with it")
         jobs = None if args.jobs is None else tuple(tuple(job) for job in args.jobs)

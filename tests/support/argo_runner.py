@@ -1,10 +1,12 @@
 """Runs a rendered Argo Workflow manifest the way the controller would, with local processes.
 
 No cluster runs here, so this walks the manifest itself: templates are looked up by name, DAG tasks
-run in dependency order, `withParam` fans out over the JSON a previous step wrote, Argo's `{{…}}`
+run in dependency order, `withParam` fans out over the JSON a previous step wrote and
+`withSequence` over its numbers, a task whose `when` is false is skipped, Argo's `{{…}}`
 variables are substituted, and each container's command and args run as a process (optionally
-through a wrapper such as `buildah run`). An unknown variable, template or secret is an error, as
-it would be in Argo.
+through a wrapper such as `buildah run`), the items of a fan-out several at a time (at most
+`spec.parallelism` pods at once). An unknown variable, template or secret is an error, as it
+would be in Argo.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +46,15 @@ class ArgoRunner:
     # through `buildah run`; by default the argv runs with `python` as this interpreter.
     wrap: Callable[[list[str], dict[str, str], str], list[str]] | None = None
     pods: list[PodRun] = field(default_factory=list)
+    at_once: int = 3  # pods run side by side (two cores here); spec.parallelism caps it too
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         spec = self.manifest["spec"]
         if self.manifest["kind"] == "CronWorkflow":
             spec = spec["workflowSpec"]
         self.spec = spec
+        self.slots = threading.Semaphore(min(self.at_once, spec.get("parallelism") or 1_000))
         self.templates = {t["name"]: t for t in spec["templates"]}
         meta = self.manifest["metadata"]
         self.workflow_name = meta.get("name") or f"{meta['generateName']}x1y2z"
@@ -81,29 +88,34 @@ class ArgoRunner:
         phases: dict[str, str] = {}
         for name in graphlib.TopologicalSorter(needs).static_order():
             task = tasks[name]
-            if any(phases[d] != "Succeeded" for d in needs[name]):
+            if any(phases[d] not in ("Succeeded", "Skipped") for d in needs[name]):
                 phases[name] = "Omitted"
                 continue
-            if "withParam" in task:
-                items = json.loads(substitute(task["withParam"], scope))
-            elif "withItems" in task:
-                items = task["withItems"]
-            else:
-                items = [None]
-            results = []
-            for item in items:
+            if "when" in task and not _true(substitute(task["when"], scope)):
+                phases[name] = "Skipped"
+                continue
+            items = _items(task, scope)
+
+            def run(item: Any, task: dict[str, Any] = task) -> tuple[str, dict[str, str]]:
                 item_scope = {**scope, **_item_scope(item)}
                 arguments = {
                     p["name"]: substitute(str(p["value"]), item_scope)
                     for p in task.get("arguments", {}).get("parameters", [])
                 }
-                phase, outputs = self._template(task["template"], arguments)
-                results.append(phase)
+                return self._template(task["template"], arguments)
+
+            if len(items) > 1:  # a fan-out: its items side by side, as Argo runs them
+                with ThreadPoolExecutor(len(items)) as pool:
+                    results = list(pool.map(run, items))
+            else:
+                results = [run(item) for item in items]
+            for _, outputs in results:
                 scope.update(
                     {f"tasks.{name}.outputs.parameters.{k}": v for k, v in outputs.items()}
                 )
-            phases[name] = "Succeeded" if all(p == "Succeeded" for p in results) else "Failed"
-        ok = all(p == "Succeeded" for p in phases.values())
+            ok = all(phase in ("Succeeded", "Skipped") for phase, _ in results)
+            phases[name] = "Succeeded" if ok else "Failed"
+        ok = all(p in ("Succeeded", "Skipped") for p in phases.values())
         return ("Succeeded" if ok else "Failed"), {}
 
     def _container(
@@ -129,10 +141,13 @@ class ArgoRunner:
             else:
                 python = sys.executable if argv[0] == "python" else argv[0]
                 command, env = [python, *map(local, argv[1:])], {**self.env, **pod_env}
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-            self.pods.append(
-                PodRun(template["name"], argv, done.returncode, done.stdout, done.stderr)
-            )
+            with self.slots:
+                done = subprocess.run(command, env=env, capture_output=True, text=True,
+                                      timeout=900)  # fmt: skip
+            with self.lock:
+                self.pods.append(
+                    PodRun(template["name"], argv, done.returncode, done.stdout, done.stderr)
+                )
             if done.returncode != 0:
                 return "Failed", {}
             values = {p["name"]: Path(local(p["valueFrom"]["path"])).read_text() for p in outputs}
@@ -147,6 +162,28 @@ def substitute(text: str, scope: Mapping[str, str]) -> str:
         return scope[key]
 
     return VARIABLE.sub(value, text)
+
+
+def _items(task: dict[str, Any], scope: Mapping[str, str]) -> list[Any]:
+    if "withParam" in task:
+        items: list[Any] = json.loads(substitute(task["withParam"], scope))
+        return items
+    if "withItems" in task:
+        return list(task["withItems"])
+    if "withSequence" in task:
+        sequence = {k: int(substitute(str(v), scope)) for k, v in task["withSequence"].items()}
+        start = sequence.get("start", 0)
+        end = sequence["end"] + 1 if "end" in sequence else start + sequence["count"]
+        return [str(n) for n in range(start, end)]
+    return [None]
+
+
+def _true(condition: str) -> bool:
+    """The `when` conditions the manifests use: `A > B` and `A == B` of numbers."""
+    match = re.fullmatch(r"\s*(-?\d+)\s*(>|==)\s*(-?\d+)\s*", condition)
+    assert match, f"unsupported when: {condition!r}"
+    left, op, right = int(match.group(1)), match.group(2), int(match.group(3))
+    return left > right if op == ">" else left == right
 
 
 def _item_scope(item: Any) -> dict[str, str]:

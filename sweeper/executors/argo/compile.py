@@ -1,17 +1,19 @@
 """The sweep definition compiled into an Argo Workflow or CronWorkflow with Hera.
 
     plan ──► group (one per preprocess group, withParam) ──► exit handler: summary
-              └ preprocess ──► train (one pod per chunk of trials, withParam)
+              └ preprocess ──► pods (per pod size, withParam; when it has trials to train)
+                                └ train (one pod per chunk of trials, withSequence)
 
-The manifest carries the command-line overrides, not the trials: the `plan` step expands them
-with the config tree inside the image, so its size does not grow with the number of trials.
-Every container gets its arguments as a list; nothing goes through a shell.
+The manifest carries the command-line overrides (encoded: Argo reads no `{{…}}` in them), not the
+trials: the `plan` step expands them with the config tree inside the image and writes each chunk
+of trials to storage, so neither the manifest nor what Argo keeps of the plan step's output grows
+with the number of trials. Every container gets its arguments as a list; nothing goes through a
+shell.
 """
 
 from __future__ import annotations
 
 import secrets as _random
-from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from hera.workflows import (
@@ -64,6 +66,8 @@ def check_reachable(settings: Settings) -> None:
             f"mlflow.tracking_uri={uri} is not a tracking server; backend=argo needs one every "
             "pod can reach, e.g. mlflow.tracking_uri=http://mlflow.ml.svc:5000"
         )
+    if "{{" in root:  # it is in the manifest's paths, where Argo would read it as a variable
+        raise SweeperError(f"storage.root={root} holds '{{{{': not a path Argo can carry")
     if storage.redact(uri) != uri:  # a password would be written into the manifest
         raise SweeperError(
             f"mlflow.tracking_uri={storage.redact(uri)} holds credentials, which a manifest "
@@ -72,13 +76,32 @@ def check_reachable(settings: Settings) -> None:
         )
 
 
+def check_data_paths(definition: Definition) -> None:
+    """A `data.path` on the command line that only this machine can read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    lines = [*definition.overrides, *(o for job in definition.jobs or () for o in job)]
+    for line in lines:
+        if not line.lstrip("+~").startswith("data.path="):
+            continue
+        override = parser.parse_override(line)
+        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                  else [override.value()])  # fmt: skip
+        for value in values:
+            if isinstance(value, str) and storage.is_local(value):
+                raise SweeperError(
+                    f"data.path={value} is a local file; backend=argo needs a URL every pod "
+                    "can reach, e.g. data.path=s3://bucket/data.csv"
+                )
+
+
 def compile_sweep(definition: Definition, settings: Settings) -> Workflow | CronWorkflow:
     """The Workflow (or, with argo.schedule, the CronWorkflow) that runs this definition: its
     plan step gets the definition as arguments and plans the trials inside the cluster."""
     check_reachable(settings)
+    check_data_paths(definition)
     argo = settings.argo
-    plan_url = storage.sweep_url(settings.storage.root.rstrip("/"), "{{workflow.name}}",
-                                 storage.PLAN)  # fmt: skip
     experiment = label_value(settings.mlflow.experiment)
     if argo.schedule is not None:
         name = argo.name or f"sweeper-{settings.mlflow.experiment}"
@@ -111,7 +134,7 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
     _lifecycle(workflow, argo)
     with workflow:
         mutex = dns_label(f"sweeper-{settings.mlflow.experiment}", 63)
-        _templates(argo, definition.portable().to_args(), plan_url, mutex)
+        _templates(argo, definition.portable().encoded(), settings.storage.root, mutex)
     return workflow
 
 
@@ -145,8 +168,11 @@ def _lifecycle(workflow: Workflow, argo: ArgoSettings) -> None:
         ]
 
 
-def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str, mutex: str) -> None:
+def _templates(argo: ArgoSettings, definition: str, root: str, mutex: str) -> None:
     image = argo.image
+    plan_url = storage.sweep_url(root.rstrip("/"), "{{workflow.name}}", storage.PLAN)
+    chunk = storage.chunk_record("{{inputs.parameters.chunk}}")
+    chunk_url = storage.sweep_url(root.rstrip("/"), "{{workflow.name}}", chunk)
     # Caches the libraries keep under $HOME (matplotlib's, MLflow's) go to the writable /tmp.
     scratch = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
     env = [Env(name=k, value=v) for k, v in {**scratch, **argo.environment}.items()]
@@ -197,7 +223,7 @@ def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str, mut
     plan = step(
         "plan",
         PLAN_STEP,
-        [*plan_args, *definition],
+        [*plan_args, "--definition", definition],
         outputs=[Parameter(name="groups", value_from=m.ValueFrom(path=f"{OUTPUTS}/groups.json"))],
     )
     preprocess = step(
@@ -209,8 +235,8 @@ def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str, mut
     train = step(
         "train",
         "steps.train",
-        ["--plan", plan_url, "--trials", "{{inputs.parameters.trials}}"],
-        inputs=[Parameter(name="trials"), *(Parameter(name=r) for r in POD_RESOURCES)],
+        ["--plan", chunk_url],  # every trial of the chunk
+        inputs=[Parameter(name="chunk"), *(Parameter(name=r) for r in POD_RESOURCES)],
         resources=m.ResourceRequirements(
             requests={
                 "cpu": m.Quantity("{{inputs.parameters.cpu}}"),
@@ -223,16 +249,32 @@ def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str, mut
     # One summary of an experiment at a time: a nightly run and a manual one never decide a
     # registry promotion side by side.
     summary.synchronization = m.Synchronization(mutexes=[m.Mutex(name=mutex)])
+    resources = {r: f"{{{{inputs.parameters.{r}}}}}" for r in POD_RESOURCES}
 
     # failFast off: one failing trial must not stop the others from being scheduled.
-    with DAG(name="group", inputs=[Parameter(name="group"), Parameter(name="chunks")],
-             fail_fast=False) as group:  # fmt: skip
-        trained = Task(
+    # A run of consecutive chunk numbers that share a pod size: a train pod each.
+    with DAG(name="pods", inputs=[Parameter(name=n) for n in ("first", "count", *POD_RESOURCES)],
+             fail_fast=False) as pods:  # fmt: skip
+        Task(
             name="train",
             template=train,
-            with_param="{{inputs.parameters.chunks}}",
+            with_sequence=m.Sequence(
+                start=m.IntOrString("{{inputs.parameters.first}}"),
+                count=m.IntOrString("{{inputs.parameters.count}}"),
+            ),
+            arguments={"chunk": "{{item}}", **resources},
+        )
+
+    with DAG(name="group", inputs=[Parameter(name=n) for n in ("group", "to_train", "pods")],
+             fail_fast=False) as group:  # fmt: skip
+        trained = Task(
+            name="pods",
+            template=pods,
+            with_param="{{inputs.parameters.pods}}",
+            when="{{inputs.parameters.to_train}} > 0",  # finished before: no pod at all
             arguments={
-                "trials": "{{item.trials}}",
+                "first": "{{item.first}}",
+                "count": "{{item.count}}",
                 **{r: f"{{{{item.{r}}}}}" for r in POD_RESOURCES},
             },
         )
@@ -245,5 +287,9 @@ def _templates(argo: ArgoSettings, definition: Sequence[str], plan_url: str, mut
             name="group",
             template=group,
             with_param="{{tasks.plan.outputs.parameters.groups}}",
-            arguments={"group": "{{item.group}}", "chunks": "{{item.chunks}}"},
+            arguments={
+                "group": "{{item.group}}",
+                "to_train": "{{item.to_train}}",
+                "pods": "{{item.pods}}",
+            },
         )

@@ -3,8 +3,10 @@
     python -m sweeper.executors.argo.plan_step --sweep-id sweeper-x7k2q --outputs /tmp/outputs \
         --multirun -- model=rf,lasso data=csv data.path=s3://b/sales.csv data.target=sales
 
-writes the plan to `<storage.root>/sweeps/<sweep-id>/plan.json`, opens the sweep's MLflow run, and
-writes `groups.json` into --outputs: one item per preprocess group, each with its trial chunks.
+writes the plan to `<storage.root>/sweeps/<sweep-id>/plan.json` and the trials left to train as
+chunks beside it (`chunks/<n>.json`), opens the sweep's MLflow run, and writes `groups.json` into
+--outputs: one item per preprocess group, with how many trials it trains and its runs of chunk
+numbers (see sweeper.executors.argo.chunks): a few hundred bytes whatever the trial count.
 An optimiser's batch names its trials instead (no expansion), each as a list of overrides:
 
     python -m sweeper.executors.argo.plan_step --sweep-id sweeper-x7k2q --outputs /tmp/outputs \
@@ -18,22 +20,27 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweeper.core import storage
-from sweeper.core.records import Plan, Trial
+from sweeper.core.lifecycle import finished_trials, reused
+from sweeper.core.records import Plan
 from sweeper.core.splits import announce_split, run_params
 from sweeper.core.tracking import Tracker
 from sweeper.errors import SweeperError
+from sweeper.executors.argo import chunks
 from sweeper.planning.definition import Definition, plan_from_definition
 from sweeper.planning.task import misfits
 
 
-def plan_sweep(definition: Definition, sweep_id: str) -> Plan:
+def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str) -> Planned:
     """The plan, recorded under storage.root with the sweep's run opened once its input is
     sound: model values accepted and every group's split stored (the preprocess pods then find
-    it stored), so bad input is refused in one line and leaves no run, as locally."""
+    it stored), so bad input is refused in one line and leaves no run, as locally. Trials some
+    sweep already finished on the same split (one lookup per split) get no pod; the others are
+    cut into chunks, each written as a plan of its own."""
     from steps.preprocess import preprocess
     from sweeper.core.fitting import model_errors
 
@@ -43,6 +50,11 @@ def plan_sweep(definition: Definition, sweep_id: str) -> Plan:
     if errors:
         raise SweeperError(errors[0])
     storage.check_root(settings.storage.root)
+    for group in plan.groups:  # composed from config files the submitting side did not read
+        path = group.data.get("path")
+        if isinstance(path, str) and storage.is_local(path):
+            raise SweeperError(f"data.path={path} is a local file, which no pod can read; "
+                               "give a URL, e.g. data.path=s3://bucket/data.csv")  # fmt: skip
     splits = {}
     for group in plan.groups:
         split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
@@ -52,37 +64,32 @@ def plan_sweep(definition: Definition, sweep_id: str) -> Plan:
             raise SweeperError(refused)
         splits[group.id] = split
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
+    to_train = []
+    for group in plan.groups:
+        split = splits[group.id]
+        finished = finished_trials(tracker, split, settings.sweep.rerun)
+        to_train += [t for t in plan.trials_of(group.id) if reused(t, split, finished) is None]
+    rows = {group: split.report.get("rows_train", 0) for group, split in splits.items()}
     params = run_params(plan, splits)  # what preprocessing did, the task
     plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params))
+    chunks.write(plan, cut := chunks.cut(plan, to_train, trials_per_pod, rows))
     storage.write_record(settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json())
-    return plan
+    return Planned(plan, chunks.fan_out(plan, cut), len(cut))
 
 
-def fan_out(plan: Plan, trials_per_pod: int) -> list[dict[str, Any]]:
-    """Argo's `withParam` items: per group, chunks of trials that share a model's pod resources."""
-    items = []
-    for group in plan.groups:
-        chunks: list[dict[str, str]] = []
-        by_model: dict[str, list[int]] = {}
-        for trial in plan.trials_of(group.id):
-            by_model.setdefault(trial.model_name, []).append(trial.index)
-        for model, indices in by_model.items():
-            resources = _pod_resources(next(t for t in plan.trials if t.model_name == model))
-            for start in range(0, len(indices), trials_per_pod):
-                chunk = indices[start : start + trials_per_pod]
-                chunks.append({"trials": ",".join(map(str, chunk)), **resources})
-        items.append({"group": group.id, "chunks": chunks})
-    return items
+@dataclass(frozen=True)
+class Planned:
+    plan: Plan
+    fan_out: list[dict[str, Any]]  # the plan step's `groups` output (chunks.fan_out)
+    pods: int  # train pods it asks for
 
 
-def _pod_resources(trial: Trial) -> dict[str, str]:
-    requests = trial.resources.get("requests") or {}
-    limits = trial.resources.get("limits") or {}
-    return {
-        "cpu": str(requests.get("cpu", "1")),
-        "memory": str(requests.get("memory", "1Gi")),
-        "memory_limit": str(limits.get("memory", requests.get("memory", "1Gi"))),
-    }
+def _trials_per_pod(text: str) -> int | str:
+    if text == chunks.AUTO:
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number of trials (at least 1) or auto")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__)  # fmt: skip
     parser.add_argument("--sweep-id", required=True)
     parser.add_argument("--outputs", required=True, help="folder for Argo output parameters")
-    parser.add_argument("--trials-per-pod", type=int, default=1)
+    parser.add_argument("--trials-per-pod", type=_trials_per_pod, default=chunks.AUTO,
+                        help="trials a pod trains, or auto (by estimated cost)")  # fmt: skip
     Definition.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -98,15 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     try:
-        plan = plan_sweep(definition, args.sweep_id)
+        planned = plan_sweep(definition, args.sweep_id, args.trials_per_pod)
     except SweeperError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    plan = planned.plan
     outputs = Path(args.outputs)
     outputs.mkdir(parents=True, exist_ok=True)
-    (outputs / "groups.json").write_text(json.dumps(fan_out(plan, max(1, args.trials_per_pod))))
+    (outputs / "groups.json").write_text(json.dumps(planned.fan_out, separators=(",", ":")))
     (outputs / "parent_run_id").write_text(plan.parent_run_id or "")
-    print(f"sweep {plan.sweep_id}: {len(plan.trials)} trials in {len(plan.groups)} group(s)")
+    to_train = sum(g["to_train"] for g in planned.fan_out)
+    print(f"sweep {plan.sweep_id}: {len(plan.trials)} trials in {len(plan.groups)} group(s); "
+          f"{to_train} to train in {planned.pods} pod(s), "
+          f"{len(plan.trials) - to_train} finished before")  # fmt: skip
     return 0
 
 

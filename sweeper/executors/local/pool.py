@@ -9,10 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
-from typing import Any
 
 WARM_MODULES = [
     "sweeper.executors.local.worker",
@@ -81,19 +79,6 @@ def _init_worker(threads: int) -> None:
 
 class WorkerDied(RuntimeError):
     """The process training a trial died: killed by a signal (a crash, the OOM killer)."""
-
-
-def work_estimate(model: Mapping[str, Any]) -> float:
-    """A rough relative cost of fitting a model config, to start the longest trials first:
-    more and deeper trees take longer; configs without such knobs count the same."""
-    trees = model.get("n_estimators")
-    depth = model.get("max_depth")
-    leaf = model.get("min_samples_leaf")
-    cost = float(trees) if isinstance(trees, int | float) else 1.0
-    cost *= float(depth) if isinstance(depth, int | float) else 32.0
-    if isinstance(leaf, int | float) and leaf >= 1:
-        cost /= float(leaf) ** 0.25
-    return cost
 
 
 def death(pool: ProcessPoolExecutor) -> str:

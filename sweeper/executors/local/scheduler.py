@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
-from sweeper.core import lifecycle, storage
+from sweeper.core import cost, lifecycle, storage
 from sweeper.core.lifecycle import SweepRef
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
@@ -244,7 +244,7 @@ class Scheduler:
         self.progress.settled(*not_run)
 
     def _release(self, trials: list[Trial]) -> None:
-        for trial in sorted(trials, key=lambda t: -pools.work_estimate(t.model)):
+        for trial in sorted(trials, key=lambda t: -cost.work_estimate(t.model)):
             self._submit(trial)
             self.progress.released([trial.index])
 
