@@ -9,8 +9,9 @@ Participants: sweeper; a plain Hydra app (bench/peers/hydra_app) on hydra-joblib
 job per core, and on Hydra's basic launcher; the original pipeline's scripts (bench/peers/article:
 preprocess once, then the model's script). Workloads: W1 200 cheap lasso trials on the bundled
 data; W2 8 random forests on diamonds.csv; W3 both again (sweeper reuses its finished trials); W4
-rendering 10,000 trials as an Argo manifest. Every participant starts from the same existing
-mlflow.db (SQLite) in a working directory of its own; the limits are measured in the same run.
+rendering 10,000 trials as an Argo manifest, and the Argo plan step planning 100,000 trials.
+Every participant starts from the same existing mlflow.db (SQLite) in a working directory of its
+own; the limits are measured in the same run.
 """
 
 from __future__ import annotations
@@ -48,15 +49,17 @@ class Sizes:
     lasso_trials: int
     depths: tuple[int, ...]
     render_trials: int
+    plan_trials: int  # the Argo plan step's grid (W4 plan)
     help_runs: int
     peers_in_w2: bool  # the smoke run exercises the peers on W1 only
     peers_again: bool  # W3 for the peers too (they have nothing to reuse: the same work again)
 
 
-FULL = Sizes(lasso_trials=200, depths=(4, 6, 8, 10), render_trials=10_000, help_runs=5,
+FULL = Sizes(lasso_trials=200, depths=(4, 6, 8, 10), render_trials=10_000, plan_trials=100_000,
+             help_runs=5,
              peers_in_w2=True, peers_again=True)  # fmt: skip
-SMOKE = Sizes(lasso_trials=4, depths=(4,), render_trials=100, help_runs=1, peers_in_w2=False,
-              peers_again=False)  # fmt: skip
+SMOKE = Sizes(lasso_trials=4, depths=(4,), render_trials=100, plan_trials=200, help_runs=1,
+              peers_in_w2=False, peers_again=False)  # fmt: skip
 
 
 @dataclass
@@ -215,6 +218,33 @@ class Bench:
                              measured.cpu_s, measured.peak_mb, 1.0,
                              f"manifest {size:,} bytes"))  # fmt: skip
 
+    def plan_step(self) -> None:
+        """The Argo plan step itself, as its pod runs it: expand, check, preprocess, look up
+        finished trials, open the sweep's run, write plan.json and the chunks. Here on a local
+        folder and a new SQLite store; in a cluster, S3 and a tracking server."""
+        from sweeper.planning.definition import Definition
+
+        folder = self.workdir(SWEEPER)
+        outputs = folder / "plan-outputs"
+        definition = Definition(
+            overrides=("model=lasso", f"model.alpha=range(1,{self.sizes.plan_trials + 1})",
+                       f"storage.root={folder / 'plan-store'}",
+                       f"mlflow.tracking_uri=sqlite:///{folder / 'plan.db'}"),
+            multirun=True,
+        )  # fmt: skip
+        step = "sweeper.executors.argo.plan_step"
+        argv = [sys.executable, "-m", step, "--sweep-id", "bench-plan", "--outputs", str(outputs),
+                "--definition", definition.encoded()]  # fmt: skip
+        measured = measure.run(argv, cwd=folder, env=self.env)
+        self._check("W4 plan", measured)
+        groups = outputs / "groups.json"
+        size = groups.stat().st_size if groups.exists() else 0
+        fanned = json.loads(groups.read_text()) if groups.exists() else []
+        pods = sum(run["count"] for group in fanned for run in group["pods"])
+        self.rows.append(Row(f"W4 plan {self.sizes.plan_trials}", SWEEPER, measured.wall_s,
+                             measured.cpu_s, measured.peak_mb, 1.0,
+                             f"output {size:,} bytes, {pods} train pods"))  # fmt: skip
+
     def help(self) -> None:
         walls = []
         for _ in range(self.sizes.help_runs):
@@ -247,6 +277,7 @@ class Bench:
                 self.run_participant(workload, participant, again=True)
         print("W4, --help", flush=True)
         self.render()
+        self.plan_step()
         self.help()
         for row in self.rows:
             ours = self.find(row.workload, SWEEPER)
@@ -271,6 +302,9 @@ class Bench:
         overhead_ms = (w1 - floor["limit_s"]) / n * 1000
         w4 = self.find(f"W4 render {self.sizes.render_trials}", SWEEPER)
         size = int(w4.note.split()[1].replace(",", "")) if w4 else 0
+        planned = self.find(f"W4 plan {self.sizes.plan_trials}", SWEEPER)
+        note = planned.note.split() if planned else ["", "0", "", "0"]
+        output, pods = int(note[1].replace(",", "")), int(note[3])
         return [
             ("W1 ≤ 0.15x the joblib peer", f"{w1 / w1_joblib:.3f}x", w1 / w1_joblib <= 0.15),
             ("W1 overhead beyond MLflow's floor < 5 ms/trial", f"{overhead_ms:.1f} ms/trial",
@@ -285,6 +319,10 @@ class Bench:
             (f"W4 {self.sizes.render_trials:,} trials render < 10 s, < 64 KB",
              f"{w4.wall_s if w4 else float('nan'):.2f} s, {size:,} bytes",
              bool(w4) and w4.wall_s < 10 and 0 < size < 64 * 1024),
+            (f"W4 {self.sizes.plan_trials:,} trials planned < 60 s, output < 64 KB, <= 1,000 "
+             "pods", f"{planned.wall_s if planned else float('nan'):.2f} s, {output:,} bytes, "
+             f"{pods} pods", bool(planned) and planned.wall_s < 60 and 0 < output < 64 * 1024
+             and 0 < pods <= 1000),
             ("`python -m sweeper --help` < 1 s", f"{wall('--help'):.2f} s", wall("--help") < 1),
         ]  # fmt: skip
 

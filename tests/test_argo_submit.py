@@ -18,8 +18,10 @@ SWEEP = [
     "model=rf,lasso", "backend=argo", "argo.namespace=ml", "argo.poll_seconds=0.01",
     "storage.root=s3://bucket/sweeps", "mlflow.tracking_uri=http://mlflow.ml.svc:5000",
 ]  # fmt: skip
-GROUPS = [{"group": "g1", "chunks": [{"trials": ",".join(map(str, range(i, i + 3)))}
-                                     for i in (0, 3, 6)]}]  # fmt: skip
+# The plan step's output: chunks 0-2 of three trials each, in one run of one pod size.
+GROUPS = [{"group": "g1", "to_train": 9, "finished": 0, "pods": [
+    {"first": 0, "count": 3, "trials": [3, 3, 3], "cpu": "1", "memory": "1Gi",
+     "memory_limit": "2Gi"}]}]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,8 @@ def plan_node(phase: str = "Succeeded") -> dict[str, Any]:
     return node("plan", phase, "100", outputs=outputs)
 
 
-def train_node(phase: str, suffix: str, trials: str, message: str = "") -> dict[str, Any]:
-    inputs = {"parameters": [{"name": "trials", "value": trials}]}
+def train_node(phase: str, suffix: str, chunk: str, message: str = "") -> dict[str, Any]:
+    inputs = {"parameters": [{"name": "chunk", "value": chunk}]}
     return node("train", phase, suffix, inputs=inputs, message=message)
 
 
@@ -61,10 +63,10 @@ def test_submit_retries_then_watches_through_pending(argo: FakeArgo, workdir: Pa
     argo.script = [
         (None, {}),
         ("Pending", {}),
-        ("Running", by_id(plan_node(), train_node("Running", "1", "0,1,2"),
-                          train_node("Succeeded", "2", "3,4,5"))),
-        ("Succeeded", by_id(plan_node(), *(train_node("Succeeded", s, t) for s, t in
-                                            (("1", "0,1,2"), ("2", "3,4,5"), ("3", "6,7,8"))))),
+        ("Running", by_id(plan_node(), train_node("Running", "1", "0"),
+                          train_node("Succeeded", "2", "1"))),
+        ("Succeeded", by_id(plan_node(), *(train_node("Succeeded", s, c) for s, c in
+                                            (("1", "0"), ("2", "1"), ("3", "2"))))),
     ]  # fmt: skip
     result = sweeper(["-m"], argo, workdir)
     assert result.returncode == 0, result.stderr
@@ -90,8 +92,8 @@ def test_submit_retries_then_watches_through_pending(argo: FakeArgo, workdir: Pa
 
 def test_a_failed_trial_is_named_with_its_log(argo: FakeArgo, workdir: Path) -> None:
     argo.script = [("Failed", by_id(
-        plan_node(), train_node("Succeeded", "1", "0,1,2"),
-        train_node("Failed", "7", "6,7,8", message="Error (exit code 1)"),
+        plan_node(), train_node("Succeeded", "1", "0"),
+        train_node("Failed", "7", "2", message="Error (exit code 1)"),
     ))]  # fmt: skip
     argo.pod_logs["WF-train-7"] = "\n".join(
         [f"noise {i}" for i in range(40)] + ["FAILED lasso alpha=-1: InvalidParameterError: …"]
@@ -100,7 +102,7 @@ def test_a_failed_trial_is_named_with_its_log(argo: FakeArgo, workdir: Path) -> 
     assert result.returncode == 1
     watch = r"^Failed: 3/9 done, 3 failed, 0 running, 3 queued; \d+:\d\d:\d\d elapsed$"
     assert re.search(watch, result.stdout, re.MULTILINE), result.stdout
-    assert "failed: train(7) (train trials=6,7,8): Error (exit code 1)" in result.stdout
+    assert "failed: train(7) (train chunk=2): Error (exit code 1)" in result.stdout
     assert "  | FAILED lasso alpha=-1: InvalidParameterError: …" in result.stdout
     assert "noise 10" not in result.stdout  # only the tail
 

@@ -62,8 +62,11 @@ def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
             assert float(row["cpu_s"]) > 0 and float(row["peak_mb"]) > 0
         if row["participant"] == "sweeper":
             assert float(row["vs_sweeper"]) == 1.0
-    [render] = [r for r in rows if r["workload"].startswith("W4")]
+    [render] = [r for r in rows if r["workload"].startswith("W4 render")]
     assert int(render["note"].split()[1].replace(",", "")) > 1000  # a real manifest was written
+    [planned] = [r for r in rows if r["workload"].startswith("W4 plan")]
+    output, pods = planned["note"].split()[1], planned["note"].split()[3]  # "output N bytes, P…"
+    assert int(output.replace(",", "")) > 100 and int(pods) >= 1  # the plan step's real output
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "results.md").read_text()
     assert "| goal | measured | met |" in table and "| W2 | limit |" in table

@@ -59,19 +59,22 @@ def cut(
 
 
 def fan_out(plan: Plan, chunks: Sequence[Chunk]) -> list[dict[str, Any]]:
-    """The plan step's output: per group, how many trials it trains and its runs of chunk
-    numbers with the pod size they share (`first`, `count`, cpu, memory, memory_limit)."""
+    """The plan step's output: per group, how many trials it trains and how many finished
+    before, and its runs of chunk numbers with the pod size they share (`first`, `count`, cpu,
+    memory, memory_limit, and `trials`: each chunk's number of trials, which the watch counts)."""
     items = []
     for group in plan.groups:
         pods: list[dict[str, Any]] = []
         mine = [c for c in chunks if c.group == group.id]
         for chunk, previous in zip(mine, [None, *mine], strict=False):
-            if previous is not None and previous.resources == chunk.resources:
-                pods[-1]["count"] += 1
-            else:
-                pods.append({"first": chunk.number, "count": 1, **dict(chunk.resources)})
-        trials = sum(len(c.trials) for c in mine)
-        items.append({"group": group.id, "to_train": trials, "pods": pods})
+            if previous is None or previous.resources != chunk.resources:
+                pods.append({"first": chunk.number, "count": 0, "trials": [],
+                             **dict(chunk.resources)})  # fmt: skip
+            pods[-1]["count"] += 1
+            pods[-1]["trials"].append(len(chunk.trials))
+        to_train = sum(len(c.trials) for c in mine)
+        finished = len(plan.trials_of(group.id)) - to_train
+        items.append({"group": group.id, "to_train": to_train, "finished": finished, "pods": pods})
     return items
 
 

@@ -85,26 +85,33 @@ class Watch:
 
 def trial_counts(workflow: WorkflowModel) -> Counts | None:
     """Trials by state from the node phases: the plan node's `groups` output gives the total
-    (None before it exists), each train pod's phase holds for the trials of its `trials` input.
-    Pods that do not exist yet, or are Pending, leave their trials queued."""
-    total = None
-    phases: dict[str, str] = {}
+    and each chunk's number of trials (None before it exists); each train pod's phase holds for
+    the trials of its chunk (its `chunk` input). Trials some sweep finished before count as
+    done; pods that do not exist yet, or are Pending, leave their trials queued."""
+    groups = None
+    phases: dict[str, str] = {}  # chunk number → the phase of its furthest attempt
     for node in _nodes(workflow):
         if node.template_name == "train" and node.type == "Pod":
             phase = node.phase if node.phase in PRECEDENCE else "Pending"
-            for trial in filter(None, str(_parameter(node, "trials") or "").split(",")):
-                known = phases.get(trial)
-                if known is None or PRECEDENCE.index(phase) < PRECEDENCE.index(known):
-                    phases[trial] = phase
+            chunk = _parameter(node, "chunk")
+            known = phases.get(chunk) if chunk is not None else None
+            if chunk is not None and (
+                known is None or PRECEDENCE.index(phase) < PRECEDENCE.index(known)
+            ):
+                phases[chunk] = phase
         if node.template_name == "plan" and node.outputs and node.outputs.parameters:
             groups = json.loads(_parameter(node, "groups", outputs=True) or "[]")
-            total = sum(len(c["trials"].split(",")) for g in groups for c in g["chunks"])
-    if total is None:
+    if groups is None:
         return None
-    tally = Counter(phases.values())
+    sizes = {str(run["first"] + i): n for g in groups for run in g["pods"]
+             for i, n in enumerate(run["trials"])}  # fmt: skip
+    tally: Counter[str] = Counter()
+    for chunk, phase in phases.items():
+        tally[phase] += sizes.get(chunk, 0)
+    finished = sum(g["finished"] for g in groups)
     return Counts(
-        total,
-        done=tally["Succeeded"],
+        finished + sum(g["to_train"] for g in groups),
+        done=finished + tally["Succeeded"],
         failed=tally["Failed"] + tally["Error"],
         running=tally["Running"],
     )
@@ -133,7 +140,7 @@ def _parameter(node: NodeStatus, name: str, outputs: bool = False) -> str | None
 
 def _inputs(node: NodeStatus) -> str:
     params = (node.inputs and node.inputs.parameters) or []
-    shown = [f"{p.name}={p.value}" for p in params if p.name in ("trials", "group")]
+    shown = [f"{p.name}={p.value}" for p in params if p.name in ("chunk", "group")]
     return " ".join([node.template_name or "", *shown]).strip()
 
 

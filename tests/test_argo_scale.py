@@ -1,0 +1,111 @@
+"""backend=argo at scale: what Argo keeps of a sweep does not grow with its trials, and trials
+some sweep already finished get no pod."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from support.argo import REMOTE, render
+from support.argo_runner import ArgoRunner, base_env
+from support.mlflow_view import sweeps
+from support.servers import S3Server, run_sweeper
+from sweeper.planning.definition import Definition
+
+KIB = 1024
+
+
+def test_a_100000_trial_plan_step_outputs_kilobytes_and_at_most_1000_pods(
+    tmp_path: Path, s3_server: S3Server, mlflow_server: str
+) -> None:
+    """The plan step run for real against the S3 and MLflow servers, on a grid of 100,000
+    forests whose estimated cost (up to 100,000 trees each) would ask for a pod per trial."""
+    bucket = f"scale-{secrets.token_hex(3)}"
+    s3_server.fs().mkdir(bucket)
+    experiment = f"scale-{bucket}"
+    definition = Definition(
+        overrides=("model=rf", "model.n_estimators=range(1000,101000)", "model.max_depth=4",
+                   f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
+                   f"mlflow.experiment={experiment}"),
+        multirun=True,
+    )  # fmt: skip
+    sweep_id = f"sweeper-scale-{secrets.token_hex(2)}"
+    outputs = tmp_path / "outputs"
+    planned = run_sweeper(
+        ["--sweep-id", sweep_id, "--outputs", str(outputs), "--trials-per-pod", "auto",
+         "--definition", definition.encoded()],
+        cwd=tmp_path, env=s3_server.env, module="sweeper.executors.argo.plan_step",
+    )  # fmt: skip
+    assert planned.returncode == 0, planned.stderr[-3000:]
+
+    output = (outputs / "groups.json").read_bytes()
+    assert len(output) < 64 * KIB  # what Argo keeps in the workflow's status
+    [group] = json.loads(output)
+    assert group["to_train"] == 100_000
+    pods = sum(run["count"] for run in group["pods"])
+    assert 500 < pods <= 1000, pods  # capped, not one pod per trial
+    numbers = [run["first"] + i for run in group["pods"] for i in range(run["count"])]
+    assert numbers == list(range(pods))
+
+    # Each chunk is a plan of its own on storage; together they hold every trial once.
+    fs = s3_server.fs()
+    listed = fs.ls(f"{bucket}/store/sweeps/{sweep_id}/chunks")
+    assert len(listed) == pods
+    first, last = (json.loads(fs.cat(f"{bucket}/store/sweeps/{sweep_id}/chunks/{n}.json"))
+                   for n in (0, pods - 1))  # fmt: skip
+    assert first["parent_run_id"] and first["groups"][0]["id"] == group["group"]
+    assert first["trials"][0]["model"]["n_estimators"] == 1000
+    assert last["trials"][-1]["index"] == 99_999
+    assert f"{pods} pod(s)" in planned.stdout and "100000 trials" in planned.stdout
+
+    [sweep] = sweeps(mlflow_server, experiment)  # the sweep's run is open, its trials to come
+    assert sweep.sweep_id == sweep_id and sweep.parent.data.params["n_trials"] == "100000"
+    assert sweep.children == []
+
+
+def test_an_unchanged_sweep_submitted_again_runs_no_train_pod(
+    workdir: Path, s3_server: S3Server, mlflow_server: str
+) -> None:
+    bucket = f"again-{secrets.token_hex(3)}"
+    s3_server.fs().mkdir(bucket)
+    experiment = f"again-{bucket}"
+    manifest = render(
+        workdir,
+        ["model=lasso", "model.alpha=0.1,1,10", "argo.trials_per_pod=1",
+         f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
+         f"mlflow.experiment={experiment}", "argo.secrets=[s3]",
+         f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
+         "-m"],
+    )  # fmt: skip
+    credentials = {"s3": {k: v for k, v in s3_server.env.items() if "KEY" in k}}
+    first = ArgoRunner(manifest, env=base_env(), secrets=credentials)
+    assert first.run() == "Succeeded", [p.stderr[-2000:] for p in first.pods if p.returncode]
+    assert [p.template for p in first.pods].count("train") == 3  # a pod each, side by side
+
+    metadata = {**manifest["metadata"], "name": manifest["metadata"]["name"] + "-again"}
+    again = ArgoRunner({**manifest, "metadata": metadata}, env=base_env(), secrets=credentials)
+    assert again.run() == "Succeeded", [p.stderr[-2000:] for p in again.pods if p.returncode]
+    assert [p.template for p in again.pods] == ["plan", "preprocess", "summary"]
+    assert "0 to train in 0 pod(s), 3 finished before" in again.pods[0].stdout
+
+    earlier, second = sweeps(mlflow_server, experiment)
+    assert sorted(r.info.status for r in earlier.children) == ["FINISHED"] * 3
+    assert second.children == []  # every trial FINISHED once, in the first sweep
+    assert second.parent.data.metrics["n_reused"] == 3
+    assert second.parent.data.metrics["best_cv_mse"] == earlier.parent.data.metrics["best_cv_mse"]
+    assert second.parent.info.status == "FINISHED"
+    client = MlflowClient(mlflow_server)
+    assert "lasso alpha=0.1" in again.pods[-1].stdout  # the summary still ranks them
+    assert client.get_run(second.parent.info.run_id).data.tags["best_model_uri"]
+
+
+def test_trials_per_pod_is_a_number_or_auto(workdir: Path) -> None:
+    """`argo.trials_per_pod` is a number or auto; anything else is one line before writing."""
+    bad = run_sweeper(["model=lasso", *REMOTE, "backend=argo", "argo.render_to=x.yaml",
+                       "argo.trials_per_pod=0", "-m"], cwd=workdir)  # fmt: skip
+    assert bad.returncode == 1
+    assert "argo.trials_per_pod=0 must be at least 1, or auto" in bad.stderr
+    assert not (workdir / "x.yaml").exists()
