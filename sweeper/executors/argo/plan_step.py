@@ -72,9 +72,10 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
     rows = {group: split.report.get("rows_train", 0) for group, split in splits.items()}
     params = run_params(plan, splits)  # what preprocessing did, the task
     plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params))
-    chunks.write(plan, cut := chunks.cut(plan, to_train, trials_per_pod, rows))
+    pods = chunks.cut(plan, to_train, trials_per_pod, rows)
+    chunks.write(plan, pods)
     storage.write_record(settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json())
-    return Planned(plan, chunks.fan_out(plan, cut), len(cut))
+    return Planned(plan, chunks.fan_out(plan, pods), len(pods))
 
 
 @dataclass(frozen=True)
