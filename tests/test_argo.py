@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,41 +80,6 @@ def test_manifest_size_does_not_grow_with_trials(workdir: Path) -> None:
     small_bytes, large_bytes = len(yaml.safe_dump(small)), len(yaml.safe_dump(large))
     assert large_bytes < 64 * 1024
     assert abs(large_bytes - small_bytes) < 64  # only the override's own text differs
-
-
-def test_local_paths_are_refused_for_argo(workdir: Path) -> None:
-    result = run_sweeper(
-        ["model=lasso", "backend=argo", "argo.render_to=x.yaml", "-m"], cwd=workdir
-    )
-    assert result.returncode != 0
-    assert "storage.root=sweeper-store is a local folder" in result.stderr
-    local_data = run_sweeper(
-        ["model=lasso", "data=csv", f"data.path={data_file('carseats.csv')}", "data.target=Sales",
-         *REMOTE, "backend=argo", "argo.render_to=x.yaml", "-m"], cwd=workdir,
-    )  # fmt: skip
-    assert local_data.returncode == 1
-    assert f"data.path={data_file('carseats.csv')} is a local file" in local_data.stderr
-    assert not (workdir / "x.yaml").exists()
-
-
-def test_values_reach_the_steps_verbatim_not_as_argo_variables(workdir: Path) -> None:
-    """Argo substitutes `{{…}}` anywhere in a template; a value holding one must reach the plan
-    step as typed, so the manifest carries the definition encoded, with no brace of its own."""
-    typed = ["data.target='{{workflow.name}}'", "mlflow.experiment='{{=sprig.env(\"HOME\")}}'"]
-    manifest = render(workdir, ["model=lasso", *REMOTE, *typed, "-m"])
-    plan = next(t for t in manifest["spec"]["templates"] if t["name"] == "plan")
-    args = plan["container"]["args"]
-    encoded = args[args.index("--definition") + 1]
-    assert "{" not in encoded and "}" not in encoded
-    # Every `{{` left in the manifest is one of its own variables, none of the values typed.
-    variables = set(re.findall(r"\{\{([^}]*)\}\}", json.dumps(manifest)))
-    own = re.compile(r"workflow\.name|item(\.\w+)?|inputs\.parameters\.\w+|tasks\.plan\..*")
-    assert variables and all(own.fullmatch(v) for v in variables), variables
-    definition = Definition.decoded(encoded)
-    parser = OverridesParser.create()
-    given = {o.key_or_group: o.value() for o in parser.parse_overrides(list(definition.overrides))}
-    assert given["data.target"] == "{{workflow.name}}"
-    assert given["mlflow.experiment"] == '{{=sprig.env("HOME")}}'
 
 
 def upload_table_with_awkward_column(s3: S3Server, bucket: str) -> tuple[str, str]:

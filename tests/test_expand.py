@@ -207,9 +207,24 @@ def test_chunks_hold_one_models_trials_with_its_pod_resources() -> None:
     assert group == {
         "group": plan.groups[0].id,
         "to_train": 9,
+        "finished": 0,
         "pods": [
-            {"first": 0, "count": 2, "cpu": "1", "memory": "2Gi", "memory_limit": "4Gi"},
-            {"first": 2, "count": 1, "cpu": "1", "memory": "1Gi", "memory_limit": "2Gi"},
+            {
+                "first": 0,
+                "count": 2,
+                "trials": [4, 2],
+                "cpu": "1",
+                "memory": "2Gi",
+                "memory_limit": "4Gi",
+            },
+            {
+                "first": 2,
+                "count": 1,
+                "trials": [3],
+                "cpu": "1",
+                "memory": "1Gi",
+                "memory_limit": "2Gi",
+            },
         ],
     }
     # Only some trials left to train (the others finished before): fewer chunks.

@@ -10,7 +10,6 @@ size for ten trials or 100,000.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,27 +34,48 @@ def cut(
     plan: Plan, trials: Sequence[Trial], trials_per_pod: int | str, rows: Mapping[str, int]
 ) -> list[Chunk]:
     """Chunks of `trials` (in plan order), one model's trials of one group per chunk, numbered
-    from 0. `trials_per_pod`: a number, or AUTO (sized by each trial's estimated cost, so a pod
-    has a few minutes of work and the workflow at most MAX_PODS pods). `rows`: training rows
-    per group, for the estimate."""
+    from 0. `trials_per_pod`: a number, or AUTO: packed by each trial's estimated cost until a
+    chunk has a few minutes of work, more when the workflow would otherwise run more than
+    MAX_PODS pods. `rows`: training rows per group, for the estimate."""
     classes: dict[tuple[str, str], list[Trial]] = {}
     for trial in trials:
         classes.setdefault((trial.group, trial.model_name), []).append(trial)
-    sizes = {key: _size(members, trials_per_pod, rows.get(key[0], 0))
-             for key, members in classes.items()}  # fmt: skip
+    ordered = [(key, members) for group in plan.groups  # a group's chunks: consecutive numbers
+               for key, members in classes.items() if key[0] == group.id]  # fmt: skip
     if trials_per_pod == AUTO:
-        sizes = _within_max_pods(classes, sizes)
+        seconds = {key: [trial_seconds(t, rows.get(key[0], 0)) for t in members]
+                   for key, members in ordered}  # fmt: skip
+        # Every chunk but a class's last holds at least `budget` seconds, so this many are
+        # at most MAX_PODS (when there are fewer classes than that).
+        total = sum(sum(each) for each in seconds.values())
+        budget = max(POD_SECONDS, total / max(MAX_PODS - len(classes), 1))
+        parts = [(members, _packed(seconds[key], budget)) for key, members in ordered]
+    else:
+        size = max(1, int(trials_per_pod))
+        parts = [(members, list(range(0, len(members), size))[1:]) for _, members in ordered]
     chunks: list[Chunk] = []
-    for group in plan.groups:  # chunks of one group are consecutive numbers
-        for (of_group, _), members in classes.items():
-            if of_group != group.id:
-                continue
-            resources = _pod_resources(members[0])
-            size = sizes[(of_group, members[0].model_name)]
-            for start in range(0, len(members), size):
-                chunk = tuple(members[start : start + size])
-                chunks.append(Chunk(len(chunks), group.id, chunk, resources))
+    for members, cuts in parts:
+        resources = _pod_resources(members[0])
+        for start, end in zip([0, *cuts], [*cuts, len(members)], strict=True):
+            chunks.append(Chunk(len(chunks), members[0].group, tuple(members[start:end]),
+                                resources))  # fmt: skip
     return chunks
+
+
+def trial_seconds(trial: Trial, training_rows: int) -> float:
+    return cost.trial_seconds(trial.model, training_rows, trial.cv)
+
+
+def _packed(seconds: Sequence[float], budget: float) -> list[int]:
+    """Where chunks of these trials start (after the first): a chunk closes once it holds
+    `budget` seconds of estimated work."""
+    cuts, held = [], 0.0
+    for position, spent in enumerate(seconds):
+        if held >= budget:
+            cuts.append(position)
+            held = 0.0
+        held += spent
+    return cuts
 
 
 def fan_out(plan: Plan, chunks: Sequence[Chunk]) -> list[dict[str, Any]]:
@@ -88,30 +108,6 @@ def write(plan: Plan, chunks: Sequence[Chunk]) -> None:
         url = storage.sweep_url(root, plan.sweep_id, storage.chunk_record(chunk.number))
         files[url] = part.to_json().encode()
     storage.write_many(files)
-
-
-def _size(trials: Sequence[Trial], trials_per_pod: int | str, training_rows: int) -> int:
-    if trials_per_pod != AUTO:
-        return max(1, int(trials_per_pod))
-    seconds = max(cost.trial_seconds(t.model, training_rows, t.cv) for t in trials[:100])
-    return max(1, int(POD_SECONDS // max(seconds, 1e-3)))
-
-
-def _within_max_pods(
-    classes: Mapping[tuple[str, str], Sequence[Trial]], sizes: dict[tuple[str, str], int]
-) -> dict[tuple[str, str], int]:
-    """Sizes scaled up together until the workflow runs at most MAX_PODS pods (or one pod per
-    group and model, when there are more of those)."""
-
-    def pods(scaled: Mapping[tuple[str, str], int]) -> int:
-        return sum(math.ceil(len(classes[k]) / scaled[k]) for k in classes)
-
-    factor = 1
-    while pods(scaled := {k: s * factor for k, s in sizes.items()}) > MAX_PODS:
-        if all(scaled[k] >= len(classes[k]) for k in classes):
-            break
-        factor = max(factor + 1, math.ceil(factor * pods(scaled) / MAX_PODS))
-    return scaled
 
 
 def _pod_resources(trial: Trial) -> tuple[tuple[str, str], ...]:
