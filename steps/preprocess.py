@@ -10,6 +10,7 @@ prints the stored split (`<storage-root>/preprocess/<key>/`) as JSON.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import io
 import json
@@ -162,12 +163,19 @@ def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
     try:
         if path.lower().endswith((".parquet", ".pq")):
             return pd.read_parquet(io.BytesIO(raw))
-        return pd.read_csv(io.BytesIO(raw))
+        frame = pd.read_csv(io.BytesIO(raw))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"data.path {shown} is not a readable table: {reason}") from None
     except Exception as err:  # pyarrow raises its own types for a corrupt Parquet file
         raise DataError(f"data.path {shown} is not a readable table: {err}") from None
+    # pandas renames a repeated column ("price", "price.1"): found in the header as written.
+    header = next(csv.reader(io.StringIO(raw.decode("utf-8", "replace").partition("\n")[0])), [])
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"data.path {shown} has more than one column named {repeated[0]!r}: "
+                        "give each column a name of its own")  # fmt: skip
+    return frame
 
 
 def _to_parquet(table: pd.DataFrame) -> bytes:

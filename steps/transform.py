@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from sweeper.core import storage
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
 
 SMALL_TEST_SET = 20  # rows: fewer, and test scores are too noisy to trust; said aloud
+MIN_ROWS = 2  # test rows, and training rows, that a score needs at the very least
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ def transform(
     shown = storage.redact(data.get("path")) or data.get("name")
     if frame.empty:
         raise DataError(f"data.path {shown} has no rows (columns: {columns})")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(f"data.path {shown} has more than one column named {repeated[0]!r}: "
+                        "give each column a name of its own")  # fmt: skip
+    if TARGET_COLUMN in columns:
+        raise DataError(f"column {TARGET_COLUMN!r} has the name the stored splits keep the "
+                        "target under: rename it")  # fmt: skip
     rows_in = len(frame)
     target = data["target"]
     drop = list(data.get("drop") or [])
@@ -64,8 +73,11 @@ def transform(
     if frame.shape[1] == 0:
         raise DataError(f"no feature columns are left after dropping {drop} and the target")
     test_size = _test_size(data["test_size"], len(frame))
+    _check_infinite(frame)
     if task == Task.classification:
         _check_classes(y, target)
+    else:
+        _check_numbers(y, target)
 
     # A classification's split keeps each class's share on both sides (stratified).
     X_train, X_test, y_train, y_test = train_test_split(
@@ -77,6 +89,8 @@ def transform(
     features = [str(f) for f in transformer.get_feature_names_out()]
     train = _as_table(transformer.transform(X_train), features, y_train)
     test = _as_table(transformer.transform(X_test), features, y_test)
+    for rows, table in (("training", train), ("test", test)):
+        _check_finite(table[features], rows)
     raw_test = X_test.assign(**{TARGET_COLUMN: y_test.to_numpy()})
     report = {
         "rows_in": rows_in,
@@ -128,6 +142,44 @@ def _check_classes(y: pd.Series, target: str) -> None:
         )
 
 
+def _check_numbers(y: pd.Series, target: str) -> None:
+    """A regression's target: finite, varying, and small enough that squared errors are too."""
+    infinite = int((~np.isfinite(y)).sum())
+    if infinite:
+        raise DataError(f"data.target '{target}' is infinite in {infinite} rows: "
+                        "a target must be a finite number")  # fmt: skip
+    if y.nunique() < 2:
+        raise DataError(
+            f"data.target '{target}' is {y.iloc[0]:g} in every row: a constant "
+            "target leaves nothing to learn, and every model scores perfectly"
+        )
+    largest = float(y.abs().max())
+    if largest > 1e150:  # its squares overflow float64, and MSE with them
+        raise DataError(f"data.target '{target}' reaches {largest:g}: squared errors of values "
+                        "this large overflow; rescale the target")  # fmt: skip
+
+
+def _check_infinite(X: pd.DataFrame) -> None:
+    numbers = X.select_dtypes("number")
+    counts = np.isinf(numbers.to_numpy(dtype="float64")).sum(axis=0)
+    for column, count in zip(numbers.columns, counts, strict=True):
+        if count:
+            raise DataError(
+                f"column '{column}' is infinite in {count} rows: imputation fills "
+                "missing values, not infinite ones; fix or drop it (data.drop)"
+            )
+
+
+def _check_finite(features: pd.DataFrame, rows: str) -> None:
+    """Imputation fills missing values, not infinite ones: what would reach the models."""
+    bad = features.columns[~np.isfinite(features.to_numpy()).all(axis=0)]
+    if len(bad):
+        raise DataError(
+            f"feature '{bad[0]}' is not finite in some {rows} rows after "
+            "preprocessing (a value too large to scale): fix or drop it (data.drop)"
+        )
+
+
 def _test_size(value: Any, rows: int) -> float | int:
     """scikit-learn's rule, said before any split: a fraction in (0, 1) or a number of rows,
     leaving at least one row on each side."""
@@ -138,6 +190,13 @@ def _test_size(value: Any, rows: int) -> float | int:
         raise DataError(
             f"data.test_size={value} must be a fraction between 0 and 1 or a number of rows, "
             f"leaving rows to train on and to test on (the data has {rows} rows with a target)"
+        )
+    if n_test < MIN_ROWS or rows - n_test < MIN_ROWS:  # r² of one row is not a number
+        needed = max(2 * MIN_ROWS, math.ceil(MIN_ROWS / value) if fraction else MIN_ROWS + n_test)
+        raise DataError(
+            f"data.test_size={value} leaves {n_test} test and {rows - n_test} training rows of "
+            f"the {rows} with a target: scoring needs at least {MIN_ROWS} of each, so at least "
+            f"{needed} rows at this test size"
         )
     return value  # type: ignore[no-any-return]
 

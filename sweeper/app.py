@@ -27,9 +27,13 @@ def run_single(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     from sweeper.executors.local.pool import warm_up_unless_elsewhere
-    from sweeper.planning.expand import defer_model_values
+    from sweeper.planning.expand import defer_model_values, path_in_choices
 
     warm_up_unless_elsewhere(sys.argv[1:])  # for the `sweeper` script; `python -m sweeper` did it
+    refused = path_in_choices(sys.argv[1:])
+    if refused:
+        print(refused, file=sys.stderr)
+        sys.exit(1)
     sys.argv[1:] = defer_model_values(multirun_flag_last(sys.argv[1:]))
     # An optimiser's sweep run stays open between its batches: end it however the run ends.
     try:

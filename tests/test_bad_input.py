@@ -6,6 +6,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from support.servers import S3Server, data_file, free_port, run_sweeper
@@ -47,12 +49,53 @@ CASES = {
                     "trial 'lasso alpha=-1': InvalidParameterError: The 'alpha' parameter of "
                     "Lasso must be a float in the range [0.0, inf). Got -1 instead."),
     "more folds than rows": (["data.path={dir}/four_rows.csv", "data.target=y",
-                              "data.test_size=1", "eval.cv=5"],
-                             "eval.cv=5 needs at least 5 training rows; the split has 3"),
+                              "data.test_size=2", "eval.cv=5"],
+                             "eval.cv=5 needs at least 5 training rows; the split has 2"),
+    # Tables that would give confident nonsense (carseats, altered as named).
+    "constant target": (["data.path={dir}/constant.csv", "data.target=Sales"],
+                        "data.target 'Sales' is 5 in every row: a constant target leaves nothing"),
+    "infinite target": (["data.path={dir}/inf_target.csv", "data.target=Sales"],
+                        "data.target 'Sales' is infinite in 1 rows"),
+    "huge target": (["data.path={dir}/huge_target.csv", "data.target=Sales"],
+                    "data.target 'Sales' reaches 1.627e+301: squared errors of values this large"),
+    "infinite feature": (["data.path={dir}/inf_feature.csv", "data.target=Sales"],
+                         "column 'Price' is infinite in 400 rows: imputation fills missing values"),
+    "internal column name": (["data.path={dir}/internal_name.csv", "data.target=Sales"],
+                             "column '__target__' has the name the stored splits keep the target"),
+    "repeated column": (["data.path={dir}/repeated.csv", "data.target=Sales"],
+                        "has more than one column named 'Price': give each column a name"),
+    "too few rows": (["data.path={dir}/three_rows.csv", "data.target=Sales"],
+                     "data.test_size=0.3 leaves 1 test and 2 training rows of the 3 with a target:"
+                     " scoring needs at least 2 of each, so at least 7 rows"),
+    # Config that reaches outside what it should.
+    "model path": (["data.path={carseats}", "data.target=Sales", "model=../../somewhere/evil"],
+                   "model=../../somewhere/evil: a choice of the config group 'model' names one"),
+    "not an estimator": (["data.path={carseats}", "data.target=Sales",
+                          "model._target_=collections.OrderedDict"],
+                         "model._target_ collections.OrderedDict is not a scikit-learn estimator"),
+    "storage root": (["data.path={carseats}", "data.target=Sales", "storage.root=/"],
+                     "storage.root=/ is / itself: give the store a folder of its own"),
 }  # fmt: skip
 
 
-SOUND_DATA = ("model value", "more folds than rows", "regressor for labels", "rare class")
+def write_altered_carseats(folder: Path) -> None:
+    """The nonsense tables: carseats with one thing wrong in each."""
+    table = pd.read_csv(data_file("carseats.csv"))
+    table.assign(Sales=5.0).to_csv(folder / "constant.csv", index=False)
+    table.assign(Sales=table["Sales"].where(table.index != 7, np.inf)).to_csv(
+        folder / "inf_target.csv", index=False)  # fmt: skip
+    table.assign(Sales=table["Sales"] * 1e300).to_csv(folder / "huge_target.csv", index=False)
+    table.assign(Price=np.inf).to_csv(folder / "inf_feature.csv", index=False)
+    table.rename(columns={"Advertising": "__target__"}).to_csv(
+        folder / "internal_name.csv", index=False)  # fmt: skip
+    text = table.to_csv(index=False).splitlines()
+    (folder / "repeated.csv").write_text(
+        "\n".join([text[0].replace("Advertising", "Price"), *text[1:]]) + "\n")  # fmt: skip
+    table.head(3).to_csv(folder / "three_rows.csv", index=False)
+
+
+SOUND_DATA = ("model value", "more folds than rows", "regressor for labels", "rare class",
+              "not an estimator")  # fmt: skip
 
 
 def runs_in(workdir: Path) -> int:
@@ -76,6 +119,7 @@ def test_bad_data_is_named_in_one_line(workdir: Path, case: str) -> None:
     rare = "".join(f"{i},{label}\n" for i, label in enumerate(labels))
     (workdir / "rare_class.csv").write_text("x,y\n" + rare)
     (workdir / "four_rows.csv").write_text("x,y\n1,2\n2,4\n3,5\n4,9\n")
+    write_altered_carseats(workdir)
     overrides, expected = CASES[case]
     paths = {"dir": workdir, "carseats": data_file("carseats.csv"), "port": free_port()}
     filled = [o.format(**paths) for o in overrides]

@@ -104,3 +104,18 @@ def test_a_champion_that_cannot_score_tonights_data_is_replaced_in_one_line(
         r"\(\w+\)\)",
         line,
     ), line
+
+
+def test_a_score_that_is_not_a_number_fails_the_trial_instead_of_ranking() -> None:
+    """evaluate's scores of predictions that overflowed: refused, so the trial is FAILED."""
+    import numpy as np
+    from sklearn.dummy import DummyRegressor
+
+    from sweeper.core.fitting import evaluate
+    from sweeper.core.metrics import Task
+
+    X, y = np.zeros((4, 1)), np.array([1.0, 2.0, 3.0, 4.0])
+    fitted = DummyRegressor(strategy="constant", constant=1e200).fit(X, y)
+    with pytest.raises(ValueError, match=r"mse=inf.*cannot be scored"):
+        evaluate(fitted, X, y, Task.regression)
+    assert evaluate(DummyRegressor().fit(X, y), X, y, Task.regression)["mse"] == 1.25

@@ -146,10 +146,19 @@ def evaluate(fitted: BaseEstimator, X: np.ndarray, y: np.ndarray, task: Task) ->
     """Every metric of the task, for a fitted model on these rows."""
     predicted = fitted.predict(X)
     if task == Task.regression:
-        return score(y, predicted)
+        return finite(score(y, predicted))
     with_probabilities = hasattr(fitted, "predict_proba")  # SVC(probability=False) has none
     proba = fitted.predict_proba(X) if with_probabilities else None
-    return score_labels(y, predicted, proba, getattr(fitted, "classes_", None))
+    return finite(score_labels(y, predicted, proba, getattr(fitted, "classes_", None)))
+
+
+def finite(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics, or the trial fails: a score that is not a number is never the best."""
+    bad = [name for name, value in metrics.items() if not np.isfinite(value)]
+    if bad:
+        shown = ", ".join(f"{name}={metrics[name]}" for name in bad)
+        raise ValueError(f"{shown}: the model's predictions cannot be scored (overflow?)")
+    return metrics
 
 
 def score_labels(
@@ -200,8 +209,9 @@ def build_estimator(model: Mapping[str, Any]) -> BaseEstimator:
     """The estimator a model config describes. A flat config (the usual case) is a class and its
     keyword arguments, built directly; anything richer (nested `_target_`s, `_args_`,
     `_partial_`) goes through Hydra's `instantiate`, which costs milliseconds per call."""
-    from hydra.utils import get_class, instantiate
+    from hydra.utils import instantiate
 
+    cls = estimator_class(model.get("_target_"))
     flat = all(not k.startswith("_") or k == "_target_" for k in model) and not any(
         isinstance(v, Mapping | list) for v in model.values()
     )
@@ -209,8 +219,25 @@ def build_estimator(model: Mapping[str, Any]) -> BaseEstimator:
         estimator: BaseEstimator = instantiate(dict(model), _convert_="all")
         return estimator
     kwargs = {k: v for k, v in model.items() if k != "_target_"}
-    built: BaseEstimator = get_class(model["_target_"])(**kwargs)
+    built: BaseEstimator = cls(**kwargs)
     return built
+
+
+def estimator_class(target: object) -> type:
+    """The class a model's `_target_` names, if it is an estimator (fit, predict, get_params):
+    a model config instantiates nothing else."""
+    from hydra.utils import get_class
+
+    if not isinstance(target, str):
+        raise ValueError(f"model._target_ must name an estimator class, not {target!r}")
+    try:
+        cls = get_class(target)
+    except Exception:
+        raise ValueError(f"model._target_ {target} is not a class that can be imported") from None
+    if not all(callable(getattr(cls, m, None)) for m in ("fit", "predict", "get_params")):
+        raise ValueError(f"model._target_ {target} is not a scikit-learn estimator "
+                         "(it needs fit, predict and get_params)")  # fmt: skip
+    return cls
 
 
 def model_errors(trials: Sequence[Trial]) -> list[str]:

@@ -149,6 +149,12 @@ class Settings:
         return dataclasses.replace(self, storage=root)
 
     def check(self) -> None:
+        root = self.storage.root
+        if storage.is_local(root) and storage.absolute(root) in ("/", str(Path.home())):
+            raise SweeperError(
+                f"storage.root={root} is {storage.absolute(root)} itself: give "
+                "the store a folder of its own (storage.root=sweeper-store)"
+            )
         workers = self.local.workers
         if workers is not None and workers < 1:
             raise SweeperError(

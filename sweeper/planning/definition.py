@@ -23,8 +23,9 @@ from omegaconf import DictConfig
 
 from sweeper.core.records import Plan
 from sweeper.core.settings import config_dir
+from sweeper.errors import SweeperError
 from sweeper.planning.compose import compose_jobs
-from sweeper.planning.expand import expand
+from sweeper.planning.expand import expand, path_in_choices
 from sweeper.planning.plan import build_plan
 
 # Settings only the submitting side uses; `argo.token` in particular must not travel.
@@ -114,6 +115,11 @@ class Definition:
 
 def plan_from_definition(definition: Definition, sweep_id: str) -> Plan:
     """The plan of a definition, composed with this installation's config tree."""
+    refused = path_in_choices(
+        [*definition.overrides, *(o for j in definition.jobs or () for o in j)]
+    )
+    if refused:
+        raise SweeperError(refused)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="sweeper"):
         loader = GlobalHydra.instance().config_loader()

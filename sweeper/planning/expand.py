@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -17,6 +18,7 @@ from hydra.core.override_parser.types import Override, OverrideType, Transformer
 from omegaconf import DictConfig
 
 from sweeper.core.metrics import Task
+from sweeper.core.settings import config_dir
 from sweeper.errors import SweeperError
 from sweeper.planning.task import data_task, fits
 
@@ -183,3 +185,30 @@ def defer_model_values(argv: list[str]) -> list[str]:
             arg = f"{override.key_or_group}=choice({override.get_value_element_as_str()})"
         deferred.append(arg)
     return deferred
+
+
+def path_in_choices(arguments: Sequence[str]) -> str | None:
+    """The line refusing a config group's choice that is a path: a choice names one of the
+    group's options in the config search path, never a file elsewhere (`model=../../evil` would
+    load any YAML on the machine as a model and instantiate its `_target_`)."""
+    groups = {p.name for p in Path(config_dir()).iterdir() if p.is_dir()}
+    parser = OverridesParser.create()
+    for arg in arguments:
+        try:
+            override = parser.parse_override(arg) if "=" in arg else None
+        except Exception:  # Hydra reports malformed overrides itself
+            continue
+        key = override.key_or_group if override is not None else ""
+        if override is None or (key not in groups and "/" not in key):
+            continue
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue  # matched against the group's own options
+        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                  else [override.get_value_element_as_str()])  # fmt: skip
+        for value in values:
+            if value.startswith("/") or ".." in value.split("/"):
+                return (
+                    f"{key}={value}: a choice of the config group '{key}' names one of its "
+                    f"options (python -m sweeper --help lists them), not a path"
+                )
+    return None
