@@ -163,32 +163,39 @@ def pod(template: str, phase: str | None, suffix: str, **extra: Any) -> dict[str
     return node if phase is None else {**node, "phase": phase}
 
 
-def train(phase: str | None, suffix: str, trials: str) -> dict[str, Any]:
-    return pod("train", phase, suffix, inputs={"parameters": [{"name": "trials", "value": trials}]})
+def train(phase: str | None, suffix: str, chunk: str) -> dict[str, Any]:
+    return pod("train", phase, suffix, inputs={"parameters": [{"name": "chunk", "value": chunk}]})
 
 
 def test_argo_counts_come_from_train_pods_and_the_plan() -> None:
-    groups = [{"group": "a", "chunks": [{"trials": "0,1"}, {"trials": "2,3"}, {"trials": "4"}]},
-              {"group": "b", "chunks": [{"trials": "5,6"}, {"trials": "7"}]}]  # fmt: skip
+    # The plan step's output: group a trains chunks 0-2 (2, 2 and 1 trials), group b chunks 3-4
+    # (2 and 1) and has one trial an earlier sweep finished.
+    size = {"cpu": "1", "memory": "1Gi", "memory_limit": "2Gi"}
+    groups = [
+        {"group": "a", "to_train": 5, "finished": 0,
+         "pods": [{"first": 0, "count": 3, "trials": [2, 2, 1], **size}]},
+        {"group": "b", "to_train": 3, "finished": 1,
+         "pods": [{"first": 3, "count": 2, "trials": [2, 1], **size}]},
+    ]  # fmt: skip
     outputs = {"parameters": [{"name": "groups", "value": json.dumps(groups)}]}
     plan = pod("plan", "Succeeded", "p", outputs=outputs)
     assert trial_counts(workflow()) is None  # not planned yet: no total
     assert trial_counts(workflow(pod("plan", "Running", "p"))) is None
-    assert trial_counts(workflow(plan)) == Counts(8)  # every trial queued
+    assert trial_counts(workflow(plan)) == Counts(9, done=1)  # the finished one; 8 queued
     nodes = [
         plan,
-        train("Succeeded", "1", "0,1"),
-        train("Error", "2", "2,3"),  # the cluster lost this pod...
-        train("Running", "3", "2,3"),  # ...and its retry runs
-        train("Failed", "4", "4"),
-        train("Pending", "5", "5,6"),
-        train(None, "6", "7"),  # no phase yet
+        train("Succeeded", "1", "0"),
+        train("Error", "2", "1"),  # the cluster lost this pod...
+        train("Running", "3", "1"),  # ...and its retry runs
+        train("Failed", "4", "2"),
+        train("Pending", "5", "3"),
+        train(None, "6", "4"),  # no phase yet
     ]
     counts = trial_counts(workflow(*nodes))
-    assert counts == Counts(8, done=2, failed=1, running=2) and counts.queued == 3
+    assert counts == Counts(9, done=3, failed=1, running=2) and counts.queued == 3
     # Retries exhausted: every attempt failed, the trials count once.
-    nodes[3] = train("Error", "3", "2,3")
-    assert trial_counts(workflow(*nodes)) == Counts(8, done=2, failed=3)
+    nodes[3] = train("Error", "3", "1")
+    assert trial_counts(workflow(*nodes)) == Counts(9, done=3, failed=3)
 
 
 def results_best(workdir: Path) -> tuple[str, float]:
