@@ -7,6 +7,7 @@ without it, the composed config is a sweep of one trial. Either way the trials g
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import hydra
@@ -35,17 +36,28 @@ def main() -> None:
         print(refused, file=sys.stderr)
         sys.exit(1)
     sys.argv[1:] = defer_model_values(multirun_flag_last(sys.argv[1:]))
+    # SIGTERM (kill, a scheduler's stop) ends a sweep as Ctrl-C does: cleanly.
+    signal.signal(signal.SIGTERM, _terminate)
     # An optimiser's sweep run stays open between its batches: end it however the run ends.
     try:
         run_single()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         _end_sweeps(Status.KILLED)
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        terminated = isinstance(stop, Terminated)
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
     except SystemExit as stop:
         _end_sweeps(Status.FAILED if stop.code else None)
         raise
     sys.exit(_end_sweeps(None))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so it stops the same way."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def multirun_flag_last(argv: list[str]) -> list[str]:

@@ -167,3 +167,74 @@ def test_the_sweeping_process_leaves_heavy_libraries_to_the_workers(workdir: Pat
     assert "LOADED []" in result.stdout
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert sorted(r.info.run_name for r in sweep.children) == ["lasso alpha=0.1", "lasso alpha=1"]
+
+
+def running_in_group(group: int) -> list[int]:
+    """Processes of a process group that still run (a zombie waits to be reaped, runs nothing)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended while being read
+        if int(fields[2]) == group and fields[0] != "Z":  # fields 5 (pgrp) and 3 (state)
+            found.append(int(stat.parent.name))
+    return found
+
+
+def gone_within(group: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not running_in_group(group):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+LONG_SWEEP = ["model=rf", "model.n_estimators=range(300,2000,20)", "model.max_depth=8", "-m"]
+
+
+def start_long_sweep(workdir: Path) -> subprocess.Popen[str]:
+    """85 forests, in a process group of its own, once its first trials have finished."""
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *LONG_SWEEP], cwd=workdir, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert sweep.stdout is not None
+    for line in sweep.stdout:
+        if "[2/85]" in line:
+            break
+    assert len(running_in_group(sweep.pid)) >= 3  # the sweep, its fork server, its workers
+    return sweep
+
+
+def test_kill_9_of_the_sweeping_process_alone_takes_its_workers_with_it(workdir: Path) -> None:
+    sweep = start_long_sweep(workdir)
+    os.kill(sweep.pid, signal.SIGKILL)  # the sweeping process only, not its group
+    sweep.wait()
+    assert gone_within(sweep.pid, 10), running_in_group(sweep.pid)
+    database = f"sqlite:///{workdir / 'mlflow.db'}"
+    [killed] = sweeps(database, "sweeper")
+    assert killed.parent.data.tags["pid"] == str(sweep.pid)  # the sweep's owner: this process
+    finished = sum(r.info.status == "FINISHED" for r in killed.children)
+    time.sleep(2)  # nothing goes on training after the kill
+    [still] = sweeps(database, "sweeper")
+    assert sum(r.info.status == "FINISHED" for r in still.children) == finished
+    # The next sweep in the experiment sees the owner gone and closes its run.
+    quick = run_sweeper(["model=lasso", "model.alpha=1", "-m"], cwd=workdir)
+    assert quick.returncode == 0, quick.stderr
+    first, _ = sweeps(database, "sweeper")
+    assert first.parent.info.status == "KILLED"
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(workdir: Path) -> None:
+    sweep = start_long_sweep(workdir)
+    sweep.send_signal(signal.SIGTERM)  # kill's default, a scheduler's stop: to the process only
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 143
+    assert stderr.strip().splitlines()[-1] == "terminated" and "Traceback" not in stderr
+    assert gone_within(sweep.pid, 10), running_in_group(sweep.pid)
+    [stopped] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert stopped.parent.info.status == "KILLED"
+    assert 2 <= len(stopped.children) < 85
+    assert all(r.info.status == "FINISHED" for r in stopped.children)

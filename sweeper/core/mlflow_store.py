@@ -82,6 +82,16 @@ def alive(pid: int) -> bool:
     return True
 
 
+def started(pid: int) -> str:
+    """When the process started (Linux: clock ticks after boot, from /proc), "" when unknown:
+    with its pid, what tells the owner of a run from a later process given the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # field 22, counted after the command's name
+
+
 def problem(err: Exception) -> str:
     text = str(err)
     refused = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)

@@ -13,6 +13,7 @@ from sweeper.core.mlflow_store import (
     now_ms,
     problem,
     sqlite_creation_lock,
+    started,
     unlocked,
     use_sqlite_wal,
 )
@@ -89,7 +90,8 @@ class Tracker:
 
     def start_sweep(self, sweep_id: str, params: Mapping[str, Any], pid: int | None = None) -> str:
         pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
-        tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(pid)}
+        tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(pid),
+                "pid_started": started(pid)}  # fmt: skip
         run = self.client.create_run(self.experiment_id, run_name=f"sweep {sweep_id}", tags=tags)
         run_id: str = run.info.run_id
         self._log(run_id, params=params)
@@ -156,7 +158,9 @@ class Tracker:
             tags = run.data.tags
             if PARENT_TAG in tags or tags.get("host") != socket.gethostname():
                 continue
-            if not alive(int(tags.get("pid", "0"))):
+            pid = int(tags.get("pid", "0"))
+            # A pid the OS gave to a later process since: its start time differs.
+            if not alive(pid) or tags.get("pid_started", "") not in ("", started(pid)):
                 self.end_running_trials(run.info.run_id)
                 self.client.set_terminated(run.info.run_id, Status.KILLED.value)
                 ended.append(run.info.run_id)

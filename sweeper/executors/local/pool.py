@@ -12,7 +12,10 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
 
+from sweeper.executors.local import lifeline
+
 WARM_MODULES = [
+    "sweeper.executors.local.forkserver_lifeline",  # first: the server ends with the sweep
     "sweeper.executors.local.worker",
     "sweeper.core.fitting",
     "steps.preprocess",
@@ -54,7 +57,7 @@ def new_pool(workers: int) -> ProcessPoolExecutor:
     # Each worker's BLAS/OpenMP threads get its share of the cores: no oversubscription.
     threads = max(1, (os.cpu_count() or 1) // workers)
     return ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+        workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid())
     )
 
 
@@ -69,11 +72,12 @@ def stop(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=10)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, owner: int) -> None:
     from sweeper.core.fitting import limit_threads
 
     # Ctrl-C reaches the whole process group; the sweeping process alone decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lifeline.watch(owner)  # and a worker ends when it is gone, however it ended
     limit_threads(threads)
 
 
