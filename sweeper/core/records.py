@@ -185,8 +185,9 @@ class Plan:
         # Without params: from the trial's model and group again when read (most of its bytes).
         fields = [f.name for f in dataclasses.fields(Trial) if f.name != "params"]
         record["trials"] = [{k: getattr(t, k) for k in fields} for t in self.trials]
-        # Compact: a 100,000-trial plan is tens of megabytes even so.
-        return json.dumps(record, separators=(",", ":"), default=str)
+        # Compact: a 100,000-trial plan is tens of megabytes even so. No URL's credentials in
+        # it anywhere (a trial's overrides repeat what was typed).
+        return storage.redact_text(json.dumps(record, separators=(",", ":"), default=str))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Plan:

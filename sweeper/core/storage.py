@@ -11,6 +11,7 @@ and the one place that knows the layout under `storage.root`:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -132,6 +133,15 @@ def redact(url: str | None) -> str | None:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+# `scheme://user:password@` (or `scheme://user@`) anywhere in a text: a URL's credentials.
+_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def redact_text(text: str) -> str:
+    """The text with the credentials of every URL in it cut, for files written to disk."""
+    return _CREDENTIALS.sub(r"\g<scheme>", text)
 
 
 def write_record(root: str, sweep_id: str, name: str, text: str) -> str:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sweeper.core.metrics import Ranking
 from sweeper.core.outcomes import Outcome
 from sweeper.core.settings import Settings
+from sweeper.core.storage import redact_text
 from sweeper.errors import SweeperError
 from sweeper.executors import Batch
 from sweeper.launching.study import Study
@@ -148,16 +149,17 @@ def write_job_dirs(sweep_dir: Path, jobs: Sequence[Job], config: DictConfig) -> 
     `.hydra/config.yaml` and `.hydra/overrides.yaml`.
 
     The same YAML Hydra writes (unresolved, keys in config order), through libyaml's emitter:
-    OmegaConf's pure-Python one takes milliseconds per job."""
+    OmegaConf's pure-Python one takes milliseconds per job; no URL's credentials in any."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not (sweep_dir / "multirun.yaml").exists():
-        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+        (sweep_dir / "multirun.yaml").write_text(redact_text(OmegaConf.to_yaml(config)))
     dirs = []
     for job in jobs:
         hydra_dir = sweep_dir / str(job.index) / ".hydra"
         hydra_dir.mkdir(parents=True, exist_ok=True)
-        (hydra_dir / "config.yaml").write_text(_yaml(OmegaConf.to_container(job.cfg)))
-        (hydra_dir / "overrides.yaml").write_text(_yaml(list(job.overrides)))
+        config_yaml = _yaml(OmegaConf.to_container(job.cfg))
+        (hydra_dir / "config.yaml").write_text(redact_text(config_yaml))
+        (hydra_dir / "overrides.yaml").write_text(redact_text(_yaml(list(job.overrides))))
         dirs.append(hydra_dir.parent)
     return dirs
 
@@ -172,6 +174,13 @@ def run_one(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
+    # Hydra wrote the run's .hydra/ files before calling this: as written, without credentials.
+    for written in Path(hydra_cfg.runtime.output_dir, hydra_cfg.output_subdir or ".hydra").glob(
+        "*.yaml"
+    ):
+        text = written.read_text()
+        if redact_text(text) != text:
+            written.write_text(redact_text(text))
     overrides = tuple(hydra_cfg.overrides.task)
     job = Job(0, overrides, cfg, str(hydra_cfg.runtime.choices["model"]))
     sweep = SweepSession(Settings.of(cfg))

@@ -16,7 +16,8 @@ from sweeper.core import storage
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Status
 from sweeper.errors import SweeperError
-from sweeper.executors.argo.compile import check_reachable, compile_sweep
+from sweeper.executors.argo.checks import check_reachable
+from sweeper.executors.argo.compile import compile_sweep
 from sweeper.executors.base import Batch, Sweep
 from sweeper.planning.definition import Definition
 
