@@ -13,6 +13,8 @@ import os
 import threading
 import time
 
+from sweeper.core.mlflow_store import alive
+
 POLL_SECONDS = 0.5
 
 
@@ -20,18 +22,8 @@ def watch(owner: int) -> None:
     """End this process (within POLL_SECONDS) once process `owner` no longer exists."""
 
     def keep_watching() -> None:
-        while _exists(owner):
+        while alive(owner):
             time.sleep(POLL_SECONDS)
         os._exit(1)  # no clean-up: the sweep that wanted the work is gone
 
     threading.Thread(target=keep_watching, name="sweeper-lifeline", daemon=True).start()
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
