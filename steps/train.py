@@ -37,7 +37,7 @@ def train_planned(plan_url: str, indices: Sequence[int] | None = None) -> list[O
     wanted = None if indices is None else set(indices)
     trials = [t for t in plan.trials if wanted is None or t.index in wanted]
     splits = {group: recorded_split(plan, group) for group in {t.group for t in trials}}
-    sweep = SweepRef(plan.sweep_id, plan.parent_run_id)
+    sweep = SweepRef(plan.sweep_id, plan.parent_run_id, plan.settings.sweep.rerun)
     return run_trials(tracker, sweep, trials, splits, plan.settings.sweep.rerun, _report)
 
 

@@ -9,13 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from support.mlflow_view import sweeps
 from support.servers import run_sweeper
 from support.store import split_dirs
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 
 def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
@@ -146,8 +151,7 @@ def test_ctrl_c_stops_cleanly(workdir: Path) -> None:
         pytest.fail("worker processes are still running")
     [killed] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert killed.parent.info.status == "KILLED"
-    assert 2 <= len(killed.children) < 85
-    assert all(r.info.status == "FINISHED" for r in killed.children)
+    assert_cut_short(killed.children)
 
 
 def test_the_sweeping_process_leaves_heavy_libraries_to_the_workers(workdir: Path) -> None:
@@ -236,5 +240,12 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(workdir: Path) -> None:
     assert gone_within(sweep.pid, 10), running_in_group(sweep.pid)
     [stopped] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert stopped.parent.info.status == "KILLED"
-    assert 2 <= len(stopped.children) < 85
-    assert all(r.info.status == "FINISHED" for r in stopped.children)
+    assert_cut_short(stopped.children)
+
+
+def assert_cut_short(children: list[Run]) -> None:
+    """A stopped 85-trial sweep: the trials being fitted at the stop (one per worker at most)
+    ended KILLED, those before it FINISHED."""
+    statuses = Counter(r.info.status for r in children)
+    assert set(statuses) <= {"FINISHED", "KILLED"} and statuses["KILLED"] <= 2, statuses
+    assert 2 <= statuses["FINISHED"] < 85

@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sweeper.core import claims
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Plan, Status, StoredSplit, Trial, TrialRecord, trial_key
+from sweeper.core.tracking import PARENT_TAG
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -30,10 +33,12 @@ Finished = Mapping[str, tuple[str, dict[str, float]]]
 
 @dataclass(frozen=True)
 class SweepRef:
-    """The sweep a trial belongs to: its id and its open MLflow run."""
+    """The sweep a trial belongs to: its id and its open MLflow run; `rerun`: it trains every
+    trial again (its claims count its own runs only)."""
 
     sweep_id: str
     parent_run_id: str
+    rerun: bool = False
 
 
 def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finished:
@@ -55,50 +60,96 @@ def run_trial(
     finished: Finished | None = None,
     marker: Path | None = None,
 ) -> Outcome:
-    """Reuse, or fit, score and log the trial as a child run of the sweep's run. A failing fit is
-    logged as a FAILED run, not raised. `marker`: a file that holds the trial's index while it
-    fits (a local worker's, so the sweep knows which trial a dead process was running)."""
+    """Reuse, or claim, fit, score and log the trial as a child run of the sweep's run (a trial
+    another process holds is waited for, see core.claims). A failing fit is logged as a FAILED
+    run, not raised. `marker`: a file that holds the trial's index while it fits (a local
+    worker's, so the sweep knows which trial a dead process was running)."""
     from sweeper.core.fitting import fit_and_score
 
     earlier = reused(trial, split, finished) if finished is not None else None
     if earlier is not None:
         return earlier
     record = TrialRecord.of(trial, split if split.key else None)
+    held = _claim(tracker, sweep, trial, record)
+    if isinstance(held, Outcome):
+        return held
     if marker is not None:
         marker.write_text(str(trial.index))
     try:
-        score = fit_and_score(trial.model, split.url, trial.cv, trial.seed)
+        with claims.renewing(tracker, held) if held else contextlib.nullcontext():
+            score = fit_and_score(trial.model, split.url, trial.cv, trial.seed)
     except Exception as err:
-        return record_failure(tracker, sweep, trial, split, err)
+        return record_failure(tracker, sweep, trial, split, err, held)
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
     with uninterrupted():
-        run_id = tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, score=score)
+        if held is None:
+            run_id = tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, score=score)
+        else:
+            run_id = held.run_id
+            tracker.close_trial(run_id, record, score)
     return Outcome.finished(trial, score.metrics, run_id)
 
 
+def _claim(
+    tracker: Tracker, sweep: SweepRef, trial: Trial, record: TrialRecord
+) -> claims.Held | Outcome | None:
+    """The trial claimed (None: it has no key to claim by), or its outcome when another run
+    finished it meanwhile (this sweep's own, after a retry, or an earlier sweep's)."""
+    if record.key is None:
+        return None
+    # Not `uninterrupted`: it may wait; a claim cut short is RUNNING until its sweep ends it.
+    got = claims.claim(tracker, sweep.parent_run_id, sweep.sweep_id, record, sweep.rerun)
+    if isinstance(got, claims.Held):
+        return got
+    run = got.run
+    metrics = dict(run.data.metrics)
+    if run.data.tags.get(PARENT_TAG) == sweep.parent_run_id:
+        return Outcome.finished(trial, metrics, run.info.run_id)
+    return Outcome.reused_from(trial, metrics, run.info.run_id)
+
+
 def record_failure(
-    tracker: Tracker, sweep: SweepRef, trial: Trial, split: StoredSplit, error: BaseException
+    tracker: Tracker,
+    sweep: SweepRef,
+    trial: Trial,
+    split: StoredSplit,
+    error: BaseException,
+    held: claims.Held | None = None,
 ) -> Outcome:
-    """A trial that could not be scored, as a FAILED child run."""
+    """A trial that could not be scored, as a FAILED child run: its claim's (one whose process
+    died holding it, when the trial killed its worker), else a new one."""
     record = TrialRecord.of(trial, split if split.key else None)
+    if held is None and record.key is not None:
+        left = tracker.trial_claims(record.key, sweep.parent_run_id)
+        running = [r for r in left if r.info.status == Status.RUNNING]
+        if running:
+            held = claims.Held(running[0].info.run_id, running[0].info.start_time)
     with uninterrupted():
-        run_id = tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, error=error)
+        if held is None:
+            run_id = tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, error=error)
+        else:
+            run_id = held.run_id
+            tracker.close_trial(run_id, record, error=error)
     return Outcome.failed(trial, error, run_id)
 
 
 def recorded_outcomes(
     tracker: Tracker, plan: Plan, splits: Mapping[str, StoredSplit]
-) -> list[Outcome]:
-    """Each trial of a plan as its sweep's runs recorded it; a trial without a run of this sweep
-    was reused from an earlier one (the same lookup as `run_trial`'s) or never ran."""
+) -> tuple[list[Outcome], int]:
+    """Each trial of a plan as its sweep's runs recorded it, and how many trials were logged
+    FINISHED more than once (counted once). A trial without a run of this sweep was reused from
+    an earlier one (the same lookup as `run_trial`'s) or never ran."""
     assert plan.parent_run_id is not None, "the sweep's run was opened"
     by_index: dict[int, Run] = {}
-    # A retried pod may have logged a trial twice: a finished run wins.
+    finished_runs: Counter[int] = Counter()
+    # A finished run wins over a failed or killed one of the same trial.
     runs = tracker.trial_runs(plan.parent_run_id)
     for run in sorted(runs, key=lambda r: r.info.status == Status.FINISHED):
-        by_index[int(run.data.tags.get("trial_index", -1))] = run
+        index = int(run.data.tags.get("trial_index", -1))
+        by_index[index] = run
+        finished_runs[index] += run.info.status == Status.FINISHED
     finished: dict[str, Finished] = {}
     outcomes = []
     for trial in plan.trials:
@@ -118,7 +169,7 @@ def recorded_outcomes(
                 finished[split.key] = tracker.finished_trials(split.key)
             earlier = reused(trial, split, finished[split.key])
             outcomes.append(earlier or Outcome.not_run(trial, "no run was logged"))
-    return outcomes
+    return outcomes, sum(1 for n in finished_runs.values() if n > 1)
 
 
 def run_trials(

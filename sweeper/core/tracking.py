@@ -106,28 +106,64 @@ class Tracker:
         error: BaseException | None = None,
     ) -> str:
         """A finished (or failed) trial as a child run, in three calls: create, one batch, end."""
-        tags = {PARENT_TAG: parent_run_id, "sweep_id": sweep_id}
+        started = score.started_ms if score else now_ms()
+        run_id = self.open_trial(parent_run_id, sweep_id, record, started)
+        self.close_trial(run_id, record, score, error)
+        return run_id
+
+    def open_trial(
+        self,
+        parent_run_id: str,
+        sweep_id: str,
+        record: TrialRecord,
+        started_ms: int,
+        claim: Mapping[str, str] | None = None,
+    ) -> str:
+        """A trial's child run, RUNNING: `claim` tags say who holds it (see core.claims)."""
+        tags = {PARENT_TAG: parent_run_id, "sweep_id": sweep_id, **(claim or {})}
         optional = {
             "trial_index": record.index,
             "trial_key": record.key,
             "split_key": record.split_key,
         }
         tags.update({k: str(v) for k, v in optional.items() if v is not None})
-        if error is not None:
-            tags["error.type"] = type(error).__name__
-            tags["error.message"] = str(error)[:_MAX_TAG]
-        started = score.started_ms if score else now_ms()
         run = unlocked(
             self.client.create_run,
-            self.experiment_id, start_time=started, tags=tags, run_name=record.name,
+            self.experiment_id, start_time=started_ms, tags=tags, run_name=record.name,
         )  # fmt: skip
-        metrics = score.metrics if score else {}
-        self._log(run.info.run_id, params=record.params, metrics=metrics, step_time=started)
-        final = Status.FINISHED if error is None else Status.FAILED
-        ended = score.ended_ms if score else now_ms()
-        unlocked(self.client.set_terminated, run.info.run_id, final.value, end_time=ended)
         run_id: str = run.info.run_id
         return run_id
+
+    def close_trial(
+        self,
+        run_id: str,
+        record: TrialRecord,
+        score: TrialScore | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """The trial's params and metrics in one batch, then its end: FINISHED, or FAILED."""
+        started = score.started_ms if score else now_ms()
+        metrics = score.metrics if score else {}
+        tags = {}
+        if error is not None:
+            tags = {"error.type": type(error).__name__, "error.message": str(error)[:_MAX_TAG]}
+        self._log(run_id, params=record.params, metrics=metrics, step_time=started, tags=tags)
+        final = Status.FINISHED if error is None else Status.FAILED
+        ended = score.ended_ms if score else now_ms()
+        unlocked(self.client.set_terminated, run_id, final.value, end_time=ended)
+
+    def trial_claims(self, trial_key: str, parent_run_id: str | None = None) -> list[Run]:
+        """Every run of the experiment for this trial key (one sweep's when `parent_run_id`)."""
+        wanted = f"tags.trial_key = '{trial_key}'"
+        if parent_run_id is not None:
+            wanted += f" and tags.`{PARENT_TAG}` = '{parent_run_id}'"
+        return list(
+            self.client.search_runs([self.experiment_id], filter_string=wanted, max_results=_MANY)
+        )
+
+    def drop_run(self, run_id: str) -> None:
+        """A claim given up: deleted, so no search (nor the MLflow UI) lists it."""
+        unlocked(self.client.delete_run, run_id)
 
     def finished_trials(self, split_key: str) -> dict[str, tuple[str, dict[str, float]]]:
         """Trials on this split that some sweep of the experiment finished: key → (run, metrics)."""
@@ -218,8 +254,9 @@ class Tracker:
         params: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
         step_time: int | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
-        from mlflow.entities import Metric, Param
+        from mlflow.entities import Metric, Param, RunTag
 
         timestamp = step_time or now_ms()
         unlocked(
@@ -227,4 +264,5 @@ class Tracker:
             run_id,
             metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
+            tags=[RunTag(k, v) for k, v in (tags or {}).items()],
         )

@@ -76,7 +76,8 @@ class Scheduler:
 
     @property
     def sweep(self) -> SweepRef:
-        return SweepRef(self.result.plan.sweep_id, self.result.parent_run_id)
+        return SweepRef(self.result.plan.sweep_id, self.result.parent_run_id,
+                        self.settings.sweep.rerun)  # fmt: skip
 
     def run(self, batch: Plan) -> list[Outcome]:
         """Run one batch's trials (already in `result.plan`); their outcomes, in plan order."""

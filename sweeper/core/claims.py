@@ -1,0 +1,146 @@
+"""A trial is claimed in MLflow before it is trained, so that overlapping sweeps, two pods on one
+chunk (an Argo retry of a pod still running) and resumed sweeps train and log it once.
+
+A claim is the trial's child run itself, created RUNNING with its trial key and its holder: the
+host, the process and its start time, and a lease the holder renews while it fits. MLflow has no
+conditional create, so a claimant creates its run first and then reads every run of that key:
+
+- one FINISHED already: the trial is done; the new run is deleted and that one is the outcome;
+- a live claim older than its own (by start time, then run id: the same order for every reader):
+  it deletes its run and waits for that claim to end, then looks again;
+- otherwise it holds the trial; claims whose holder is gone (same host, process ended) or whose
+  lease ran out (another host) are taken over: deleted when its own sweep's (a retry), else
+  marked KILLED.
+
+Two claimants that create at once both see both, and only the older goes on. Across hosts this
+relies on their clocks agreeing more closely than the time between one claimant's create and the
+other's read (NTP keeps nodes within milliseconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sweeper.core.mlflow_store import alive, now_ms, started
+from sweeper.core.records import Status, TrialRecord
+from sweeper.core.tracking import PARENT_TAG
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+    from sweeper.core.tracking import Tracker
+
+LEASE_SECONDS = 60.0  # a holder on another host is taken for gone this long after its last renewal
+_RENEW_EVERY = LEASE_SECONDS / 3
+_POLL_SECONDS = 1.0  # how often a waiting claimant looks at the claim it waits for
+HOST, PID, PID_STARTED, EXPIRES = "claim.host", "claim.pid", "claim.pid_started", "claim.expires"
+
+
+@dataclass(frozen=True)
+class Held:
+    """This process holds the trial: its run, RUNNING."""
+
+    run_id: str
+    started_ms: int
+
+
+@dataclass(frozen=True)
+class Done:
+    """Another run finished the trial first."""
+
+    run: Run
+
+
+def claim(
+    tracker: Tracker, parent_run_id: str, sweep_id: str, record: TrialRecord, this_sweep_only: bool
+) -> Held | Done:
+    """Claim the trial (`record.key`): among this sweep's runs only (`this_sweep_only`: a sweep
+    that re-runs every trial), or any sweep's of the experiment. Waits while another holds it."""
+    assert record.key is not None, "only a trial with a key can be claimed"
+    while True:
+        started_ms = now_ms()
+        run_id = tracker.open_trial(parent_run_id, sweep_id, record, started_ms, _holder())
+        runs = tracker.trial_claims(record.key, parent_run_id if this_sweep_only else None)
+        finished = [r for r in runs if r.info.status == Status.FINISHED]
+        if finished:
+            tracker.drop_run(run_id)
+            return Done(finished[0])
+        mine = (started_ms, run_id)
+        ahead = None
+        for run in runs:
+            if run.info.run_id == run_id or run.info.status != Status.RUNNING:
+                continue
+            if not live(run):  # taken over: one run per trial in a sweep, KILLED in another
+                if run.data.tags.get(PARENT_TAG) == parent_run_id:
+                    tracker.drop_run(run.info.run_id)
+                else:
+                    tracker.set_terminated(run.info.run_id, Status.KILLED)
+            elif (run.info.start_time, run.info.run_id) < mine:
+                ahead = run if ahead is None else min(ahead, run, key=_order)
+        if ahead is None:
+            return Held(run_id, started_ms)
+        tracker.drop_run(run_id)
+        wait_for(tracker, ahead.info.run_id)
+
+
+def live(run: Run) -> bool:
+    """Whether a RUNNING claim's holder may still finish it. A run without a holder (the RUNNING
+    moment of `log_trial`, which writes a run whole) counts as live for one lease."""
+    tags = run.data.tags
+    if EXPIRES not in tags:
+        return bool(run.info.start_time + LEASE_SECONDS * 1000 > now_ms())
+    if tags.get(HOST) == socket.gethostname():
+        pid = int(tags.get(PID, "0"))
+        return alive(pid) and tags.get(PID_STARTED, "") in ("", started(pid))
+    return int(tags[EXPIRES]) > now_ms()
+
+
+def wait_for(tracker: Tracker, run_id: str) -> None:
+    """Until the claim ends (its run is no longer RUNNING) or its holder is gone."""
+    while True:
+        run = tracker.get_run(run_id)
+        if run.info.status != Status.RUNNING or run.info.lifecycle_stage != "active":
+            return
+        if not live(run):
+            return
+        time.sleep(_POLL_SECONDS)
+
+
+@contextlib.contextmanager
+def renewing(tracker: Tracker, held: Held) -> Iterator[None]:
+    """The claim's lease renewed while the block runs (a fit longer than a third of it)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(_RENEW_EVERY):
+            with contextlib.suppress(Exception):  # the next renewal tries again
+                tracker.set_tag(held.run_id, EXPIRES, str(_expiry()))
+
+    thread = threading.Thread(target=renew, name="claim lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _holder() -> dict[str, str]:
+    pid = os.getpid()
+    return {HOST: socket.gethostname(), PID: str(pid), PID_STARTED: started(pid),
+            EXPIRES: str(_expiry())}  # fmt: skip
+
+
+def _expiry() -> int:
+    return now_ms() + int(LEASE_SECONDS * 1000)
+
+
+def _order(run: Run) -> tuple[int, str]:
+    return run.info.start_time, run.info.run_id
