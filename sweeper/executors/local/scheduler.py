@@ -1,10 +1,10 @@
 """The local executor's event loop: one sweep's batches run by a pool of warm worker processes.
 
-Workers do what Argo's pods do (`worker`): preprocess, open the sweep's run, train and log. This
-process only schedules: trials go out longest first once their split is stored. The run opens
-only when the input is sound (the first batch's groups preprocessed, its model values accepted),
-so bad input leaves no run. A dead worker breaks the pool: the trials it may have run are re-run
-alone to find which (`isolation`), the rest go to a fresh pool.
+Workers do what Argo's pods do (`worker`): preprocess, open the sweep's run, claim, train and
+log. This process only schedules: trials go out longest first once their split is stored. The run
+opens only when the input is sound (the first batch's groups preprocessed, its model values
+accepted), so bad input leaves no run. A dead worker breaks the pool: the trials it may have run
+are re-run alone to find which (`isolation`), the rest go to a fresh pool.
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ class Scheduler:
         self.preprocess_breaks: Counter[str] = Counter()
         self.pending: dict[Future[Any], Work] = {}
         self.batch: Plan | None = None
-        self.progress = Progress(0, workers)
-        self.abandoned = False
+        self.progress, self.abandoned = Progress(0, workers), False
 
     def open(self) -> None:
         """Open the tracking store in a worker while the first batch's input is checked."""
@@ -76,8 +75,8 @@ class Scheduler:
 
     @property
     def sweep(self) -> SweepRef:
-        return SweepRef(self.result.plan.sweep_id, self.result.parent_run_id,
-                        self.settings.sweep.rerun)  # fmt: skip
+        plan = self.result.plan
+        return SweepRef(plan.sweep_id, self.result.parent_run_id, plan.settings.sweep.rerun)
 
     def run(self, batch: Plan) -> list[Outcome]:
         """Run one batch's trials (already in `result.plan`); their outcomes, in plan order."""
