@@ -119,7 +119,7 @@ def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, pd.DataFrame | 
         return None, frame, hashlib.sha256(content).hexdigest()
     shown = storage.redact(path)
     try:
-        raw = storage.read_bytes(path)
+        raw = storage.read_bytes(path, retry=False)
     except Exception as err:  # whatever the filesystem raises: a denied bucket, no endpoint…
         unreachable = _connection_error(err)
         if unreachable is not None:  # fsspec's HTTP filesystem says "not found" for these too

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from sweeper.core.faults import Outage
 from sweeper.core.metrics import Task
 from sweeper.core.records import Status
 
@@ -121,8 +122,12 @@ def _log_label_report(
 
 
 def _attempt(notes: list[str], what: str, make: Callable[[], T]) -> T | None:
+    """An extra of the sweep's end: a failure is a note, not the sweep's end; an outage stops
+    the end of the sweep (core.faults), to be done by the next command."""
     try:
         return make()
+    except Outage:
+        raise
     except Exception as err:
         log.warning("Could not log %s", what, exc_info=True)
         notes.append(f"Could not log {what}: {type(err).__name__}: {err}")

@@ -77,7 +77,9 @@ def claim(
         for run in runs:
             if run.info.run_id == run_id or run.info.status != Status.RUNNING:
                 continue
-            if not live(run):  # taken over: one run per trial in a sweep, KILLED in another
+            if _same_holder(run):  # a create retried after its answer was lost: ours too
+                tracker.drop_run(run.info.run_id)
+            elif not live(run):  # taken over: one run per trial in a sweep, KILLED in another
                 if run.data.tags.get(PARENT_TAG) == parent_run_id:
                     tracker.drop_run(run.info.run_id)
                 else:
@@ -136,6 +138,11 @@ def _holder() -> dict[str, str]:
     pid = os.getpid()
     return {HOST: socket.gethostname(), PID: str(pid), PID_STARTED: started(pid),
             EXPIRES: str(_expiry())}  # fmt: skip
+
+
+def _same_holder(run: Run) -> bool:
+    tags, holder = run.data.tags, _holder()
+    return all(tags.get(k) == holder[k] for k in (HOST, PID, PID_STARTED))
 
 
 def _expiry() -> int:

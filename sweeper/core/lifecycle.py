@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeper.core import claims
+from sweeper.core.faults import Outage, without_retries
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Plan, Status, StoredSplit, Trial, TrialRecord, trial_key
 from sweeper.core.tracking import PARENT_TAG
@@ -78,6 +79,11 @@ def run_trial(
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
             score = fit_and_score(trial.model, split.url, trial.cv, trial.seed)
+    except Outage:  # the store, not the trial: unrun, for the next command to resume
+        if held is not None:
+            with contextlib.suppress(Exception), without_retries():
+                tracker.drop_run(held.run_id)
+        raise
     except Exception as err:
         return record_failure(tracker, sweep, trial, split, err, held)
     finally:

@@ -1,5 +1,6 @@
-"""How this project uses an MLflow store safely: SQLite in WAL mode, one creator at a time,
-writes retried while another sweep holds SQLite's lock, and one-line reasons for failures."""
+"""How this project uses an MLflow store safely: SQLite in WAL mode, one creator at a time (with
+room on its disk for MLflow's migrations), writes retried while another sweep holds SQLite's
+lock, every call retried through a server's transient faults, and one-line reasons for failures."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sweeper.core import faults
+from sweeper.errors import SweeperError
+
 T = TypeVar("T")
+# What a new SQLite store's tables and MLflow's migrations need: refused below it, so that a
+# migration is never left half-way by a full disk.
+_ROOM_FOR_NEW_STORE = 64 * 1024 * 1024
 
 _wal_installed = False
 
@@ -48,6 +56,13 @@ def sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
         return
     path = Path(tracking_uri.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    if new and shutil.disk_usage(path.parent).free < _ROOM_FOR_NEW_STORE:
+        free = shutil.disk_usage(path.parent).free // 1024**2
+        raise SweeperError(
+            f"MLflow store {path} cannot be created: {free} MB free on its disk, MLflow's "
+            f"tables need {_ROOM_FOR_NEW_STORE // 1024**2} MB"
+        )
     with path.open("a") as database:  # SQLite takes an empty file as an empty database
         fcntl.flock(database, fcntl.LOCK_EX)
         try:
@@ -68,6 +83,31 @@ def unlocked(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
                 raise
             time.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+class RetryingClient:
+    """MLflow's client with each call retried through a server's transient faults (a restart, a
+    pause, a 503) for core.faults' budget, and a full disk said in one line."""
+
+    def __init__(self, client: Any, tracking_uri: str, shown: str) -> None:
+        self._client, self._uri, self._what = client, tracking_uri, f"MLflow at {shown}"
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return faults.retrying(self._what, method, *args, **kwargs)
+            except Exception as err:
+                where = self._uri.removeprefix("sqlite:///") if "sqlite:" in self._uri else ""
+                full = faults.disk_full(err, where or self._what, "the tracking store")
+                if full is not None:
+                    raise full from None
+                raise
+
+        return call
 
 
 def alive(pid: int) -> bool:

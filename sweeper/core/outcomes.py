@@ -121,6 +121,7 @@ class SweepResult:
     input_errors: list[str] = field(default_factory=list)
     experiment_id: str = ""  # MLflow's, for links to the sweep's runs
     notes: list[str] = field(default_factory=list)  # what ending the sweep's run reported
+    stopped_by: str | None = None  # the outage (core.faults) that stopped the sweep
 
     @property
     def n_failed(self) -> int:

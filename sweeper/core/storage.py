@@ -13,12 +13,17 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
+from sweeper.core import faults
 from sweeper.errors import SweeperError
+
+T = TypeVar("T")
 
 
 def is_local(url: str) -> bool:
@@ -78,15 +83,37 @@ def check_root(root: str) -> None:
         raise SweeperError(f"storage.root {redact(root)} cannot be used: {reason}") from None
 
 
-def read_bytes(url: str) -> bytes:
-    with fsspec.open(url, "rb") as f:
-        data: bytes = f.read()
-    return data
+def endpoint(url: str) -> str:
+    """What answers for a URL, for an outage's one line: "S3 at http://minio:9000 (bucket b)"."""
+    parts = urlsplit(url)
+    if parts.scheme in ("s3", "s3a"):
+        where = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        return f"S3 at {redact(where) if where else 'its default endpoint'} (bucket {parts.netloc})"
+    return f"storage at {parts.scheme}://{parts.hostname or ''}"
+
+
+def _remote(call: Callable[[], T], url: str) -> T:
+    """A call to a remote filesystem, retried through transient faults (core.faults)."""
+    return faults.retrying(endpoint(url), call)
+
+
+def read_bytes(url: str, retry: bool = True) -> bytes:
+    """The file's bytes. `retry`: wait out a transient fault (not for the sweep's input, which is
+    said to be unreachable at once, before anything runs)."""
+
+    def read() -> bytes:
+        with fsspec.open(url, "rb") as f:
+            data: bytes = f.read()
+        return data
+
+    return _remote(read, url) if retry and not is_local(url) else read()
 
 
 def exists(url: str) -> bool:
     fs, path = fsspec.core.url_to_fs(url)
-    return bool(fs.exists(path))
+    if is_local(url):
+        return bool(fs.exists(path))
+    return _remote(lambda: bool(fs.exists(path)), url)
 
 
 def write_bytes_atomic(url: str, data: bytes) -> None:
@@ -102,12 +129,15 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             Path(tmp).unlink(missing_ok=True)
+            full = faults.disk_full(err, str(path.parent), path.name)
+            if full is not None:
+                raise full from None
             raise
     else:
-        fs, path = fsspec.core.url_to_fs(url)
-        fs.pipe_file(path, data)
+        fs, key = fsspec.core.url_to_fs(url)
+        _remote(lambda: fs.pipe_file(key, data), url)
 
 
 def write_many(files: dict[str, bytes]) -> None:
@@ -118,8 +148,10 @@ def write_many(files: dict[str, bytes]) -> None:
         if is_local(url):
             write_bytes_atomic(url, data)
     if remote:
-        fs, _ = fsspec.core.url_to_fs(next(iter(remote)))
-        fs.pipe({fsspec.core.url_to_fs(url)[1]: data for url, data in remote.items()})
+        first = next(iter(remote))
+        fs, _ = fsspec.core.url_to_fs(first)
+        batch = {fsspec.core.url_to_fs(url)[1]: data for url, data in remote.items()}
+        _remote(lambda: fs.pipe(batch), first)
 
 
 def redact(url: str | None) -> str | None:

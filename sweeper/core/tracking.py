@@ -6,9 +6,10 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sweeper.core.mlflow_store import (
+    RetryingClient,
     alive,
     now_ms,
     problem,
@@ -22,6 +23,7 @@ from sweeper.core.storage import redact
 from sweeper.errors import SweeperError
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
@@ -31,9 +33,8 @@ PARENT_TAG = "mlflow.parentRunId"
 # own summary; a step's stdout stays machine-readable); no usage telemetry leaves the sweep
 # (trials run in CI, pods and offline clusters, and each logging call paid for it).
 _MLFLOW_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # core.faults retries, for a bounded time
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
@@ -62,6 +63,9 @@ class Tracker:
                 self.experiment_id = self._experiment_id(experiment, create)
         except MlflowException as err:
             raise SweeperError(f"MLflow at {redact(tracking_uri)} {problem(err)}") from None
+        # A store that answered at the start is waited for through a fault later on.
+        shown = redact(tracking_uri) or tracking_uri
+        self.client = cast("MlflowClient", RetryingClient(self.client, tracking_uri, shown))
 
     def _experiment_id(self, name: str, create: bool) -> str:
         from mlflow.exceptions import MlflowException

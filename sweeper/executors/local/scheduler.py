@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from sweeper.core import cost, lifecycle, storage
+from sweeper.core.faults import Outage
 from sweeper.core.lifecycle import SweepRef
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
@@ -42,12 +43,10 @@ class Scheduler:
     """One sweep on this machine across its batches: `open`, `run` each, `close`. `new_pool`
     makes the worker pools (a test may pass its own)."""
 
-    def __init__(
-        self,
-        result: SweepResult,
-        workers: int,
-        new_pool: Callable[[int], ProcessPoolExecutor] = pools.new_pool,
-    ) -> None:
+    # fmt: off
+    def __init__(self, result: SweepResult, workers: int,
+                 new_pool: Callable[[int], ProcessPoolExecutor] = pools.new_pool) -> None:
+        # fmt: on
         self.result, self.workers, self.new_pool = result, workers, new_pool
         self.settings = result.plan.settings
         self.markers = tempfile.mkdtemp(prefix="sweeper-workers-")
@@ -105,17 +104,21 @@ class Scheduler:
 
     def close(self, status: Status) -> SweepResult:
         """Conclude the sweep's run: in the workers (best model and table side by side), or in
-        this process when the workers were stopped (`abandon`)."""
+        this process when the workers were stopped (`abandon`). After an outage, only its
+        reason (`worker.stop_sweep`): what finished is in MLflow for the next command."""
         result = self.result
         try:
-            if result.parent_run_id:  # never opened: nothing to conclude
+            if result.parent_run_id and not result.stopped_by:  # never opened: nothing to do
                 ended = self._conclude(status)
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
+        except Outage as err:
+            result.stopped_by = str(err)
+            raise
         finally:
-            if not self.abandoned:
-                self._shutdown()
-        if status != Status.KILLED and result.parent_run_id:  # refused input leaves no record
+            self._shutdown()
+            worker.stop_sweep(self.settings, result)
+        if status != Status.KILLED and result.parent_run_id and not result.stopped_by:
             storage.write_record(self.settings.storage.root, result.plan.sweep_id,
                                  storage.RESULTS, result.to_json())  # fmt: skip
         return result
@@ -128,18 +131,13 @@ class Scheduler:
     def abandon(self) -> None:
         """Interrupted: stop every worker now (a worker finishes a tracking write first)."""
         self.abandoned = True
-        for pool in (self.pool, self.isolation.pool):
-            if pool is not None:
-                pools.stop(pool)
-        self._cleanup()
+        for pool in (p for p in (self.pool, self.isolation.pool) if p is not None):
+            pools.stop(pool)
 
     def _shutdown(self) -> None:
-        for pool in (self.pool, self.isolation.pool):
-            if pool is not None:
+        for pool in (p for p in (self.pool, self.isolation.pool) if p is not None):
+            if not self.abandoned:  # stopped already
                 pool.shutdown()
-        self._cleanup()
-
-    def _cleanup(self) -> None:
         shutil.rmtree(self.markers, ignore_errors=True)
 
     def _submit(self, item: Work, pool: ProcessPoolExecutor | None = None) -> Future[Any]:
@@ -214,6 +212,8 @@ class Scheduler:
         trials = self.batch.trials_of(group.id)
         try:
             split, finished = future.result()
+        except Outage:
+            raise  # the store, not the input
         except Exception as err:
             self._not_run(trials, str(err))
             return

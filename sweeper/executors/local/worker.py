@@ -8,6 +8,7 @@ imports this module and never loads MLflow, pandas or scikit-learn.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -16,13 +17,12 @@ from typing import TYPE_CHECKING
 from sweeper.core import lifecycle
 from sweeper.core.lifecycle import Finished, SweepRef
 from sweeper.core.outcomes import Outcome, SweepResult
-from sweeper.core.records import PreprocessGroup, StoredSplit, Trial
+from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial
 from sweeper.core.settings import Settings
 from sweeper.core.tracking import Tracker
 
 if TYPE_CHECKING:
     from sweeper.conclusion.conclude import SweepEnd
-    from sweeper.core.records import Status
 
 _trackers: dict[tuple[str, str], Tracker] = {}
 # A sweep's tasks besides preprocessing a group and training a trial, by what they do.
@@ -83,6 +83,21 @@ def log_failure(
     settings: Settings, sweep: SweepRef, trial: Trial, split: StoredSplit, error: BaseException
 ) -> Outcome:
     return lifecycle.record_failure(tracker(settings), sweep, trial, split, error)
+
+
+def stop_sweep(settings: Settings, result: SweepResult) -> None:
+    """End a sweep an outage stopped: FAILED with the reason as a tag, its trials caught mid-fit
+    KILLED, each call tried once (a store still down leaves the run to the next sweep, which
+    ends it KILLED as an orphan). Nothing else is written: the rest stays for the resume."""
+    from sweeper.core import faults
+
+    if not result.parent_run_id or result.stopped_by is None:
+        return
+    with contextlib.suppress(Exception), faults.without_retries():
+        store = tracker(settings)
+        store.set_tag(result.parent_run_id, "stopped_by", result.stopped_by)
+        store.end_running_trials(result.parent_run_id)
+        store.set_terminated(result.parent_run_id, Status.FAILED)
 
 
 def conclude(settings: Settings, result: SweepResult, status: Status) -> SweepEnd:
