@@ -23,6 +23,7 @@ import pandas as pd
 
 from steps.transform import transform
 from sweeper.core import storage
+from sweeper.core.faults import Fault
 from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit
 from sweeper.core.splits import record_split
 from sweeper.errors import DataError
@@ -233,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Fault as err:  # the store or the disk: Argo's retry of the pod may get through
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(asdict(split)))
     return 0
 

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from sweeper.core import storage
+from sweeper.core.faults import Fault
 from sweeper.core.lifecycle import SweepRef, run_trial, run_trials
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Plan, StoredSplit, Trial
@@ -68,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.plan:
         indices = [int(i) for i in args.trials.split(",")] if args.trials else None
-        outcomes = train_planned(args.plan, indices)
+        try:
+            outcomes = train_planned(args.plan, indices)
+        except Fault as err:  # the store, not a trial: a retry of the pod resumes (claims)
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         return 0 if all(o.ok for o in outcomes) else 1
     needed = ("split", "model", "tracking_uri", "experiment", "parent_run_id", "sweep_id", "name")
     missing = [f"--{n.replace('_', '-')}" for n in needed if getattr(args, n) is None]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from sweeper.core.faults import Outage
+from sweeper.core.faults import Fault
 from sweeper.core.metrics import Task
 from sweeper.core.records import Status
 
@@ -122,11 +122,11 @@ def _log_label_report(
 
 
 def _attempt(notes: list[str], what: str, make: Callable[[], T]) -> T | None:
-    """An extra of the sweep's end: a failure is a note, not the sweep's end; an outage stops
-    the end of the sweep (core.faults), to be done by the next command."""
+    """An extra of the sweep's end: a failure is a note, not the sweep's end; a fault (an outage,
+    a full disk: core.faults) stops it, to be done by the next command."""
     try:
         return make()
-    except Outage:
+    except Fault:
         raise
     except Exception as err:
         log.warning("Could not log %s", what, exc_info=True)

@@ -42,11 +42,16 @@ _TRANSIENT_TEXT = (
 _budget_override: float | None = None
 
 
-class Outage(SweeperError):
+class Fault(SweeperError):
+    """Not the sweep's input nor a trial's doing: it stops the sweep, whose trials not yet run
+    stay unrun for the next command."""
+
+
+class Outage(Fault):
     """A store stayed unreachable for the whole retry budget."""
 
 
-class DiskFull(SweeperError):
+class DiskFull(Fault):
     """A local write found no space left."""
 
 

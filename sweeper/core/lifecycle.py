@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeper.core import claims
-from sweeper.core.faults import Outage, without_retries
+from sweeper.core.faults import Fault, without_retries
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Plan, Status, StoredSplit, Trial, TrialRecord, trial_key
 from sweeper.core.tracking import PARENT_TAG
@@ -79,7 +79,7 @@ def run_trial(
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
             score = fit_and_score(trial.model, split.url, trial.cv, trial.seed)
-    except Outage:  # the store, not the trial: unrun, for the next command to resume
+    except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
             with contextlib.suppress(Exception), without_retries():
                 tracker.drop_run(held.run_id)

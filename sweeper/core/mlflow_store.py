@@ -101,7 +101,9 @@ class RetryingClient:
             try:
                 return faults.retrying(self._what, method, *args, **kwargs)
             except Exception as err:
-                where = self._uri.removeprefix("sqlite:///") if "sqlite:" in self._uri else ""
+                where = ""
+                if self._uri.startswith("sqlite:///"):
+                    where = str(Path(self._uri.removeprefix("sqlite:///")).resolve())
                 full = faults.disk_full(err, where or self._what, "the tracking store")
                 if full is not None:
                     raise full from None

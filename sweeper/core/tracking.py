@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Mapping
@@ -50,6 +51,8 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, create: bool = True) -> None:
         for name, value in _MLFLOW_DEFAULTS.items():
             os.environ.setdefault(name, value)
+        # It logs each database error with a traceback before raising it; we say it in a line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         if tracking_uri.startswith("sqlite:"):
             use_sqlite_wal()
 

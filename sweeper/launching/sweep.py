@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 
-from sweeper.core.faults import Outage
+from sweeper.core.faults import Fault
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, Status
 from sweeper.core.settings import Settings
@@ -91,7 +91,7 @@ class SweepSession:
                 _open.append(self)
             outcomes = self.executor.run(self, batch)
         except BaseException as err:
-            if isinstance(err, Outage) and self._result is not None:
+            if isinstance(err, Fault) and self._result is not None:
                 self._result.stopped_by = str(err)
             self.end(Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
             raise

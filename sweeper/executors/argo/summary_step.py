@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from sweeper.conclusion.conclude import conclude_sweep
 from sweeper.core import storage
+from sweeper.core.faults import Fault
 from sweeper.core.lifecycle import recorded_outcomes
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Plan, Status
@@ -46,7 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__)  # fmt: skip
     parser.add_argument("--plan", required=True, help="URL of the sweep's plan.json")
     args = parser.parse_args(argv)
-    result = summarise(args.plan)
+    try:
+        result = summarise(args.plan)
+    except Fault as err:  # the store or the disk: the next try (a retry, a resubmit) resumes
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print_results(result)
     return 1 if result.n_failed else 0
 

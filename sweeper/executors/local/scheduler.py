@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from sweeper.core import cost, lifecycle, storage
-from sweeper.core.faults import Outage
+from sweeper.core.faults import Fault
 from sweeper.core.lifecycle import SweepRef
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
@@ -112,7 +112,7 @@ class Scheduler:
                 ended = self._conclude(status)
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
-        except Outage as err:
+        except Fault as err:
             result.stopped_by = str(err)
             raise
         finally:
@@ -212,8 +212,8 @@ class Scheduler:
         trials = self.batch.trials_of(group.id)
         try:
             split, finished = future.result()
-        except Outage:
-            raise  # the store, not the input
+        except Fault:
+            raise  # the store or the disk, not the input
         except Exception as err:
             self._not_run(trials, str(err))
             return
