@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install sweep test bench lint image-tools browser clean
+.PHONY: install sweep test bench lint image-tools browser postgres clean
 
 install: $(VENV)/.installed
 
@@ -38,7 +38,12 @@ browser:
 	@command -v chromium >/dev/null \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: lint image-tools browser
+# The production MLflow tests run `mlflow server` on Debian's PostgreSQL (a throwaway cluster).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+
+test: lint image-tools browser postgres
 	$(BIN)/python -m pytest
 
 clean:

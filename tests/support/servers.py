@@ -41,10 +41,12 @@ def wait_for(url: str, process: subprocess.Popen, log: Path, seconds: float = 12
 
 
 @contextlib.contextmanager
-def serving(command: list[str], health: str, log: Path) -> Iterator[subprocess.Popen]:
+def serving(
+    command: list[str], health: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
     """Run a server process until the block ends; ready once `health` answers."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_for(health, process, log)
         yield process
