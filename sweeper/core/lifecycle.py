@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 from sweeper.core import claims
 from sweeper.core.faults import Fault, without_retries
 from sweeper.core.outcomes import Outcome
-from sweeper.core.records import Plan, Status, StoredSplit, Trial, TrialRecord, trial_key
+from sweeper.core.records import (
+    Plan,
+    Status,
+    StoredSplit,
+    Trial,
+    TrialRecord,
+    TrialScore,
+    trial_key,
+)
 from sweeper.core.tracking import PARENT_TAG
 
 if TYPE_CHECKING:
@@ -89,12 +97,7 @@ def run_trial(
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
-    with uninterrupted():
-        if held is None:
-            run_id = tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, score=score)
-        else:
-            run_id = held.run_id
-            tracker.close_trial(run_id, record, score)
+    run_id = _record(tracker, sweep, record, held, score=score)
     return Outcome.finished(trial, score.metrics, run_id)
 
 
@@ -132,13 +135,24 @@ def record_failure(
         running = [r for r in left if r.info.status == Status.RUNNING]
         if running:
             held = claims.Held(running[0].info.run_id, running[0].info.start_time)
+    run_id = _record(tracker, sweep, record, held, error=error)
+    return Outcome.failed(trial, error, run_id)
+
+
+def _record(
+    tracker: Tracker,
+    sweep: SweepRef,
+    record: TrialRecord,
+    held: claims.Held | None,
+    score: TrialScore | None = None,
+    error: BaseException | None = None,
+) -> str:
+    """The trial's end on its claim's run (a new run when it had no claim), written whole."""
     with uninterrupted():
         if held is None:
-            run_id = tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, error=error)
-        else:
-            run_id = held.run_id
-            tracker.close_trial(run_id, record, error=error)
-    return Outcome.failed(trial, error, run_id)
+            return tracker.log_trial(sweep.parent_run_id, sweep.sweep_id, record, score, error)
+        tracker.close_trial(held.run_id, record, score, error)
+        return held.run_id
 
 
 def recorded_outcomes(
