@@ -7,7 +7,8 @@ conditional create, so a claimant creates its run first and then reads every run
 
 - one FINISHED already: the trial is done; the new run is deleted and that one is the outcome;
 - a live claim older than its own (by start time, then run id: the same order for every reader):
-  it deletes its run and waits for that claim to end, then looks again;
+  it deletes its run and waits for that claim to end, then looks again (or first does other
+  work: a local sweep defers such a trial to the end of its queue, a pod to the end of its chunk);
 - otherwise it holds the trial; claims whose holder is gone (same host, process ended) or whose
   lease ran out (another host) are taken over: deleted when its own sweep's (a retry), else
   marked KILLED.
@@ -58,11 +59,24 @@ class Done:
     run: Run
 
 
+@dataclass(frozen=True)
+class Busy:
+    """A live older claim holds the trial (returned instead of waiting, when asked)."""
+
+    run: Run
+
+
 def claim(
-    tracker: Tracker, parent_run_id: str, sweep_id: str, record: TrialRecord, this_sweep_only: bool
-) -> Held | Done:
+    tracker: Tracker,
+    parent_run_id: str,
+    sweep_id: str,
+    record: TrialRecord,
+    this_sweep_only: bool,
+    wait: bool = True,
+) -> Held | Done | Busy:
     """Claim the trial (`record.key`): among this sweep's runs only (`this_sweep_only`: a sweep
-    that re-runs every trial), or any sweep's of the experiment. Waits while another holds it."""
+    that re-runs every trial), or any sweep's of the experiment. While another holds it: wait,
+    or (not `wait`) say so, for the caller to come back to it after other work."""
     assert record.key is not None, "only a trial with a key can be claimed"
     while True:
         started_ms = now_ms()
@@ -89,6 +103,8 @@ def claim(
         if ahead is None:
             return Held(run_id, started_ms)
         tracker.drop_run(run_id)
+        if not wait:
+            return Busy(ahead)
         wait_for(tracker, ahead.info.run_id)
 
 

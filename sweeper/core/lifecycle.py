@@ -68,18 +68,20 @@ def run_trial(
     split: StoredSplit,
     finished: Finished | None = None,
     marker: Path | None = None,
+    wait: bool = True,
 ) -> Outcome:
-    """Reuse, or claim, fit, score and log the trial as a child run of the sweep's run (a trial
-    another process holds is waited for, see core.claims). A failing fit is logged as a FAILED
-    run, not raised. `marker`: a file that holds the trial's index while it fits (a local
-    worker's, so the sweep knows which trial a dead process was running)."""
+    """Reuse, or claim, fit, score and log the trial as a child run of the sweep's run. A trial
+    another process holds is waited for (see core.claims), or with `wait` False comes back
+    unsettled (`Outcome.elsewhere`). A failing fit is logged as a FAILED run, not raised.
+    `marker`: a file that holds the trial's index while it fits (a local worker's, so the sweep
+    knows which trial a dead process was running)."""
     from sweeper.core.fitting import fit_and_score
 
     earlier = reused(trial, split, finished) if finished is not None else None
     if earlier is not None:
         return earlier
     record = TrialRecord.of(trial, split if split.key else None)
-    held = _claim(tracker, sweep, trial, record)
+    held = _claim(tracker, sweep, trial, record, wait)
     if isinstance(held, Outcome):
         return held
     if marker is not None:
@@ -102,17 +104,19 @@ def run_trial(
 
 
 def _claim(
-    tracker: Tracker, sweep: SweepRef, trial: Trial, record: TrialRecord
+    tracker: Tracker, sweep: SweepRef, trial: Trial, record: TrialRecord, wait: bool
 ) -> claims.Held | Outcome | None:
     """The trial claimed (None: it has no key to claim by), or its outcome when another run
     finished it meanwhile (this sweep's own, after a retry, or an earlier sweep's)."""
     if record.key is None:
         return None
     # Not `uninterrupted`: it may wait; a claim cut short is RUNNING until its sweep ends it.
-    got = claims.claim(tracker, sweep.parent_run_id, sweep.sweep_id, record, sweep.rerun)
+    got = claims.claim(tracker, sweep.parent_run_id, sweep.sweep_id, record, sweep.rerun, wait)
     if isinstance(got, claims.Held):
         return got
     run = got.run
+    if isinstance(got, claims.Busy):
+        return Outcome.elsewhere(trial, run.info.run_id)
     metrics = dict(run.data.metrics)
     if run.data.tags.get(PARENT_TAG) == sweep.parent_run_id:
         return Outcome.finished(trial, metrics, run.info.run_id)
@@ -200,17 +204,24 @@ def run_trials(
     rerun: bool,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Several trials in this process (an Argo pod's chunk): the lookup once per split;
-    `on_outcome` hears of each as soon as it is settled."""
+    """Several trials in this process (an Argo pod's chunk): the lookup once per split; a trial
+    another process holds is come back to after the rest (then waited for); `on_outcome` hears
+    of each as soon as it is settled."""
     finished: dict[str, Finished] = {}
-    outcomes = []
-    for trial in trials:
-        split = split_of[trial.group]
-        if split.key not in finished:
-            finished[split.key] = finished_trials(tracker, split, rerun)
-        outcomes.append(run_trial(tracker, sweep, trial, split, finished[split.key]))
-        if on_outcome is not None:
-            on_outcome(outcomes[-1])
+    outcomes: list[Outcome] = []
+    held_elsewhere: list[Trial] = []
+    for wait, queue in ((False, trials), (True, held_elsewhere)):
+        for trial in queue:
+            split = split_of[trial.group]
+            if split.key not in finished:
+                finished[split.key] = finished_trials(tracker, split, rerun)
+            outcome = run_trial(tracker, sweep, trial, split, finished[split.key], wait=wait)
+            if outcome.status == Status.RUNNING:
+                held_elsewhere.append(trial)
+                continue
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
     return outcomes
 
 

@@ -20,7 +20,7 @@ from sweeper.core.records import Plan, Status, StoredSplit, Trial
 @dataclass(frozen=True)
 class Outcome:
     trial: Trial
-    status: Status  # FINISHED, FAILED, or NOT_RUN
+    status: Status  # FINISHED, FAILED, NOT_RUN, or RUNNING (`elsewhere`)
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     run_id: str | None = None
@@ -42,6 +42,11 @@ class Outcome:
     @classmethod
     def not_run(cls, trial: Trial, reason: str) -> Outcome:
         return cls(trial, Status.NOT_RUN, error=reason)
+
+    @classmethod
+    def elsewhere(cls, trial: Trial, run_id: str) -> Outcome:
+        """Not settled: another process holds the trial's claim (core.claims), for now."""
+        return cls(trial, Status.RUNNING, error="claimed by another run", run_id=run_id)
 
     @property
     def ok(self) -> bool:

@@ -56,6 +56,7 @@ class Scheduler:
         self.waiting: list[Trial] = []  # split stored, sweep run not yet open
         self.unchecked: set[str] = set()  # groups and checks the run waits for
         self.checking: list[Trial] = []
+        self.deferred: set[int] = set()  # trials another process held: waited for this time
         self.preprocess_breaks: Counter[str] = Counter()
         self.pending: dict[Future[Any], Work] = {}
         self.batch: Plan | None = None
@@ -146,10 +147,9 @@ class Scheduler:
         if item == OPEN_RUN:
             # Owned by this process (tagged with a worker's pid, the next sweep would take it
             # for an orphan once that worker exits); its params say what preprocessing did.
-            plan = self.result.plan
-            params = run_params(plan, self.splits)
-            future = pool.submit(worker.open_sweep, self.settings, plan.sweep_id, params,
-                                 os.getpid())  # fmt: skip
+            params = run_params(self.result.plan, self.splits)
+            future = pool.submit(worker.open_sweep, self.settings, self.result.plan.sweep_id,
+                                 params, os.getpid())  # fmt: skip
         elif item == WARM_STORE:
             future = pool.submit(worker.warm_tracking, self.settings)
         elif item == CHECK_MODELS:
@@ -160,7 +160,7 @@ class Scheduler:
             assert isinstance(item, Trial)
             split = self.splits[item.group]
             future = pool.submit(worker.train_trial, self.settings, self.sweep, item, split,
-                                 self.markers)  # fmt: skip
+                                 self.markers, item.index in self.deferred)  # fmt: skip
         self.pending[future] = item
         return future
 
@@ -176,8 +176,7 @@ class Scheduler:
                 elif item == WARM_STORE:
                     future.result()  # an unreachable store is said now, before anything runs
                 elif item == CHECK_MODELS:
-                    for error in future.result():
-                        self.result.input_errors.append(error)
+                    self.result.input_errors.extend(future.result())
                     self._ready(CHECK_MODELS)
                 elif item == OPEN_RUN:
                     self._opened(future)
@@ -194,10 +193,9 @@ class Scheduler:
         self.result.parent_run_id = parent_run_id
         self.result.plan = self.result.plan.with_parent(parent_run_id)
         plan = self.result.plan
-        log.info(
-            "Sweep %s: %d trials, %d preprocess group(s), %d workers; MLflow run %s",
-            plan.sweep_id, len(plan.trials), len(plan.groups), self.workers, parent_run_id,
-        )  # fmt: skip
+        log.info("Sweep %s: %d trials, %d preprocess group(s), %d workers; MLflow run %s",
+                 plan.sweep_id, len(plan.trials), len(plan.groups), self.workers,
+                 parent_run_id)  # fmt: skip
         self._write_plan()
         self._release(self.waiting)
         self.waiting = []
@@ -239,8 +237,7 @@ class Scheduler:
     def _not_run(self, trials: list[Trial], error: str, refused: bool = True) -> None:
         if refused:
             self.result.input_errors.append(error)
-        not_run = [Outcome.not_run(t, error) for t in trials]
-        self.result.outcomes.extend(not_run)
+        self.result.outcomes.extend(not_run := [Outcome.not_run(t, error) for t in trials])
         self.progress.settled(*not_run)
 
     def _release(self, trials: list[Trial]) -> None:
@@ -252,14 +249,18 @@ class Scheduler:
         if self.isolation.holds(future):
             self.isolation.cleared()
             self._isolate_next()
-        self._settle(future.result())  # a failing trial is logged by its worker, not raised
+        outcome = future.result()  # a failing trial is logged by its worker, not raised
+        if outcome.status == Status.RUNNING:  # another process holds it: after the queue
+            self.deferred.add(trial.index)
+            self._submit(trial)
+        else:
+            self._settle(outcome)
 
     def _settle(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
-        line = outcome.line(self.result.ranking)
-        log.info("[%d/%d] %s", len(self.result.outcomes), total, line)
+        log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line(self.result.ranking))
 
     def _broken(self, item: Work, future: Future[Any]) -> None:
         if self.isolation.holds(future):  # alone in its pool: this trial killed its worker
@@ -276,9 +277,8 @@ class Scheduler:
             if not self.isolation.holds(other):
                 affected.append(self.pending.pop(other))
         running = self.isolation.running_when_broken(self.markers)
-        log.warning(
-            "A worker process died; re-running %d trial(s) alone to find which", len(running)
-        )
+        log.warning("A worker process died; re-running %d trial(s) alone to find which",
+                    len(running))  # fmt: skip
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self.new_pool(self.workers)
         for lost in affected:

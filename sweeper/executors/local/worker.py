@@ -71,12 +71,13 @@ def prepare_group(group: PreprocessGroup, settings: Settings) -> tuple[StoredSpl
 
 
 def train_trial(
-    settings: Settings, sweep: SweepRef, trial: Trial, split: StoredSplit, markers: str
+    settings: Settings, sweep: SweepRef, trial: Trial, split: StoredSplit, markers: str, wait: bool
 ) -> Outcome:
-    """Fit, score and log one trial. While it trains, a marker file named after this process
-    holds the trial's index: if the process dies, the sweep knows which trial ran."""
+    """Fit, score and log one trial (`wait`: for another process's claim on it; else it comes
+    back unsettled). While it trains, a marker file named after this process holds the trial's
+    index: if the process dies, the sweep knows which trial ran."""
     marker = Path(markers, str(os.getpid()))
-    return lifecycle.run_trial(tracker(settings), sweep, trial, split, marker=marker)
+    return lifecycle.run_trial(tracker(settings), sweep, trial, split, marker=marker, wait=wait)
 
 
 def log_failure(
