@@ -76,11 +76,9 @@ def test_an_unchanged_sweep_submitted_again_runs_no_train_pod(
         workdir,
         ["model=lasso", "model.alpha=0.1,1,10", "argo.trials_per_pod=1",
          f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
-         f"mlflow.experiment={experiment}", "argo.secrets=[s3]",
-         f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
-         "-m"],
+         f"mlflow.experiment={experiment}", *s3_server.pod_overrides(), "-m"],
     )  # fmt: skip
-    credentials = {"s3": {k: v for k, v in s3_server.env.items() if "KEY" in k}}
+    credentials = s3_server.pod_secrets()
     first = ArgoRunner(manifest, env=base_env(), secrets=credentials)
     assert first.run() == "Succeeded", [p.stderr[-2000:] for p in first.pods if p.returncode]
     assert [p.template for p in first.pods].count("train") == 3  # a pod each, side by side

@@ -57,12 +57,9 @@ def test_two_pods_on_one_chunk_log_each_trial_once(
         workdir,
         ["model=lasso", "model.alpha=range(1,11)", "argo.trials_per_pod=5",
          f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
-         f"mlflow.experiment={experiment}", "argo.secrets=[s3]",
-         f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
-         "-m"],
+         f"mlflow.experiment={experiment}", *s3_server.pod_overrides(), "-m"],
     )  # fmt: skip
-    credentials = {"s3": {k: v for k, v in s3_server.env.items() if "KEY" in k}}
-    runner = ArgoRunner(manifest, env=base_env(), secrets=credentials,
+    runner = ArgoRunner(manifest, env=base_env(), secrets=s3_server.pod_secrets(),
                         twice=frozenset({"train"}), at_once=4)  # fmt: skip
     assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
     trains = [p for p in runner.pods if p.template == "train"]

@@ -75,13 +75,11 @@ def test_an_argo_workflow_against_production_mlflow(
         workdir,
         ["model=lasso", "model.alpha=0.1,1,3,10,30,100", "argo.trials_per_pod=2",
          f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={production_mlflow.uri}",
-         f"mlflow.experiment={experiment}", "argo.secrets=[s3,mlflow]",
-         f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
-         "-m"],
+         f"mlflow.experiment={experiment}", *s3_server.pod_overrides(),
+         "argo.secrets=[s3,mlflow]", "-m"],
     )  # fmt: skip
     assert production_mlflow.env["MLFLOW_TRACKING_PASSWORD"] not in str(manifest)
-    credentials = {"s3": {k: v for k, v in s3_server.env.items() if "KEY" in k},
-                   "mlflow": production_mlflow.env}  # fmt: skip
+    credentials = {**s3_server.pod_secrets(), "mlflow": production_mlflow.env}
     runner = ArgoRunner(manifest, env=base_env(), secrets=credentials)
     assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
     assert [p.template for p in runner.pods].count("train") == 3  # side by side

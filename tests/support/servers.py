@@ -79,6 +79,15 @@ class S3Server:
     endpoint: str
     env: dict[str, str]  # what a user exports to reach it
 
+    def pod_overrides(self) -> list[str]:
+        """What a rendered workflow's pods need to reach it: its endpoint, the Secret `s3`."""
+        endpoint = f"{{AWS_ENDPOINT_URL:'{self.endpoint}',AWS_DEFAULT_REGION:us-east-1}}"
+        return [f"argo.env={endpoint}", "argo.secrets=[s3]"]
+
+    def pod_secrets(self) -> dict[str, dict[str, str]]:
+        """The Secret `s3` that `pod_overrides` names, for ArgoRunner."""
+        return {"s3": {k: v for k, v in self.env.items() if "KEY" in k}}
+
     def fs(self):  # type: ignore[no-untyped-def]
         import s3fs
 
