@@ -6,22 +6,24 @@ host, the process and its start time, and a lease the holder renews while it fit
 conditional create, so a claimant creates its run first and then reads every run of that key:
 
 - one FINISHED already: the trial is done; the new run is deleted and that one is the outcome;
-- a live claim older than its own (by start time, then run id: the same order for every reader):
-  it deletes its run and waits for that claim to end, then looks again (or first does other
-  work: a local sweep defers such a trial to the end of its queue, a pod to the end of its chunk);
-- otherwise it holds the trial; claims whose holder is gone (same host, process ended) or whose
-  lease ran out (another host) are taken over: deleted when its own sweep's (a retry), else
-  marked KILLED.
+- any other live claim: it deletes its run and waits for that claim to end, then looks again
+  (or first does other work: a local sweep defers such a trial to the end of its queue, a pod to
+  the end of its chunk);
+- no other live claim: it holds the trial. Claims whose holder is gone (same host, process
+  ended) or whose lease ran out (another host) do not count and are taken over: deleted when its
+  own sweep's (a retry), else marked KILLED.
 
-Two claimants that create at once both see both, and only the older goes on. Across hosts this
-relies on their clocks agreeing more closely than the time between one claimant's create and the
-other's read (NTP keeps nodes within milliseconds).
+Each reads after its own create is stored, so of two claimants at least one sees the other: never
+do both go on, whatever the clocks or the store's delays say (an order by time would not hold: a
+create that waits for SQLite's lock is stored after a later one's read). Two that see each other
+both step back, and try again apart after a random pause.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import threading
 import time
@@ -61,7 +63,7 @@ class Done:
 
 @dataclass(frozen=True)
 class Busy:
-    """A live older claim holds the trial (returned instead of waiting, when asked)."""
+    """Another live claim on the trial (returned instead of waiting, when asked)."""
 
     run: Run
 
@@ -86,8 +88,7 @@ def claim(
         if finished:
             tracker.drop_run(run_id)
             return Done(finished[0])
-        mine = (started_ms, run_id)
-        ahead = None
+        others = []
         for run in runs:
             if run.info.run_id == run_id or run.info.status != Status.RUNNING:
                 continue
@@ -98,14 +99,16 @@ def claim(
                     tracker.drop_run(run.info.run_id)
                 else:
                     tracker.set_terminated(run.info.run_id, Status.KILLED)
-            elif (run.info.start_time, run.info.run_id) < mine:
-                ahead = run if ahead is None else min(ahead, run, key=_order)
-        if ahead is None:
+            else:
+                others.append(run)
+        if not others:
             return Held(run_id, started_ms)
         tracker.drop_run(run_id)
+        oldest = min(others, key=_order)  # most likely the one that holds it
         if not wait:
-            return Busy(ahead)
-        wait_for(tracker, ahead.info.run_id)
+            return Busy(oldest)
+        wait_for(tracker, oldest.info.run_id)
+        time.sleep(random.uniform(0, _POLL_SECONDS))  # two that saw each other: apart
 
 
 def live(run: Run) -> bool:
