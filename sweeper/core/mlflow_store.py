@@ -101,15 +101,20 @@ class RetryingClient:
             try:
                 return faults.retrying(self._what, method, *args, **kwargs)
             except Exception as err:
-                where = ""
-                if self._uri.startswith("sqlite:///"):
-                    where = str(Path(self._uri.removeprefix("sqlite:///")).resolve())
-                full = faults.disk_full(err, where or self._what, "the tracking store")
+                where = store_path(self._uri) or self._what
+                full = faults.disk_full(err, where, "the tracking store")
                 if full is not None:
                     raise full from None
                 raise
 
         return call
+
+
+def store_path(tracking_uri: str) -> str | None:
+    """A SQLite store's file, absolute; None for a server."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return str(Path(tracking_uri.removeprefix("sqlite:///")).resolve())
 
 
 def alive(pid: int) -> bool:

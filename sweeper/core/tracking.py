@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from sweeper.core.faults import disk_full
 from sweeper.core.mlflow_store import (
     RetryingClient,
     alive,
@@ -16,6 +17,7 @@ from sweeper.core.mlflow_store import (
     problem,
     sqlite_creation_lock,
     started,
+    store_path,
     unlocked,
     use_sqlite_wal,
 )
@@ -64,7 +66,12 @@ class Tracker:
             with sqlite_creation_lock(tracking_uri):
                 self.client = MlflowClient(tracking_uri)  # creates a new store's tables
                 self.experiment_id = self._experiment_id(experiment, create)
-        except MlflowException as err:
+        except Exception as err:
+            full = disk_full(err, store_path(tracking_uri) or tracking_uri, "the tracking store")
+            if full is not None:  # SQLite says so before MLflow wraps it, or after
+                raise full from None
+            if not isinstance(err, MlflowException):
+                raise
             raise SweeperError(f"MLflow at {redact(tracking_uri)} {problem(err)}") from None
         # A store that answered at the start is waited for through a fault later on.
         shown = redact(tracking_uri) or tracking_uri
