@@ -4,7 +4,8 @@
 
 fits, scores and logs each trial as a child run of the sweep's run (a trial some sweep already
 finished on the same split is reused, not trained) and prints one JSON line per trial: every
-trial of the plan (an Argo chunk is a plan of its own), or those `--trials 3,4,5` names. Without
+trial of the plan (an Argo chunk is a plan of its own), or those `--trials 3,4,5` names, and
+leaves the fitted model of its best trial in the sweep's storage (sweeper.core.kept). Without
 a plan, one model on one stored split:
 
     python -m steps.train --split s3://b/sweeps/preprocess/<key> \
@@ -20,7 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sweeper.core import storage
+from sweeper.core import kept, storage
 from sweeper.core.faults import Fault
 from sweeper.core.lifecycle import SweepRef, run_trial, run_trials
 from sweeper.core.outcomes import Outcome
@@ -38,8 +39,11 @@ def train_planned(plan_url: str, indices: Sequence[int] | None = None) -> list[O
     wanted = None if indices is None else set(indices)
     trials = [t for t in plan.trials if wanted is None or t.index in wanted]
     splits = {group: recorded_split(plan, group) for group in {t.group for t in trials}}
-    sweep = SweepRef(plan.sweep_id, plan.parent_run_id, plan.settings.sweep.rerun)
-    return run_trials(tracker, sweep, trials, splits, plan.settings.sweep.rerun, _report)
+    settings = plan.settings
+    sweep = SweepRef(plan.sweep_id, plan.parent_run_id, settings.sweep.rerun, settings.eval.metric)
+    outcomes = run_trials(tracker, sweep, trials, splits, settings.sweep.rerun, _report)
+    kept.write(settings.storage.root)  # the chunk's best, for the summary to log (core.kept)
+    return outcomes
 
 
 def _report(outcome: Outcome) -> None:

@@ -4,7 +4,9 @@ columns still in them), logged and registered as such."""
 
 from __future__ import annotations
 
+import io
 import re
+import secrets
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -12,10 +14,13 @@ import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn.base
 from mlflow.tracking import MlflowClient
 
+from support.argo import render
+from support.argo_runner import ArgoRunner, base_env
 from support.mlflow_view import sweeps
-from support.servers import data_file, run_sweeper
+from support.servers import S3Server, data_file, run_sweeper
 
 NAME = "seats-regressor"
 
@@ -119,3 +124,60 @@ def test_a_score_that_is_not_a_number_fails_the_trial_instead_of_ranking() -> No
     with pytest.raises(ValueError, match=r"mse=inf.*cannot be scored"):
         evaluate(fitted, X, y, Task.regression)
     assert evaluate(DummyRegressor().fit(X, y), X, y, Task.regression)["mse"] == 1.25
+
+
+def test_the_winner_is_the_model_its_trial_fitted_not_a_refit(workdir: Path) -> None:
+    """Forests without a seed: fitted again, a forest scores differently; the logged winner
+    scores exactly what its trial logged, so it is the very model the trial fitted (kept by its
+    worker), and the sweep's store keeps no model files once it is logged."""
+    done = run_sweeper([*UNSEEDED_FORESTS, "-m"], cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    [split] = (workdir / "sweeper-store" / "preprocess").iterdir()
+    tables = {name: pd.read_parquet(split / name) for name in ("train.parquet", "test_raw.parquet")}
+    assert_winner_not_refit(uri, "sweeper", tables)
+    assert not list((workdir / "sweeper-store" / "sweeps").glob("*/models/*"))
+
+
+def test_on_argo_the_summary_logs_the_model_a_train_pod_kept(
+    workdir: Path, s3_server: S3Server, mlflow_server: str
+) -> None:
+    bucket = f"kept-{secrets.token_hex(3)}"
+    s3_server.fs().mkdir(bucket)
+    manifest = render(workdir, [
+        *UNSEEDED_FORESTS, f"storage.root=s3://{bucket}/store", "argo.trials_per_pod=2",
+        f"mlflow.tracking_uri={mlflow_server}", "mlflow.experiment=argo-kept",
+        f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
+        "argo.secrets=[s3]", "-m"])  # fmt: skip
+    credentials = {k: v for k, v in s3_server.env.items() if "KEY" in k}
+    runner = ArgoRunner(manifest, env=base_env(), secrets={"s3": credentials})
+    assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
+    fs = s3_server.fs()
+    [split] = fs.ls(f"{bucket}/store/preprocess")
+    tables = {name: pd.read_parquet(io.BytesIO(fs.cat(f"{split}/{name}")))
+              for name in ("train.parquet", "test_raw.parquet")}  # fmt: skip
+    assert_winner_not_refit(mlflow_server, "argo-kept", tables)
+    assert not fs.glob(f"{bucket}/store/sweeps/*/models/*")
+
+
+# Forests without a seed: a refit would not score what the trial scored.
+UNSEEDED_FORESTS = ["model=rf", "model.random_state=null", "model.n_estimators=5",
+                    "model.max_depth=2,3,4", "eval.cv=0"]  # fmt: skip
+
+
+def assert_winner_not_refit(uri: str, experiment: str, tables: dict[str, pd.DataFrame]) -> None:
+    [sweep] = sweeps(uri, experiment)
+    best = min(sweep.children, key=lambda r: r.data.metrics["mse"])
+    model_uri = MlflowClient(uri).get_run(best.info.run_id).data.tags["best_model_uri"]
+    mlflow.set_tracking_uri(uri)
+    try:
+        pipeline = mlflow.sklearn.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri("")
+    test, train = tables["test_raw.parquet"].copy(), tables["train.parquet"]
+    y = test.pop("__target__")
+    assert float(np.mean((pipeline.predict(test) - y) ** 2)) == best.data.metrics["mse"]
+    refit = sklearn.base.clone(pipeline.steps[-1][1])
+    refit.fit(train.drop(columns="__target__").to_numpy("float64"), train["__target__"])
+    transformed = pipeline.steps[0][1].transform(test)
+    assert float(np.mean((refit.predict(transformed) - y) ** 2)) != best.data.metrics["mse"]

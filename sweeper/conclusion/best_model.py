@@ -3,9 +3,11 @@ split was made with, then the estimator) that predicts from raw rows, logged wit
 on the winning trial's run (signature and input example on the data's own columns), and
 optionally registered.
 
-Trials do not keep their fitted estimators (a sweep of hundreds would store hundreds of models):
-the best trial's config is fitted again on the same stored training rows, as scikit-learn's
-searches refit their best candidate; the preprocessing is the one the preprocess step fitted.
+The estimator is the one the winning trial fitted, as the process that trained it kept it
+(sweeper.core.kept: one model per process, not one per trial); only when none was kept (the
+process died, its model is of types skops does not trust) is the trial's config fitted again on
+the same stored training rows, as scikit-learn's searches refit their best candidate. The
+preprocessing is the one the preprocess step fitted.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ class LoggedModel:
     run_id: str
 
 
-def log_best_model(tracker: Tracker, best: Outcome, split_url: str) -> LoggedModel:
-    """Fit the best trial's model config on its split's training rows and log it on its run.
-    A trial reused from an earlier sweep keeps the model that sweep logged."""
+def log_best_model(
+    tracker: Tracker, best: Outcome, split_url: str, fitted: BaseEstimator | None = None
+) -> LoggedModel:
+    """Log the best trial's model on its run: `fitted`, the estimator its trial fitted, else its
+    config fitted again on the split's training rows. A trial reused from an earlier sweep keeps
+    the model that sweep logged."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -51,7 +56,7 @@ def log_best_model(tracker: Tracker, best: Outcome, split_url: str) -> LoggedMod
     run = tracker.get_run(best.run_id)
     if MODEL_TAG in run.data.tags:
         return LoggedModel(run.data.tags[MODEL_TAG], None, best.run_id)
-    pipeline = best_pipeline(best.trial.model, split_url)
+    pipeline = best_pipeline(best.trial.model, split_url, fitted)
     X_raw, _ = read_raw_test(split_url)
     # The raw rows keep the dtypes the whole table was read with, so the signature accepts the
     # table read again (a column with a missing value anywhere is a float column there too).
@@ -72,16 +77,20 @@ def log_best_model(tracker: Tracker, best: Outcome, split_url: str) -> LoggedMod
     return LoggedModel(info.model_uri, info.model_id, best.run_id)
 
 
-def best_pipeline(model: Mapping[str, Any], split_url: str) -> Pipeline:
-    """The split's fitted preprocessing, then the model config fitted on the split's training
-    rows exactly as its trial was (the same arrays), so it predicts what the trial scored."""
+def best_pipeline(
+    model: Mapping[str, Any], split_url: str, fitted: BaseEstimator | None = None
+) -> Pipeline:
+    """The split's fitted preprocessing, then the trial's fitted estimator (or, without it, the
+    model config fitted on the split's training rows exactly as its trial was: the same
+    arrays), so it predicts what the trial scored."""
     from sklearn.pipeline import Pipeline
 
     from sweeper.core.fitting import build_estimator, load_split, read_transformer
 
-    split = load_split(split_url)
-    estimator = build_estimator(model).fit(split.X_train, split.y_train)
-    return Pipeline([("preprocess", read_transformer(split_url)), ("model", estimator)])
+    if fitted is None:
+        split = load_split(split_url)
+        fitted = build_estimator(model).fit(split.X_train, split.y_train)
+    return Pipeline([("preprocess", read_transformer(split_url)), ("model", fitted)])
 
 
 def register_if_better(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from sweeper.core import kept
 from sweeper.core.faults import Fault
 from sweeper.core.metrics import Task
 from sweeper.core.records import Status
@@ -43,12 +44,29 @@ def conclude_sweep(
     return end_sweep(tracker, result, status, notes)
 
 
+def load_libraries() -> None:
+    """Import what concluding loads (matplotlib, MLflow's scikit-learn flavour, skops; ~1 s):
+    a local worker left without trials does it while the last ones run."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: pods and CI have no display
+    import matplotlib.pyplot
+    import mlflow.models
+    import mlflow.sklearn  # noqa: F401
+    import skops.io  # noqa: F401
+
+    import sweeper.conclusion.artifacts
+    import sweeper.conclusion.best_model  # noqa: F401
+
+
 def end_sweep(
     tracker: Tracker, result: SweepResult, status: Status, notes: Sequence[str] = ()
 ) -> SweepEnd:
     if status != Status.FINISHED:
         tracker.end_running_trials(result.parent_run_id)
     tracker.finish_sweep(result.parent_run_id, result.summary_metrics(), status)
+    plan = result.plan
+    kept.discard(plan.settings.storage.root, plan.sweep_id)  # the winner's is logged, or never
     return SweepEnd(tracker.experiment_id, tuple(notes))
 
 
@@ -61,7 +79,9 @@ def log_best(tracker: Tracker, result: SweepResult, register_best: str | None) -
     split = result.splits.get(best.trial.group) if best else None
     if best is None or split is None:
         return notes
-    model = _attempt(notes, "the best model", lambda: log_best_model(tracker, best, split.url))
+    root, sweep_id = result.plan.settings.storage.root, result.plan.sweep_id
+    model = _attempt(notes, "the best model", lambda: log_best_model(
+        tracker, best, split.url, kept.load(root, sweep_id, str(best.run_id))))  # fmt: skip
     if model is None:
         return notes
     tracker.set_tag(result.parent_run_id, "best_model_uri", model.uri)

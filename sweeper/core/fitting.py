@@ -85,10 +85,11 @@ def read_transformer(split_url: str) -> ColumnTransformer:
 
 def fit_and_score(
     model: Mapping[str, Any], split_url: str, cv: int = 0, seed: int = 0
-) -> TrialScore:
+) -> tuple[TrialScore, BaseEstimator]:
     """Instantiate the model config (a Hydra `_target_` mapping); with `cv` folds, score it on
     each fold of the training rows (the mean and spread rank it); then fit it on all training
-    rows and score it on the test rows (the honest estimate, once it is chosen)."""
+    rows and score it on the test rows (the honest estimate, once it is chosen). The scores, and
+    the model fitted on all training rows (the one a winner is logged as)."""
     started_ms = now_ms()
     split = load_split(split_url)
     estimator = build_estimator(model)
@@ -98,7 +99,7 @@ def fit_and_score(
     fit_seconds = time.perf_counter() - tic
     metrics.update(evaluate(estimator, split.X_test, split.y_test, split.task))
     metrics[FIT_SECONDS] = fit_seconds
-    return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=now_ms())
+    return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=now_ms()), estimator
 
 
 def cross_validate(

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.core import claims
+from sweeper.core import claims, kept
 from sweeper.core.faults import Fault, without_retries
+from sweeper.core.metrics import Ranking, Task
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import (
     Plan,
@@ -43,11 +44,13 @@ Finished = Mapping[str, tuple[str, dict[str, float]]]
 @dataclass(frozen=True)
 class SweepRef:
     """The sweep a trial belongs to: its id and its open MLflow run; `rerun`: it trains every
-    trial again (its claims count its own runs only)."""
+    trial again (its claims count its own runs only); `ranked_by`: its `eval.metric`, by which
+    this process keeps the fitted model of its best trial (core.kept; None: keeps none)."""
 
     sweep_id: str
     parent_run_id: str
     rerun: bool = False
+    ranked_by: str | None = None
 
 
 def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finished:
@@ -88,7 +91,7 @@ def run_trial(
         marker.write_text(str(trial.index))
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
-            score = fit_and_score(trial.model, split.url, trial.cv, trial.seed)
+            score, fitted = fit_and_score(trial.model, split.url, trial.cv, trial.seed)
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
             with contextlib.suppress(Exception), without_retries():
@@ -100,6 +103,9 @@ def run_trial(
         if marker is not None:
             marker.unlink(missing_ok=True)
     run_id = _record(tracker, sweep, record, held, score=score)
+    if sweep.ranked_by is not None:
+        ranking = Ranking.of(sweep.ranked_by, trial.cv, Task(split.task))
+        kept.offer(sweep.sweep_id, run_id, ranking.loss(score.metrics), fitted)
     return Outcome.finished(trial, score.metrics, run_id)
 
 

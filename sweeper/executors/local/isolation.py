@@ -7,13 +7,16 @@ again is named (and fails alone) and the others finish as usual.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sweeper.core.records import Trial
+from sweeper.core.records import PreprocessGroup, Trial
 from sweeper.executors.local import pool as pools
+
+W = TypeVar("W")  # the scheduler's work: a trial, a preprocess group, a sweep task
 
 
 class Isolation:
@@ -25,6 +28,7 @@ class Isolation:
         self.future: Future[Any] | None = None  # the suspect running alone
         self.trial: Trial | None = None
         self.suspects: list[Trial] = []
+        self.preprocess_breaks: Counter[str] = Counter()
 
     def holds(self, future: Future[Any]) -> bool:
         return self.future is not None and future is self.future
@@ -59,3 +63,20 @@ class Isolation:
                 running.add(index)
                 marker.unlink()
         return running
+
+    def share(self, lost: Sequence[W], running: set[int]) -> tuple[list[W], list[PreprocessGroup]]:
+        """A broken pool's lost work: the trials that were running become suspects (each to
+        run alone); the rest goes to a fresh pool, but for the preprocess groups whose worker
+        died twice, which are given up (returned second)."""
+        again: list[W] = []
+        given_up: list[PreprocessGroup] = []
+        for work in lost:
+            if isinstance(work, Trial) and work.index in running:
+                self.suspects.append(work)
+            elif isinstance(work, PreprocessGroup) and self.preprocess_breaks[work.id] >= 1:
+                given_up.append(work)
+            else:
+                if isinstance(work, PreprocessGroup):
+                    self.preprocess_breaks[work.id] += 1
+                again.append(work)
+        return again, given_up

@@ -13,11 +13,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sweeper.core import cost, lifecycle, storage
 from sweeper.core.faults import Fault
@@ -31,9 +30,6 @@ from sweeper.executors.local import worker
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import CHECK_MODELS, OPEN_RUN, WARM_STORE
 from sweeper.planning.task import misfits
-
-if TYPE_CHECKING:
-    from sweeper.conclusion.conclude import SweepEnd
 
 log = logging.getLogger(__name__)
 Work = PreprocessGroup | Trial | str  # a str: one of worker.SWEEP_TASKS
@@ -57,7 +53,7 @@ class Scheduler:
         self.unchecked: set[str] = set()  # groups and checks the run waits for
         self.checking: list[Trial] = []
         self.deferred: set[int] = set()  # trials another process held: waited for this time
-        self.preprocess_breaks: Counter[str] = Counter()
+        self.warming = 0  # workers sent to load what the sweep's end needs
         self.pending: dict[Future[Any], Work] = {}
         self.batch: Plan | None = None
         self.progress, self.abandoned = Progress(0, workers), False
@@ -76,7 +72,8 @@ class Scheduler:
     @property
     def sweep(self) -> SweepRef:
         plan = self.result.plan
-        return SweepRef(plan.sweep_id, self.result.parent_run_id, plan.settings.sweep.rerun)
+        return SweepRef(plan.sweep_id, self.result.parent_run_id, plan.settings.sweep.rerun,
+                        plan.settings.eval.metric)  # fmt: skip
 
     def run(self, batch: Plan) -> list[Outcome]:
         """Run one batch's trials (already in `result.plan`); their outcomes, in plan order."""
@@ -104,13 +101,15 @@ class Scheduler:
         return sorted(self.result.outcomes[done:], key=lambda o: o.trial.index)
 
     def close(self, status: Status) -> SweepResult:
-        """Conclude the sweep's run: in the workers (best model and table side by side), or in
-        this process when the workers were stopped (`abandon`). After an outage, only its
-        reason (`worker.stop_sweep`): what finished is in MLflow for the next command."""
+        """Conclude the sweep's run: in the workers (best model and table side by side), or,
+        when the workers were stopped (`abandon`), here, one part after the other. After an
+        outage, only its reason (`worker.stop_sweep`): what finished is in MLflow for the next
+        command."""
         result = self.result
         try:
             if result.parent_run_id and not result.stopped_by:  # never opened: nothing to do
-                ended = self._conclude(status)
+                ended = (worker.conclude(self.settings, result, status) if self.abandoned else
+                         worker.conclude_in(self.pool, self.settings, result, status))  # fmt: skip
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
         except Fault as err:
@@ -123,11 +122,6 @@ class Scheduler:
             storage.write_record(self.settings.storage.root, result.plan.sweep_id,
                                  storage.RESULTS, result.to_json())  # fmt: skip
         return result
-
-    def _conclude(self, status: Status) -> SweepEnd:
-        if self.abandoned:  # no workers left: here, one part after the other
-            return worker.conclude(self.settings, self.result, status)
-        return worker.conclude_in(self.pool, self.settings, self.result, status)
 
     def abandon(self) -> None:
         """Interrupted: stop every worker now (a worker finishes a tracking write first)."""
@@ -259,6 +253,11 @@ class Scheduler:
     def _settle(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
+        # A worker no trial is left for loads the sweep end's libraries while the rest run.
+        trials = sum(isinstance(work, Trial) for work in self.pending.values())
+        if trials < self.workers and self.warming < self.workers and not self.waiting:
+            self.warming += 1  # not waited for: a failure is met, and said, by the end itself
+            self.pool.submit(worker.warm_conclusion)
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
         log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line(self.result.ranking))
 
@@ -281,19 +280,13 @@ class Scheduler:
                     len(running))  # fmt: skip
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self.new_pool(self.workers)
-        for lost in affected:
-            if isinstance(lost, str):
-                self._submit(lost)
-            elif isinstance(lost, Trial) and lost.index in running:
-                self.isolation.suspects.append(lost)
-            elif isinstance(lost, PreprocessGroup) and self.preprocess_breaks[lost.id] >= 1:
-                assert self.batch is not None
-                died = f"the preprocess worker died twice for group {lost.id}"
-                self._not_run(self.batch.trials_of(lost.id), died)
-            else:
-                if isinstance(lost, PreprocessGroup):
-                    self.preprocess_breaks[lost.id] += 1
-                self._submit(lost)
+        again, given_up = self.isolation.share(affected, running)
+        for group in given_up:
+            assert self.batch is not None
+            died = f"the preprocess worker died twice for group {group.id}"
+            self._not_run(self.batch.trials_of(group.id), died)
+        for lost in again:
+            self._submit(lost)
         self._isolate_next()
 
     def _isolate_next(self) -> None:

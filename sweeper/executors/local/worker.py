@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.core import lifecycle
+from sweeper.core import kept, lifecycle
 from sweeper.core.lifecycle import Finished, SweepRef
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial
@@ -56,6 +56,13 @@ def warm_tracking(settings: Settings) -> None:
     tracker(settings)
 
 
+def warm_conclusion() -> None:
+    """Load what ending the sweep's run loads, in a worker no trial is left for."""
+    from sweeper.conclusion.conclude import load_libraries
+
+    load_libraries()
+
+
 def check_models(trials: list[Trial]) -> list[str]:
     from sweeper.core.fitting import model_errors
 
@@ -74,10 +81,14 @@ def train_trial(
     settings: Settings, sweep: SweepRef, trial: Trial, split: StoredSplit, markers: str, wait: bool
 ) -> Outcome:
     """Fit, score and log one trial (`wait`: for another process's claim on it; else it comes
-    back unsettled). While it trains, a marker file named after this process holds the trial's
-    index: if the process dies, the sweep knows which trial ran."""
+    back unsettled); the fitted model of this worker's best trial so far is in storage. While
+    it trains, a marker file named after this process holds the trial's index: if the process
+    dies, the sweep knows which trial ran."""
     marker = Path(markers, str(os.getpid()))
-    return lifecycle.run_trial(tracker(settings), sweep, trial, split, marker=marker, wait=wait)
+    outcome = lifecycle.run_trial(tracker(settings), sweep, trial, split, marker=marker, wait=wait)
+    if outcome.ok and not outcome.reused:
+        kept.write(settings.storage.root)  # when it is this worker's best so far (core.kept)
+    return outcome
 
 
 def log_failure(
