@@ -28,6 +28,7 @@ class Measured:
     peak_mb: float
     returncode: int
     output: str  # stdout and stderr, interleaved
+    ended_at: float = 0.0  # epoch seconds when the command itself exited
 
 
 def become_subreaper() -> None:
@@ -50,13 +51,13 @@ def run(
         sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        wall = time.perf_counter() - started
+        wall, ended_at = time.perf_counter() - started, time.time()
         cpu = usage.ru_utime + usage.ru_stime + _reap_descendants(timeout=30)
         sampler.stop()
         out.seek(0)
         output = out.read()
     log.unlink()
-    return Measured(wall, cpu, sampler.peak_bytes / 2**20, process.returncode, output)
+    return Measured(wall, cpu, sampler.peak_bytes / 2**20, process.returncode, output, ended_at)
 
 
 def _reap_descendants(timeout: float) -> float:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 import io
 import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -43,7 +45,7 @@ def preprocess(
 
     An identical split stored earlier (same settings, same bytes) is reused, not recomputed.
     """
-    raw, bundled, content_hash = _read_source(data)
+    raw, content_hash = _read_source(data)
     key = split_key(data, preprocess, seed, content_hash)
     url = storage.split_url(storage.absolute(storage_root), key)
     stored = _complete_meta(url)
@@ -51,7 +53,7 @@ def preprocess(
         return StoredSplit(url, key, True, stored["report"], tuple(stored["warnings"]),
                            stored["task"], stored.get("smallest_class", 0))  # fmt: skip
 
-    frame = _parse(raw, data) if raw is not None else bundled
+    frame = _parse(raw, data) if raw is not None else _load_bundled(data)
     prepared = transform(frame, data, preprocess, seed)
     train, test, raw_test, transformer = (prepared.train, prepared.test, prepared.raw_test,
                                           prepared.transformer)  # fmt: skip
@@ -111,13 +113,11 @@ def split_key(
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, pd.DataFrame | None, str]:
-    """The input's bytes (or a bundled data set's frame) and the hash of its content."""
+def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
+    """The input's bytes (None for a bundled data set) and the hash of its content."""
     path = data.get("path")
     if path is None:
-        frame = _load_bundled(data)
-        content = pd.util.hash_pandas_object(frame).to_numpy().tobytes()
-        return None, frame, hashlib.sha256(content).hexdigest()
+        return None, _bundled_hash(data)
     shown = storage.redact(path)
     try:
         raw = storage.read_bytes(path, retry=False)
@@ -131,7 +131,7 @@ def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, pd.DataFrame | 
         raise DataError(f"data.path {shown} cannot be read: {reason}") from None
     if not raw.strip():
         raise DataError(f"data.path {storage.redact(path)} is empty")
-    return raw, None, hashlib.sha256(raw).hexdigest()
+    return raw, hashlib.sha256(raw).hexdigest()
 
 
 def _connection_error(err: BaseException) -> str | None:
@@ -150,12 +150,29 @@ def _connection_error(err: BaseException) -> str | None:
 
 
 def _load_bundled(data: Mapping[str, Any]) -> pd.DataFrame:
-    name = data.get("name")
-    if name != "diabetes":
-        raise DataError(f"data.path is not set and '{name}' is not a bundled data set ({BUNDLED})")
+    _bundled_files(data)
     from sklearn.datasets import load_diabetes
 
     return load_diabetes(as_frame=True).frame
+
+
+def _bundled_hash(data: Mapping[str, Any]) -> str:
+    """A bundled data set's content hash, from the files scikit-learn ships it in: a stored
+    split is found again without importing scikit-learn (~2 s)."""
+    digest = hashlib.sha256()
+    for path in _bundled_files(data):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _bundled_files(data: Mapping[str, Any]) -> list[Path]:
+    name = data.get("name")
+    if name not in BUNDLED:
+        raise DataError(f"data.path is not set and '{name}' is not a bundled data set ({BUNDLED})")
+    spec = importlib.util.find_spec("sklearn")  # found, not imported
+    assert spec is not None and spec.submodule_search_locations, "scikit-learn is installed"
+    folder = Path(next(iter(spec.submodule_search_locations)), "datasets", "data")
+    return [folder / f"{name}_data_raw.csv.gz", folder / f"{name}_target.csv.gz"]
 
 
 def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:

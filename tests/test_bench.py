@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,7 @@ def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
         assert ("W1", participant) in seen
     assert {("W1", "limit"), ("W2", "limit"), ("W2", "sweeper")} <= seen
     assert {("W1 again", "sweeper"), ("W2 again", "sweeper"), ("--help", "sweeper")} <= seen
+    assert {("W5", "sweeper"), ("W5", "GridSearchCV")} <= seen
     for row in rows:
         assert float(row["wall_s"]) > 0
         if row["participant"] != "limit" and row["workload"] != "--help":
@@ -70,3 +72,6 @@ def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "results.md").read_text()
     assert "| goal | measured | met |" in table and "| W2 | limit |" in table
+    # Read from sweeper's own log lines: a time for each workload, not "nan".
+    tails = r"\| last trial → exit < 1 s \(W1, W2, W5\) \| (\d+\.\d\d s(, )?){3} \|"
+    assert re.search(tails, table), table

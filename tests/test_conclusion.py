@@ -4,15 +4,17 @@ trials are fitted and logged through the one trial lifecycle first, as a worker 
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import mlflow.sklearn
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from steps.preprocess import preprocess
 from support.in_process import batch, hydra_configs, local_settings
-from sweeper.conclusion.conclude import conclude_sweep
+from sweeper.conclusion.conclude import conclude_sweep, log_best, log_best_early
 from sweeper.core.fitting import read_raw_test, score
 from sweeper.core.lifecycle import SweepRef, run_trial
 from sweeper.core.metrics import METRICS
@@ -88,3 +90,26 @@ def test_a_killed_sweep_ends_at_once_with_its_unfinished_trials(planned: Plan) -
     assert "best_model_uri" not in parent.data.tags  # no extras for an interrupted sweep
     assert client.list_artifacts(result.parent_run_id) == []
     assert parent.data.metrics["n_trials"] == 3
+
+
+def test_a_model_logged_early_for_a_trial_a_later_one_beat_is_withdrawn(planned: Plan) -> None:
+    """A worker left without trials logs the best so far's model while the others finish; when
+    a later trial wins, the end withdraws that model and logs the winner's."""
+    tracker = Tracker(planned.settings.mlflow.tracking_uri, planned.settings.mlflow.experiment)
+    result = ran(planned, tracker)
+    best = result.best
+    assert best is not None
+    [beaten] = [o for o in result.outcomes if o.ok and o.run_id != best.run_id]
+    so_far = dataclasses.replace(result, outcomes=[beaten])  # the winner had not finished yet
+    assert log_best_early(tracker, so_far) == beaten.run_id
+    client = MlflowClient(tracker.tracking_uri)
+    early_uri = client.get_run(beaten.run_id or "").data.tags["best_model_uri"]
+
+    assert log_best(tracker, result, None, early=beaten.run_id) == []
+
+    assert "best_model_uri" not in client.get_run(beaten.run_id or "").data.tags
+    with pytest.raises(MlflowException):
+        client.get_logged_model(early_uri.removeprefix("models:/"))
+    winner_uri = client.get_run(best.run_id or "").data.tags["best_model_uri"]
+    assert client.get_run(result.parent_run_id).data.tags["best_model_uri"] == winner_uri
+    assert winner_uri != early_uri

@@ -20,7 +20,8 @@ from sweeper.core.metrics import Task
 from sweeper.core.records import Status
 
 if TYPE_CHECKING:
-    from sweeper.core.outcomes import SweepResult
+    from sweeper.conclusion.best_model import LoggedModel
+    from sweeper.core.outcomes import Outcome, SweepResult
     from sweeper.core.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -70,18 +71,39 @@ def end_sweep(
     return SweepEnd(tracker.experiment_id, tuple(notes))
 
 
-def log_best(tracker: Tracker, result: SweepResult, register_best: str | None) -> list[str]:
-    """The best trial's model on its run (and in the registry when asked and better)."""
-    from sweeper.conclusion.best_model import log_best_model, register_if_better
+def log_best_early(tracker: Tracker, result: SweepResult) -> str | None:
+    """The model of the best trial so far, logged while the last trials run (by a local worker
+    left without trials), so that the end finds it logged unless a later trial wins; the run it
+    was logged on. A failure here is left for the end to meet and report."""
+    best = result.best
+    split = result.splits.get(best.trial.group) if best else None
+    if best is None or split is None or best.reused:
+        return None
+    try:
+        _log_model(tracker, result, best, split.url)
+    except Exception:
+        log.debug("Logging the best model early failed; the end tries again", exc_info=True)
+        return None
+    return best.run_id
+
+
+def log_best(
+    tracker: Tracker, result: SweepResult, register_best: str | None, early: str | None = None
+) -> list[str]:
+    """The best trial's model on its run (and in the registry when asked and better). `early`:
+    the run a model was logged on while trials still ran; withdrawn if a later trial won."""
+    from sweeper.conclusion.best_model import MODEL_TAG, register_if_better
 
     notes: list[str] = []
     best = result.best
     split = result.splits.get(best.trial.group) if best else None
+    if early is not None and (best is None or early != best.run_id):
+        _attempt(notes, "the withdrawal of an earlier best model",
+                 lambda: tracker.withdraw_model(early, MODEL_TAG))  # fmt: skip
     if best is None or split is None:
         return notes
-    root, sweep_id = result.plan.settings.storage.root, result.plan.sweep_id
-    model = _attempt(notes, "the best model", lambda: log_best_model(
-        tracker, best, split.url, kept.load(root, sweep_id, str(best.run_id))))  # fmt: skip
+    model = _attempt(notes, "the best model",
+                     lambda: _log_model(tracker, result, best, split.url))  # fmt: skip
     if model is None:
         return notes
     tracker.set_tag(result.parent_run_id, "best_model_uri", model.uri)
@@ -97,6 +119,13 @@ def log_best(tracker: Tracker, result: SweepResult, register_best: str | None) -
         notes.append(decision)
         tracker.set_tag(result.parent_run_id, "registry", decision)
     return notes
+
+
+def _log_model(tracker: Tracker, result: SweepResult, best: Outcome, split_url: str) -> LoggedModel:
+    from sweeper.conclusion.best_model import log_best_model
+
+    root, sweep_id = result.plan.settings.storage.root, result.plan.sweep_id
+    return log_best_model(tracker, best, split_url, kept.load(root, sweep_id, str(best.run_id)))
 
 
 def log_results(tracker: Tracker, result: SweepResult) -> list[str]:

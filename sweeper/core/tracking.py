@@ -249,6 +249,13 @@ class Tracker:
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         unlocked(self.client.set_tag, run_id, key, value[:_MAX_TAG])
 
+    def withdraw_model(self, run_id: str, key: str) -> None:
+        """Remove the model a run's tag `key` names (a `models:/m-…` URI), and the tag."""
+        uri = self.get_run(run_id).data.tags.get(key, "")
+        if uri.startswith("models:/m-"):
+            self.client.delete_logged_model(uri.removeprefix("models:/"))
+        unlocked(self.client.delete_tag, run_id, key)
+
     def set_terminated(self, run_id: str, status: Status, end_time: int | None = None) -> None:
         unlocked(self.client.set_terminated, run_id, status.value, end_time=end_time)
 

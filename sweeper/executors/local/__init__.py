@@ -35,7 +35,7 @@ class LocalExecutor:
         assert self.scheduler is not None, "open the sweep first"
         plan = sweep.plan(batch)
         try:
-            return self.scheduler.run(plan)
+            return self.scheduler.run(plan, batch.last)
         except BaseException:
             self.scheduler.abandon()
             raise

@@ -20,11 +20,6 @@ WARM_MODULES = [
     "sweeper.core.fitting",
     "steps.preprocess",
     "hydra.utils",
-    "sklearn.ensemble",
-    "sklearn.linear_model",
-    "sklearn.neighbors",
-    "sklearn.svm",
-    "sklearn.metrics",
     "mlflow.tracking",
     "mlflow.store.tracking.sqlalchemy_store",
 ]

@@ -9,6 +9,7 @@ are re-run alone to find which (`isolation`), the rest go to a fresh pool.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -28,7 +29,7 @@ from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import worker
 from sweeper.executors.local.isolation import Isolation
-from sweeper.executors.local.worker import CHECK_MODELS, OPEN_RUN, WARM_STORE
+from sweeper.executors.local.worker import OPEN_RUN, WARM_STORE
 from sweeper.planning.task import misfits
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,13 @@ class Scheduler:
         self.isolation = Isolation(new_pool)
         self.splits: dict[str, StoredSplit] = {}
         self.waiting: list[Trial] = []  # split stored, sweep run not yet open
-        self.unchecked: set[str] = set()  # groups and checks the run waits for
-        self.checking: list[Trial] = []
+        self.unchecked: set[str] = set()  # groups whose input the run waits for
+        self.checking = True  # their trials' model values too (the first batch's)
         self.deferred: set[int] = set()  # trials another process held: waited for this time
-        self.warming = 0  # workers sent to load what the sweep's end needs
+        self.prepared: Future[str | None] | None = None  # worker.prepare_end, once sent
         self.pending: dict[Future[Any], Work] = {}
         self.batch: Plan | None = None
+        self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
 
     def open(self) -> None:
@@ -75,20 +77,24 @@ class Scheduler:
         return SweepRef(plan.sweep_id, self.result.parent_run_id, plan.settings.sweep.rerun,
                         plan.settings.eval.metric)  # fmt: skip
 
-    def run(self, batch: Plan) -> list[Outcome]:
-        """Run one batch's trials (already in `result.plan`); their outcomes, in plan order."""
-        self.batch, done = batch, len(self.result.outcomes)
+    def run(self, batch: Plan, last: bool = True) -> list[Outcome]:
+        """Run one batch's trials (already in `result.plan`; `last`: the sweep's last batch);
+        their outcomes, in plan order."""
+        self.batch, self.last_batch, done = batch, last, len(self.result.outcomes)
         was_open = bool(self.result.parent_run_id)
         self.progress = Progress(len(batch.trials), self.workers, self.markers,
                                  ranking=self.result.ranking)  # fmt: skip
         self.progress.start()
         try:
             if not was_open:  # the first batch: the run waits for its input to be checked
-                self.unchecked = {CHECK_MODELS, *(g.id for g in batch.groups)}
-                self.checking = list(batch.trials)
-                self._submit(CHECK_MODELS)
+                self.unchecked = {g.id for g in batch.groups}
+            self.checking = not was_open
             for group in batch.groups:
                 self._submit(group)
+            if not was_open:  # not waited for: a worker with nothing else to do meanwhile
+                targets = {str(t.model.get("_target_", "")) for t in batch.trials}
+                modules = sorted({t.rpartition(".")[0] for t in targets} - {""})
+                self.pool.submit(worker.warm_fitting, modules)
             self._until_done()
             if self.waiting:  # their sweep never started: its input was refused
                 reason = self.result.input_errors[0] if self.result.input_errors else "not run"
@@ -109,7 +115,8 @@ class Scheduler:
         try:
             if result.parent_run_id and not result.stopped_by:  # never opened: nothing to do
                 ended = (worker.conclude(self.settings, result, status) if self.abandoned else
-                         worker.conclude_in(self.pool, self.settings, result, status))  # fmt: skip
+                         worker.conclude_in(self.pool, self.settings, result, status,
+                                            self.prepared))  # fmt: skip
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
         except Fault as err:
@@ -146,10 +153,10 @@ class Scheduler:
                                  params, os.getpid())  # fmt: skip
         elif item == WARM_STORE:
             future = pool.submit(worker.warm_tracking, self.settings)
-        elif item == CHECK_MODELS:
-            future = pool.submit(worker.check_models, self.checking)
         elif isinstance(item, PreprocessGroup):
-            future = pool.submit(worker.prepare_group, item, self.settings)
+            assert self.batch is not None
+            checked = self.batch.trials_of(item.id) if self.checking else None
+            future = pool.submit(worker.prepare_group, item, self.settings, checked)
         else:
             assert isinstance(item, Trial)
             split = self.splits[item.group]
@@ -169,9 +176,6 @@ class Scheduler:
                     self._broken(item, future)
                 elif item == WARM_STORE:
                     future.result()  # an unreachable store is said now, before anything runs
-                elif item == CHECK_MODELS:
-                    self.result.input_errors.extend(future.result())
-                    self._ready(CHECK_MODELS)
                 elif item == OPEN_RUN:
                     self._opened(future)
                 elif isinstance(item, PreprocessGroup):
@@ -203,7 +207,7 @@ class Scheduler:
         assert self.batch is not None
         trials = self.batch.trials_of(group.id)
         try:
-            split, finished = future.result()
+            split, finished, errors = future.result()
         except Fault:
             raise  # the store or the disk, not the input
         except Exception as err:
@@ -212,8 +216,9 @@ class Scheduler:
         self.result.splits[group.id] = self.splits[group.id] = split
         self.progress.ranking = self.result.ranking  # the task is known now
         refused = announce_split(group.id, split, self.settings.eval.cv) or misfits(trials, split)
-        if refused:
-            self._not_run(trials, refused)
+        if refused or errors:
+            self.result.input_errors.extend(errors[1:])
+            self._not_run(trials, refused or errors[0])
             return
         self._ready(group.id)
         to_train = []
@@ -253,11 +258,11 @@ class Scheduler:
     def _settle(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
-        # A worker no trial is left for loads the sweep end's libraries while the rest run.
+        # A worker no trial is left for, while others run theirs: it prepares the sweep's end.
         trials = sum(isinstance(work, Trial) for work in self.pending.values())
-        if trials < self.workers and self.warming < self.workers and not self.waiting:
-            self.warming += 1  # not waited for: a failure is met, and said, by the end itself
-            self.pool.submit(worker.warm_conclusion)
+        if self.prepared is None and 0 < trials < self.workers and self.last_batch:
+            so_far = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
+            self.prepared = self.pool.submit(worker.prepare_end, self.settings, so_far)
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
         log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line(self.result.ranking))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,9 +27,8 @@ if TYPE_CHECKING:
 _trackers: dict[tuple[str, str], Tracker] = {}
 # A sweep's tasks besides preprocessing a group and training a trial, by what they do.
 WARM_STORE = "open the tracking store"
-CHECK_MODELS = "check the model values"
 OPEN_RUN = "open the sweep's run"
-SWEEP_TASKS = (WARM_STORE, CHECK_MODELS, OPEN_RUN)
+SWEEP_TASKS = (WARM_STORE, OPEN_RUN)
 
 
 def tracker(settings: Settings) -> Tracker:
@@ -56,25 +55,44 @@ def warm_tracking(settings: Settings) -> None:
     tracker(settings)
 
 
-def warm_conclusion() -> None:
-    """Load what ending the sweep's run loads, in a worker no trial is left for."""
-    from sweeper.conclusion.conclude import load_libraries
+def warm_fitting(modules: list[str]) -> None:
+    """Import scikit-learn and the trials' estimator modules, in a worker idle while the input
+    is preprocessed and looked up: the fork server does not (a sweep whose trials are all
+    finished answers without waiting for scikit-learn), so each worker loads it once."""
+    import importlib
+
+    import sklearn.metrics  # noqa: F401
+
+    for module in modules:
+        with contextlib.suppress(ImportError):  # said by the check of the model values
+            importlib.import_module(module)
+
+
+def prepare_end(settings: Settings, result: SweepResult) -> str | None:
+    """In a worker no trial is left for, while the others finish theirs: load what ending the
+    sweep's run loads, and log the model of the best trial so far; the run it was logged on."""
+    from sweeper.conclusion.conclude import load_libraries, log_best_early
 
     load_libraries()
+    return log_best_early(tracker(settings), result)
 
 
-def check_models(trials: list[Trial]) -> list[str]:
-    from sweeper.core.fitting import model_errors
-
-    return model_errors(trials)
-
-
-def prepare_group(group: PreprocessGroup, settings: Settings) -> tuple[StoredSplit, Finished]:
-    """The group's stored split, and what the reuse lookup finds on it."""
+def prepare_group(
+    group: PreprocessGroup, settings: Settings, trials: list[Trial] | None
+) -> tuple[StoredSplit, Finished, list[str]]:
+    """The group's stored split, what the reuse lookup finds on it, and what fitting would
+    refuse in the model values of `trials` that are not finished yet (None: none checked). A
+    sweep whose trials are all finished imports no scikit-learn (for a split stored before)."""
     from steps.preprocess import preprocess
 
     split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
-    return split, lifecycle.finished_trials(tracker(settings), split, settings.sweep.rerun)
+    finished = lifecycle.finished_trials(tracker(settings), split, settings.sweep.rerun)
+    to_train = [t for t in trials or [] if lifecycle.reused(t, split, finished) is None]
+    if not to_train:
+        return split, finished, []
+    from sweeper.core.fitting import model_errors
+
+    return split, finished, model_errors(to_train)
 
 
 def train_trial(
@@ -120,13 +138,20 @@ def conclude(settings: Settings, result: SweepResult, status: Status) -> SweepEn
 
 
 def conclude_in(
-    pool: ProcessPoolExecutor, settings: Settings, result: SweepResult, status: Status
+    pool: ProcessPoolExecutor,
+    settings: Settings,
+    result: SweepResult,
+    status: Status,
+    prepared: Future[str | None] | None = None,
 ) -> SweepEnd:
-    """End the sweep's run in the pool's workers: best model and tables side by side (each a
-    few seconds of imports), then the run's end (see sweeper.conclusion.conclude)."""
-    parts = (log_best, log_results)
-    extras = [pool.submit(part, settings, result) for part in parts]
-    notes = [note for extra in extras for note in extra.result()]
+    """End the sweep's run in the pool's workers: best model and tables side by side, then the
+    run's end (see sweeper.conclusion.conclude). `prepared`: `prepare_end`, if it was sent."""
+    tables = pool.submit(log_results, settings, result)
+    early = None
+    if prepared is not None and prepared.exception() is None:  # else the end does it all
+        early = prepared.result()
+    best = pool.submit(log_best, settings, result, early)
+    notes = [note for extra in (best, tables) for note in extra.result()]
     ended: SweepEnd = pool.submit(end_sweep, settings, result, status, notes).result()
     return ended
 
@@ -138,10 +163,10 @@ def log_results(settings: Settings, result: SweepResult) -> list[str]:
     return log_results(tracker(settings), result)
 
 
-def log_best(settings: Settings, result: SweepResult) -> list[str]:
+def log_best(settings: Settings, result: SweepResult, early: str | None = None) -> list[str]:
     from sweeper.conclusion.conclude import log_best
 
-    return log_best(tracker(settings), result, settings.register_best)
+    return log_best(tracker(settings), result, settings.register_best, early)
 
 
 def end_sweep(
