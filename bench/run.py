@@ -135,7 +135,8 @@ class Bench:
     def run_participant(self, workload: str, participant: str, again: bool = False) -> Row:
         args_of = {"W1": self.w1_args, "W2": self.w2_args, "W5": self.w5_args}
         sweep_args = args_of[workload]()
-        cwd = self.workdir(participant)
+        # W5 in a folder of its own: its split is computed there, not found from W2's.
+        cwd = self.workdir(participant if workload != "W5" else f"{participant} W5")
         if participant == SWEEPER and workload == "W5":  # its default: 5-fold CV
             steps = [[sys.executable, "-m", "sweeper", *sweep_args, "-m"]]
         elif participant == SWEEPER:

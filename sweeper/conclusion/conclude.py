@@ -35,13 +35,18 @@ class SweepEnd:
 
 
 def conclude_sweep(
-    tracker: Tracker, result: SweepResult, status: Status, register_best: str | None = None
+    tracker: Tracker,
+    result: SweepResult,
+    status: Status,
+    register_best: str | None = None,
+    handed_over: Path | None = None,
 ) -> SweepEnd:
-    """Everything, one part after the other (a local sweep runs the two extras in parallel)."""
+    """Everything, one part after the other (a local sweep runs the two extras in parallel).
+    `handed_over`: where a local sweep's workers left their kept models (core.kept)."""
     notes: list[str] = []
     if status != Status.KILLED:  # an interrupted sweep ends at once
         notes += log_results(tracker, result)
-        notes += log_best(tracker, result, register_best)
+        notes += log_best(tracker, result, register_best, handed_over=handed_over)
     return end_sweep(tracker, result, status, notes)
 
 
@@ -71,7 +76,9 @@ def end_sweep(
     return SweepEnd(tracker.experiment_id, tuple(notes))
 
 
-def log_best_early(tracker: Tracker, result: SweepResult) -> str | None:
+def log_best_early(
+    tracker: Tracker, result: SweepResult, handed_over: Path | None = None
+) -> str | None:
     """The model of the best trial so far, logged while the last trials run (by a local worker
     left without trials), so that the end finds it logged unless a later trial wins; the run it
     was logged on. A failure here is left for the end to meet and report."""
@@ -80,7 +87,7 @@ def log_best_early(tracker: Tracker, result: SweepResult) -> str | None:
     if best is None or split is None or best.reused:
         return None
     try:
-        _log_model(tracker, result, best, split.url)
+        _log_model(tracker, result, best, split.url, handed_over)
     except Exception:
         log.debug("Logging the best model early failed; the end tries again", exc_info=True)
         return None
@@ -88,7 +95,11 @@ def log_best_early(tracker: Tracker, result: SweepResult) -> str | None:
 
 
 def log_best(
-    tracker: Tracker, result: SweepResult, register_best: str | None, early: str | None = None
+    tracker: Tracker,
+    result: SweepResult,
+    register_best: str | None,
+    early: str | None = None,
+    handed_over: Path | None = None,
 ) -> list[str]:
     """The best trial's model on its run (and in the registry when asked and better). `early`:
     the run a model was logged on while trials still ran; withdrawn if a later trial won."""
@@ -103,7 +114,8 @@ def log_best(
     if best is None or split is None:
         return notes
     model = _attempt(notes, "the best model",
-                     lambda: _log_model(tracker, result, best, split.url))  # fmt: skip
+                     lambda: _log_model(tracker, result, best, split.url,
+                                        handed_over))  # fmt: skip
     if model is None:
         return notes
     tracker.set_tag(result.parent_run_id, "best_model_uri", model.uri)
@@ -121,11 +133,14 @@ def log_best(
     return notes
 
 
-def _log_model(tracker: Tracker, result: SweepResult, best: Outcome, split_url: str) -> LoggedModel:
+def _log_model(
+    tracker: Tracker, result: SweepResult, best: Outcome, split_url: str, handed_over: Path | None
+) -> LoggedModel:
     from sweeper.conclusion.best_model import log_best_model
 
     root, sweep_id = result.plan.settings.storage.root, result.plan.sweep_id
-    return log_best_model(tracker, best, split_url, kept.load(root, sweep_id, str(best.run_id)))
+    fitted = kept.load(root, sweep_id, str(best.run_id), handed_over)
+    return log_best_model(tracker, best, split_url, fitted)
 
 
 def log_results(tracker: Tracker, result: SweepResult) -> list[str]:

@@ -2,17 +2,24 @@
 logged as its trial fitted it, never fitted again at the end.
 
 One per process (a local worker, an Argo train pod), replaced when one of its trials beats it:
-memory holds one model, not one per trial. Whoever holds it writes it to the sweep's storage,
-`<root>/sweeps/<sweep_id>/models/<run_id>.skops` (a local worker after each improvement, a train
-pod at the end of its chunk), replacing the file it wrote before; the sweep's conclusion loads the
-winner's from there and removes the folder. skops, with the same trust rule as a stored split's
-transformer: a model of other types (xgboost, a user's class) is not kept, and is fitted again.
+memory holds one model, not one per trial. Whoever holds it hands it over to whoever concludes:
+a local worker, after each improvement, pickles it into its sweep's private folder (`hand_over`:
+a folder only this sweep's own processes use, so as trusted as they are, and pickle costs
+microseconds where skops costs a second of imports); a train pod, at the end of its chunk,
+writes it to the sweep's storage, `<root>/sweeps/<sweep_id>/models/<run_id>.skops` (`write`),
+with the same trust rule as a stored split's transformer: a model of other types (xgboost, a
+user's class) is not kept there, and is fitted again. The conclusion loads the winner's
+(`load`) and removes the storage folder (`discard`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -70,15 +77,36 @@ def write(root: str) -> str | None:
     return url
 
 
+def hand_over(folder: Path) -> None:
+    """Pickle the kept model into `folder` (a sweep's private folder) unless it is there,
+    removing the one this process left before."""
+    global _written
+    if _kept is None or _kept.written_to is not None:
+        return
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{_kept.run_id}.pickle"
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "wb") as file:
+        pickle.dump(_kept.estimator, file, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    if _written is not None and _written != str(path):
+        Path(_written).unlink(missing_ok=True)
+    _kept.written_to = _written = str(path)
+
+
 def model_url(root: str, sweep_id: str, run_id: str) -> str:
     return storage.sweep_url(root, sweep_id, f"{MODELS}/{run_id}{_SUFFIX}")
 
 
-def load(root: str, sweep_id: str, run_id: str) -> Any | None:
-    """The trial's fitted model as some process of the sweep kept it; None when none did."""
+def load(root: str, sweep_id: str, run_id: str, handed_over: Path | None = None) -> Any | None:
+    """The trial's fitted model as some process of the sweep kept it (here, handed over into
+    the folder `handed_over`, or in storage); None when none did."""
     url = model_url(root, sweep_id, run_id)
     if _kept is not None and _kept.run_id == run_id and _kept.sweep_id == sweep_id:
         return _kept.estimator  # this very process trained it
+    pickled = handed_over / f"{run_id}.pickle" if handed_over else None
+    if pickled is not None and pickled.is_file():
+        return pickle.loads(pickled.read_bytes())  # written by this sweep's own workers
     if not storage.exists(url):
         return None
     import skops.io

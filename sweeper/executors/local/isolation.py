@@ -58,6 +58,8 @@ class Isolation:
         besides the one running alone; their markers are cleared."""
         running = set()
         for marker in Path(markers).iterdir():
+            if not marker.name.isdigit():  # not a worker's marker (the kept models' folder)
+                continue
             index = int(marker.read_text() or -1)
             if self.trial is None or index != self.trial.index:
                 running.add(index)

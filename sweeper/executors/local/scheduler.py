@@ -114,9 +114,10 @@ class Scheduler:
         result = self.result
         try:
             if result.parent_run_id and not result.stopped_by:  # never opened: nothing to do
-                ended = (worker.conclude(self.settings, result, status) if self.abandoned else
+                ended = (worker.conclude(self.settings, result, status, self.markers)
+                         if self.abandoned else
                          worker.conclude_in(self.pool, self.settings, result, status,
-                                            self.prepared))  # fmt: skip
+                                            self.markers, self.prepared))  # fmt: skip
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
         except Fault as err:
@@ -262,7 +263,8 @@ class Scheduler:
         trials = sum(isinstance(work, Trial) for work in self.pending.values())
         if self.prepared is None and 0 < trials < self.workers and self.last_batch:
             so_far = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
-            self.prepared = self.pool.submit(worker.prepare_end, self.settings, so_far)
+            self.prepared = self.pool.submit(worker.prepare_end, self.settings, so_far,
+                                             self.markers)  # fmt: skip
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
         log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line(self.result.ranking))
 

@@ -56,9 +56,8 @@ def warm_tracking(settings: Settings) -> None:
 
 
 def warm_fitting(modules: list[str]) -> None:
-    """Import scikit-learn and the trials' estimator modules, in a worker idle while the input
-    is preprocessed and looked up: the fork server does not (a sweep whose trials are all
-    finished answers without waiting for scikit-learn), so each worker loads it once."""
+    """Import the trials' estimator modules the fork server did not (a model config may name
+    any), in a worker idle while the input is preprocessed and looked up."""
     import importlib
 
     import sklearn.metrics  # noqa: F401
@@ -68,13 +67,13 @@ def warm_fitting(modules: list[str]) -> None:
             importlib.import_module(module)
 
 
-def prepare_end(settings: Settings, result: SweepResult) -> str | None:
+def prepare_end(settings: Settings, result: SweepResult, markers: str) -> str | None:
     """In a worker no trial is left for, while the others finish theirs: load what ending the
     sweep's run loads, and log the model of the best trial so far; the run it was logged on."""
     from sweeper.conclusion.conclude import load_libraries, log_best_early
 
     load_libraries()
-    return log_best_early(tracker(settings), result)
+    return log_best_early(tracker(settings), result, handed_over(markers))
 
 
 def prepare_group(
@@ -99,14 +98,19 @@ def train_trial(
     settings: Settings, sweep: SweepRef, trial: Trial, split: StoredSplit, markers: str, wait: bool
 ) -> Outcome:
     """Fit, score and log one trial (`wait`: for another process's claim on it; else it comes
-    back unsettled); the fitted model of this worker's best trial so far is in storage. While
+    back unsettled); the fitted model of this worker's best trial so far is handed over. While
     it trains, a marker file named after this process holds the trial's index: if the process
     dies, the sweep knows which trial ran."""
     marker = Path(markers, str(os.getpid()))
     outcome = lifecycle.run_trial(tracker(settings), sweep, trial, split, marker=marker, wait=wait)
     if outcome.ok and not outcome.reused:
-        kept.write(settings.storage.root)  # when it is this worker's best so far (core.kept)
+        kept.hand_over(handed_over(markers))  # when it is this worker's best so far
     return outcome
+
+
+def handed_over(markers: str) -> Path:
+    """Where this sweep's workers leave the fitted model of their best trial (core.kept)."""
+    return Path(markers, "kept")
 
 
 def log_failure(
@@ -130,11 +134,12 @@ def stop_sweep(settings: Settings, result: SweepResult) -> None:
         store.set_terminated(result.parent_run_id, Status.FAILED)
 
 
-def conclude(settings: Settings, result: SweepResult, status: Status) -> SweepEnd:
+def conclude(settings: Settings, result: SweepResult, status: Status, markers: str) -> SweepEnd:
     """End the sweep's run, every part one after the other."""
     from sweeper.conclusion.conclude import conclude_sweep
 
-    return conclude_sweep(tracker(settings), result, status, settings.register_best)
+    store = tracker(settings)
+    return conclude_sweep(store, result, status, settings.register_best, handed_over(markers))
 
 
 def conclude_in(
@@ -142,6 +147,7 @@ def conclude_in(
     settings: Settings,
     result: SweepResult,
     status: Status,
+    markers: str,
     prepared: Future[str | None] | None = None,
 ) -> SweepEnd:
     """End the sweep's run in the pool's workers: best model and tables side by side, then the
@@ -150,7 +156,7 @@ def conclude_in(
     early = None
     if prepared is not None and prepared.exception() is None:  # else the end does it all
         early = prepared.result()
-    best = pool.submit(log_best, settings, result, early)
+    best = pool.submit(log_best, settings, result, markers, early)
     notes = [note for extra in (best, tables) for note in extra.result()]
     ended: SweepEnd = pool.submit(end_sweep, settings, result, status, notes).result()
     return ended
@@ -163,10 +169,13 @@ def log_results(settings: Settings, result: SweepResult) -> list[str]:
     return log_results(tracker(settings), result)
 
 
-def log_best(settings: Settings, result: SweepResult, early: str | None = None) -> list[str]:
+def log_best(
+    settings: Settings, result: SweepResult, markers: str, early: str | None = None
+) -> list[str]:
     from sweeper.conclusion.conclude import log_best
 
-    return log_best(tracker(settings), result, settings.register_best, early)
+    store = tracker(settings)
+    return log_best(store, result, settings.register_best, early, handed_over(markers))
 
 
 def end_sweep(
