@@ -259,12 +259,12 @@ class Scheduler:
     def _settle(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
-        # A worker no trial is left for, while others run theirs: it prepares the sweep's end.
-        trials = sum(isinstance(work, Trial) for work in self.pending.values())
-        if self.prepared is None and 0 < trials < self.workers and self.last_batch:
-            so_far = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
-            self.prepared = self.pool.submit(worker.prepare_end, self.settings, so_far,
-                                             self.markers)  # fmt: skip
+        # A worker no trial is left for, while others run theirs, prepares the sweep's end
+        few = 0 < len(self.pending) < self.workers  # (O(1) first: not a scan per trial)
+        if self.prepared is None and few and self.last_batch and all(
+            isinstance(work, Trial) for work in self.pending.values()):  # fmt: skip
+            now = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
+            self.prepared = self.pool.submit(worker.prepare_end, self.settings, now, self.markers)
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
         log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line(self.result.ranking))
 
