@@ -21,9 +21,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from steps.transform import transform
 from sweeper.core import storage
 from sweeper.core.faults import Fault
 from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit
@@ -31,7 +28,7 @@ from sweeper.core.splits import record_split
 from sweeper.errors import DataError
 
 if TYPE_CHECKING:
-    pass
+    import pandas as pd
 
 # Part of every key: bump it when the transformation changes so old splits are not reused.
 PREPROCESS_VERSION = 4  # 4: rare levels grouped (max_categories); what was done is in meta.json
@@ -48,10 +45,11 @@ def preprocess(
     raw, content_hash = _read_source(data)
     key = split_key(data, preprocess, seed, content_hash)
     url = storage.split_url(storage.absolute(storage_root), key)
-    stored = _complete_meta(url)
+    stored = _stored(url, key)
     if stored is not None:
-        return StoredSplit(url, key, True, stored["report"], tuple(stored["warnings"]),
-                           stored["task"], stored.get("smallest_class", 0))  # fmt: skip
+        return stored
+
+    from steps.transform import transform
 
     frame = _parse(raw, data) if raw is not None else _load_bundled(data)
     prepared = transform(frame, data, preprocess, seed)
@@ -94,6 +92,23 @@ def preprocess(
     storage.write_bytes_atomic(storage.join(url, storage.META), json.dumps(meta, indent=2).encode())
     return StoredSplit(url, key, False, prepared.report, prepared.warnings, prepared.task.value,
                        prepared.smallest_class)  # fmt: skip
+
+
+def stored_split(
+    data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int, storage_root: str
+) -> StoredSplit | None:
+    """The split `preprocess` would reuse, if one is stored (None: it would compute one); found
+    without pandas or scikit-learn, by the data's bytes and the settings."""
+    key = split_key(data, preprocess, seed, _read_source(data)[1])
+    return _stored(storage.split_url(storage.absolute(storage_root), key), key)
+
+
+def _stored(url: str, key: str) -> StoredSplit | None:
+    meta = _complete_meta(url)
+    if meta is None:
+        return None
+    return StoredSplit(url, key, True, meta["report"], tuple(meta["warnings"]), meta["task"],
+                       meta.get("smallest_class", 0))  # fmt: skip
 
 
 def split_key(
@@ -176,6 +191,8 @@ def _bundled_files(data: Mapping[str, Any]) -> list[Path]:
 
 
 def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
     path = str(data["path"])
     shown = storage.redact(path)
     try:

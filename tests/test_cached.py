@@ -1,10 +1,11 @@
 """A sweep whose every trial is already finished answers from MLflow: nothing is fitted, checked
-or logged again, and it needs no scikit-learn (a stand-in package that refuses to load takes its
-place for the second command, in the sweeping process and in every worker)."""
+or logged again, no worker starts, and it needs no scikit-learn (a stand-in package that refuses
+to load takes its place for the second command, in the sweeping process and the fork server)."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -27,6 +28,8 @@ def test_a_cached_sweep_answers_without_scikit_learn(workdir: Path, tmp_path: Pa
 
     assert again.returncode == 0, again.stderr[-3000:]
     assert "scikit-learn was imported" not in again.stdout + again.stderr
+    assert "6 trials, 1 preprocess group(s), finished before, no workers" in again.stdout
+    assert re.search(r"preprocess group\(s\), \d+ workers;", first.stdout)  # it trained
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     trained, cached = sweeps(uri, "sweeper")
     assert cached.children == []  # no run of its own: every trial is the first sweep's

@@ -10,6 +10,8 @@ from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Status
 from sweeper.display.table import print_results
 from sweeper.executors.base import Batch, Sweep
+from sweeper.executors.local import cached
+from sweeper.executors.local import pool as pools
 from sweeper.executors.local.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,11 @@ class LocalExecutor:
     def open(self, sweep: Sweep, first: Batch) -> None:
         plan = sweep.plan(first)
         storage.check_root(plan.settings.storage.root)
-        cores = plan.settings.local.workers or os.cpu_count() or 1
-        self.scheduler = Scheduler(sweep.result, min(cores, max(1, len(plan.trials))))
+        if first.last and cached.nothing_to_train(plan):  # answered here, no worker started
+            self.scheduler = Scheduler(sweep.result, 1, pools.in_process)
+        else:
+            cores = plan.settings.local.workers or os.cpu_count() or 1
+            self.scheduler = Scheduler(sweep.result, min(cores, max(1, len(plan.trials))))
         self.scheduler.open()
 
     def run(self, sweep: Sweep, batch: Batch) -> list[Outcome]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,9 +22,9 @@ W = TypeVar("W")  # the scheduler's work: a trial, a preprocess group, a sweep t
 class Isolation:
     """The suspects and the one-worker pool the next of them runs in."""
 
-    def __init__(self, new_pool: Callable[[int], ProcessPoolExecutor]) -> None:
+    def __init__(self, new_pool: Callable[[int], Executor]) -> None:
         self.new_pool = new_pool
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: Executor | None = None
         self.future: Future[Any] | None = None  # the suspect running alone
         self.trial: Trial | None = None
         self.suspects: list[Trial] = []
@@ -33,7 +33,7 @@ class Isolation:
     def holds(self, future: Future[Any]) -> bool:
         return self.future is not None and future is self.future
 
-    def next(self, submit: Callable[[Trial, ProcessPoolExecutor], Future[Any]]) -> None:
+    def next(self, submit: Callable[[Trial, Executor], Future[Any]]) -> None:
         """Start the next suspect alone, unless one is running."""
         if self.future is not None or not self.suspects:
             return

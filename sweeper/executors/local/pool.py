@@ -11,10 +11,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing import forkserver
+from typing import Any, TypeVar
 
 from sweeper.executors.local import lifeline
+
+T = TypeVar("T")
 
 WARM_MODULES = [
     "sweeper.executors.local.forkserver_lifeline",  # first: the server ends with the sweep
@@ -65,7 +69,24 @@ def new_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
-def stop(pool: ProcessPoolExecutor) -> None:
+class InProcess(Executor):
+    """Runs each task at once, in this process: the pool of a sweep with nothing to train
+    (`cached`), which then needs no worker and none of the fork server's imports."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as err:  # as a worker's task would: the scheduler reads it
+            future.set_exception(err)
+        return future
+
+
+def in_process(workers: int) -> Executor:
+    return InProcess()
+
+
+def stop(pool: Executor) -> None:
     """Stop a pool now, running tasks included (a worker finishes a tracking write first)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # None once shut down
     pool.shutdown(wait=False, cancel_futures=True)
@@ -89,7 +110,7 @@ class WorkerDied(RuntimeError):
     """The process training a trial died: killed by a signal (a crash, the OOM killer)."""
 
 
-def death(pool: ProcessPoolExecutor) -> str:
+def death(pool: Executor) -> str:
     """How the single worker of an isolation pool ended, as far as the OS tells."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     code = processes[0].exitcode if processes else None

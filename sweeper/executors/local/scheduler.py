@@ -1,11 +1,11 @@
 """The local executor's event loop: one sweep's batches run by a pool of warm worker processes.
 
 Workers do what Argo's pods do (`worker`): preprocess, open the sweep's run, claim, train and
-log. This process only schedules: trials go out longest first once their split is stored. The run
-opens only when the input is sound (the first batch's groups preprocessed, its model values
-accepted), so bad input leaves no run. A dead worker breaks the pool: the trials it may have run
-are re-run alone to find which (`isolation`), the rest go to a fresh pool.
-"""
+log (with nothing to train, this process does it: `cached`). Trials go out longest first once
+their split is stored. The run opens only when the input is sound (the first batch's groups
+preprocessed, its model values accepted): bad input leaves no run. A dead worker breaks the
+pool: the trials it may have run are re-run alone to find which (`isolation`), the rest go to a
+fresh pool."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -42,7 +42,7 @@ class Scheduler:
 
     # fmt: off
     def __init__(self, result: SweepResult, workers: int,
-                 new_pool: Callable[[int], ProcessPoolExecutor] = pools.new_pool) -> None:
+                 new_pool: Callable[[int], Executor] = pools.new_pool) -> None:
         # fmt: on
         self.result, self.workers, self.new_pool = result, workers, new_pool
         self.settings = result.plan.settings
@@ -59,6 +59,7 @@ class Scheduler:
         self.batch: Plan | None = None
         self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
+        self.here = isinstance(self.pool, pools.InProcess)  # nothing to train: no workers
 
     def open(self) -> None:
         """Open the tracking store in a worker while the first batch's input is checked."""
@@ -91,7 +92,7 @@ class Scheduler:
             self.checking = not was_open
             for group in batch.groups:
                 self._submit(group)
-            if not was_open:  # not waited for: a worker with nothing else to do meanwhile
+            if not was_open and not self.here:  # not waited for: a worker idle meanwhile
                 targets = {str(t.model.get("_target_", "")) for t in batch.trials}
                 modules = sorted({t.rpartition(".")[0] for t in targets} - {""})
                 self.pool.submit(worker.warm_fitting, modules)
@@ -107,10 +108,9 @@ class Scheduler:
         return sorted(self.result.outcomes[done:], key=lambda o: o.trial.index)
 
     def close(self, status: Status) -> SweepResult:
-        """Conclude the sweep's run: in the workers (best model and table side by side), or,
-        when the workers were stopped (`abandon`), here, one part after the other. After an
-        outage, only its reason (`worker.stop_sweep`): what finished is in MLflow for the next
-        command."""
+        """Conclude the sweep's run in the pool (best model and table side by side), or here
+        when the workers were stopped (`abandon`). After an outage, only its reason
+        (`worker.stop_sweep`): what finished is in MLflow for the next command."""
         result = self.result
         try:
             if result.parent_run_id and not result.stopped_by:  # never opened: nothing to do
@@ -143,7 +143,7 @@ class Scheduler:
                 pool.shutdown()
         shutil.rmtree(self.markers, ignore_errors=True)
 
-    def _submit(self, item: Work, pool: ProcessPoolExecutor | None = None) -> Future[Any]:
+    def _submit(self, item: Work, pool: Executor | None = None) -> Future[Any]:
         pool = pool or self.pool
         future: Future[Any]
         if item == OPEN_RUN:
@@ -192,9 +192,9 @@ class Scheduler:
         self.result.parent_run_id = parent_run_id
         self.result.plan = self.result.plan.with_parent(parent_run_id)
         plan = self.result.plan
-        log.info("Sweep %s: %d trials, %d preprocess group(s), %d workers; MLflow run %s",
-                 plan.sweep_id, len(plan.trials), len(plan.groups), self.workers,
-                 parent_run_id)  # fmt: skip
+        workers = "finished before, no workers" if self.here else f"{self.workers} workers"
+        log.info("Sweep %s: %d trials, %d preprocess group(s), %s; MLflow run %s", plan.sweep_id,
+                 len(plan.trials), len(plan.groups), workers, parent_run_id)  # fmt: skip
         self._write_plan()
         self._release(self.waiting)
         self.waiting = []

@@ -3,14 +3,14 @@
 Each task opens the tracking store once per process and keeps it: a worker preprocesses, trains
 and logs its own trials, so logging runs on every core instead of queueing in one process. The
 heavy imports happen inside the tasks (the fork server preloads them): the sweeping process
-imports this module and never loads MLflow, pandas or scikit-learn.
+imports this module, and loads MLflow only to look a stored split's trials up (`cached`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,7 +143,7 @@ def conclude(settings: Settings, result: SweepResult, status: Status, markers: s
 
 
 def conclude_in(
-    pool: ProcessPoolExecutor,
+    pool: Executor,
     settings: Settings,
     result: SweepResult,
     status: Status,

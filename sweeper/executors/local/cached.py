@@ -1,0 +1,43 @@
+"""Whether a sweep has anything to train: looked up in the sweeping process before any worker.
+
+A sweep whose every trial some sweep already finished on the same stored split (a re-run of the
+same command) is answered in this process (`pool.InProcess`): its outcomes come from MLflow, its
+run gets its table and plots, and no worker starts, so nothing waits for the fork server's
+imports or imports scikit-learn. The lookup costs a first run nothing it would notice: a split
+not stored yet ends it before MLflow is imported, and it runs while the fork server is still
+importing on the other core. Data read from a remote path (S3, HTTP) is not looked up here:
+hashing it would read it twice, here and in the preprocess task.
+"""
+
+from __future__ import annotations
+
+from sweeper.core import lifecycle, storage
+from sweeper.core.records import Plan
+from sweeper.errors import DataError
+from sweeper.executors.local import worker
+
+
+def nothing_to_train(plan: Plan) -> bool:
+    """True when every trial of `plan` finished before on its group's stored split."""
+    settings = plan.settings
+    remote = any(not storage.is_local(str(g.data.get("path") or "")) for g in plan.groups)
+    if settings.sweep.rerun or not plan.trials or remote:
+        return False
+    from steps.preprocess import stored_split
+
+    splits = {}
+    for group in plan.groups:
+        try:
+            split = stored_split(group.data, group.preprocess, group.seed, settings.storage.root)
+        except DataError:  # said by the preprocess task, as for any sweep
+            return False
+        if split is None:
+            return False
+        splits[group.id] = split
+    tracker = worker.tracker(settings)
+    for group in plan.groups:
+        split = splits[group.id]
+        finished = lifecycle.finished_trials(tracker, split, rerun=False)
+        if any(lifecycle.reused(t, split, finished) is None for t in plan.trials_of(group.id)):
+            return False
+    return True
