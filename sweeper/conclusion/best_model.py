@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeper.core.fitting import TRUSTED_MODULES
+from sweeper.core.fitting import skops_types
 from sweeper.core.metrics import NEEDS_PROBABILITIES, Ranking, Task
 from sweeper.core.records import Status
 
@@ -166,8 +166,8 @@ def _serialization(estimator: BaseEstimator) -> dict[str, Any]:
         import skops.io
     except ImportError:
         return {"serialization_format": "cloudpickle"}
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
-    if all(name.startswith(TRUSTED_MODULES) for name in untrusted):
+    untrusted, foreign = skops_types(skops.io.dumps(estimator))
+    if not foreign:
         return {"skops_trusted_types": untrusted}
     return {"serialization_format": "cloudpickle"}
 

@@ -69,14 +69,22 @@ def read_raw_test(split_url: str) -> tuple[pd.DataFrame, pd.Series]:
     return table.drop(columns=TARGET_COLUMN), table[TARGET_COLUMN]
 
 
+def skops_types(data: bytes) -> tuple[list[str], list[str]]:
+    """The types skops data holds that skops does not trust by itself, and those of them this
+    project does not trust either: outside scikit-learn, NumPy and SciPy (`TRUSTED_MODULES`)."""
+    import skops.io
+
+    types = skops.io.get_untrusted_types(data=data)
+    return types, [t for t in types if not t.startswith(TRUSTED_MODULES)]
+
+
 def read_transformer(split_url: str) -> ColumnTransformer:
     """The preprocessing the split was made with, fitted on its training rows. Stored with skops
     by the preprocess step; only scikit-learn's, NumPy's and SciPy's own types are loaded."""
     import skops.io
 
     data = storage.read_bytes(storage.join(split_url, storage.TRANSFORMER))
-    types = skops.io.get_untrusted_types(data=data)
-    foreign = [t for t in types if not t.startswith(TRUSTED_MODULES)]
+    types, foreign = skops_types(data)
     if foreign:
         raise ValueError(f"{split_url}/{storage.TRANSFORMER} holds types not trusted: {foreign}")
     transformer: ColumnTransformer = skops.io.loads(data, trusted=types)

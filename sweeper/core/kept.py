@@ -64,10 +64,10 @@ def write(root: str) -> str | None:
         return _kept.written_to if _kept else None
     import skops.io
 
-    from sweeper.core.fitting import TRUSTED_MODULES
+    from sweeper.core.fitting import skops_types
 
     data = skops.io.dumps(_kept.estimator)
-    if not all(t.startswith(TRUSTED_MODULES) for t in skops.io.get_untrusted_types(data=data)):
+    if skops_types(data)[1]:  # a type not trusted: the summary refits instead
         return None
     url = model_url(root, _kept.sweep_id, _kept.run_id)
     storage.write_bytes_atomic(url, data)
@@ -111,13 +111,11 @@ def load(root: str, sweep_id: str, run_id: str, handed_over: Path | None = None)
         return None
     import skops.io
 
-    from sweeper.core.fitting import TRUSTED_MODULES
+    from sweeper.core.fitting import skops_types
 
     data = storage.read_bytes(url)
-    types = skops.io.get_untrusted_types(data=data)
-    if not all(t.startswith(TRUSTED_MODULES) for t in types):
-        return None
-    return skops.io.loads(data, trusted=types)
+    types, foreign = skops_types(data)
+    return None if foreign else skops.io.loads(data, trusted=types)
 
 
 def discard(root: str, sweep_id: str) -> None:
