@@ -158,11 +158,13 @@ def test_the_sweeping_process_leaves_heavy_libraries_to_the_workers(workdir: Pat
     # The workers (forked from a fork server that loaded them once) train and log; the process
     # the user started only schedules, so its start-up stays short whatever the sweep holds.
     probe = (
-        "import atexit, runpy, sys\n"
+        "import runpy, sys\n"
         "heavy = ('mlflow', 'pandas', 'sklearn')\n"
-        "atexit.register(lambda: print('LOADED', [m for m in heavy if m in sys.modules]))\n"
         "sys.argv = ['sweeper', 'model=lasso', 'model.alpha=0.1,1', '-m']\n"
-        "runpy.run_module('sweeper', run_name='__main__')\n"
+        "try:\n"
+        "    runpy.run_module('sweeper', run_name='__main__')\n"
+        "finally:  # the sweep has ended\n"
+        "    print('LOADED', [m for m in heavy if m in sys.modules])\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=workdir, capture_output=True, text=True, timeout=300
