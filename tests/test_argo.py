@@ -150,12 +150,15 @@ def test_executed_workflow_matches_the_local_backend(
     [on_argo] = sweeps(mlflow_server, "executed-argo")
     [on_local] = sweeps(mlflow_server, "executed-local")
     assert on_argo.sweep_id == runner.workflow_name
-    assert {r.info.run_name: r.data.metrics["mse"] for r in on_argo.children} == {
-        r.info.run_name: r.data.metrics["mse"] for r in on_local.children
-    }
+    # The same fits to the last few bits: a lasso fitted in the image (its Python, BLAS threads)
+    # has been seen 1 ulp away from the same fit in the venv.
+    assert {r.info.run_name: r.data.metrics["mse"] for r in on_argo.children} == pytest.approx(
+        {r.info.run_name: r.data.metrics["mse"] for r in on_local.children}, rel=1e-12
+    )
     assert len(on_argo.children) == 9
     for key in ("best_mse", "best_cv_mse", "n_trials", "n_failed"):
-        assert on_argo.parent.data.metrics[key] == on_local.parent.data.metrics[key]
+        local_value = on_local.parent.data.metrics[key]
+        assert on_argo.parent.data.metrics[key] == pytest.approx(local_value, rel=1e-12), key
     assert on_argo.parent.info.status == "FINISHED"
     # The summary pod left the same things on the sweep's run as a local sweep does.
     client = MlflowClient(mlflow_server)
