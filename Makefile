@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install sweep test bench lint image-tools browser postgres clean
+.PHONY: install sweep test bench lint system-packages step-image clean
 
 install: $(VENV)/.installed
 
@@ -28,22 +28,24 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The step-image tests build docker/Dockerfile with Debian's buildah (no Docker engine needed).
-image-tools:
+# Debian's packages the tests use, in one apt-get when one is missing: buildah, debootstrap and
+# podman build and run the step image, chromium opens the compare link, postgresql serves the
+# production MLflow tests (a throwaway cluster). As root.
+system-packages:
 	@command -v buildah >/dev/null && command -v debootstrap >/dev/null && command -v podman >/dev/null \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap podman)
+	  && command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      buildah debootstrap podman chromium postgresql)
 
-# The browser test opens the printed MLflow compare link in Debian's headless Chromium.
-browser:
-	@command -v chromium >/dev/null \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+# The step image the Argo tests run every pod in (localhost/sweeper:test), built from
+# docker/Dockerfile with buildah: no Docker engine needed. Its layers are cached, so the tests'
+# own build of it takes seconds unless sweeper/ or steps/ changed.
+step-image: system-packages
+	$(PYTHON) tests/support/step_image.py
 
-# The production MLflow tests run `mlflow server` on Debian's PostgreSQL (a throwaway cluster).
-postgres:
-	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
-
-test: lint image-tools browser postgres
+# The image builds while the venv installs and lints: both mostly wait on downloads.
+test:
+	$(MAKE) --no-print-directory -j2 lint step-image
 	$(BIN)/python -m pytest
 
 clean:

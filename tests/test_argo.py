@@ -97,8 +97,8 @@ def upload_table_with_awkward_column(s3: S3Server, bucket: str) -> tuple[str, st
 @pytest.fixture(scope="session")
 def step_image() -> Iterator[Container]:
     """docker/Dockerfile built with buildah; a working container of it."""
-    step_image_module.build(PROJECT, "localhost/sweeper:test")
-    container = Container("localhost/sweeper:test")
+    step_image_module.build(PROJECT, step_image_module.TAG)  # seconds after `make step-image`
+    container = Container(step_image_module.TAG)
     yield container
     container.remove()
 

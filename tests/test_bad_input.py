@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support.in_process import batch, hydra_configs
 from support.servers import S3Server, data_file, free_port, run_sweeper
+from sweeper.core.settings import Settings
+from sweeper.errors import SweeperError
+from sweeper.launching.sweep import SweepSession
 
 # (overrides, what the error line must say); {dir} is the working directory.
 CASES = {
@@ -107,33 +111,71 @@ def runs_in(workdir: Path) -> int:
         return int(connection.execute("select count(*) from runs").fetchone()[0])
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_bad_data_is_named_in_one_line(workdir: Path, case: str) -> None:
-    (workdir / "empty.csv").write_text("")
-    (workdir / "junk.csv").write_bytes(bytes(range(256)) * 20)
-    (workdir / "blank_target.csv").write_text("x,y\n1,\n2,\n")
-    (workdir / "ragged.csv").write_text("x,y\n1,2\n3,4,5,6\n")
-    (workdir / "header.csv").write_text("x,y\n")
-    (workdir / "one_class.csv").write_text("x,y\n1,a\n2,a\n3,a\n4,a\n")
+# Each way a refusal is reached, from the command line: a check of the config before anything
+# starts, of the table in the preprocess, of its split against eval.cv and the task, of the
+# model values. The other cases are refused on the same paths; they run below the command line.
+ON_THE_COMMAND_LINE = ("missing file", "malformed CSV", "missing target", "no path",
+                       "refused connection", "regressor for labels", "rare class", "model value",
+                       "test size", "model path", "not an estimator", "storage root")  # fmt: skip
+
+
+def write_tables(folder: Path) -> None:
+    (folder / "empty.csv").write_text("")
+    (folder / "junk.csv").write_bytes(bytes(range(256)) * 20)
+    (folder / "blank_target.csv").write_text("x,y\n1,\n2,\n")
+    (folder / "ragged.csv").write_text("x,y\n1,2\n3,4,5,6\n")
+    (folder / "header.csv").write_text("x,y\n")
+    (folder / "one_class.csv").write_text("x,y\n1,a\n2,a\n3,a\n4,a\n")
     labels = ["a"] * 20 + ["b"] * 20 + ["c"] * 3  # c: 2 training rows, 1 test row
     rare = "".join(f"{i},{label}\n" for i, label in enumerate(labels))
-    (workdir / "rare_class.csv").write_text("x,y\n" + rare)
-    (workdir / "four_rows.csv").write_text("x,y\n1,2\n2,4\n3,5\n4,9\n")
-    write_altered_carseats(workdir)
-    overrides, expected = CASES[case]
-    paths = {"dir": workdir, "carseats": data_file("carseats.csv"), "port": free_port()}
-    filled = [o.format(**paths) for o in overrides]
-    model = [] if any(o.startswith("model=") for o in filled) else ["model=lasso"]
-    result = run_sweeper(["data=csv", *filled, *model, "-m"], cwd=workdir)
+    (folder / "rare_class.csv").write_text("x,y\n" + rare)
+    (folder / "four_rows.csv").write_text("x,y\n1,2\n2,4\n3,5\n4,9\n")
+    write_altered_carseats(folder)
+
+
+def overrides_of(case: str, folder: Path) -> list[str]:
+    """The case's overrides with its tables' paths, and model=lasso unless it names a model."""
+    paths = {"dir": folder, "carseats": data_file("carseats.csv"), "port": free_port()}
+    filled = [o.format(**paths) for o in CASES[case][0]]
+    return filled if any(o.startswith("model=") for o in filled) else [*filled, "model=lasso"]
+
+
+def nothing_stored(folder: Path, case: str) -> bool:
+    if case in SOUND_DATA:  # the split is stored (a cache, reused once the models are fixed)
+        return True
+    preprocessed = folder / "sweeper-store" / "preprocess"
+    return not preprocessed.exists() or not any(preprocessed.iterdir())
+
+
+@pytest.mark.parametrize("case", ON_THE_COMMAND_LINE)
+def test_bad_data_is_named_in_one_line(workdir: Path, case: str) -> None:
+    write_tables(workdir)
+    result = run_sweeper(["data=csv", *overrides_of(case, workdir), "-m"], cwd=workdir)
     assert result.returncode == 1
+    expected = CASES[case][1]
     assert len([x for x in result.stderr.splitlines() if expected in x]) == 1  # one line says it
     assert "Traceback" not in result.stderr + result.stdout
     assert runs_in(workdir) == 0  # found before the sweep's run was opened
-    if case in SOUND_DATA:  # the split is stored (a cache, reused once the models are fixed)
-        return
-    assert not (workdir / "sweeper-store" / "preprocess").exists() or not any(
-        (workdir / "sweeper-store" / "preprocess").iterdir()
-    )
+    assert nothing_stored(workdir, case)
+
+
+@pytest.mark.parametrize("case", sorted(set(CASES) - set(ON_THE_COMMAND_LINE)))
+def test_bad_data_is_refused_by_the_sweep_before_its_run(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """The same refusal below the command line: the sweep of the composed job, on the local
+    executor's worker pool, raises the one-line error the command prints."""
+    write_tables(workdir)
+    monkeypatch.chdir(workdir)  # the store and mlflow.db, as the command line's defaults
+    with hydra_configs():
+        refused = batch([["data=csv", *overrides_of(case, workdir)]])
+        settings = Settings.of(refused.jobs()[0].cfg)
+    with pytest.raises(SweeperError) as error:
+        SweepSession(settings).run(refused)
+    said = str(error.value)
+    assert CASES[case][1] in said and "\n" not in said
+    assert runs_in(workdir) == 0
+    assert nothing_stored(workdir, case)
 
 
 def test_unknown_model_is_named(workdir: Path) -> None:

@@ -38,7 +38,7 @@ def _as_postgres(command: list[str]) -> list[str]:
 def postgres() -> Iterator[str]:
     """A PostgreSQL cluster of its own on loopback, with a password: its SQLAlchemy URI."""
     if not (POSTGRES_BIN / "postgres").exists():
-        pytest.fail(f"{POSTGRES_BIN}/postgres is missing: `make postgres` installs it")
+        pytest.fail(f"{POSTGRES_BIN}/postgres is missing: `make system-packages` installs it")
     # Not under pytest's folder, which only root may enter: a folder its user owns.
     home = Path(tempfile.mkdtemp(prefix="sweeper-postgres-"))
     data, password = home / "data", secrets.token_hex(8)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 BASE = "docker.io/library/python:3.11-slim-bookworm"
+TAG = "localhost/sweeper:test"  # what the tests run pods in
 MIRROR = "http://deb.debian.org/debian"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -75,3 +77,11 @@ class Container:
 
     def remove(self) -> None:
         subprocess.run(["buildah", "rm", self.name], capture_output=True)
+
+
+if __name__ == "__main__":  # `make step-image`: built before the tests, beside the venv's install
+    try:
+        build(Path(__file__).resolve().parents[2], TAG)
+    except subprocess.CalledProcessError as err:
+        said = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else err.stderr
+        sys.exit(f"step image: {' '.join(map(str, err.cmd))} failed:\n{said or ''}")
