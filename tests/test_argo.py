@@ -150,8 +150,8 @@ def test_executed_workflow_matches_the_local_backend(
     [on_argo] = sweeps(mlflow_server, "executed-argo")
     [on_local] = sweeps(mlflow_server, "executed-local")
     assert on_argo.sweep_id == runner.workflow_name
-    # The same fits to the last few bits: a lasso fitted in the image (its Python, BLAS threads)
-    # has been seen 1 ulp away from the same fit in the venv.
+    # The same fits to the last few bits: a lasso fitted in the image (another Python build) has
+    # been seen 1 ulp away from the same fit in the venv; BLAS threads were ruled out.
     assert {r.info.run_name: r.data.metrics["mse"] for r in on_argo.children} == pytest.approx(
         {r.info.run_name: r.data.metrics["mse"] for r in on_local.children}, rel=1e-12
     )

@@ -83,5 +83,5 @@ if __name__ == "__main__":  # `make step-image`: built before the tests, beside 
     try:
         build(Path(__file__).resolve().parents[2], TAG)
     except subprocess.CalledProcessError as err:
-        said = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else err.stderr
-        sys.exit(f"step image: {' '.join(map(str, err.cmd))} failed:\n{said or ''}")
+        said = err.stderr.decode(errors="replace") if err.stderr else ""  # captured as bytes
+        sys.exit(f"step image: {' '.join(map(str, err.cmd))} failed:\n{said}")
