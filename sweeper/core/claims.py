@@ -31,7 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sweeper.core.mlflow_store import alive, now_ms, started
+from sweeper.core.mlflow_store import now_ms
+from sweeper.core.processes import alive, started
 from sweeper.core.records import Status, TrialRecord
 from sweeper.core.tracking import PARENT_TAG
 

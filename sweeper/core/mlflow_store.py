@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import re
 import shutil
 import time
@@ -115,28 +114,6 @@ def store_path(tracking_uri: str) -> str | None:
     if not tracking_uri.startswith("sqlite:///"):
         return None
     return str(Path(tracking_uri.removeprefix("sqlite:///")).resolve())
-
-
-def alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def started(pid: int) -> str:
-    """When the process started (Linux: clock ticks after boot, from /proc), "" when unknown:
-    with its pid, what tells the owner of a run from a later process given the same pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rpartition(")")[2].split()[19]  # field 22, counted after the command's name
 
 
 def problem(err: Exception) -> str:

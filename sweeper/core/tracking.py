@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING, Any, cast
 from sweeper.core.faults import disk_full
 from sweeper.core.mlflow_store import (
     RetryingClient,
-    alive,
     now_ms,
     problem,
     sqlite_creation_lock,
-    started,
     store_path,
     unlocked,
     use_sqlite_wal,
 )
+from sweeper.core.processes import alive, started
 from sweeper.core.records import Status, TrialRecord, TrialScore
 from sweeper.core.storage import redact
 from sweeper.errors import SweeperError

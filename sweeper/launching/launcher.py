@@ -25,7 +25,7 @@ from sweeper.core.outcomes import Outcome
 from sweeper.core.settings import Settings
 from sweeper.core.storage import redact_text
 from sweeper.errors import SweeperError
-from sweeper.executors import Batch
+from sweeper.executors.base import Batch
 from sweeper.launching.study import Study
 from sweeper.launching.sweep import SweepSession
 from sweeper.planning.compose import compose_jobs

@@ -17,7 +17,8 @@ from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, Status
 from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError
-from sweeper.executors import Batch, executor_for
+from sweeper.executors import executor_for
+from sweeper.executors.base import Batch
 from sweeper.launching.study import Study
 from sweeper.planning.plan import build_plan, new_sweep_id
 

@@ -13,7 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from sweeper.core.settings import config_dir
-from sweeper.executors import Batch
+from sweeper.executors.base import Batch
 from sweeper.planning.compose import compose_jobs
 from sweeper.planning.definition import Definition
 from sweeper.planning.plan import Job

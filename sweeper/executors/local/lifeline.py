@@ -13,7 +13,7 @@ import os
 import threading
 import time
 
-from sweeper.core.mlflow_store import alive
+from sweeper.core.processes import alive
 
 POLL_SECONDS = 0.5
 

@@ -1,0 +1,61 @@
+"""backend=local: the executor, whose event loop is `scheduler.Scheduler`."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from sweeper.core import storage
+from sweeper.core.outcomes import Outcome
+from sweeper.core.records import Status
+from sweeper.display.table import print_results
+from sweeper.executors.base import Batch, Sweep
+from sweeper.executors.local import cached
+from sweeper.executors.local import pool as pools
+from sweeper.executors.local.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+class LocalExecutor:
+    """The local side of the executor seam; the event loop is `scheduler.Scheduler`."""
+
+    def __init__(self) -> None:
+        self.scheduler: Scheduler | None = None
+
+    def check(self, sweep: Sweep) -> None:
+        """Nothing to refuse before planning: storage is checked once the plan is sound."""
+
+    def open(self, sweep: Sweep, first: Batch) -> None:
+        plan = sweep.plan(first)
+        storage.check_root(plan.settings.storage.root)
+        if first.last and cached.nothing_to_train(plan):  # answered here, no worker started
+            self.scheduler = Scheduler(sweep.result, 1, pools.in_process)
+        else:
+            cores = plan.settings.local.workers or os.cpu_count() or 1
+            self.scheduler = Scheduler(sweep.result, min(cores, max(1, len(plan.trials))))
+        self.scheduler.open()
+
+    def run(self, sweep: Sweep, batch: Batch) -> list[Outcome]:
+        assert self.scheduler is not None, "open the sweep first"
+        plan = sweep.plan(batch)
+        try:
+            return self.scheduler.run(plan, batch.last)
+        except BaseException:
+            self.scheduler.abandon()
+            raise
+
+    def close(self, sweep: Sweep, status: Status | None) -> int:
+        if self.scheduler is None:  # never opened, or closed already
+            return 0 if status is None else 1
+        result = sweep.result
+        final = status or (Status.FINISHED if result.n_failed == 0 else Status.FAILED)
+        scheduler, self.scheduler = self.scheduler, None
+        scheduler.close(final)
+        if status is None:  # ended as planned: the table, unless nothing could run at all
+            if any(o.status != Status.NOT_RUN for o in result.outcomes):
+                print_results(result)
+        elif result.parent_run_id:
+            log.info("Sweep %s ended %s after %d trials", result.plan.sweep_id, final,
+                     len(result.outcomes))  # fmt: skip
+        return 0 if final == Status.FINISHED else 1
