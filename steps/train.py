@@ -40,8 +40,7 @@ def train_planned(plan_url: str, indices: Sequence[int] | None = None) -> list[O
     trials = [t for t in plan.trials if wanted is None or t.index in wanted]
     splits = {group: recorded_split(plan, group) for group in {t.group for t in trials}}
     settings = plan.settings
-    sweep = SweepRef(plan.sweep_id, plan.parent_run_id, settings.sweep.rerun, settings.eval.metric)
-    outcomes = run_trials(tracker, sweep, trials, splits, settings.sweep.rerun, _report)
+    outcomes = run_trials(tracker, SweepRef.of(plan), trials, splits, settings.sweep.rerun, _report)
     kept.write(settings.storage.root)  # the chunk's best, for the summary to log (core.kept)
     return outcomes
 

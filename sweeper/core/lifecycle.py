@@ -52,6 +52,13 @@ class SweepRef:
     rerun: bool = False
     ranked_by: str | None = None
 
+    @classmethod
+    def of(cls, plan: Plan) -> SweepRef:
+        """The sweep a plan describes, once its run is open."""
+        assert plan.parent_run_id, "the sweep's run is not open yet"
+        settings = plan.settings
+        return cls(plan.sweep_id, plan.parent_run_id, settings.sweep.rerun, settings.eval.metric)
+
 
 def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finished:
     """What the reuse lookup consults for one split: nothing when the sweep trains every trial."""

@@ -1,11 +1,11 @@
 """The local executor's event loop: one sweep's batches run by a pool of warm worker processes.
 
-Workers do what Argo's pods do (`worker`): preprocess, open the sweep's run, claim, train and
-log (with nothing to train, this process does it: `cached`). Trials go out longest first once
-their split is stored. The run opens only when the input is sound (the first batch's groups
-preprocessed, its model values accepted): bad input leaves no run. A dead worker breaks the
-pool: the trials it may have run are re-run alone to find which (`isolation`), the rest go to a
-fresh pool."""
+Workers do what Argo's pods do (`worker`): preprocess (the first batch's data is preprocessed
+here while they start: `head_start`), open the sweep's run, claim, train and log (with nothing
+to train, this process does it: `cached`). Trials go out longest first once their split is
+stored. The run opens only when the input is sound (the first batch's groups preprocessed, its
+model values accepted): bad input leaves no run. A dead worker breaks the pool: the trials it
+may have run are re-run alone to find which (`isolation`), the rest go to a fresh pool."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -28,12 +28,13 @@ from sweeper.core.splits import announce_split, run_params
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import worker
+from sweeper.executors.local.head_start import HeadStart, Preprocessed, in_this_process
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import OPEN_RUN, WARM_STORE
 from sweeper.planning.task import misfits
 
 log = logging.getLogger(__name__)
-Work = PreprocessGroup | Trial | str  # a str: one of worker.SWEEP_TASKS
+Work = PreprocessGroup | Preprocessed | Trial | str  # a str: one of worker.SWEEP_TASKS
 
 
 class Scheduler:
@@ -60,23 +61,17 @@ class Scheduler:
         self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
         self.here = isinstance(self.pool, pools.InProcess)  # nothing to train: no workers
+        self.head = HeadStart((), self.settings.storage.root)
 
-    def open(self) -> None:
-        """Open the tracking store in a worker while the first batch's input is checked."""
+    def open(self, groups: Sequence[PreprocessGroup] = ()) -> None:
+        """Open the tracking store in a worker while the first batch's input is checked; its
+        `groups` are preprocessed here meanwhile, while the pool's first workers start."""
+        self.head = HeadStart(() if self.here else groups, self.settings.storage.root)
         self._submit(WARM_STORE)
-
-    def _ready(self, checked: str) -> None:
-        """One more part of the input is sound; the run opens once all of it is."""
-        was_waiting = checked in self.unchecked
-        self.unchecked.discard(checked)
-        if was_waiting and not self.unchecked and not self.result.input_errors:
-            self._submit(OPEN_RUN)
 
     @property
     def sweep(self) -> SweepRef:
-        plan = self.result.plan
-        return SweepRef(plan.sweep_id, self.result.parent_run_id, plan.settings.sweep.rerun,
-                        plan.settings.eval.metric)  # fmt: skip
+        return SweepRef.of(self.result.plan)
 
     def run(self, batch: Plan, last: bool = True) -> list[Outcome]:
         """Run one batch's trials (already in `result.plan`; `last`: the sweep's last batch);
@@ -93,9 +88,7 @@ class Scheduler:
             for group in batch.groups:
                 self._submit(group)
             if not was_open and not self.here:  # not waited for: a worker idle meanwhile
-                targets = {str(t.model.get("_target_", "")) for t in batch.trials}
-                modules = sorted({t.rpartition(".")[0] for t in targets} - {""})
-                self.pool.submit(worker.warm_fitting, modules)
+                self.pool.submit(worker.warm_fitting, [t.model for t in batch.trials])
             self._until_done()
             if self.waiting:  # their sweep never started: its input was refused
                 reason = self.result.input_errors[0] if self.result.input_errors else "not run"
@@ -114,10 +107,9 @@ class Scheduler:
         result = self.result
         try:
             if result.parent_run_id and not result.stopped_by:  # never opened: nothing to do
-                ended = (worker.conclude(self.settings, result, status, self.markers)
-                         if self.abandoned else
-                         worker.conclude_in(self.pool, self.settings, result, status,
-                                            self.markers, self.prepared))  # fmt: skip
+                pool = None if self.abandoned else self.pool  # stopped: concluded here
+                ended = worker.conclude_in(pool, self.settings, result, status, self.markers,
+                                           self.prepared)  # fmt: skip
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
         except Fault as err:
@@ -154,10 +146,11 @@ class Scheduler:
                                  params, os.getpid())  # fmt: skip
         elif item == WARM_STORE:
             future = pool.submit(worker.warm_tracking, self.settings)
-        elif isinstance(item, PreprocessGroup):
+        elif isinstance(item, PreprocessGroup | Preprocessed):
             assert self.batch is not None
-            checked = self.batch.trials_of(item.id) if self.checking else None
-            future = pool.submit(worker.prepare_group, item, self.settings, checked)
+            group = item.group if isinstance(item, Preprocessed) else item
+            checked = self.batch.trials_of(group.id) if self.checking else None
+            future, item = self.head.prepare(item, pool, self.settings, checked)
         else:
             assert isinstance(item, Trial)
             split = self.splits[item.group]
@@ -179,7 +172,9 @@ class Scheduler:
                     future.result()  # an unreachable store is said now, before anything runs
                 elif item == OPEN_RUN:
                     self._opened(future)
-                elif isinstance(item, PreprocessGroup):
+                elif in_this_process(item) and future.exception() is None:
+                    self._submit(Preprocessed(item.group, future.result()))  # to a worker now
+                elif isinstance(item, PreprocessGroup | Preprocessed):  # refused here or there
                     self._preprocessed(item, future)
                 else:
                     assert isinstance(item, Trial)
@@ -190,8 +185,7 @@ class Scheduler:
         for orphan in orphans:
             log.info("Sweep run %s was left running by a process that is gone: KILLED", orphan)
         self.result.parent_run_id = parent_run_id
-        self.result.plan = self.result.plan.with_parent(parent_run_id)
-        plan = self.result.plan
+        plan = self.result.plan = self.result.plan.with_parent(parent_run_id)
         workers = "finished before, no workers" if self.here else f"{self.workers} workers"
         log.info("Sweep %s: %d trials, %d preprocess group(s), %s; MLflow run %s", plan.sweep_id,
                  len(plan.trials), len(plan.groups), workers, parent_run_id)  # fmt: skip
@@ -204,7 +198,8 @@ class Scheduler:
         storage.write_record(self.settings.storage.root, plan.sweep_id, storage.PLAN,
                              plan.to_json())  # fmt: skip
 
-    def _preprocessed(self, group: PreprocessGroup, future: Future[Any]) -> None:
+    def _preprocessed(self, item: PreprocessGroup | Preprocessed, future: Future[Any]) -> None:
+        group = item.group if isinstance(item, Preprocessed) else item
         assert self.batch is not None
         trials = self.batch.trials_of(group.id)
         try:
@@ -221,7 +216,10 @@ class Scheduler:
             self.result.input_errors.extend(errors[1:])
             self._not_run(trials, refused or errors[0])
             return
-        self._ready(group.id)
+        if group.id in self.unchecked:  # the run opens once all of the input is sound
+            self.unchecked.discard(group.id)
+            if not self.unchecked and not self.result.input_errors:
+                self._submit(OPEN_RUN)
         to_train = []
         for trial in trials:
             earlier = lifecycle.reused(trial, split, finished)
@@ -280,7 +278,7 @@ class Scheduler:
         # The shared pool broke: every task still queued on it failed with it.
         affected = [item]
         for other in list(self.pending):
-            if not self.isolation.holds(other):
+            if not (self.isolation.holds(other) or in_this_process(self.pending[other])):
                 affected.append(self.pending.pop(other))
         running = self.isolation.running_when_broken(self.markers)
         log.warning("A worker process died; re-running %d trial(s) alone to find which",

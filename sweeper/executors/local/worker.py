@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweeper.core import kept, lifecycle
 from sweeper.core.lifecycle import Finished, SweepRef
@@ -55,14 +56,15 @@ def warm_tracking(settings: Settings) -> None:
     tracker(settings)
 
 
-def warm_fitting(modules: list[str]) -> None:
+def warm_fitting(models: list[Mapping[str, Any]]) -> None:
     """Import the trials' estimator modules the fork server did not (a model config may name
     any), in a worker idle while the input is preprocessed and looked up."""
     import importlib
 
     import sklearn.metrics  # noqa: F401
 
-    for module in modules:
+    targets = {str(model.get("_target_", "")) for model in models}
+    for module in sorted({target.rpartition(".")[0] for target in targets} - {""}):
         with contextlib.suppress(ImportError):  # said by the check of the model values
             importlib.import_module(module)
 
@@ -77,14 +79,19 @@ def prepare_end(settings: Settings, result: SweepResult, markers: str) -> str | 
 
 
 def prepare_group(
-    group: PreprocessGroup, settings: Settings, trials: list[Trial] | None
+    group: PreprocessGroup,
+    settings: Settings,
+    trials: list[Trial] | None,
+    split: StoredSplit | None = None,
 ) -> tuple[StoredSplit, Finished, list[str]]:
-    """The group's stored split, what the reuse lookup finds on it, and what fitting would
-    refuse in the model values of `trials` that are not finished yet (None: none checked). A
-    sweep whose trials are all finished imports no scikit-learn (for a split stored before)."""
-    from steps.preprocess import preprocess
+    """The group's stored split (`split`: preprocessed already, by the sweeping process), what
+    the reuse lookup finds on it, and what fitting would refuse in the model values of `trials`
+    that are not finished yet (None: none checked). A sweep whose trials are all finished
+    imports no scikit-learn (for a split stored before)."""
+    if split is None:
+        from steps.preprocess import preprocess
 
-    split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
+        split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
     finished = lifecycle.finished_trials(tracker(settings), split, settings.sweep.rerun)
     to_train = [t for t in trials or [] if lifecycle.reused(t, split, finished) is None]
     if not to_train:
@@ -134,16 +141,8 @@ def stop_sweep(settings: Settings, result: SweepResult) -> None:
         store.set_terminated(result.parent_run_id, Status.FAILED)
 
 
-def conclude(settings: Settings, result: SweepResult, status: Status, markers: str) -> SweepEnd:
-    """End the sweep's run, every part one after the other."""
-    from sweeper.conclusion.conclude import conclude_sweep
-
-    store = tracker(settings)
-    return conclude_sweep(store, result, status, settings.register_best, handed_over(markers))
-
-
 def conclude_in(
-    pool: Executor,
+    pool: Executor | None,
     settings: Settings,
     result: SweepResult,
     status: Status,
@@ -151,7 +150,13 @@ def conclude_in(
     prepared: Future[str | None] | None = None,
 ) -> SweepEnd:
     """End the sweep's run in the pool's workers: best model and tables side by side, then the
-    run's end (see sweeper.conclusion.conclude). `prepared`: `prepare_end`, if it was sent."""
+    run's end (see sweeper.conclusion.conclude); without a pool (its workers were stopped),
+    here, every part one after the other. `prepared`: `prepare_end`, if it was sent."""
+    if pool is None:
+        from sweeper.conclusion.conclude import conclude_sweep
+
+        store = tracker(settings)
+        return conclude_sweep(store, result, status, settings.register_best, handed_over(markers))
     tables = pool.submit(log_results, settings, result)
     early = None
     if prepared is not None and prepared.exception() is None:  # else the end does it all
