@@ -56,10 +56,9 @@ class HeadStart:
         """The work that prepares a group (`worker.prepare_group`: preprocessed, looked up and
         its model values `checked`) and what the scheduler waits for: its preprocessing here,
         once that started, else the whole of it in `pool` (with the split, once stored here)."""
-        if isinstance(item, Preprocessed):
-            return pool.submit(
-                worker.prepare_group, item.group, settings, checked, item.split
-            ), item
+        if isinstance(item, Preprocessed):  # stored here: a worker looks it up
+            future = pool.submit(worker.prepare_group, item.group, settings, checked, item.split)
+            return future, item
         here = self.take(item)
         if here is not None:
             return here, Preprocessed(item)
