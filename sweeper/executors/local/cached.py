@@ -12,17 +12,19 @@ hashing it would read it twice, here and in the preprocess task.
 from __future__ import annotations
 
 from sweeper.core import lifecycle, storage
-from sweeper.core.records import Plan
+from sweeper.core.lifecycle import Finished
+from sweeper.core.records import Plan, StoredSplit
 from sweeper.errors import DataError
 from sweeper.executors.local import worker
 
 
-def nothing_to_train(plan: Plan) -> bool:
-    """True when every trial of `plan` finished before on its group's stored split."""
+def finished_before(plan: Plan) -> dict[str, tuple[StoredSplit, Finished]] | None:
+    """When every trial of `plan` finished before on its group's stored split: each group's
+    split and what the lookup found on it (one lookup per split, not made again); else None."""
     settings = plan.settings
     remote = any(not storage.is_local(str(g.data.get("path") or "")) for g in plan.groups)
     if settings.sweep.rerun or not plan.trials or remote:
-        return False
+        return None
     from steps.preprocess import stored_split
 
     splits = {}
@@ -30,14 +32,16 @@ def nothing_to_train(plan: Plan) -> bool:
         try:
             split = stored_split(group.data, group.preprocess, group.seed, settings.storage.root)
         except DataError:  # said by the preprocess task, as for any sweep
-            return False
+            return None
         if split is None:
-            return False
+            return None
         splits[group.id] = split
     tracker = worker.tracker(settings)
+    looked_up = {}
     for group in plan.groups:
         split = splits[group.id]
         finished = lifecycle.finished_trials(tracker, split, rerun=False)
         if any(lifecycle.reused(t, split, finished) is None for t in plan.trials_of(group.id)):
-            return False
-    return True
+            return None
+        looked_up[group.id] = (split, finished)
+    return looked_up

@@ -29,12 +29,13 @@ class LocalExecutor:
     def open(self, sweep: Sweep, first: Batch) -> None:
         plan = sweep.plan(first)
         storage.check_root(plan.settings.storage.root)
-        if first.last and cached.nothing_to_train(plan):  # answered here, no worker started
+        looked_up = cached.finished_before(plan) if first.last else None
+        if looked_up is not None:  # answered here, no worker started
             self.scheduler = Scheduler(sweep.result, 1, pools.in_process)
         else:
             cores = plan.settings.local.workers or os.cpu_count() or 1
             self.scheduler = Scheduler(sweep.result, min(cores, max(1, len(plan.trials))))
-        self.scheduler.open(plan.groups)
+        self.scheduler.open(plan.groups, looked_up or {})
 
     def run(self, sweep: Sweep, batch: Batch) -> list[Outcome]:
         assert self.scheduler is not None, "open the sweep first"

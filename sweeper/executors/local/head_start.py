@@ -13,14 +13,17 @@ last, so one cut short is rebuilt by the next sweep, never trusted).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from sweeper.core.lifecycle import Finished
 from sweeper.core.records import PreprocessGroup, StoredSplit, Trial
 from sweeper.core.settings import Settings
 from sweeper.executors.local import worker
+
+LookedUp = Mapping[str, tuple[StoredSplit, Finished]]  # group id → its split and finished trials
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,13 @@ def in_this_process(work: object) -> TypeGuard[Preprocessed]:
 
 
 class HeadStart:
-    """Preprocess `groups` into `storage_root` in a thread of this process, in order."""
+    """Preprocess `groups` into `storage_root` in a thread of this process, in order; groups
+    `looked_up` already (a sweep with nothing to train) are answered from that."""
 
-    def __init__(self, groups: Sequence[PreprocessGroup], storage_root: str) -> None:
-        self._root = storage_root
+    def __init__(
+        self, groups: Sequence[PreprocessGroup], storage_root: str, looked_up: LookedUp
+    ) -> None:
+        self._root, self._looked_up = storage_root, dict(looked_up)
         self._futures: dict[str, Future[StoredSplit]] = {g.id: Future() for g in groups}
         self._groups = list(groups)
         if groups:
@@ -59,6 +65,10 @@ class HeadStart:
         if isinstance(item, Preprocessed):  # stored here: a worker looks it up
             future = pool.submit(worker.prepare_group, item.group, settings, checked, item.split)
             return future, item
+        if item.id in self._looked_up:  # what prepare_group would find, found before
+            answer: Future[Any] = Future()
+            answer.set_result((*self._looked_up.pop(item.id), []))
+            return answer, item
         here = self.take(item)
         if here is not None:
             return here, Preprocessed(item)

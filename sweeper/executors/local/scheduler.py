@@ -28,7 +28,7 @@ from sweeper.core.splits import announce_split, run_params
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import worker
-from sweeper.executors.local.head_start import HeadStart, Preprocessed, in_this_process
+from sweeper.executors.local.head_start import HeadStart, LookedUp, Preprocessed, in_this_process
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import OPEN_RUN, WARM_STORE
 from sweeper.planning.task import misfits
@@ -61,12 +61,13 @@ class Scheduler:
         self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
         self.here = isinstance(self.pool, pools.InProcess)  # nothing to train: no workers
-        self.head = HeadStart((), self.settings.storage.root)
+        self.head = HeadStart((), self.settings.storage.root, {})
 
-    def open(self, groups: Sequence[PreprocessGroup] = ()) -> None:
+    def open(self, groups: Sequence[PreprocessGroup] = (), found: LookedUp | None = None) -> None:
         """Open the tracking store in a worker while the first batch's input is checked; its
-        `groups` are preprocessed here meanwhile, while the pool's first workers start."""
-        self.head = HeadStart(() if self.here else groups, self.settings.storage.root)
+        `groups` are preprocessed here meanwhile, while the pool's first workers start (or, for
+        a sweep with nothing to train, were looked up here already: `found`, see `cached`)."""
+        self.head = HeadStart(() if self.here else groups, self.settings.storage.root, found or {})
         self._submit(WARM_STORE)
 
     @property
