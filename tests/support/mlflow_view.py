@@ -21,10 +21,13 @@ class SweepRuns:
         return {r.info.run_name: r for r in self.children}
 
 
-def sweeps(tracking_uri: str, experiment: str) -> list[SweepRuns]:
-    """Every sweep in the experiment, oldest first, with its child runs."""
+def sweeps(tracking_uri: str, experiment: str, missing_ok: bool = False) -> list[SweepRuns]:
+    """Every sweep in the experiment, oldest first, with its child runs (`missing_ok`: none
+    when nothing ever created the experiment)."""
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
+    if found is None and missing_ok:
+        return []
     assert found is not None, f"no experiment {experiment!r} at {tracking_uri}"
     runs = client.search_runs([found.experiment_id], max_results=5000)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
