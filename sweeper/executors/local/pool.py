@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing import forkserver
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sweeper.executors.local import lifeline
 
 T = TypeVar("T")
+W = TypeVar("W")
 
 WARM_MODULES = [
     "sweeper.executors.local.forkserver_lifeline",  # first: the server ends with the sweep
@@ -84,6 +86,40 @@ class InProcess(Executor):
 
 def in_process(workers: int) -> Executor:
     return InProcess()
+
+
+class Pending(Generic[W]):
+    """The futures in flight, each with the work it is for, in the order they finish.
+
+    Futures report themselves done through a callback into a queue. `concurrent.futures.wait`
+    would take every pending future's lock in a Python loop: a Ctrl-C landing inside that loop
+    leaves a lock held, and at exit the pool's manager thread hangs on it (seen: a sweep that
+    printed "interrupted" and never ended)."""
+
+    def __init__(self) -> None:
+        self.work: dict[Future[Any], W] = {}
+        self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+
+    def add(self, future: Future[Any], work: W) -> None:
+        self.work[future] = work
+        future.add_done_callback(self._done.put)  # at once if it is done already
+
+    def take(self, future: Future[Any]) -> W:
+        """Take a future out before it is done: it is then never reported."""
+        return self.work.pop(future)
+
+    def finished(self) -> tuple[Future[Any], W]:
+        """Wait for the next future still pending to finish; it and its work, taken out."""
+        while True:
+            future = self._done.get()
+            if future in self.work:  # not taken out meanwhile (a broken pool's)
+                return future, self.work.pop(future)
+
+    def __len__(self) -> int:
+        return len(self.work)
+
+    def __iter__(self) -> Iterator[Future[Any]]:
+        return iter(list(self.work))
 
 
 def stop(pool: Executor) -> None:

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -56,7 +56,7 @@ class Scheduler:
         self.checking = True  # their trials' model values too (the first batch's)
         self.deferred: set[int] = set()  # trials another process held: waited for this time
         self.prepared: Future[str | None] | None = None  # worker.prepare_end, once sent
-        self.pending: dict[Future[Any], Work] = {}
+        self.pending: pools.Pending[Work] = pools.Pending()
         self.batch: Plan | None = None
         self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
@@ -157,29 +157,25 @@ class Scheduler:
             split = self.splits[item.group]
             future = pool.submit(worker.train_trial, self.settings, self.sweep, item, split,
                                  self.markers, item.index in self.deferred)  # fmt: skip
-        self.pending[future] = item
+        self.pending.add(future, item)
         return future
 
     def _until_done(self) -> None:
         while self.pending:
-            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                if future not in self.pending:  # settled with the rest of a broken pool
-                    continue
-                item = self.pending.pop(future)
-                if isinstance(future.exception(), BrokenProcessPool):
-                    self._broken(item, future)
-                elif item == WARM_STORE:
-                    future.result()  # an unreachable store is said now, before anything runs
-                elif item == OPEN_RUN:
-                    self._opened(future)
-                elif in_this_process(item) and future.exception() is None:
-                    self._submit(Preprocessed(item.group, future.result()))  # to a worker now
-                elif isinstance(item, PreprocessGroup | Preprocessed):  # refused here or there
-                    self._preprocessed(item, future)
-                else:
-                    assert isinstance(item, Trial)
-                    self._trained(item, future)
+            future, item = self.pending.finished()
+            if isinstance(future.exception(), BrokenProcessPool):
+                self._broken(item, future)
+            elif item == WARM_STORE:
+                future.result()  # an unreachable store is said now, before anything runs
+            elif item == OPEN_RUN:
+                self._opened(future)
+            elif in_this_process(item) and future.exception() is None:
+                self._submit(Preprocessed(item.group, future.result()))  # to a worker now
+            elif isinstance(item, PreprocessGroup | Preprocessed):  # refused here or there
+                self._preprocessed(item, future)
+            else:
+                assert isinstance(item, Trial)
+                self._trained(item, future)
 
     def _opened(self, future: Future[tuple[str, list[str]]]) -> None:
         parent_run_id, orphans = future.result()
@@ -261,7 +257,7 @@ class Scheduler:
         # A worker no trial is left for, while others run theirs, prepares the sweep's end
         few = 0 < len(self.pending) < self.workers  # (O(1) first: not a scan per trial)
         if self.prepared is None and few and self.last_batch and all(
-            isinstance(work, Trial) for work in self.pending.values()):  # fmt: skip
+            isinstance(work, Trial) for work in self.pending.work.values()):  # fmt: skip
             now = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
             self.prepared = self.pool.submit(worker.prepare_end, self.settings, now, self.markers)
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
@@ -273,14 +269,14 @@ class Scheduler:
             error = self.isolation.convicted()
             logged = self.pool.submit(worker.log_failure, self.settings, self.sweep, item,
                                       self.splits[item.group], error)  # fmt: skip
-            self.pending[logged] = item
+            self.pending.add(logged, item)
             self._isolate_next()
             return
         # The shared pool broke: every task still queued on it failed with it.
         affected = [item]
         for other in list(self.pending):
-            if not (self.isolation.holds(other) or in_this_process(self.pending[other])):
-                affected.append(self.pending.pop(other))
+            if not (self.isolation.holds(other) or in_this_process(self.pending.work[other])):
+                affected.append(self.pending.take(other))
         running = self.isolation.running_when_broken(self.markers)
         log.warning("A worker process died; re-running %d trial(s) alone to find which",
                     len(running))  # fmt: skip
