@@ -4,7 +4,8 @@ starts, including processes that outlive it (a fork server, loky workers).
 This process becomes a child subreaper, so orphaned descendants are re-parented to it and reaped
 here: their CPU time lands in our rusage instead of vanishing with init. Peak memory is sampled:
 the sum of the proportional set size (PSS: shared pages split between their users) of every
-descendant, every 100 ms.
+descendant, every 100 ms or less often: a sample makes the kernel walk the page tables of every
+process measured (~40 ms for sweeper's), and sampling must not take the measured command's CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _PR_SET_CHILD_SUBREAPER = 36
+_MIN_PAUSE_S = 0.1  # between two memory samples
+_MAX_SHARE_OF_A_CORE = 0.02  # that sampling may take
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,10 @@ class _PeakSampler:
         self._thread.join()
 
     def _sample(self) -> None:
-        me = os.getpid()
-        while not self._stop.wait(0.1):
+        me, pause = os.getpid(), _MIN_PAUSE_S
+        while not self._stop.wait(pause):
+            started = time.thread_time()
             total = sum(_pss_bytes(pid) for pid in _descendants(me))
             self.peak_bytes = max(self.peak_bytes, total)
+            spent = time.thread_time() - started  # the kernel's page walks count as ours
+            pause = max(_MIN_PAUSE_S, spent / _MAX_SHARE_OF_A_CORE)

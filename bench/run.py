@@ -456,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     measure.become_subreaper()
     with tempfile.TemporaryDirectory(prefix="sweeper-bench-") as scratch:
-        bench = Bench(SMOKE if args.smoke else FULL, args.data_dir, Path(scratch))
+        # Resolved here: each participant runs in a folder of its own.
+        bench = Bench(SMOKE if args.smoke else FULL, args.data_dir.resolve(), Path(scratch))
         bench.run()
         write_outputs(bench, args.out)
     if bench.failures:
