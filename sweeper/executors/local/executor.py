@@ -35,7 +35,7 @@ class LocalExecutor:
         else:
             cores = plan.settings.local.workers or os.cpu_count() or 1
             self.scheduler = Scheduler(sweep.result, min(cores, max(1, len(plan.trials))))
-        self.scheduler.open(plan.groups, looked_up or {})
+        self.scheduler.open(plan.groups, looked_up)
 
     def run(self, sweep: Sweep, batch: Batch) -> list[Outcome]:
         assert self.scheduler is not None, "open the sweep first"
