@@ -18,15 +18,17 @@ from support.servers import (  # noqa: F401  (pytest finds fixtures by name here
 # first so that the two workers end together: xdist's own order, most tests first, left the bench
 # smoke, the README's commands and the outages for last. Files not named follow in their order.
 LONGEST_FIRST = [
-    "test_conformance.py",
-    "test_argo.py",
-    "test_local_sweep.py",
-    "test_outages.py",
-    "test_bad_input.py",
-    "test_production_mlflow.py",
-    "test_bench.py",
-    "test_readme.py",
-    "test_local_faults.py",
+    "test_conformance.py",  # 206 s in a full run on 2 cores, 2026-12-04
+    "test_outages.py",  # 155 s
+    "test_argo.py",  # 139 s
+    "test_production_mlflow.py",  # 118 s
+    "test_local_sweep.py",  # 116 s
+    "test_local_faults.py",  # 106 s
+    "test_bench.py",  # 96 s
+    "test_readme.py",  # 80 s
+    "test_results.py",  # 76 s
+    "test_bad_input.py",  # 75 s
+    "test_best_model.py",  # 63 s
 ]
 
 
