@@ -5,7 +5,8 @@ This process becomes a child subreaper, so orphaned descendants are re-parented 
 here: their CPU time lands in our rusage instead of vanishing with init. Peak memory is sampled:
 the sum of the proportional set size (PSS: shared pages split between their users) of every
 descendant, every 100 ms or less often: a sample makes the kernel walk the page tables of every
-process measured (~40 ms for sweeper's), and sampling must not take the measured command's CPU.
+process measured (~20 ms of CPU for sweeper's here), and sampling must not take the CPU of the
+command measured.
 """
 
 from __future__ import annotations
