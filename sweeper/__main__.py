@@ -18,16 +18,20 @@ def _end_at_once() -> None:
 
 atexit.register(_end_at_once)
 
-from sweeper.executors.local.pool import warm_up_unless_elsewhere  # noqa: E402
-
-# First: the workers' imports overlap everything that follows.
-warm_up_unless_elsewhere(sys.argv[1:])
-
-from sweeper.app import main  # noqa: E402
-
 try:
+    from sweeper.executors.local.pool import warm_up_unless_elsewhere
+
+    # First: the workers' imports overlap everything that follows.
+    warm_up_unless_elsewhere(sys.argv[1:])
+
+    from sweeper.app import main
+
     main()
     _exit_code = 0
 except SystemExit as stop:  # a message instead of a number has been printed and means 1
     _exit_code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
     raise
+except KeyboardInterrupt:  # during the imports, before the app takes Ctrl-C: nothing ran yet
+    print("interrupted", file=sys.stderr)
+    _exit_code = 130
+    sys.exit(_exit_code)

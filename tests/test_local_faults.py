@@ -234,6 +234,23 @@ def test_kill_9_of_the_sweeping_process_alone_takes_its_workers_with_it(workdir:
     assert first.parent.info.status == "KILLED"
 
 
+def test_ctrl_c_while_starting_up_says_interrupted_and_nothing_else(workdir: Path) -> None:
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *LONG_SWEEP], cwd=workdir, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while len(running_in_group(sweep.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the fork server is started first thing...
+    time.sleep(0.3)  # ...and then spends seconds importing scikit-learn, MLflow, matplotlib
+    os.killpg(sweep.pid, signal.SIGINT)
+    _, stderr = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130
+    assert stderr.strip() == "interrupted"  # no traceback, the fork server's included
+    assert gone_within(sweep.pid, 10), running_in_group(sweep.pid)
+
+
 def test_sigterm_stops_a_sweep_as_ctrl_c_does(workdir: Path) -> None:
     sweep = start_long_sweep(workdir)
     sweep.send_signal(signal.SIGTERM)  # kill's default, a scheduler's stop: to the process only
