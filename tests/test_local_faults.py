@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,6 +19,8 @@ import pytest
 from support.mlflow_view import sweeps
 from support.servers import run_sweeper
 from support.store import split_dirs
+from sweeper.core.processes import started
+from sweeper.executors.local.private import remove_orphans
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -35,6 +38,8 @@ def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
             break
     os.killpg(sweep.pid, signal.SIGKILL)  # power loss: nothing gets to clean up
     sweep.wait()
+    left = private_folders_of(sweep.pid)  # its workers' markers and kept models
+    assert len(left) == 1 and (left[0] / "kept").is_dir()
     database = f"sqlite:///{workdir / 'mlflow.db'}"
     [killed] = sweeps(database, "sweeper")
     # Workers log their own runs: the kill may catch one between creating a run and ending it.
@@ -44,6 +49,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
 
     resumed = run_sweeper(args, cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
+    assert not private_folders_of(sweep.pid)  # the next sweep removed the killed one's
     [record] = (workdir / "sweeper-store" / "sweeps").glob("*/results.json")
     assert sum(t["reused"] for t in json.loads(record.read_text())["trials"]) == done_before
     # The table shows the best 30 and says where the other 90 are.
@@ -101,6 +107,24 @@ def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
         "its worker process died (killed or crashed; the OS did not report how)",
     )
     assert f"lasso alpha=13: WorkerDied: {died['error.message']}" in result.stdout
+
+
+def private_folders_of(pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"sweeper-workers-{pid}-*"))
+
+
+def test_private_folders_of_sweeps_whose_process_is_gone_are_removed(tmp_path: Path) -> None:
+    me = os.getpid()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    mine = tmp_path / f"sweeper-workers-{me}-{started(me)}-a1"
+    killed = tmp_path / f"sweeper-workers-{int(ended.stdout)}-12345-b2"
+    pid_reused = tmp_path / f"sweeper-workers-{me}-1-c3"  # this pid, an earlier process's
+    not_ours = tmp_path / "sweeper-workers-x0ojda2s"  # no owner in its name: left alone
+    for folder in (mine, killed, pid_reused, not_ours):
+        (folder / "kept").mkdir(parents=True)
+    assert sorted(remove_orphans(tmp_path)) == sorted([killed, pid_reused])
+    assert sorted(tmp_path.iterdir()) == sorted([mine, not_ours])
 
 
 def test_two_sweeps_at_once_on_one_store_and_database(empty_workdir: Path) -> None:

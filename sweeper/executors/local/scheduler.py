@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
@@ -27,7 +26,7 @@ from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Tri
 from sweeper.core.splits import announce_split, run_params
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
-from sweeper.executors.local import worker
+from sweeper.executors.local import private, worker
 from sweeper.executors.local.head_start import HeadStart, LookedUp, Preprocessed, in_this_process
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import OPEN_RUN, WARM_STORE
@@ -47,7 +46,7 @@ class Scheduler:
         # fmt: on
         self.result, self.workers, self.new_pool = result, workers, new_pool
         self.settings = result.plan.settings
-        self.markers = tempfile.mkdtemp(prefix="sweeper-workers-")
+        self.markers = private.make_folder()  # removed by close, or by a later sweep
         self.pool = new_pool(workers)
         self.isolation = Isolation(new_pool)
         self.splits: dict[str, StoredSplit] = {}
