@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sweeper.core.mlflow_store import now_ms
-from sweeper.core.processes import alive, started
+from sweeper.core.processes import lives, started
 from sweeper.core.records import Status, TrialRecord
 from sweeper.core.tracking import PARENT_TAG
 
@@ -120,7 +120,7 @@ def live(run: Run) -> bool:
         return bool(run.info.start_time + LEASE_SECONDS * 1000 > now_ms())
     if tags.get(HOST) == socket.gethostname():
         pid = int(tags.get(PID, "0"))
-        return alive(pid) and tags.get(PID_STARTED, "") in ("", started(pid))
+        return lives(pid, tags.get(PID_STARTED, ""))
     return int(tags[EXPIRES]) > now_ms()
 
 

@@ -28,3 +28,10 @@ def started(pid: int) -> str:
     except OSError:
         return ""
     return stat.rpartition(")")[2].split()[19]  # field 22, counted after the command's name
+
+
+def lives(pid: int, start: str) -> bool:
+    """Whether the process that had `pid` and started at `start` (as `started` said then) still
+    runs; a pid the OS gave to a later process since has another start time. An empty `start`
+    (not known when it was recorded) is taken on the pid alone."""
+    return alive(pid) and start in ("", started(pid))

@@ -19,7 +19,7 @@ from sweeper.core.mlflow_store import (
     unlocked,
     use_sqlite_wal,
 )
-from sweeper.core.processes import alive, started
+from sweeper.core.processes import lives, started
 from sweeper.core.records import Status, TrialRecord, TrialScore
 from sweeper.core.storage import redact
 from sweeper.errors import SweeperError
@@ -208,8 +208,7 @@ class Tracker:
             if PARENT_TAG in tags or tags.get("host") != socket.gethostname():
                 continue
             pid = int(tags.get("pid", "0"))
-            # A pid the OS gave to a later process since: its start time differs.
-            if not alive(pid) or tags.get("pid_started", "") not in ("", started(pid)):
+            if not lives(pid, tags.get("pid_started", "")):
                 self.end_running_trials(run.info.run_id)
                 self.client.set_terminated(run.info.run_id, Status.KILLED.value)
                 ended.append(run.info.run_id)

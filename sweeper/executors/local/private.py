@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sweeper.core.processes import alive, started
+from sweeper.core.processes import lives, started
 
 PREFIX = "sweeper-workers-"
 
@@ -28,7 +28,7 @@ def remove_orphans(root: Path) -> list[Path]:
     removed = []
     for folder in root.glob(f"{PREFIX}*"):
         owner = _owner(folder.name)
-        if owner is not None and not (alive(owner[0]) and started(owner[0]) == owner[1]):
+        if owner is not None and not lives(*owner):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
