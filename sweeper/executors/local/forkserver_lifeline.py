@@ -1,12 +1,10 @@
 """Imported by the local fork server alone, as the first of its preloaded modules: it ends the
-fork server when the sweeping process (its parent) is gone (see lifeline), and leaves Ctrl-C to
-the sweeping process."""
+fork server when the sweeping process (its parent) is gone (see lifeline)."""
 
 from __future__ import annotations
 
 import atexit
 import os
-import signal
 
 from sweeper.executors.local import lifeline
 
@@ -15,6 +13,3 @@ lifeline.watch(os.getppid())
 # its preloaded imports down would keep the sweep's output open ~1 s after the sweep exits.
 # (Its workers are forked children that end with os._exit and never run this.)
 atexit.register(os._exit, 0)
-# Ctrl-C reaches the whole process group, and multiprocessing ignores it in the server only once
-# the preloaded imports are done: one pressed during them printed the server's traceback.
-signal.signal(signal.SIGINT, signal.SIG_IGN)

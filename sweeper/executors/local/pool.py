@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing import forkserver
@@ -56,14 +57,26 @@ def warm_up_unless_elsewhere(args: list[str]) -> None:
 
 
 def warm_up() -> None:
-    """Start the fork server (and its imports) now; a pool made later forks from it."""
+    """Start the fork server (and its imports) now; a pool made later forks from it. Calling it
+    again is free."""
     multiprocessing.set_forkserver_preload(WARM_MODULES)
-    forkserver.ensure_running()
+    if threading.current_thread() is not threading.main_thread():  # signals are the main's
+        forkserver.ensure_running()
+        return
+    # Ctrl-C reaches the whole process group, and the sweeping process alone decides what stops.
+    # The server inherits "ignore" through its exec, so it holds from its first instruction:
+    # multiprocessing ignores Ctrl-C there only after the preloaded imports, and one pressed
+    # during them printed the server's traceback.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def new_pool(workers: int) -> ProcessPoolExecutor:
+    warm_up()  # started here when nothing did it sooner: the same server either way
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WARM_MODULES)
     # Each worker's BLAS/OpenMP threads get its share of the cores: no oversubscription.
     threads = max(1, (os.cpu_count() or 1) // workers)
     return ProcessPoolExecutor(
