@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sweeper.conclusion.registered import Refused, load_model, raw_model
+from sweeper.core import faults
+from sweeper.core.faults import Fault
 from sweeper.core.fitting import skops_types
 from sweeper.core.metrics import NEEDS_PROBABILITIES, Ranking, Task
-from sweeper.core.records import Status
 
 if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
     from sklearn.base import BaseEstimator
     from sklearn.pipeline import Pipeline
 
     from sweeper.core.outcomes import Outcome
+    from sweeper.core.settings import TrustSettings
     from sweeper.core.tracking import Tracker
 
 MODEL_TAG = "best_model_uri"  # on the trial's run: where its fitted model was logged
@@ -45,11 +49,15 @@ class LoggedModel:
 
 
 def log_best_model(
-    tracker: Tracker, best: Outcome, split_url: str, fitted: BaseEstimator | None = None
+    tracker: Tracker,
+    best: Outcome,
+    split_url: str,
+    fitted: BaseEstimator | None = None,
+    modules: Sequence[str] = (),
 ) -> LoggedModel:
     """Log the best trial's model on its run: `fitted`, the estimator its trial fitted, else its
-    config fitted again on the split's training rows. A trial reused from an earlier sweep keeps
-    the model that sweep logged."""
+    config fitted again on the split's training rows (`modules`: the sweep's `trust.modules`).
+    A trial reused from an earlier sweep keeps the model that sweep logged."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -60,30 +68,37 @@ def log_best_model(
     run = tracker.get_run(best.run_id)
     if MODEL_TAG in run.data.tags:
         return LoggedModel(run.data.tags[MODEL_TAG], None, best.run_id)
-    pipeline = best_pipeline(best.trial.model, split_url, fitted)
+    pipeline = best_pipeline(best.trial.model, split_url, fitted, modules)
     X_raw, _ = read_raw_test(split_url)
     # The raw rows keep the dtypes the whole table was read with, so the signature accepts the
     # table read again (a column with a missing value anywhere is a float column there too).
     example = X_raw.head(5)
-    mlflow.set_tracking_uri(tracker.tracking_uri)  # the fluent API below reads it
+    mlflow.set_tracking_uri(tracker.tracking_uri)  # MLflow's model logging reads it
     skip_environment_scan()
-    with mlflow.start_run(run_id=best.run_id):
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=infer_signature(example, pipeline.predict(example)),
-            input_example=example,
-            pip_requirements=_pinned_requirements(),
-            **_serialization(pipeline),
-        )
-    # Reopening the run to log into it moved its end time: give the trial its own back.
-    tracker.set_terminated(best.run_id, Status.FINISHED, end_time=run.info.end_time)
+    signature = infer_signature(example, pipeline.predict(example))
+    # Logged into the trial's run by its id, not by reopening it: the run's status and end time
+    # stay the trial's own. Retried whole through a store's faults (each attempt is a new
+    # logged model; one that failed half-way is never tagged on the run, so never used).
+    info = faults.retrying(
+        tracker.shown,
+        mlflow.sklearn.log_model,
+        pipeline,
+        name="model",
+        run_id=best.run_id,
+        signature=signature,
+        input_example=example,
+        pip_requirements=_pinned_requirements(),
+        **_serialization(pipeline),
+    )
     tracker.set_tag(best.run_id, MODEL_TAG, info.model_uri)
     return LoggedModel(info.model_uri, info.model_id, best.run_id)
 
 
 def best_pipeline(
-    model: Mapping[str, Any], split_url: str, fitted: BaseEstimator | None = None
+    model: Mapping[str, Any],
+    split_url: str,
+    fitted: BaseEstimator | None = None,
+    modules: Sequence[str] = (),
 ) -> Pipeline:
     """The split's fitted preprocessing, then the trial's fitted estimator (or, without it, the
     model config fitted on the split's training rows exactly as its trial was: the same
@@ -94,7 +109,7 @@ def best_pipeline(
 
     if fitted is None:
         split = load_split(split_url)
-        fitted = build_estimator(model).fit(split.X_train, split.y_train)
+        fitted = build_estimator(model, modules).fit(split.X_train, split.y_train)
     return Pipeline([("preprocess", read_transformer(split_url)), ("model", fitted)])
 
 
@@ -106,56 +121,69 @@ def register_if_better(
     split_url: str,
     sweep_id: str,
     ranking: Ranking,
+    trusted: TrustSettings,
 ) -> str:
-    """A new version of registered model `name` when the best trial beats the latest version on
-    `ranking`'s metric, both scored on this sweep's raw test rows (tonight's data: a champion
-    cannot be cross-validated without refitting it); a line saying what was decided."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    mlflow.set_tracking_uri(tracker.tracking_uri)
-    try:
-        versions = tracker.model_versions(name)
-    except MlflowException:
-        versions = []
-    latest = max(versions, key=lambda v: int(v.version), default=None)
+    """A new version of registered model `name`, made its `@champion` when the best trial beats
+    the champion on `ranking`'s metric, both scored on this sweep's raw test rows (tonight's
+    data: a champion cannot be cross-validated without refitting it); a line saying what was
+    decided. The champion is loaded only as data (conclusion.registered): one that would run
+    code is not compared, and so not replaced; the new version is registered beside it."""
+    champion = tracker.champion(name)
     metric, challenger = ranking.metric, best.metrics[ranking.metric]
     reason = "the first version"
-    if latest is not None:
+    if champion is not None:
+        shown = f"version {champion.version}"
+        uri = f"models:/{name}/{champion.version}"
         try:
-            scores = _score_registered(f"models:/{name}/{latest.version}", split_url, ranking)
-        except Exception as err:  # other columns than tonight's data, a flavour not loadable here
-            reason = f"version {latest.version} cannot score this data ({type(err).__name__})"
+            loaded = load_model(uri, shown, trusted.modules, trusted.pickled_models)
+        except Refused as refused:
+            version = _register(tracker, name, model, best, sweep_id, metric, challenger)
+            return f"Registry: {name} version {version} registered, not made champion: {refused}"
+        try:
+            scores = _score_registered(loaded, split_url, ranking)
+        except Fault:
+            raise
+        except Exception as err:  # other columns than tonight's data
+            reason = f"{shown} cannot score this data ({faults.reason(err)})"
         else:
-            champion = scores[metric]
-            if ranking.loss({metric: champion}) <= ranking.loss({metric: challenger}):
+            held = scores[metric]
+            if ranking.loss({metric: held}) <= ranking.loss({metric: challenger}):
                 return (
-                    f"Registry: kept {name} version {latest.version} ({metric} {champion:.6g} "
-                    f"on this sweep's test rows; the best trial has {challenger:.6g})"
+                    f"Registry: kept {name} {shown} ({metric} {held:.6g} on this sweep's test "
+                    f"rows; the best trial has {challenger:.6g})"
                 )
-            reason = f"version {latest.version} has {metric} {champion:.6g} on the same test rows"
-    tags = {metric: repr(challenger), "trial": best.trial.name, "sweep_id": sweep_id}
-    version = mlflow.register_model(model.uri, name, tags=tags)
-    return f"Registry: {name} version {version.version} ({metric} {challenger:.6g}; {reason})"
+            reason = f"{shown} has {metric} {held:.6g} on the same test rows"
+    version = _register(tracker, name, model, best, sweep_id, metric, challenger)
+    tracker.set_champion(name, version)
+    return f"Registry: {name} version {version} ({metric} {challenger:.6g}; {reason})"
 
 
-def _score_registered(model_uri: str, split_url: str, ranking: Ranking) -> dict[str, float]:
+def _register(
+    tracker: Tracker,
+    name: str,
+    model: LoggedModel,
+    best: Outcome,
+    sweep_id: str,
+    metric: str,
+    value: float,
+) -> str:
+    tags = {metric: repr(value), "trial": best.trial.name, "sweep_id": sweep_id}
+    return tracker.register_version(name, model.uri, model.run_id, tags)
+
+
+def _score_registered(model: PyFuncModel, split_url: str, ranking: Ranking) -> dict[str, float]:
     """A registered version scored as its users call it: raw test rows through pyfunc (and,
-    for a metric of probabilities, through the scikit-learn flavour's `predict_proba`)."""
-    import mlflow.pyfunc
-
+    for a metric of probabilities, through its scikit-learn model's `predict_proba`)."""
     from sweeper.core.fitting import read_raw_test, score, score_labels
 
     X_raw, y_test = read_raw_test(split_url)
-    predicted = mlflow.pyfunc.load_model(model_uri).predict(X_raw)
+    predicted = model.predict(X_raw)
     if ranking.task == Task.regression:
         return score(y_test, predicted)
     if ranking.metric not in NEEDS_PROBABILITIES:
         return score_labels(y_test, predicted)
-    import mlflow.sklearn
-
-    model = mlflow.sklearn.load_model(model_uri)
-    return score_labels(y_test, predicted, model.predict_proba(X_raw), model.classes_)
+    raw = raw_model(model)
+    return score_labels(y_test, predicted, raw.predict_proba(X_raw), raw.classes_)
 
 
 def _serialization(estimator: BaseEstimator) -> dict[str, Any]:

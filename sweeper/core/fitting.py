@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sweeper.core import storage
+from sweeper.core import storage, trust
 from sweeper.core.metrics import FIT_SECONDS, METRICS, Task, cv_mean, cv_std
 from sweeper.core.mlflow_store import now_ms
 from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from sklearn.base import BaseEstimator
     from sklearn.compose import ColumnTransformer
-
-# What skops may load from a stored split or model that this project wrote itself.
-TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 
 
 @dataclass(frozen=True)
@@ -69,13 +66,14 @@ def read_raw_test(split_url: str) -> tuple[pd.DataFrame, pd.Series]:
     return table.drop(columns=TARGET_COLUMN), table[TARGET_COLUMN]
 
 
-def skops_types(data: bytes) -> tuple[list[str], list[str]]:
+def skops_types(data: bytes, modules: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The types skops data holds that skops does not trust by itself, and those of them this
-    project does not trust either: outside scikit-learn, NumPy and SciPy (`TRUSTED_MODULES`)."""
+    project does not trust either: outside scikit-learn, NumPy, SciPy and `modules` (the
+    sweep's `trust.modules`; see core.trust)."""
     import skops.io
 
     types = skops.io.get_untrusted_types(data=data)
-    return types, [t for t in types if not t.startswith(TRUSTED_MODULES)]
+    return types, trust.loadable_types(types, modules)
 
 
 def read_transformer(split_url: str) -> ColumnTransformer:
@@ -92,7 +90,11 @@ def read_transformer(split_url: str) -> ColumnTransformer:
 
 
 def fit_and_score(
-    model: Mapping[str, Any], split_url: str, cv: int = 0, seed: int = 0
+    model: Mapping[str, Any],
+    split_url: str,
+    cv: int = 0,
+    seed: int = 0,
+    modules: Sequence[str] = (),
 ) -> tuple[TrialScore, BaseEstimator]:
     """Instantiate the model config (a Hydra `_target_` mapping); with `cv` folds, score it on
     each fold of the training rows (the mean and spread rank it); then fit it on all training
@@ -100,7 +102,7 @@ def fit_and_score(
     the model fitted on all training rows (the one a winner is logged as)."""
     started_ms = now_ms()
     split = load_split(split_url)
-    estimator = build_estimator(model)
+    estimator = build_estimator(model, modules)
     metrics = cross_validate(estimator, split_url, cv, seed) if cv else {}
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
@@ -214,13 +216,14 @@ def score(y_true: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
     return dict(zip(METRICS, values, strict=True))  # mse, rmse, mae, r2
 
 
-def build_estimator(model: Mapping[str, Any]) -> BaseEstimator:
-    """The estimator a model config describes. A flat config (the usual case) is a class and its
-    keyword arguments, built directly; anything richer (nested `_target_`s, `_args_`,
-    `_partial_`) goes through Hydra's `instantiate`, which costs milliseconds per call."""
+def build_estimator(model: Mapping[str, Any], modules: Sequence[str] = ()) -> BaseEstimator:
+    """The estimator a model config describes, once every class it names is trusted
+    (core.trust; `modules`: the sweep's `trust.modules`). A flat config (the usual case) is a
+    class and its keyword arguments, built directly; anything richer (nested `_target_`s,
+    `_args_`) goes through Hydra's `instantiate`, which costs milliseconds per call."""
     from hydra.utils import instantiate
 
-    cls = estimator_class(model.get("_target_"))
+    cls = trust.check_classes(model, modules)
     flat = all(not k.startswith("_") or k == "_target_" for k in model) and not any(
         isinstance(v, Mapping | list) for v in model.values()
     )
@@ -232,24 +235,7 @@ def build_estimator(model: Mapping[str, Any]) -> BaseEstimator:
     return built
 
 
-def estimator_class(target: object) -> type:
-    """The class a model's `_target_` names, if it is an estimator (fit, predict, get_params):
-    a model config instantiates nothing else."""
-    from hydra.utils import get_class
-
-    if not isinstance(target, str):
-        raise ValueError(f"model._target_ must name an estimator class, not {target!r}")
-    try:
-        cls = get_class(target)
-    except Exception:
-        raise ValueError(f"model._target_ {target} is not a class that can be imported") from None
-    if not all(callable(getattr(cls, m, None)) for m in ("fit", "predict", "get_params")):
-        raise ValueError(f"model._target_ {target} is not a scikit-learn estimator "
-                         "(it needs fit, predict and get_params)")  # fmt: skip
-    return cls
-
-
-def model_errors(trials: Sequence[Trial]) -> list[str]:
+def model_errors(trials: Sequence[Trial], modules: Sequence[str] = ()) -> list[str]:
     """What fitting would refuse in the trials' model values, one line each, found without
     fitting: a class that does not exist, an unknown argument, `alpha=-1`. The sweep's run opens
     only when there are none. scikit-learn checks each parameter on its own, so each distinct
@@ -262,21 +248,25 @@ def model_errors(trials: Sequence[Trial]) -> list[str]:
             continue
         seen.add(identity)
         try:
-            check_model(trial.model, accepted)
+            check_model(trial.model, accepted, modules)
         except Exception as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             errors.append(f"trial '{trial.name}': {type(err).__name__}: {first}")
     return errors
 
 
-def check_model(model: Mapping[str, Any], accepted: set[tuple[str, ...]] | None = None) -> None:
+def check_model(
+    model: Mapping[str, Any],
+    accepted: set[tuple[str, ...]] | None = None,
+    modules: Sequence[str] = (),
+) -> None:
     """Raise what fitting the model config would raise for its values: scikit-learn's own
     parameter check, which its estimators run first thing in `fit`. `accepted`: the (class,
     parameter, value) already checked, skipped here; those checked now are added (a class's
     defaults once, then the values its configs give)."""
     from sklearn.utils._param_validation import validate_parameter_constraints
 
-    estimator = build_estimator(model)
+    estimator = build_estimator(model, modules)
     constraints = getattr(estimator, "_parameter_constraints", None)  # scikit-learn >= 1.2's
     if not isinstance(constraints, dict):
         return

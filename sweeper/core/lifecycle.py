@@ -45,19 +45,27 @@ Finished = Mapping[str, tuple[str, dict[str, float]]]
 class SweepRef:
     """The sweep a trial belongs to: its id and its open MLflow run; `rerun`: it trains every
     trial again (its claims count its own runs only); `ranked_by`: its `eval.metric`, by which
-    this process keeps the fitted model of its best trial (core.kept; None: keeps none)."""
+    this process keeps the fitted model of its best trial (core.kept; None: keeps none);
+    `trusted`: its `trust.modules`, whose classes its model configs may name (core.trust)."""
 
     sweep_id: str
     parent_run_id: str
     rerun: bool = False
     ranked_by: str | None = None
+    trusted: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, plan: Plan) -> SweepRef:
         """The sweep a plan describes, once its run is open."""
         assert plan.parent_run_id, "the sweep's run is not open yet"
         settings = plan.settings
-        return cls(plan.sweep_id, plan.parent_run_id, settings.sweep.rerun, settings.eval.metric)
+        return cls(
+            plan.sweep_id,
+            plan.parent_run_id,
+            settings.sweep.rerun,
+            settings.eval.metric,
+            tuple(settings.trust.modules),
+        )
 
 
 def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finished:
@@ -98,7 +106,9 @@ def run_trial(
         marker.write_text(str(trial.index))
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
-            score, fitted = fit_and_score(trial.model, split.url, trial.cv, trial.seed)
+            score, fitted = fit_and_score(
+                trial.model, split.url, trial.cv, trial.seed, sweep.trusted
+            )
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
             with contextlib.suppress(Exception), without_retries():

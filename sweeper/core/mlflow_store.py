@@ -91,6 +91,11 @@ class RetryingClient:
     def __init__(self, client: Any, tracking_uri: str, shown: str) -> None:
         self._client, self._uri, self._what = client, tracking_uri, f"MLflow at {shown}"
 
+    @property
+    def once(self) -> Any:
+        """The client itself, each call tried once: for `create_once`."""
+        return self._client
+
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)
         if not callable(method):
@@ -107,6 +112,24 @@ class RetryingClient:
                 raise
 
         return call
+
+
+def create_once(what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
+    """A create through a store's faults that is never made twice: an answer can be lost after
+    the server acted (a proxy's 502, a timeout), so before trying again, `find` looks for what
+    the lost attempt made (by a token the caller put in it)."""
+    tried = False
+
+    def attempt() -> T:
+        nonlocal tried
+        if tried:
+            found = find()
+            if found is not None:
+                return found
+        tried = True
+        return create()
+
+    return faults.retrying(what, attempt)
 
 
 def store_path(tracking_uri: str) -> str | None:

@@ -8,6 +8,7 @@ executors read the same `Settings` object; nothing reads `cfg.argo.*` by hand.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -21,8 +22,9 @@ from sweeper.core.metrics import EVERY_METRIC, METRICS_OF, Ranking, Task
 from sweeper.core.text_enum import TextEnum
 from sweeper.errors import SweeperError
 
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # The groups every trial of a sweep must agree on.
-SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow", "sweep", "eval")
+SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow", "sweep", "eval", "trust")
 
 
 class Backend(TextEnum):
@@ -116,6 +118,17 @@ class EvalSettings:
 
 
 @dataclass
+class TrustSettings:
+    """What the sweep lets run besides scikit-learn (core.trust): `modules`, packages whose
+    classes model configs may name (xgboost, lightgbm, your own); `pickled_models`, whether a
+    registered model stored as a pickle may be loaded to be compared (loading one runs any code
+    its writer put in it)."""
+
+    modules: list[str] = field(default_factory=list)
+    pickled_models: bool = False
+
+
+@dataclass
 class Settings:
     """The whole sweep's settings, as every trial agreed on them."""
 
@@ -126,6 +139,7 @@ class Settings:
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     sweep: SweepOptions = field(default_factory=SweepOptions)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    trust: TrustSettings = field(default_factory=TrustSettings)
 
     @classmethod
     def of(cls, cfg: DictConfig | dict[str, Any]) -> Settings:
@@ -169,6 +183,9 @@ class Settings:
             raise SweeperError(f"argo.trials_per_pod={per_pod} must be at least 1, or auto")
         if self.eval.cv == 1 or self.eval.cv < 0:
             raise SweeperError(f"eval.cv={self.eval.cv} must be 0 (no folds) or at least 2")
+        bad = [m for m in self.trust.modules if not _MODULE.fullmatch(str(m))]
+        if bad:
+            raise SweeperError(f"trust.modules: {bad[0]!r} is not a module name (e.g. xgboost)")
         if self.eval.metric not in ("auto", *EVERY_METRIC):
             raise SweeperError(
                 f"eval.metric={self.eval.metric} is not one of "
@@ -208,6 +225,7 @@ def _register() -> None:
         ("mlflow", MlflowSettings),
         ("sweep", SweepOptions),
         ("eval", EvalSettings),
+        ("trust", TrustSettings),
     ):
         store.store(group="schema", name=name, node=node, provider="sweeper")
 

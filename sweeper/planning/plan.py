@@ -21,6 +21,7 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.core import trust
 from sweeper.core.records import Plan, PreprocessGroup, Trial, trial_params
 from sweeper.core.settings import SWEEP_WIDE, Settings
 from sweeper.errors import SweeperError
@@ -115,6 +116,7 @@ def build_plan(
         group = _group(cfg)
         groups.setdefault(group.id, group)
         model = cfg["model"]
+        _check_targets(model, settings)
         trials.append(
             Trial(
                 index=job.index,
@@ -142,6 +144,14 @@ def build_plan(
             "eval.metric": settings.eval.metric,
         },
     )
+
+
+def _check_targets(model: Mapping[str, Any], settings: Settings) -> None:
+    """Configs name classes, not calls: refused by name here, before any process imports them."""
+    try:
+        trust.check_names(model, settings.trust.modules)
+    except trust.Untrusted as err:
+        raise SweeperError(str(err)) from None
 
 
 def _settings(configs: Sequence[Mapping[str, Any]]) -> Settings:

@@ -46,7 +46,7 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
 
     plan = plan_from_definition(definition, sweep_id)
     settings = plan.settings
-    errors = model_errors(plan.trials)
+    errors = model_errors(plan.trials, settings.trust.modules)
     if errors:
         raise SweeperError(errors[0])
     storage.check_root(settings.storage.root)

@@ -98,7 +98,7 @@ def prepare_group(
         return split, finished, []
     from sweeper.core.fitting import model_errors
 
-    return split, finished, model_errors(to_train)
+    return split, finished, model_errors(to_train, settings.trust.modules)
 
 
 def train_trial(

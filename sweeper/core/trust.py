@@ -1,0 +1,115 @@
+"""What a sweep lets run: the classes its configs name, and nothing read back from a store.
+
+Configs name classes, not calls. Every `_target_` of a model config, nested ones included (an
+ensemble's `estimator`, a pipeline's steps), must name a class with scikit-learn's estimator
+interface, from scikit-learn or from a module the user lists in `trust.modules` (xgboost, their
+own package). The module is judged by its name before it is imported, so a config cannot make a
+sweep import (and so run) anything else; functions, `_partial_` and Hydra's other switches are
+refused before anything is instantiated. The sweeping process checks the names, and every
+process that builds a model (a worker, a pod) checks them again, with the classes themselves.
+
+Models read back from MLflow are data: see `loadable_types`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+SCIKIT_LEARN = "sklearn"
+# What skops may load besides the classes of trusted modules: scikit-learn's, NumPy's and SciPy's.
+DATA_MODULES = ("sklearn", "numpy", "scipy")
+# Hydra's instantiation switches a model config may use: positional arguments and how nested
+# values are converted. `_partial_` (a callable instead of an estimator), `_recursive_` and
+# anything else are refused.
+_SWITCHES = frozenset({"_target_", "_args_", "_convert_"})
+# scikit-learn's estimator interface: what every step of a model has; the model itself predicts.
+_INTERFACE = ("fit", "get_params", "set_params")
+
+
+class Untrusted(ValueError):
+    """A config names something other than a trusted estimator class."""
+
+
+def trusted_module(module: str, modules: Sequence[str] = ()) -> bool:
+    """Whether `module` is scikit-learn's or lies in one of the user's `trust.modules`."""
+    return any(module == top or module.startswith(f"{top}.") for top in (SCIKIT_LEARN, *modules))
+
+
+def check_names(model: Mapping[str, Any], modules: Sequence[str] = ()) -> None:
+    """Refuse a model config whose targets are not named in trusted modules, or that uses a
+    switch other than `_target_`, `_args_` and `_convert_`: without importing anything."""
+    for where, node in _nodes(model, "model"):
+        for key in node:
+            switch = isinstance(key, str) and key.startswith("_") and key.endswith("_")
+            if switch and key not in _SWITCHES:
+                raise Untrusted(
+                    f"{where}.{key} is refused: a model config names classes "
+                    "and their values (_target_, _args_), not calls"
+                )
+        if "_target_" in node:
+            _check_name(node["_target_"], where, modules)
+
+
+def check_classes(model: Mapping[str, Any], modules: Sequence[str] = ()) -> type:
+    """`check_names`, then import each target and check that it is an estimator class; the
+    model's own class (which must also predict)."""
+    check_names(model, modules)
+    for where, node in _nodes(model, "model"):
+        if "_target_" in node and where != "model":
+            estimator_class(node["_target_"], where, modules)
+    return estimator_class(model.get("_target_"), "model", modules, predicts=True)
+
+
+def estimator_class(
+    target: object, where: str = "model", modules: Sequence[str] = (), predicts: bool = False
+) -> type:
+    """The class a trusted `_target_` names, if it has scikit-learn's estimator interface."""
+    from hydra.utils import get_class
+
+    name = _check_name(target, where, modules)
+    try:
+        cls = get_class(name)
+    except Exception:
+        raise Untrusted(f"{where}._target_ {name} is not a class that can be imported") from None
+    needed = (*_INTERFACE, "predict") if predicts else _INTERFACE
+    missing = [m for m in needed if not callable(getattr(cls, m, None))]
+    if missing:
+        raise Untrusted(
+            f"{where}._target_ {name} is not a scikit-learn estimator "
+            f"(it has no {', '.join(missing)})"
+        )
+    return cls
+
+
+def loadable_types(types: Sequence[str], modules: Sequence[str] = ()) -> list[str]:
+    """Of the types skops data holds (and does not trust by itself), those outside scikit-learn,
+    NumPy, SciPy and the user's `trust.modules`: data holding any of them is not loaded."""
+    trusted = (*DATA_MODULES, *modules)
+    return [t for t in types if not any(t == m or t.startswith(f"{m}.") for m in trusted)]
+
+
+def _check_name(target: object, where: str, modules: Sequence[str]) -> str:
+    if not isinstance(target, str) or not target.strip():
+        raise Untrusted(f"{where}._target_ must name an estimator class, not {target!r}")
+    module = target.rpartition(".")[0]
+    if not trusted_module(module, modules):
+        listed = ", ".join(modules) if modules else "none"
+        raise Untrusted(
+            f"{where}._target_={target} is refused: a model config may name classes of "
+            f"scikit-learn or of the modules in trust.modules (now: {listed}); add its package "
+            "there if you trust it"
+        )
+    return target
+
+
+def _nodes(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every mapping in a config, with its dotted place (`model.estimator`, `model.steps.0.1`)."""
+    if isinstance(value, Mapping):
+        yield where, value
+        for key, inner in value.items():
+            if isinstance(inner, Mapping | list | tuple):
+                yield from _nodes(inner, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, inner in enumerate(value):
+            yield from _nodes(inner, f"{where}.{i}")
