@@ -68,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="{}", help="MLflow params as a JSON object")
     parser.add_argument("--cv", type=int, default=0, help="CV folds of the training rows (0: none)")
     parser.add_argument("--seed", type=int, default=42, help="shuffles the CV folds")
+    parser.add_argument(
+        "--trust-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a package whose classes --model may name besides scikit-learn's",
+    )
     args = parser.parse_args(argv)
 
     if args.plan:
@@ -89,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracker = Tracker(args.tracking_uri, args.experiment)
     # A split given by URL alone: the run records no trial key, so no later sweep reuses it.
     split = StoredSplit(url=args.split, key="", reused=True)
-    outcome = run_trial(tracker, SweepRef(args.sweep_id, args.parent_run_id), trial, split)
+    sweep = SweepRef(args.sweep_id, args.parent_run_id, trusted=tuple(args.trust_module))
+    outcome = run_trial(tracker, sweep, trial, split)
     _report(outcome)
     return 0 if outcome.ok else 1
 

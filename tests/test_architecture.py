@@ -18,24 +18,27 @@ MAX_LINES = 300
 
 # What each layer may import from the project (besides itself); everything else is refused.
 ALLOWED = {
-    "sweeper.errors": set(),
-    "sweeper.core": {"sweeper.errors"},
-    "steps": {"sweeper.core", "sweeper.errors"},
-    "sweeper.planning": {"sweeper.core", "sweeper.errors"},
-    "sweeper.display": {"sweeper.core", "sweeper.errors"},
-    "sweeper.conclusion": {"sweeper.core", "sweeper.errors"},
-    "sweeper.report": {"sweeper.core", "sweeper.display", "sweeper.errors"},
+    "sweeper.safe_text": set(),  # standard library only
+    "sweeper.errors": {"sweeper.safe_text"},
+    "sweeper.core": {"sweeper.errors", "sweeper.safe_text"},
+    "steps": {"sweeper.core", "sweeper.errors", "sweeper.safe_text"},
+    "sweeper.planning": {"sweeper.core", "sweeper.errors", "sweeper.safe_text"},
+    "sweeper.display": {"sweeper.core", "sweeper.errors", "sweeper.safe_text"},
+    "sweeper.conclusion": {"sweeper.core", "sweeper.errors", "sweeper.safe_text"},
+    "sweeper.report": {"sweeper.core", "sweeper.display", "sweeper.errors", "sweeper.safe_text"},
     "sweeper.executors": {
         "sweeper.core", "sweeper.errors", "sweeper.planning", "sweeper.display",
-        "sweeper.conclusion", "sweeper.report", "steps",
+        "sweeper.conclusion", "sweeper.report", "steps", "sweeper.safe_text",
     },
     "sweeper.launching": {
         "sweeper.core", "sweeper.errors", "sweeper.planning", "sweeper.executors",
+        "sweeper.safe_text",
     },
-    "sweeper.app": {"sweeper.core", "sweeper.planning", "sweeper.executors", "sweeper.launching"},
+    "sweeper.app": {"sweeper.core", "sweeper.planning", "sweeper.executors", "sweeper.launching",
+                    "sweeper.safe_text"},
     "sweeper.__main__": {"sweeper.executors", "sweeper.app"},
     "sweeper": set(),  # the package's own __init__
-    "hydra_plugins": {"sweeper.planning", "sweeper.launching"},
+    "hydra_plugins": {"sweeper.planning", "sweeper.launching", "sweeper.safe_text"},
 }  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeper.conclusion.registered import Refused, load_model, raw_model
-from sweeper.core import faults
+from sweeper.core import faults, registry
 from sweeper.core.faults import Fault
 from sweeper.core.fitting import skops_types
 from sweeper.core.metrics import NEEDS_PROBABILITIES, Ranking, Task
@@ -128,7 +128,7 @@ def register_if_better(
     data: a champion cannot be cross-validated without refitting it); a line saying what was
     decided. The champion is loaded only as data (conclusion.registered): one that would run
     code is not compared, and so not replaced; the new version is registered beside it."""
-    champion = tracker.champion(name)
+    champion = registry.champion(tracker, name)
     metric, challenger = ranking.metric, best.metrics[ranking.metric]
     reason = "the first version"
     if champion is not None:
@@ -154,7 +154,7 @@ def register_if_better(
                 )
             reason = f"{shown} has {metric} {held:.6g} on the same test rows"
     version = _register(tracker, name, model, best, sweep_id, metric, challenger)
-    tracker.set_champion(name, version)
+    registry.set_champion(tracker, name, version)
     return f"Registry: {name} version {version} ({metric} {challenger:.6g}; {reason})"
 
 
@@ -168,7 +168,7 @@ def _register(
     value: float,
 ) -> str:
     tags = {metric: repr(value), "trial": best.trial.name, "sweep_id": sweep_id}
-    return tracker.register_version(name, model.uri, model.run_id, tags)
+    return registry.register_version(tracker, name, model.uri, model.run_id, tags)
 
 
 def _score_registered(model: PyFuncModel, split_url: str, ranking: Ranking) -> dict[str, float]:

@@ -11,17 +11,19 @@ and the one place that knows the layout under `storage.root`:
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import fsspec
 
 from sweeper.core import faults
 from sweeper.errors import SweeperError
+from sweeper.safe_text import redact, redact_text
+
+__all__ = ["redact", "redact_text"]  # where the rest of the project has always found them
 
 T = TypeVar("T")
 
@@ -152,28 +154,6 @@ def write_many(files: dict[str, bytes]) -> None:
         fs, _ = fsspec.core.url_to_fs(first)
         batch = {fsspec.core.url_to_fs(url)[1]: data for url, data in remote.items()}
         _remote(lambda: fs.pipe(batch), first)
-
-
-def redact(url: str | None) -> str | None:
-    """The URL without user:password, for logs and MLflow params."""
-    if not url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-# `scheme://user:password@` (or `scheme://user@`) anywhere in a text: a URL's credentials.
-_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
-
-
-def redact_text(text: str) -> str:
-    """The text with the credentials of every URL in it cut, for files written to disk."""
-    return _CREDENTIALS.sub(r"\g<scheme>", text)
 
 
 def write_record(root: str, sweep_id: str, name: str, text: str) -> str:

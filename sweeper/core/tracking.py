@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -13,7 +12,6 @@ from typing import TYPE_CHECKING, Any, cast
 from sweeper.core.faults import disk_full
 from sweeper.core.mlflow_store import (
     RetryingClient,
-    create_once,
     now_ms,
     problem,
     sqlite_creation_lock,
@@ -23,7 +21,7 @@ from sweeper.core.mlflow_store import (
 )
 from sweeper.core.processes import lives, started
 from sweeper.core.records import Status, TrialRecord, TrialScore
-from sweeper.core.storage import redact
+from sweeper.core.storage import redact, redact_text
 from sweeper.errors import SweeperError
 
 if TYPE_CHECKING:
@@ -32,9 +30,6 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 PARENT_TAG = "mlflow.parentRunId"
-CHAMPION = "champion"  # the alias a registered model's serving version carries
-# On what sweeper creates: a token per create, by which an attempt whose answer was lost is found.
-REQUEST_TAG = "sweeper.request"
 # Unless the user set them: a tracking server that is down fails in seconds, not minutes (MLflow's
 # own default is 7 retries with long backoff); ending a run prints no link (a sweep prints its
 # own summary; a step's stdout stays machine-readable); no usage telemetry leaves the sweep
@@ -79,8 +74,8 @@ class Tracker:
             raise SweeperError(f"MLflow at {redact(tracking_uri)} {problem(err)}") from None
         # A store that answered at the start is waited for through a fault later on.
         self.shown = f"MLflow at {redact(tracking_uri) or tracking_uri}"
-        self._retrying = RetryingClient(self.client, tracking_uri, self.shown)
-        self.client = cast("MlflowClient", self._retrying)
+        self.retrying = RetryingClient(self.client, tracking_uri, self.shown)
+        self.client = cast("MlflowClient", self.retrying)
 
     def _experiment_id(self, name: str, create: bool) -> str:
         from mlflow.exceptions import MlflowException
@@ -251,7 +246,7 @@ class Tracker:
         return self.client.get_run(run_id)
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
-        unlocked(self.client.set_tag, run_id, key, value[:_MAX_TAG])
+        unlocked(self.client.set_tag, run_id, key, redact_text(value)[:_MAX_TAG])
 
     def withdraw_model(self, run_id: str, key: str) -> None:
         """Remove the model a run's tag `key` names (a `models:/m-…` URI), and the tag."""
@@ -268,55 +263,6 @@ class Tracker:
 
     def model_versions(self, name: str) -> list[ModelVersion]:
         return list(self.client.search_model_versions(f"name = '{name}'"))
-
-    def champion(self, name: str) -> ModelVersion | None:
-        """The version of registered model `name` its `@champion` alias names; without the
-        alias (a model registered before aliases were set), its latest version."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-        versions = self.model_versions(name)
-        return max(versions, key=lambda v: int(v.version), default=None)
-
-    def set_champion(self, name: str, version: str) -> None:
-        """Point `models:/name@champion` at the version (setting an alias again is harmless)."""
-        self.client.set_registered_model_alias(name, CHAMPION, version)
-
-    def register_version(
-        self, name: str, model_uri: str, run_id: str, tags: Mapping[str, str]
-    ) -> str:
-        """A new version of registered model `name` (created with it if new), made once however
-        many answers are lost on the way; its number."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            self.client.create_registered_model(name)
-        except MlflowException as err:  # a lost answer retried, or a model registered before
-            if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-                raise
-        token = uuid.uuid4().hex
-        model_id = (
-            model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-        )
-
-        def create() -> ModelVersion:
-            tagged = {**tags, REQUEST_TAG: token}
-            once = self._retrying.once
-            made: ModelVersion = once.create_model_version(
-                name, model_uri, run_id=run_id, tags=tagged, model_id=model_id
-            )
-            return made
-
-        def find() -> ModelVersion | None:
-            made = [v for v in self.model_versions(name) if v.tags.get(REQUEST_TAG) == token]
-            return min(made, key=lambda v: int(v.version), default=None)
-
-        version: ModelVersion = create_once(self.shown, create, find)
-        return str(version.version)
 
     def download_artifact(self, run_id: str, path: str, into: Path) -> Path:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # small files
@@ -337,6 +283,6 @@ class Tracker:
             self.client.log_batch,
             run_id,
             metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
-            params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
-            tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+            params=[Param(k, redact_text(str(v))[:_MAX_PARAM]) for k, v in (params or {}).items()],
+            tags=[RunTag(k, redact_text(v)[:_MAX_TAG]) for k, v in (tags or {}).items()],
         )
