@@ -28,6 +28,7 @@ from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Plan, StoredSplit, Trial
 from sweeper.core.splits import recorded_split
 from sweeper.core.tracking import Tracker
+from sweeper.safe_text import shown
 
 
 def train_planned(plan_url: str, indices: Sequence[int] | None = None) -> list[Outcome]:
@@ -51,7 +52,7 @@ def _report(outcome: Outcome) -> None:
     elif outcome.ok:
         print(json.dumps({"trial": outcome.trial.name, **outcome.metrics}))
     else:
-        print(f"FAILED {outcome.trial.name}: {outcome.error}", file=sys.stderr)
+        print(shown(f"FAILED {outcome.trial.name}: {outcome.error}"), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ terminal), commands quoted for a shell. Standard library only: every layer uses 
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 from collections.abc import Sequence
@@ -99,3 +100,40 @@ def shown(text: str) -> str:
 def command_line(words: Sequence[str]) -> str:
     """A command to print for people to paste: each word quoted for a POSIX shell."""
     return shlex.join(words)
+
+
+class ShownRecords(logging.Filter):
+    """Every log line as `shown` makes it: a value from the data (a column, a label, a model's
+    error) cannot forge a line or send a terminal escape; no URL's credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: logging reports it itself
+            return True
+        record.msg, record.args = shown(message), None
+        return True
+
+
+def guard_logging() -> None:
+    """Filter every handler of the root logger (where Hydra's logging writes) through
+    `ShownRecords`, once."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ShownRecords) for f in handler.filters):
+            handler.addFilter(ShownRecords())
+
+
+# What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a text cell that begins like a formula gets a
+    leading `'` (OWASP's defence against CSV injection); numbers, and text that is one, stay."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeper.core.metrics import RECORDED
+from sweeper.safe_text import spreadsheet_cell
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,8 +80,8 @@ def write_tables(result: SweepResult, folder: Path) -> list[Path]:
     configs.csv (the configurations' means over their seeds)."""
     table = results_table(result)
     csv_path, html_path = folder / "results.csv", folder / "results.html"
-    table.to_csv(csv_path, index=False)
-    configs_table(result).to_csv(folder / "configs.csv", index=False)
+    write_csv(table, csv_path)
+    write_csv(configs_table(result), folder / "configs.csv")
     ranked_by = result.ranking.describe()
     title = f"Sweep {result.plan.sweep_id}: {len(table)} trials ranked by {ranked_by}"
     body = table.drop(columns=["error"]).to_html(
@@ -218,3 +219,12 @@ def _save(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def write_csv(table: pd.DataFrame, path: Path, index: bool = False) -> None:
+    """A table as CSV for people to open in a spreadsheet: no text cell is read as a formula
+    (a class label or trial name from the data such as `=cmd|' /C calc'!A0`; safe_text)."""
+    safe = table.map(spreadsheet_cell)
+    if index:
+        safe.index = safe.index.map(spreadsheet_cell)
+    safe.to_csv(path, index=index)

@@ -23,10 +23,12 @@ def write_label_report(
     import pandas as pd
     from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
+    from sweeper.conclusion.artifacts import write_csv
+
     predicted = model.predict(X_test)
     report = classification_report(y_test, predicted, output_dict=True, zero_division=0)
     table = tables / "classification_report.csv"
-    pd.DataFrame(report).transpose().rename_axis("class").to_csv(table)
+    write_csv(pd.DataFrame(report).transpose().rename_axis("class"), table, index=True)
     display = ConfusionMatrixDisplay.from_predictions(y_test, predicted, cmap="Blues")
     display.ax_.set_title(f"{trial}: test rows")
     picture = plots / "confusion_matrix.png"

@@ -11,6 +11,7 @@ lets a pickle (or cloudpickle) be loaded: for a registry only the user's own job
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ def load_model(
     import mlflow.artifacts
     import mlflow.pyfunc
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files
     with tempfile.TemporaryDirectory(prefix="sweeper-model-") as folder:
         local = faults.retrying(
             "MLflow's artifact store",

@@ -21,6 +21,7 @@ from sweeper.core.metrics import FIT_SECONDS, Ranking, cv_mean, cv_std
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Status
 from sweeper.core.storage import redact
+from sweeper.safe_text import command_line, shown
 
 # A long sweep's table shows its leaders; every trial is in results.json and in MLflow.
 MAX_ROWS = 30
@@ -109,7 +110,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
         console.print(_trials_table(report))
 
     def line(text: str) -> None:  # soft wrap: a long link stays one line, whole and clickable
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.print(shown(text), markup=False, highlight=False, soft_wrap=True)
 
     for row in rows:
         if row.status not in SCORED:
@@ -118,8 +119,8 @@ def print_report(report: Report, console: Console | None = None) -> None:
     if report.configurations:
         best = report.configurations[0]
         mean, spread = best.means[ranking.key], best.stds[ranking.key]
-        shown = f"mean {ranking.key} {mean:.6g}" + (f" ± {spread:.3g}" if spread else "")
-        line(f"Best: {best.name} ({shown} over {best.seeds} seeds; mean test {ranking.metric} "
+        scores = f"mean {ranking.key} {mean:.6g}" + (f" ± {spread:.3g}" if spread else "")
+        line(f"Best: {best.name} ({scores} over {best.seeds} seeds; mean test {ranking.metric} "
              f"{best.means[ranking.metric] or math.nan:.6g})")  # fmt: skip
     elif scored:
         line(f"Best: {scored[0].trial} ({best_scores(scored[0].metrics, ranking)})")
@@ -151,7 +152,7 @@ def _configurations_table(report: Report) -> Table:
     for rank, config in enumerate(configs[:MAX_ROWS], start=1):
         keys = dict.fromkeys([ranking.key, ranking.metric])
         cells = [_mean_and_spread(config, key) for key in keys]
-        table.add_row(str(rank), config.name, f"{config.seeds}/{config.trials}", *cells)
+        table.add_row(str(rank), shown(config.name), f"{config.seeds}/{config.trials}", *cells)
     return table
 
 
@@ -187,7 +188,7 @@ def _trials_table(report: Report) -> Table:
             mean, std = cv_mean(ranking.metric), cv_std(ranking.metric)
             cells.insert(0, f"{m[mean]:.4g} ± {m.get(std, 0):.3g}" if mean in m else "")
         fit = f"{m[FIT_SECONDS]:.2f}" if FIT_SECONDS in m else ""
-        table.add_row(str(rank), row.trial, *cells, fit, row.status)
+        table.add_row(str(rank), shown(row.trial), *cells, fit, row.status)
     return table
 
 
@@ -208,10 +209,12 @@ def ui_address(tracking_uri: str) -> tuple[str | None, str | None]:
         return str(redact(tracking_uri)).rstrip("/"), None
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
-        return UI_ADDRESS, f"mlflow ui --backend-store-uri sqlite:///{database}"
+        return UI_ADDRESS, command_line(
+            ["mlflow", "ui", "--backend-store-uri", f"sqlite:///{database}"]
+        )
     if tracking_uri.startswith("file:") or "://" not in tracking_uri:
         folder = Path(tracking_uri.removeprefix("file://")).resolve()
-        return UI_ADDRESS, f"mlflow ui --backend-store-uri {folder.as_uri()}"
+        return UI_ADDRESS, command_line(["mlflow", "ui", "--backend-store-uri", folder.as_uri()])
     return None, None  # e.g. databricks: its workspace has its own address
 
 

@@ -21,6 +21,7 @@ from sweeper.executors import executor_for
 from sweeper.executors.base import Batch
 from sweeper.launching.study import Study
 from sweeper.planning.plan import build_plan, new_sweep_id
+from sweeper.safe_text import guard_logging
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class SweepSession:
     """Implements `sweeper.executors.Sweep`: what its executor sees of it."""
 
     def __init__(self, settings: Settings, study: Study | None = None) -> None:
+        guard_logging()  # what the sweep logs quotes its data
         self._settings, self.study = settings, study
         self._sweep_id = new_sweep_id()
         self._result: SweepResult | None = None
