@@ -1,0 +1,163 @@
+"""Only the project's code and the user's configs run: a registered model is loaded as data, and
+a model config names classes, never calls, nested ones included."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from sklearn.linear_model import Lasso
+
+from support.mlflow_view import sweeps
+from support.servers import run_sweeper
+from sweeper.core import fitting, trust
+
+NAME = "champ"
+FAST = ["model=lasso", "eval.cv=0", f"mlflow.register_best={NAME}", "-m"]
+# An ensemble of scikit-learn's in place of the lasso, whose own values it does not take.
+BAGGING = [
+    "model=lasso", "~model.alpha", "~model.max_iter", "eval.cv=0",
+    "++model._target_=sklearn.ensemble.BaggingRegressor", "++model.n_estimators=2",
+]  # fmt: skip
+
+
+class Payload:
+    """Unpickled, it creates `marker`: the proof that loading ran the writer's code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.marker), "w")
+
+
+def register_pickle(uri: str, marker: Path) -> str:
+    """A version of NAME stored as cloudpickle whose unpickling creates `marker`, made the
+    champion (as whoever can write to the registry could); its number."""
+    model = Lasso().fit(np.random.default_rng(0).random((20, 10)), np.arange(20.0))
+    model.payload = Payload(marker)  # type: ignore[attr-defined]
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                model, name="model", serialization_format="cloudpickle", pip_requirements=[]
+            )
+        version = mlflow.register_model(info.model_uri, NAME).version
+    finally:
+        mlflow.set_tracking_uri(None)
+    MlflowClient(uri).set_registered_model_alias(NAME, "champion", version)
+    marker.unlink(missing_ok=True)  # MLflow may have loaded it while logging
+    return str(version)
+
+
+def test_a_pickled_champion_is_not_loaded_unless_the_user_opts_in(workdir: Path) -> None:
+    uri, marker = f"sqlite:///{workdir / 'mlflow.db'}", workdir / "ran-the-pickle"
+    first = run_sweeper([*FAST, "model.alpha=1"], cwd=workdir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    pickled = register_pickle(uri, marker)
+    assert pickled == "2"
+
+    refused = run_sweeper([*FAST, "model.alpha=2"], cwd=workdir)
+    assert refused.returncode == 0, refused.stderr[-2000:]
+    assert not marker.exists()
+    [line] = [x for x in refused.stdout.splitlines() if x.startswith("Registry:")]
+    assert line == (
+        f"Registry: {NAME} version 3 registered, not made champion: version 2 is stored as a "
+        "cloudpickle file, which would run its writer's code when loaded; not loaded "
+        "(trust.pickled_models=true loads it, for a registry only you write to)"
+    )
+    client = MlflowClient(uri)
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"  # kept
+    [sweep] = [s for s in sweeps(uri, "sweeper") if s.parent.data.tags.get("registry") == line]
+    assert sweep.parent.info.status == "FINISHED"
+
+    opted_in = run_sweeper([*FAST, "model.alpha=3", "trust.pickled_models=true"], cwd=workdir)
+    assert opted_in.returncode == 0, opted_in.stderr[-2000:]
+    assert marker.exists()  # what the opt-in's documentation warns of
+    [line] = [x for x in opted_in.stdout.splitlines() if x.startswith("Registry:")]
+    assert line.startswith(f"Registry: {NAME} version 4 (mse ") and "version 2 has mse" in line
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "4"
+
+
+def write_pickle(path: Path, marker: Path) -> None:
+    path.write_bytes(pickle.dumps(Payload(marker)))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # A function as a nested target: pandas.read_pickle on a payload.
+        (["++model.estimator._target_=pandas.read_pickle",
+          "++model.estimator._args_=[payload.pkl]"],
+         "model.estimator._target_=pandas.read_pickle is refused"),
+        # builtins.open(file, "w") would empty a file outside the project.
+        (["++model.estimator._target_=builtins.open",
+          "++model.estimator._args_=[victim.txt,w]"],
+         "model.estimator._target_=builtins.open is refused"),
+        # A class of scikit-learn, but as a callable rather than an estimator.
+        (["++model.estimator._target_=sklearn.linear_model.Ridge",
+          "++model.estimator._partial_=true"],
+         "model.estimator._partial_ is refused"),
+    ],
+)  # fmt: skip
+def test_a_model_config_names_classes_not_calls(
+    workdir: Path, overrides: list[str], refused: str
+) -> None:
+    marker, victim = workdir / "ran-the-pickle", workdir / "victim.txt"
+    write_pickle(workdir / "payload.pkl", marker)
+    victim.write_text("precious")
+    done = run_sweeper([*BAGGING, *overrides], cwd=workdir)
+    assert done.returncode == 1
+    [line] = [x for x in done.stderr.splitlines() if refused in x]
+    assert "trust.modules" in line or "not calls" in line
+    assert not marker.exists() and victim.read_text() == "precious"
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert sweeps(uri, "sweeper", missing_ok=True) == []  # no run was opened
+
+
+def test_nested_classes_of_trusted_modules_are_fitted(workdir: Path) -> None:
+    """An ensemble of scikit-learn's is fitted; a user's own class once its package is listed in
+    trust.modules, and before that it is not even imported."""
+    package = workdir / "ourmodels"
+    package.mkdir()
+    imported = workdir / "ourmodels-imported"
+    (package / "__init__.py").write_text(
+        "from pathlib import Path\n"
+        "from sklearn.linear_model import Ridge\n"
+        f"Path({str(imported)!r}).touch()\n"
+        "class ShrunkRidge(Ridge):\n"
+        "    pass\n"
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(workdir), *sys.path])}
+    ours = [*BAGGING, "++model.estimator._target_=ourmodels.ShrunkRidge"]
+    refused = run_sweeper(ours, cwd=workdir, env=env)
+    assert refused.returncode == 1
+    assert "model.estimator._target_=ourmodels.ShrunkRidge is refused" in refused.stderr
+    assert not imported.exists()
+    trusted = run_sweeper([*ours, "trust.modules=[ourmodels]"], cwd=workdir, env=env)
+    assert trusted.returncode == 0, trusted.stderr[-2000:]
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    [trial] = sweep.children
+    assert trial.info.status == "FINISHED" and trial.data.metrics["mse"] > 0
+
+
+def test_every_process_that_builds_a_model_checks_its_classes(tmp_path: Path) -> None:
+    """A worker or a pod checks the classes again, whatever the plan it was handed says."""
+    marker = tmp_path / "ran-the-pickle"
+    write_pickle(tmp_path / "payload.pkl", marker)
+    payload = {"_target_": "pandas.read_pickle", "_args_": [str(tmp_path / "payload.pkl")]}
+    nested = {"_target_": "sklearn.ensemble.BaggingRegressor", "estimator": payload}
+    with pytest.raises(trust.Untrusted, match=r"model.estimator._target_=pandas.read_pickle"):
+        fitting.build_estimator(nested)
+    assert not marker.exists()
+    with pytest.raises(trust.Untrusted, match="not a scikit-learn estimator"):
+        fitting.build_estimator({"_target_": "sklearn.utils.Bunch"})
+    ridge = {"_target_": "sklearn.linear_model.Ridge", "alpha": 2.0}
+    built = fitting.build_estimator({**nested, "estimator": ridge})
+    assert type(built.estimator).__name__ == "Ridge" and built.estimator.alpha == 2.0
