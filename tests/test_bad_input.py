@@ -74,9 +74,14 @@ CASES = {
     # Config that reaches outside what it should.
     "model path": (["data.path={carseats}", "data.target=Sales", "model=../../somewhere/evil"],
                    "model=../../somewhere/evil: a choice of the config group 'model' names one"),
+    "not a trusted module": (["data.path={carseats}", "data.target=Sales",
+                              "model._target_=collections.OrderedDict"],
+                             "model._target_=collections.OrderedDict is refused: a model config "
+                             "may name classes of scikit-learn or of the modules in trust.modules"),
     "not an estimator": (["data.path={carseats}", "data.target=Sales",
-                          "model._target_=collections.OrderedDict"],
-                         "model._target_ collections.OrderedDict is not a scikit-learn estimator"),
+                          "model._target_=sklearn.utils.Bunch"],
+                         "model._target_ sklearn.utils.Bunch is not a scikit-learn estimator "
+                         "(it has no fit, get_params, set_params, predict)"),
     "storage root": (["data.path={carseats}", "data.target=Sales", "storage.root=/"],
                      "storage.root=/ is / itself: give the store a folder of its own"),
 }  # fmt: skip
@@ -116,7 +121,8 @@ def runs_in(workdir: Path) -> int:
 # model values. The other cases are refused on the same paths; they run below the command line.
 ON_THE_COMMAND_LINE = ("missing file", "malformed CSV", "missing target", "no path",
                        "refused connection", "regressor for labels", "rare class", "model value",
-                       "test size", "model path", "not an estimator", "storage root")  # fmt: skip
+                       "test size", "model path", "not an estimator", "not a trusted module",
+                       "storage root")  # fmt: skip
 
 
 def write_tables(folder: Path) -> None:
