@@ -144,7 +144,7 @@ def register_if_better(
         except Fault:
             raise
         except Exception as err:  # other columns than tonight's data
-            reason = f"{shown} cannot score this data ({faults.reason(err)})"
+            reason = f"{shown} cannot score this data ({type(err).__name__})"
         else:
             held = scores[metric]
             if ranking.loss({metric: held}) <= ranking.loss({metric: challenger}):
