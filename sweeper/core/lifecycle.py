@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -249,8 +250,10 @@ def run_trials(
 
 
 @contextlib.contextmanager
-def uninterrupted() -> Iterator[None]:
-    """A stop request (SIGTERM) waits until the run being written is whole, then takes effect.
+def uninterrupted(*signums: int, say: str | None = None) -> Iterator[None]:
+    """A stop request (SIGTERM; `signums` instead, e.g. Ctrl-C's SIGINT too) waits until the run
+    being written is whole, then takes effect; `say`: the line a waiting request is answered
+    with on stderr (once), so a second Ctrl-C is not met with silence.
 
     A Python handler rather than a blocked signal: the OS may deliver SIGTERM to any thread of
     the process (BLAS starts its own), and a thread that does not block it ends the process at
@@ -259,10 +262,17 @@ def uninterrupted() -> Iterator[None]:
         yield  # only the main thread may set handlers; it is the one that is stopped
         return
     requested: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: requested.append(signum))
+
+    def wait(signum: int, _frame: object) -> None:
+        if say and not requested:
+            print(say, file=sys.stderr, flush=True)
+        requested.append(signum)
+
+    previous = {signum: signal.signal(signum, wait) for signum in signums or (signal.SIGTERM,)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if requested:  # the stop that waited: as it would have been taken
-            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(requested[0])

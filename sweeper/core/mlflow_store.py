@@ -6,22 +6,33 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from sweeper.core import faults
 from sweeper.errors import SweeperError
 
 T = TypeVar("T")
+# On each run sweeper creates: a token per create, by which an attempt whose answer was lost is
+# found again instead of created twice.
+CREATE_TOKEN = "sweeper.create_token"
 # What a new SQLite store's tables and MLflow's migrations need: refused below it, so that a
 # migration is never left half-way by a full disk.
 _ROOM_FOR_NEW_STORE = 64 * 1024 * 1024
 
 _wal_installed = False
+# Each SQLite store's file as `sqlite_creation_lock` opened it, never closed: closing any file
+# descriptor of a database drops every POSIX lock this process holds on it, SQLite's own
+# included; another process closing its connection then takes itself for the last one and
+# deletes the -wal and -shm files under this one's (its later writes are lost, or fail with
+# "disk I/O error").
+_kept_open: dict[Path, IO[str]] = {}
 
 
 def use_sqlite_wal() -> None:
@@ -54,32 +65,54 @@ def sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
         yield
         return
     path = Path(tracking_uri.removeprefix("sqlite:///"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite takes an empty file as an empty database
+        database = _kept_open.get(path.resolve()) or path.open("a")
+    except OSError as err:  # a read-only file or folder (root writes it anyway)
+        raise SweeperError(f"MLflow store {path} cannot be written: {err.strerror}") from None
+    _kept_open[path.resolve()] = database
+    # In WAL mode SQLite keeps -wal and -shm files beside the database: MLflow would retry its
+    # connection for ~100 s before failing with a traceback.
+    if not os.access(path.parent, os.W_OK) and not all(
+        Path(f"{path}{end}").exists() for end in ("-wal", "-shm")
+    ):
+        raise SweeperError(
+            f"MLflow store {path} cannot be written: its folder is read-only (SQLite writes "
+            f"{path.name}-wal and {path.name}-shm beside it)"
+        )
+    new = path.stat().st_size == 0
     if new and shutil.disk_usage(path.parent).free < _ROOM_FOR_NEW_STORE:
         free = shutil.disk_usage(path.parent).free // 1024**2
         raise SweeperError(
             f"MLflow store {path} cannot be created: {free} MB free on its disk, MLflow's "
             f"tables need {_ROOM_FOR_NEW_STORE // 1024**2} MB"
         )
-    with path.open("a") as database:  # SQLite takes an empty file as an empty database
-        fcntl.flock(database, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(database, fcntl.LOCK_UN)
+    fcntl.flock(database, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(database, fcntl.LOCK_UN)
 
 
 def unlocked(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """A write to the tracking store, retried while another sweep holds SQLite's lock."""
+    """A write to the tracking store, retried while another sweep holds SQLite's lock; a lock
+    held through every attempt (each waits 20 s, MLflow's busy timeout) is a fault, in a line."""
     from mlflow.exceptions import MlflowException
 
+    began = time.monotonic()
     for attempt in range(8):
         try:
             return write(*args, **kwargs)
         except MlflowException as err:
-            if "database is locked" not in str(err) or attempt == 7:
+            if "database is locked" not in str(err):
                 raise
+            if attempt == 7:
+                raise faults.Outage(
+                    f"the MLflow store stayed locked by another process for "
+                    f"{time.monotonic() - began:.0f} s (SQLite: database is locked); the trials "
+                    "not run yet stay unrun: run the same command again once it is free"
+                ) from None
             time.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -102,16 +135,50 @@ class RetryingClient:
             return method
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return faults.retrying(self._what, method, *args, **kwargs)
-            except Exception as err:
-                where = store_path(self._uri) or self._what
-                full = faults.disk_full(err, where, "the tracking store")
-                if full is not None:
-                    raise full from None
-                raise
+            return self._said(faults.retrying, self._what, method, *args, **kwargs)
 
         return call
+
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, str] | None = None,
+        run_name: str | None = None,
+    ) -> Any:
+        """MLflow's create_run made once through a store's faults (`create_once`): a retry
+        after a lost answer finds the run by its token instead of creating a second one."""
+        token = uuid.uuid4().hex
+        tagged = {**(tags or {}), CREATE_TOKEN: token}
+
+        def create() -> Any:
+            return self._client.create_run(experiment_id, start_time, tagged, run_name)
+
+        def find() -> Any:
+            wanted = f"tags.`{CREATE_TOKEN}` = '{token}'"
+            found = self._client.search_runs([experiment_id], wanted, max_results=1)
+            return found[0] if found else None
+
+        return self._said(create_once, self._what, create, find)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Retried after a lost answer, MLflow finds the tag gone and says so: deleted."""
+        try:
+            self._said(faults.retrying, self._what, self._client.delete_tag, run_id, key)
+        except Exception as err:
+            if getattr(err, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                raise
+
+    def _said(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The call, a full disk said in one line."""
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:
+            where = store_path(self._uri) or self._what
+            full = faults.disk_full(err, where, "the tracking store")
+            if full is not None:
+                raise full from None
+            raise
 
 
 def create_once(what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:

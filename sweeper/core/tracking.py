@@ -81,6 +81,12 @@ class Tracker:
         from mlflow.exceptions import MlflowException
 
         found = self.client.get_experiment_by_name(name)
+        if found is not None and found.lifecycle_stage == "deleted":  # MLflow keeps its name
+            raise SweeperError(
+                f"MLflow at {redact(self.tracking_uri)}: experiment '{name}' (id "
+                f"{found.experiment_id}) is deleted: restore it (mlflow experiments restore) or "
+                "set mlflow.experiment to another name"
+            )
         if found is not None:
             return found.experiment_id
         if not create:
@@ -106,7 +112,9 @@ class Tracker:
         pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
         tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(pid),
                 "pid_started": started(pid)}  # fmt: skip
-        run = self.client.create_run(self.experiment_id, run_name=f"sweep {sweep_id}", tags=tags)
+        run = unlocked(
+            self.client.create_run, self.experiment_id, run_name=f"sweep {sweep_id}", tags=tags
+        )
         run_id: str = run.info.run_id
         self._log(run_id, params=params)
         return run_id
@@ -211,7 +219,7 @@ class Tracker:
             pid = int(tags.get("pid", "0"))
             if not lives(pid, tags.get("pid_started", "")):
                 self.end_running_trials(run.info.run_id)
-                self.client.set_terminated(run.info.run_id, Status.KILLED.value)
+                unlocked(self.client.set_terminated, run.info.run_id, Status.KILLED.value)
                 ended.append(run.info.run_id)
         return ended
 
@@ -252,7 +260,7 @@ class Tracker:
         """Remove the model a run's tag `key` names (a `models:/m-…` URI), and the tag."""
         uri = self.get_run(run_id).data.tags.get(key, "")
         if uri.startswith("models:/m-"):
-            self.client.delete_logged_model(uri.removeprefix("models:/"))
+            unlocked(self.client.delete_logged_model, uri.removeprefix("models:/"))
         unlocked(self.client.delete_tag, run_id, key)
 
     def set_terminated(self, run_id: str, status: Status, end_time: int | None = None) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import signal
 from collections.abc import Sequence
 
 from sweeper.core.faults import Fault
+from sweeper.core.lifecycle import uninterrupted
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, Status
 from sweeper.core.settings import Settings
@@ -110,14 +112,17 @@ class SweepSession:
 
     def end(self, status: Status | None = None) -> None:
         """End the sweep: None after its last batch (its trials decide), KILLED or FAILED when it
-        was cut short, or when the optimiser stopped before its budget (a smaller grid)."""
+        was cut short, or when the optimiser stopped before its budget (a smaller grid). Once
+        begun, the ending is not cut short: it is marked closed first, so a Ctrl-C (a second
+        one, after the one that stopped the sweep) or a SIGTERM waits until it is done."""
         global _exit_status
         if self.closed:
             return
         self.closed = True
         if self in _open:
             _open.remove(self)
-        code = self.executor.close(self, status) if self.opened else int(status is not None)
+        with uninterrupted(signal.SIGINT, signal.SIGTERM, say="ending runs…"):
+            code = self.executor.close(self, status) if self.opened else int(status is not None)
         _exit_status = _exit_status or code
 
     def _batch_line(self, outcomes: Sequence[Outcome], ran_as: str | None) -> None:

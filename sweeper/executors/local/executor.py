@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 from sweeper.core import storage
+from sweeper.core.lifecycle import uninterrupted
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Status
 from sweeper.display.table import print_results
@@ -43,7 +45,9 @@ class LocalExecutor:
         try:
             return self.scheduler.run(plan, batch.last)
         except BaseException:
-            self.scheduler.abandon()
+            # A second Ctrl-C waits until the workers have stopped and the runs are ended.
+            with uninterrupted(signal.SIGINT, signal.SIGTERM, say="ending runs…"):
+                self.scheduler.abandon()
             raise
 
     def close(self, sweep: Sweep, status: Status | None) -> int:
