@@ -147,7 +147,9 @@ def test_two_sweeps_at_once_on_one_store_and_database(empty_workdir: Path) -> No
     assert len(split_dirs(workdir / "sweeper-store")) == 1  # the same split, stored once
 
 
-def test_ctrl_c_stops_cleanly(workdir: Path) -> None:
+@pytest.mark.parametrize("again_after", [None, 0.1], ids=["once", "twice"])
+def test_ctrl_c_stops_cleanly(workdir: Path, again_after: float | None) -> None:
+    """Once, or twice: the second press comes while the sweep ends its runs, and waits."""
     sweep = subprocess.Popen(
         [sys.executable, "-m", "sweeper", *LONG_SWEEP],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -159,6 +161,9 @@ def test_ctrl_c_stops_cleanly(workdir: Path) -> None:
         if "[2/85]" in line:
             break
     os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+    if again_after is not None:
+        time.sleep(again_after)
+        os.killpg(sweep.pid, signal.SIGINT)
     _, stderr = sweep.communicate(timeout=120)
     assert sweep.returncode == 130
     assert stderr.strip().endswith("interrupted") and "Traceback" not in stderr

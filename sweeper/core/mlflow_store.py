@@ -96,25 +96,28 @@ def sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
 
 
 def unlocked(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """A write to the tracking store, retried while another sweep holds SQLite's lock; a lock
-    held through every attempt (each waits 20 s, MLflow's busy timeout) is a fault, in a line."""
+    """A write to the tracking store, retried while another process holds SQLite's lock (each
+    attempt waits up to 20 s itself, MLflow's busy timeout) for core.faults' retry budget; a
+    lock held past it is a fault, said in one line."""
     from mlflow.exceptions import MlflowException
 
     began = time.monotonic()
-    for attempt in range(8):
+    attempt = 0
+    while True:
         try:
             return write(*args, **kwargs)
         except MlflowException as err:
             if "database is locked" not in str(err):
                 raise
-            if attempt == 7:
+            waited = time.monotonic() - began
+            if waited >= faults.budget():
                 raise faults.Outage(
-                    f"the MLflow store stayed locked by another process for "
-                    f"{time.monotonic() - began:.0f} s (SQLite: database is locked); the trials "
-                    "not run yet stay unrun: run the same command again once it is free"
+                    f"the MLflow store stayed locked by another process for {waited:.0f} s "
+                    "(SQLite: database is locked); the trials not run yet stay unrun: run the "
+                    "same command again once it is free"
                 ) from None
-            time.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+            attempt += 1
 
 
 class RetryingClient:

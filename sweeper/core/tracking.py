@@ -92,7 +92,9 @@ class Tracker:
         if not create:
             raise SweeperError(f"MLflow at {redact(self.tracking_uri)} has no experiment '{name}'")
         try:
-            return self.client.create_experiment(name, artifact_location=self._artifact_root())
+            return unlocked(
+                self.client.create_experiment, name, artifact_location=self._artifact_root()
+            )
         except MlflowException:  # another sweep created it first
             found = self.client.get_experiment_by_name(name)
             if found is None:
