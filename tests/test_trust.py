@@ -3,8 +3,11 @@ a model config names classes, never calls, nested ones included."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import pickle
+import secrets
 import sys
 from pathlib import Path
 
@@ -14,8 +17,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import Lasso
 
+from support.argo import render
+from support.argo_runner import ArgoRunner, base_env
 from support.mlflow_view import sweeps
-from support.servers import run_sweeper
+from support.servers import S3Server, run_sweeper
 from sweeper.core import fitting, trust
 
 NAME = "champ"
@@ -37,8 +42,8 @@ class Payload:
         return open, (str(self.marker), "w")
 
 
-def register_pickle(uri: str, marker: Path) -> str:
-    """A version of NAME stored as cloudpickle whose unpickling creates `marker`, made the
+def register_pickle(uri: str, marker: Path, name: str = NAME) -> str:
+    """A version of `name` stored as cloudpickle whose unpickling creates `marker`, made the
     champion (as whoever can write to the registry could); its number."""
     model = Lasso().fit(np.random.default_rng(0).random((20, 10)), np.arange(20.0))
     model.payload = Payload(marker)  # type: ignore[attr-defined]
@@ -48,10 +53,10 @@ def register_pickle(uri: str, marker: Path) -> str:
             info = mlflow.sklearn.log_model(
                 model, name="model", serialization_format="cloudpickle", pip_requirements=[]
             )
-        version = mlflow.register_model(info.model_uri, NAME).version
+        version = mlflow.register_model(info.model_uri, name).version
     finally:
         mlflow.set_tracking_uri(None)
-    MlflowClient(uri).set_registered_model_alias(NAME, "champion", version)
+    MlflowClient(uri).set_registered_model_alias(name, "champion", version)
     marker.unlink(missing_ok=True)  # MLflow may have loaded it while logging
     return str(version)
 
@@ -161,3 +166,44 @@ def test_every_process_that_builds_a_model_checks_its_classes(tmp_path: Path) ->
     ridge = {"_target_": "sklearn.linear_model.Ridge", "alpha": 2.0}
     built = fitting.build_estimator({**nested, "estimator": ridge})
     assert type(built.estimator).__name__ == "Ridge" and built.estimator.alpha == 2.0
+
+
+def test_on_argo_the_plan_and_summary_pods_trust_no_more(
+    workdir: Path, s3_server: S3Server, mlflow_server: str
+) -> None:
+    """The summary pod (with the pods' secrets) does not load a pickled champion; the plan pod
+    refuses a nested target that reached its definition, before it opens a run."""
+    bucket, experiment = f"trust-{secrets.token_hex(3)}", f"argo-trust-{secrets.token_hex(3)}"
+    s3_server.fs().mkdir(bucket)
+    marker = workdir / "ran-the-pickle"
+    register_pickle(mlflow_server, marker, name=experiment)
+    sweep = ["model=lasso", "model.alpha=1,2", "eval.cv=0", f"storage.root=s3://{bucket}/store",
+             f"mlflow.tracking_uri={mlflow_server}", f"mlflow.experiment={experiment}",
+             f"mlflow.register_best={experiment}", *s3_server.pod_overrides(), "-m"]  # fmt: skip
+    manifest = render(workdir, sweep)
+    runner = ArgoRunner(manifest, env=base_env(), secrets=s3_server.pod_secrets())
+    assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
+    assert not marker.exists()
+    [done] = sweeps(mlflow_server, experiment)
+    assert done.parent.data.tags["registry"].startswith(
+        f"Registry: {experiment} version 2 registered, not made champion: version 1 is stored "
+        "as a cloudpickle file"
+    )
+    client = MlflowClient(mlflow_server)
+    assert str(client.get_model_version_by_alias(experiment, "champion").version) == "1"
+
+    # The same manifest, its definition altered after it was rendered.
+    [plan] = [t for t in manifest["spec"]["templates"] if t["name"] == "plan"]
+    args = plan["container"]["args"]
+    at = args.index("--definition") + 1
+    definition = json.loads(base64.urlsafe_b64decode(args[at]))
+    victim = f"++model.estimator._args_=[{workdir / 'victim.txt'},w]"
+    definition["overrides"] += ["++model.estimator._target_=builtins.open", victim]
+    args[at] = base64.urlsafe_b64encode(json.dumps(definition).encode()).decode()
+    (workdir / "victim.txt").write_text("precious")
+    altered = ArgoRunner(manifest, env=base_env(), secrets=s3_server.pod_secrets())
+    assert altered.run() == "Failed"
+    [pod] = [p for p in altered.pods if p.template == "plan"]
+    assert "model.estimator._target_=builtins.open is refused" in pod.stderr
+    assert (workdir / "victim.txt").read_text() == "precious"
+    assert len(sweeps(mlflow_server, experiment)) == 1  # no second sweep run was opened
