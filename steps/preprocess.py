@@ -26,6 +26,7 @@ from sweeper.core.faults import Fault
 from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit
 from sweeper.core.splits import record_split
 from sweeper.errors import DataError
+from sweeper.safe_text import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,7 +75,7 @@ def preprocess(
         "version": PREPROCESS_VERSION,
         "key": key,
         "content_sha256": content_hash,
-        "source": storage.redact(data.get("path")) or data.get("name"),
+        "source": redact(data.get("path")) or data.get("name"),
         "target": data["target"],
         "inputs": [c for c in raw_test.columns if c != TARGET_COLUMN],
         "features": features,
@@ -133,7 +134,7 @@ def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
     path = data.get("path")
     if path is None:
         return None, _bundled_hash(data)
-    shown = storage.redact(path)
+    shown = redact(path)
     try:
         raw = storage.read_bytes(path, retry=False)
     except Exception as err:  # whatever the filesystem raises: a denied bucket, no endpoint…
@@ -145,7 +146,7 @@ def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"data.path {shown} cannot be read: {reason}") from None
     if not raw.strip():
-        raise DataError(f"data.path {storage.redact(path)} is empty")
+        raise DataError(f"data.path {redact(path)} is empty")
     return raw, hashlib.sha256(raw).hexdigest()
 
 
@@ -194,7 +195,7 @@ def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
     path = str(data["path"])
-    shown = storage.redact(path)
+    shown = redact(path)
     try:
         if path.lower().endswith((".parquet", ".pq")):
             return pd.read_parquet(io.BytesIO(raw))

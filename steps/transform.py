@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sweeper.core import storage
 from sweeper.core.metrics import Task
 from sweeper.core.records import TARGET_COLUMN
 from sweeper.errors import DataError
+from sweeper.safe_text import redact
 
 if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
@@ -46,7 +46,7 @@ def transform(
 
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
-    shown = storage.redact(data.get("path")) or data.get("name")
+    shown = redact(data.get("path")) or data.get("name")
     if frame.empty:
         raise DataError(f"data.path {shown} has no rows (columns: {columns})")
     repeated = sorted({c for c in columns if columns.count(c) > 1})

@@ -21,9 +21,9 @@ from omegaconf import OmegaConf
 from sweeper.core.metrics import RECORDED, Ranking, Task
 from sweeper.core.records import Status
 from sweeper.core.settings import config_dir
-from sweeper.core.storage import redact
 from sweeper.display.table import ConfigRow, Report, Row, print_report
 from sweeper.errors import SweeperError
+from sweeper.safe_text import redact
 
 if TYPE_CHECKING:
     from sweeper.core.tracking import Tracker

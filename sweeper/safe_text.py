@@ -9,87 +9,50 @@ import logging
 import re
 import shlex
 from collections.abc import Sequence
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from typing import Any
 
-# Query parameters that carry a credential: a signed URL's (AWS SigV4 and v2, Google Cloud
-# Storage, Azure SAS `sig`) and a token URL's. Compared without case.
-SECRET_PARAMS = frozenset(
-    {
-        "x-amz-credential",
-        "x-amz-signature",
-        "x-amz-security-token",
-        "awsaccesskeyid",
-        "signature",
-        "x-goog-credential",
-        "x-goog-signature",
-        "sig",
-        "token",
-        "access_token",
-        "id_token",
-        "refresh_token",
-        "api_key",
-        "apikey",
-        "key",
-        "password",
-        "secret",
-        "client_secret",
-        "code",
-    }
-)
 HIDDEN = "REDACTED"
-
-
-def redact(url: str | None) -> str | None:
-    """The URL without its credentials, for logs, records and MLflow: no user:password@, and
-    every secret query parameter's value (`SECRET_PARAMS`) replaced by REDACTED. The data is
-    still read from the whole URL, in memory."""
-    if not url or "://" not in url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # not a URL urllib can read (a broken IPv6 host): keep no part of it
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://{HIDDEN}" if rest else url
-    netloc, query = parts.netloc, parts.query
-    if parts.username is not None or parts.password is not None:
-        netloc = netloc.rpartition("@")[2]
-    if query:
-        query = "&".join(_hidden(pair) for pair in query.split("&"))
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def has_secret(url: str | None) -> bool:
-    return redact(url) != url
-
-
-def _hidden(pair: str) -> str:
-    name, equals, value = pair.partition("=")
-    secret = unquote_plus(name).strip().lower() in SECRET_PARAMS and value and value != HIDDEN
-    return f"{name}{equals}{HIDDEN}" if secret else pair
-
-
-# A URL anywhere in a text: a scheme, then everything up to a space, a quote or a bracket.
-_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
+# A URL's user:password@ (or user@): after its scheme, up to the last @ of its authority.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+# A query (or fragment) parameter that carries a credential, by its name: a signed URL's (AWS
+# SigV4 and v2, Google Cloud Storage, Azure SAS `sig`) and a token URL's. Names are matched
+# without case, on their parts (`X-Amz-Security-Token`, `client_secret`, `api-key`, …).
+_SECRET_NAME = (
+    r"(?:[\w.%-]*(?:secret|token|passw|pwd|signature|credential|auth|api[_-]?key|"
+    r"access[_-]?key|private[_-]?key|session)[\w.%-]*|sig|key|code)"
+)
+_SECRET_PARAM = re.compile(
+    rf"(?P<name>[?&;#]{_SECRET_NAME}=)(?P<value>[^&;#\s'\"<>]+)", re.IGNORECASE
+)
 
 
 def redact_text(text: str) -> str:
-    """The text with every URL in it redacted (`redact`), for files written and lines printed."""
-    return _URL.sub(lambda m: redact(m.group(0)) or "", text)
+    """The text with every URL's credentials replaced, for files written and lines printed: no
+    user:password@, and every secret query parameter's value REDACTED (the parameter itself
+    stays, so a reader sees that the URL was signed). The data is still read from the whole
+    URL, in memory."""
+    text = _USERINFO.sub(r"\g<scheme>", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group('name')}{HIDDEN}", text)
 
 
-# C0 and C1 control characters and DEL, but for tab and newline where a text may hold them.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+def redact(url: str | None) -> str | None:
+    """`redact_text` of a URL (None stays None)."""
+    return url if not url else redact_text(url)
 
 
-def printable(text: str, lines: bool = False) -> str:
+def has_userinfo(text: str) -> bool:
+    """Whether a URL in the text carries a user:password@ (or user@)."""
+    return _USERINFO.search(text) is not None
+
+
+# C0 and C1 control characters and DEL, newline and tab included: a line shown is one line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
     """The text with every control character written as an escape (`\\x1b`, `\\n`), so data
-    shown on a terminal cannot move its cursor, retitle it or forge a line; `lines`: newlines
-    and tabs are kept (a message of several lines)."""
-    pattern = _CONTROL if lines else _LINE_CONTROL
-    return pattern.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+    shown on a terminal cannot move its cursor, retitle it or forge a line."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 def shown(text: str) -> str:
@@ -102,25 +65,26 @@ def command_line(words: Sequence[str]) -> str:
     return shlex.join(words)
 
 
-class ShownRecords(logging.Filter):
-    """Every log line as `shown` makes it: a value from the data (a column, a label, a model's
-    error) cannot forge a line or send a terminal escape; no URL's credentials."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed call: logging reports it itself
-            return True
-        record.msg, record.args = shown(message), None
-        return True
-
-
 def guard_logging() -> None:
-    """Filter every handler of the root logger (where Hydra's logging writes) through
-    `ShownRecords`, once."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, ShownRecords) for f in handler.filters):
-            handler.addFilter(ShownRecords())
+    """Every log record of this process, whichever logger and handler writes it, as `shown`
+    makes its message: a value from the data (a column, a label, a model's error) cannot forge
+    a line or send a terminal escape, and no URL's credentials are logged. Set once, on the
+    record factory, so that handlers Hydra configures later are covered too."""
+    made = logging.getLogRecordFactory()
+    if getattr(made, "shown", False):
+        return
+
+    def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made_record = made(*args, **kwargs)
+        try:
+            message = made_record.getMessage()
+        except Exception:  # a malformed call: logging reports it itself
+            return made_record
+        made_record.msg, made_record.args = shown(message), None
+        return made_record
+
+    record.shown = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record)
 
 
 # What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).

@@ -80,8 +80,15 @@ def test_a_signed_url_is_read_and_written_nowhere(workdir: Path, data_server: st
     assert grid.returncode == 0, grid.stderr[-2000:]
     single = run_sweeper([*sweep, "model.alpha=3"], cwd=workdir)  # Hydra's own .hydra files
     assert single.returncode == 0, single.stderr[-2000:]
-    assert secret not in grid.stdout + grid.stderr + single.stdout + single.stderr
-    assert files_holding(workdir, secret) == []
+    # Two signatures of one file: the path varies, so it is in the trials' names too.
+    again = secrets.token_hex(6)
+    both = f"{path},'{signed(f'http://{data_server}/carseats.csv', again)}'"
+    varying = run_sweeper([*sweep[:1], both, *sweep[2:], "model.alpha=4", "-m"], cwd=workdir)
+    assert varying.returncode == 0, varying.stderr[-2000:]
+    assert varying.stdout.count("X-Amz-Signature=REDACTED") >= 2  # the two trials' names
+    printed = [r.stdout + r.stderr for r in (grid, single, varying)]
+    assert not [text for text in printed if secret in text or again in text]
+    assert files_holding(workdir, secret) == [] and files_holding(workdir, again) == []
     # What the records say instead: where the data came from, each credential REDACTED.
     assert files_holding(workdir, "X-Amz-Signature=REDACTED&sv=2022-11-02&sig=REDACTED")
     # A bad signed URL's error line names the file, not the signature.

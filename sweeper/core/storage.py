@@ -21,9 +21,7 @@ import fsspec
 
 from sweeper.core import faults
 from sweeper.errors import SweeperError
-from sweeper.safe_text import redact, redact_text
-
-__all__ = ["redact", "redact_text"]  # where the rest of the project has always found them
+from sweeper.safe_text import redact
 
 T = TypeVar("T")
 

@@ -21,8 +21,8 @@ from sweeper.core.mlflow_store import (
 )
 from sweeper.core.processes import lives, started
 from sweeper.core.records import Status, TrialRecord, TrialScore
-from sweeper.core.storage import redact, redact_text
 from sweeper.errors import SweeperError
+from sweeper.safe_text import redact, redact_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

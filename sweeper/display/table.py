@@ -20,8 +20,7 @@ from rich.table import Table
 from sweeper.core.metrics import FIT_SECONDS, Ranking, cv_mean, cv_std
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Status
-from sweeper.core.storage import redact
-from sweeper.safe_text import command_line, shown
+from sweeper.safe_text import command_line, redact, shown
 
 # A long sweep's table shows its leaders; every trial is in results.json and in MLflow.
 MAX_ROWS = 30

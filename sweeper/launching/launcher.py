@@ -23,7 +23,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sweeper.core.metrics import Ranking
 from sweeper.core.outcomes import Outcome
 from sweeper.core.settings import Settings
-from sweeper.core.storage import redact_text
 from sweeper.errors import SweeperError
 from sweeper.executors.base import Batch
 from sweeper.launching.study import Study
@@ -32,6 +31,7 @@ from sweeper.planning.compose import compose_jobs
 from sweeper.planning.definition import Definition
 from sweeper.planning.expand import as_overrides
 from sweeper.planning.plan import Job
+from sweeper.safe_text import redact_text
 
 
 class Launch:

@@ -18,8 +18,8 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
 from sweeper.core.metrics import Ranking
-from sweeper.core.storage import redact
 from sweeper.errors import SweeperError
+from sweeper.safe_text import redact
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from sweeper.core import trust
 from sweeper.core.records import Plan, PreprocessGroup, Trial, trial_params
 from sweeper.core.settings import SWEEP_WIDE, Settings
 from sweeper.errors import SweeperError
+from sweeper.safe_text import redact_text
 
 MODEL = "model."
 MODEL_KEY = "model"
@@ -207,7 +208,8 @@ def _varying_keys(jobs: Sequence[Job]) -> list[str]:
 def _trial_name(job: Job, varying: Sequence[str]) -> str:
     """ "rf n_estimators=100 max_depth=4 seed=2": the model's values in its grid's order (then its
     config's), whatever order the command line gave them, floats to 4 significant digits (the
-    exact value is in the params); then anything else that varies."""
+    exact value is in the params); then anything else that varies. No URL's credentials: the
+    name is a run's name and a registered version's tag."""
     items = _override_items(job)
     grid = [f"{MODEL}{k}" for k in job.config.get("grid") or {}]
     config = [f"{MODEL}{k}" for k in job.config.get(MODEL_KEY) or {}]
@@ -217,7 +219,7 @@ def _trial_name(job: Job, varying: Sequence[str]) -> str:
         key=lambda k: (not k.startswith(MODEL), order.get(k, len(order))),
     )
     shown = [f"{k.removeprefix(MODEL)}={_shown(job, k, items[k])}" for k in shown_keys]
-    return " ".join([job.model_name, *shown])
+    return redact_text(" ".join([job.model_name, *shown]))
 
 
 def _shown(job: Job, key: str, text: str) -> str:

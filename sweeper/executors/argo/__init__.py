@@ -20,6 +20,7 @@ from sweeper.executors.argo.checks import check_reachable
 from sweeper.executors.argo.compile import compile_sweep
 from sweeper.executors.base import Batch, Sweep
 from sweeper.planning.definition import Definition
+from sweeper.safe_text import redact
 
 
 class ArgoExecutor:
@@ -120,7 +121,7 @@ def _show_results(tracking_uri: str, experiment: str, sweep_id: str) -> None:
     from sweeper.report import load_report
 
     later = (
-        f"python -m sweeper.report {sweep_id} --tracking-uri {storage.redact(tracking_uri)} "
+        f"python -m sweeper.report {sweep_id} --tracking-uri {redact(tracking_uri)} "
         f"--experiment {experiment}"
     )
     try:

@@ -4,12 +4,12 @@ manifest must not carry (credentials, paths only this machine can read)."""
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from sweeper.core import storage
 from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError
 from sweeper.planning.definition import Definition
+from sweeper.safe_text import has_userinfo, redact, redact_text
 
 
 def check_reachable(settings: Settings) -> None:
@@ -27,9 +27,9 @@ def check_reachable(settings: Settings) -> None:
         )
     if "{{" in root:  # it is in the manifest's paths, where Argo would read it as a variable
         raise SweeperError(f"storage.root={root} holds '{{{{': not a path Argo can carry")
-    if storage.redact(uri) != uri:  # a password would be written into the manifest
+    if redact(uri) != uri:  # a password would be written into the manifest
         raise SweeperError(
-            f"mlflow.tracking_uri={storage.redact(uri)} holds credentials, which a manifest "
+            f"mlflow.tracking_uri={redact(uri)} holds credentials, which a manifest "
             "would carry in plain text: give them as MLFLOW_TRACKING_USERNAME and "
             "MLFLOW_TRACKING_PASSWORD in a Secret named in argo.secrets"
         )
@@ -39,14 +39,15 @@ def check_reachable(settings: Settings) -> None:
 # Environment names that hold a credential (AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_TOKEN,
 # GITHUB_TOKEN, DB_PASSWORD, …): a plain `argo.env` value is written into the manifest.
 _SECRET_NAME = re.compile(
-    r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE|ACCESS_KEY|API_?KEY|AUTH|SESSION|SIGNATURE"
+    r"(^|_)(SECRET|PASSWORD|PASSWD|PWD|TOKEN|CREDENTIALS?|PRIVATE|SESSION|SIGNATURE|APIKEY|AUTH)"
+    r"(_|$)|ACCESS_KEY|API_KEY|PRIVATE_KEY"
 )
 
 
 def check_environment(settings: Settings) -> None:
     """`argo.env` is written into the manifest as it is: no credential may be in it."""
     for name, value in settings.argo.environment.items():
-        if _SECRET_NAME.search(name.upper()) or storage.redact_text(value) != value:
+        if _SECRET_NAME.search(name.upper()) or redact_text(value) != value:
             raise SweeperError(
                 f"argo.env.{name} looks like a credential, which the manifest would carry in "
                 "plain text: put it in a Kubernetes Secret and name the Secret in argo.secrets "
@@ -62,15 +63,15 @@ def check_definition(definition: Definition) -> None:
     parser = OverridesParser.create()
     lines = [*definition.overrides, *(o for job in definition.jobs or () for o in job)]
     for line in lines:
-        if _userinfo(line):  # the manifest would carry them
+        if has_userinfo(line):  # the manifest would carry them
             raise SweeperError(
-                f"{storage.redact_text(line)}: a URL with user:password@, which the manifest "
+                f"{redact_text(line)}: a URL with user:password@, which the manifest "
                 "would carry in plain text; give the pods credentials in a Secret named in "
                 "argo.secrets (for s3://, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
             )
-        if storage.redact_text(line) != line:  # a signed URL: it expires, and is a credential
+        if redact_text(line) != line:  # a signed URL: it expires, and is a credential
             raise SweeperError(
-                f"{storage.redact_text(line)}: a signed URL, which the manifest would carry in "
+                f"{redact_text(line)}: a signed URL, which the manifest would carry in "
                 "plain text and which expires before a nightly run; give the pods a URL without "
                 "a signature and credentials in a Secret named in argo.secrets"
             )
@@ -85,15 +86,3 @@ def check_definition(definition: Definition) -> None:
                     f"data.path={value} is a local file; backend=argo needs a URL every pod "
                     "can reach, e.g. data.path=s3://bucket/data.csv"
                 )
-
-
-def _userinfo(line: str) -> bool:
-    """Whether a URL in the line has user:password@ (or user@)."""
-    for word in re.findall(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+", line):
-        try:
-            parts = urlsplit(word)
-        except ValueError:
-            return True
-        if parts.username is not None or parts.password is not None:
-            return True
-    return False
