@@ -21,20 +21,24 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sweeper.core import kept, storage
+from sweeper.core import kept, storage, trust
 from sweeper.core.faults import Fault
 from sweeper.core.lifecycle import SweepRef, run_trial, run_trials
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Plan, StoredSplit, Trial
+from sweeper.core.settings import TrustSettings
 from sweeper.core.splits import recorded_split
 from sweeper.core.tracking import Tracker
 from sweeper.safe_text import shown
 
 
-def train_planned(plan_url: str, indices: Sequence[int] | None = None) -> list[Outcome]:
+def train_planned(
+    plan_url: str, indices: Sequence[int] | None = None, trusting: TrustSettings | None = None
+) -> list[Outcome]:
     """Trials of a stored plan (those with these indices, or all), each logged as a child run
-    (or reused)."""
-    plan = Plan.from_json(storage.read_bytes(plan_url))
+    (or reused). `trusting`: what the pod was told to trust (its command line), not what the
+    plan read from storage says (core.trust.pod_arguments)."""
+    plan = Plan.from_json(storage.read_bytes(plan_url)).with_trust(trusting or TrustSettings())
     assert plan.parent_run_id is not None, "the plan step opens the sweep's run"
     tracker = Tracker(plan.settings.mlflow.tracking_uri, plan.settings.mlflow.experiment)
     wanted = None if indices is None else set(indices)
@@ -69,19 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="{}", help="MLflow params as a JSON object")
     parser.add_argument("--cv", type=int, default=0, help="CV folds of the training rows (0: none)")
     parser.add_argument("--seed", type=int, default=42, help="shuffles the CV folds")
-    parser.add_argument(
-        "--trust-module",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="a package whose classes --model may name besides scikit-learn's",
-    )
+    trust.add_arguments(parser)
     args = parser.parse_args(argv)
 
     if args.plan:
         indices = [int(i) for i in args.trials.split(",")] if args.trials else None
         try:
-            outcomes = train_planned(args.plan, indices)
+            outcomes = train_planned(args.plan, indices, trust.from_arguments(args))
         except Fault as err:  # the store, not a trial: a retry of the pod resumes (claims)
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -97,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracker = Tracker(args.tracking_uri, args.experiment)
     # A split given by URL alone: the run records no trial key, so no later sweep reuses it.
     split = StoredSplit(url=args.split, key="", reused=True)
-    sweep = SweepRef(args.sweep_id, args.parent_run_id, trusted=tuple(args.trust_module))
+    sweep = SweepRef(args.sweep_id, args.parent_run_id, trusted_modules=tuple(args.trust_module))
     outcome = run_trial(tracker, sweep, trial, split)
     _report(outcome)
     return 0 if outcome.ok else 1

@@ -86,6 +86,7 @@ def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
         [
             "model=lasso",
             "model._target_=support.crashing.CrashingLasso",
+            "trust.modules=[support]",  # the tests' own package, as a user's would be
             "model.alpha=0.1,13,1,2,3",
             "-m",
         ],

@@ -28,10 +28,18 @@ def lost_sweep(mlflow_server: str, workdir: Path, losses: Losses) -> tuple[str, 
     experiment = f"lossy-{secrets.token_hex(4)}"
     with lossy_proxy(mlflow_server, losses) as proxy:
         done = run_sweeper(
-            ["model=lasso", "model.alpha=1,2,3", "eval.cv=0", f"mlflow.tracking_uri={proxy}",
-             f"mlflow.experiment={experiment}", f"mlflow.register_best={experiment}", "-m"],
-            cwd=workdir, env={"SWEEPER_RETRY_SECONDS": "60"},
-        )  # fmt: skip
+            [
+                "model=lasso",
+                "model.alpha=1,2,3",
+                "eval.cv=0",
+                f"mlflow.tracking_uri={proxy}",
+                f"mlflow.experiment={experiment}",
+                f"mlflow.register_best={experiment}",
+                "-m",
+            ],
+            cwd=workdir,
+            env={"SWEEPER_RETRY_SECONDS": "60"},
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Could not" not in done.stdout + done.stderr
     return experiment, done.stdout
@@ -60,14 +68,16 @@ def assert_said_exactly(mlflow_server: str, experiment: str) -> None:
 def test_answers_lost_after_the_server_acted_change_nothing(
     mlflow_server: str, workdir: Path
 ) -> None:
-    losses = Losses(rules={
-        (f"{API}/runs/create", b'"sweep '): {1},  # the sweep's run, created but not told
-        (f"{API}/runs/create", b'"lasso alpha=2"'): {1},  # a trial's run
-        (f"{API}/runs/update", b'"FINISHED"'): {1, 3},  # trials' ends
-        (f"{API}/runs/outputs", b""): {1},  # the best model linked to its run
-        (f"{API}/model-versions/create", b""): {1},  # the registered version
-        (f"{API}/registered-models/alias", b""): {1},  # made champion
-    })  # fmt: skip
+    losses = Losses(
+        rules={
+            (f"{API}/runs/create", b'"sweep '): {1},  # the sweep's run, created but not told
+            (f"{API}/runs/create", b'"lasso alpha=2"'): {1},  # a trial's run
+            (f"{API}/runs/update", b'"FINISHED"'): {1, 3},  # trials' ends
+            (f"{API}/runs/outputs", b""): {1},  # the best model linked to its run
+            (f"{API}/model-versions/create", b""): {1},  # the registered version
+            (f"{API}/registered-models/alias", b""): {1},  # made champion
+        }
+    )
     experiment, stdout = lost_sweep(mlflow_server, workdir, losses)
     assert len(losses.lost) == 7, losses.lost  # every loss above happened
     assert_said_exactly(mlflow_server, experiment)
@@ -95,13 +105,17 @@ def test_a_store_locked_by_another_process_is_waited_for_then_one_line(workdir: 
     MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").create_experiment("sweeper")
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(workdir / "mlflow.db"), "90"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         began = time.monotonic()
-        done = run_sweeper(["model=lasso", "model.alpha=1", "eval.cv=0", "-m"], cwd=workdir,
-                           env={"SWEEPER_RETRY_SECONDS": "5"})  # fmt: skip
+        done = run_sweeper(
+            ["model=lasso", "model.alpha=1", "eval.cv=0", "-m"],
+            cwd=workdir,
+            env={"SWEEPER_RETRY_SECONDS": "5"},
+        )
         waited = time.monotonic() - began
     finally:
         holder.kill()
@@ -147,11 +161,22 @@ def test_a_read_only_store_is_one_line(empty_workdir: Path, read_only: str) -> N
         store.chmod(0o555)
     try:
         done = subprocess.run(
-            [*without_root_override(), sys.executable, "-m", "sweeper", "model=lasso",
-             "model.alpha=1", "eval.cv=0", "mlflow.tracking_uri=sqlite:///store/mlflow.db",
-             "-m"],
-            cwd=empty_workdir, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                *without_root_override(),
+                sys.executable,
+                "-m",
+                "sweeper",
+                "model=lasso",
+                "model.alpha=1",
+                "eval.cv=0",
+                "mlflow.tracking_uri=sqlite:///store/mlflow.db",
+                "-m",
+            ],
+            cwd=empty_workdir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         store.chmod(0o755)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]

@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,9 +28,13 @@ NAME = "champ"
 FAST = ["model=lasso", "eval.cv=0", f"mlflow.register_best={NAME}", "-m"]
 # An ensemble of scikit-learn's in place of the lasso, whose own values it does not take.
 BAGGING = [
-    "model=lasso", "~model.alpha", "~model.max_iter", "eval.cv=0",
-    "++model._target_=sklearn.ensemble.BaggingRegressor", "++model.n_estimators=2",
-]  # fmt: skip
+    "model=lasso",
+    "~model.alpha",
+    "~model.max_iter",
+    "eval.cv=0",
+    "++model._target_=sklearn.ensemble.BaggingRegressor",
+    "++model.n_estimators=2",
+]
 
 
 class Payload:
@@ -42,9 +47,10 @@ class Payload:
         return open, (str(self.marker), "w")
 
 
-def register_pickle(uri: str, marker: Path, name: str = NAME) -> str:
+def register_pickle(uri: str, marker: Path, name: str = NAME, champion: bool = True) -> str:
     """A version of `name` stored as cloudpickle whose unpickling creates `marker`, made the
-    champion (as whoever can write to the registry could); its number."""
+    champion (as whoever can write to the registry could) or only its latest version; its
+    number."""
     model = Lasso().fit(np.random.default_rng(0).random((20, 10)), np.arange(20.0))
     model.payload = Payload(marker)  # type: ignore[attr-defined]
     mlflow.set_tracking_uri(uri)
@@ -56,7 +62,8 @@ def register_pickle(uri: str, marker: Path, name: str = NAME) -> str:
         version = mlflow.register_model(info.model_uri, name).version
     finally:
         mlflow.set_tracking_uri(None)
-    MlflowClient(uri).set_registered_model_alias(name, "champion", version)
+    if champion:
+        MlflowClient(uri).set_registered_model_alias(name, "champion", version)
     marker.unlink(missing_ok=True)  # MLflow may have loaded it while logging
     return str(version)
 
@@ -65,7 +72,10 @@ def test_a_pickled_champion_is_not_loaded_unless_the_user_opts_in(workdir: Path)
     uri, marker = f"sqlite:///{workdir / 'mlflow.db'}", workdir / "ran-the-pickle"
     first = run_sweeper([*FAST, "model.alpha=1"], cwd=workdir)
     assert first.returncode == 0, first.stderr[-2000:]
-    pickled = register_pickle(uri, marker)
+    client = MlflowClient(uri)
+    # A registry from before aliases: its latest version, a pickle, serves.
+    client.delete_registered_model_alias(NAME, "champion")
+    pickled = register_pickle(uri, marker, champion=False)
     assert pickled == "2"
 
     refused = run_sweeper([*FAST, "model.alpha=2"], cwd=workdir)
@@ -77,8 +87,8 @@ def test_a_pickled_champion_is_not_loaded_unless_the_user_opts_in(workdir: Path)
         "cloudpickle file, which would run its writer's code when loaded; not loaded "
         "(trust.pickled_models=true loads it, for a registry only you write to)"
     )
-    client = MlflowClient(uri)
-    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"  # kept
+    # Kept: pinned by the alias, so the new version does not become the latest that serves.
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
     [sweep] = [s for s in sweeps(uri, "sweeper") if s.parent.data.tags.get("registry") == line]
     assert sweep.parent.info.status == "FINISHED"
 
@@ -98,19 +108,28 @@ def write_pickle(path: Path, marker: Path) -> None:
     ("overrides", "refused"),
     [
         # A function as a nested target: pandas.read_pickle on a payload.
-        (["++model.estimator._target_=pandas.read_pickle",
-          "++model.estimator._args_=[payload.pkl]"],
-         "model.estimator._target_=pandas.read_pickle is refused"),
+        (
+            [
+                "++model.estimator._target_=pandas.read_pickle",
+                "++model.estimator._args_=[payload.pkl]",
+            ],
+            "model.estimator._target_=pandas.read_pickle is refused",
+        ),
         # builtins.open(file, "w") would empty a file outside the project.
-        (["++model.estimator._target_=builtins.open",
-          "++model.estimator._args_=[victim.txt,w]"],
-         "model.estimator._target_=builtins.open is refused"),
+        (
+            ["++model.estimator._target_=builtins.open", "++model.estimator._args_=[victim.txt,w]"],
+            "model.estimator._target_=builtins.open is refused",
+        ),
         # A class of scikit-learn, but as a callable rather than an estimator.
-        (["++model.estimator._target_=sklearn.linear_model.Ridge",
-          "++model.estimator._partial_=true"],
-         "model.estimator._partial_ is refused"),
+        (
+            [
+                "++model.estimator._target_=sklearn.linear_model.Ridge",
+                "++model.estimator._partial_=true",
+            ],
+            "model.estimator._partial_ is refused",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_model_config_names_classes_not_calls(
     workdir: Path, overrides: list[str], refused: str
 ) -> None:
@@ -163,6 +182,12 @@ def test_every_process_that_builds_a_model_checks_its_classes(tmp_path: Path) ->
     assert not marker.exists()
     with pytest.raises(trust.Untrusted, match="not a scikit-learn estimator"):
         fitting.build_estimator({"_target_": "sklearn.utils.Bunch"})
+    # An interpolation that instantiating would resolve into a call.
+    create = f"${{oc.create:{{_target_: builtins.open, _args_: [{marker}, w]}}}}"
+    resolved = {"_target_": "sklearn.linear_model.Ridge", "_args_": [], "alpha": create}
+    with pytest.raises(trust.Untrusted, match=r"model.alpha holds an interpolation"):
+        fitting.build_estimator(resolved)
+    assert not marker.exists()
     ridge = {"_target_": "sklearn.linear_model.Ridge", "alpha": 2.0}
     built = fitting.build_estimator({**nested, "estimator": ridge})
     assert type(built.estimator).__name__ == "Ridge" and built.estimator.alpha == 2.0
@@ -177,9 +202,17 @@ def test_on_argo_the_plan_and_summary_pods_trust_no_more(
     s3_server.fs().mkdir(bucket)
     marker = workdir / "ran-the-pickle"
     register_pickle(mlflow_server, marker, name=experiment)
-    sweep = ["model=lasso", "model.alpha=1,2", "eval.cv=0", f"storage.root=s3://{bucket}/store",
-             f"mlflow.tracking_uri={mlflow_server}", f"mlflow.experiment={experiment}",
-             f"mlflow.register_best={experiment}", *s3_server.pod_overrides(), "-m"]  # fmt: skip
+    sweep = [
+        "model=lasso",
+        "model.alpha=1,2",
+        "eval.cv=0",
+        f"storage.root=s3://{bucket}/store",
+        f"mlflow.tracking_uri={mlflow_server}",
+        f"mlflow.experiment={experiment}",
+        f"mlflow.register_best={experiment}",
+        *s3_server.pod_overrides(),
+        "-m",
+    ]
     manifest = render(workdir, sweep)
     runner = ArgoRunner(manifest, env=base_env(), secrets=s3_server.pod_secrets())
     assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
@@ -191,6 +224,27 @@ def test_on_argo_the_plan_and_summary_pods_trust_no_more(
     )
     client = MlflowClient(mlflow_server)
     assert str(client.get_model_version_by_alias(experiment, "champion").version) == "1"
+
+    # The plan in storage widened to trust pickles: the summary pod, run again as the manifest
+    # says, trusts what its manifest gave it, not the bucket.
+    fs, name = s3_server.fs(), manifest["metadata"]["name"]
+    plan_path = f"{bucket}/store/sweeps/{name}/plan.json"
+    record = json.loads(fs.cat(plan_path))
+    record["settings"]["trust"] = {"modules": ["os"], "pickled_models": True}
+    fs.pipe(plan_path, json.dumps(record).encode())
+    [summary] = [t for t in manifest["spec"]["templates"] if t["name"] == "summary"]
+    argv = [a.replace("{{workflow.name}}", name) for a in summary["container"]["args"]]
+    again = subprocess.run(
+        [sys.executable, "-m", *summary["container"]["command"][2:], *argv],
+        env={**base_env(), **s3_server.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not marker.exists()
+    [line] = [x for x in again.stdout.splitlines() if x.startswith("Registry:")]
+    assert "version 3 registered, not made champion: version 1 is stored as a cloudpickle" in line
 
     # The same manifest, its definition altered after it was rendered.
     [plan] = [t for t in manifest["spec"]["templates"] if t["name"] == "plan"]

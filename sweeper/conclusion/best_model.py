@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeper.conclusion.registered import Refused, load_model, raw_model
+from sweeper.conclusion.registered import Refused, load_model
 from sweeper.core import faults, registry
 from sweeper.core.faults import Fault
 from sweeper.core.fitting import skops_types
@@ -88,7 +88,7 @@ def log_best_model(
         signature=signature,
         input_example=example,
         pip_requirements=_pinned_requirements(),
-        **_serialization(pipeline),
+        **_serialization(pipeline, modules),
     )
     tracker.set_tag(best.run_id, MODEL_TAG, info.model_uri)
     return LoggedModel(info.model_uri, info.model_id, best.run_id)
@@ -121,7 +121,7 @@ def register_if_better(
     split_url: str,
     sweep_id: str,
     ranking: Ranking,
-    trusted: TrustSettings,
+    trust: TrustSettings,
 ) -> str:
     """A new version of registered model `name`, made its `@champion` when the best trial beats
     the champion on `ranking`'s metric, both scored on this sweep's raw test rows (tonight's
@@ -135,15 +135,19 @@ def register_if_better(
         shown = f"version {champion.version}"
         uri = f"models:/{name}/{champion.version}"
         try:
-            loaded = load_model(uri, shown, trusted.modules, trusted.pickled_models)
+            loaded = load_model(
+                uri, shown, tracker.tracking_uri, trust.modules, trust.pickled_models
+            )
+            scores = _score_registered(loaded, split_url, ranking)
         except Refused as refused:
+            # The champion stays the champion, by its alias even if it had none (the latest
+            # version was: the new one would be tomorrow).
+            registry.set_champion(tracker, name, str(champion.version))
             version = _register(tracker, name, model, best, sweep_id, metric, challenger)
             return f"Registry: {name} version {version} registered, not made champion: {refused}"
-        try:
-            scores = _score_registered(loaded, split_url, ranking)
         except Fault:
             raise
-        except Exception as err:  # other columns than tonight's data
+        except Exception as err:  # other columns than tonight's data, a flavour not loadable
             reason = f"{shown} cannot score this data ({type(err).__name__})"
         else:
             held = scores[metric]
@@ -182,19 +186,20 @@ def _score_registered(model: PyFuncModel, split_url: str, ranking: Ranking) -> d
         return score(y_test, predicted)
     if ranking.metric not in NEEDS_PROBABILITIES:
         return score_labels(y_test, predicted)
-    raw = raw_model(model)
+    raw = model.get_raw_model()
     return score_labels(y_test, predicted, raw.predict_proba(X_raw), raw.classes_)
 
 
-def _serialization(estimator: BaseEstimator) -> dict[str, Any]:
-    """skops (MLflow's safe default) when the model is made of scikit-learn's, NumPy's and
-    SciPy's own types, which this process built and so trusts; cloudpickle for anything else
-    a config's `_target_` may name (xgboost, a user's class)."""
+def _serialization(estimator: BaseEstimator, modules: Sequence[str] = ()) -> dict[str, Any]:
+    """skops (MLflow's safe default) when the model is made of scikit-learn's, NumPy's, SciPy's
+    and `modules`' types (the sweep's `trust.modules`), which this process built and so
+    trusts; cloudpickle for anything skops cannot store."""
     try:
         import skops.io
-    except ImportError:
+
+        untrusted, foreign = skops_types(skops.io.dumps(estimator), modules)
+    except Exception:  # a type skops cannot write
         return {"serialization_format": "cloudpickle"}
-    untrusted, foreign = skops_types(skops.io.dumps(estimator))
     if not foreign:
         return {"skops_trusted_types": untrusted}
     return {"serialization_format": "cloudpickle"}

@@ -124,10 +124,10 @@ def log_best(
             tracker, result, model.uri, best.trial.name, split.url))  # fmt: skip
     if not register_best:
         return notes
-    trusted = result.plan.settings.trust
+    trust = result.plan.settings.trust
     decision = _attempt(notes, f"registered model {register_best}", lambda: register_if_better(
         tracker, register_best, model, best, split.url, result.plan.sweep_id,
-        result.ranking, trusted))  # fmt: skip
+        result.ranking, trust))  # fmt: skip
     if decision:
         notes.append(decision)
         tracker.set_tag(result.parent_run_id, "registry", decision)
@@ -168,16 +168,14 @@ def _log_results(tracker: Tracker, result: SweepResult) -> None:
 def _log_label_report(
     tracker: Tracker, result: SweepResult, model_uri: str, trial: str, split_url: str
 ) -> None:
-    import mlflow
-
     from sweeper.conclusion.labels import write_label_report
-    from sweeper.conclusion.registered import load_model, raw_model
+    from sweeper.conclusion.registered import load_model
     from sweeper.core.fitting import read_raw_test
 
-    mlflow.set_tracking_uri(tracker.tracking_uri)  # models:/ URIs resolve through it
-    trusted = result.plan.settings.trust  # a reused trial's model was logged by another sweep
-    loaded = load_model(model_uri, f"the model of {trial}", trusted.modules, trusted.pickled_models)
-    model = raw_model(loaded)
+    trust = result.plan.settings.trust  # a reused trial's model was logged by another sweep
+    shown = f"the model of {trial}"
+    loaded = load_model(model_uri, shown, tracker.tracking_uri, trust.modules, trust.pickled_models)
+    model = loaded.get_raw_model()
     X_test, y_test = read_raw_test(split_url)
     with tempfile.TemporaryDirectory(prefix="sweeper-labels-") as folder:
         tables, plots = Path(folder, "results"), Path(folder, "plots")

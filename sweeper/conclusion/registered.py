@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sweeper.core import faults
 from sweeper.core.fitting import skops_types
@@ -31,15 +31,21 @@ class Refused(Exception):
 
 
 def load_model(
-    model_uri: str, shown: str, modules: Sequence[str] = (), pickles: bool = False
+    model_uri: str,
+    shown: str,
+    tracking_uri: str,
+    modules: Sequence[str] = (),
+    pickles: bool = False,
 ) -> PyFuncModel:
-    """The model at `model_uri` (`models:/name/3`, `runs:/…`) as MLflow's pyfunc model, once its
-    files show it cannot run code (`pickles`: a pickle may be loaded); `shown` names it in
-    a refusal ("version 2")."""
+    """The model at `model_uri` (`models:/name/3`, `runs:/…`) of the tracking server at
+    `tracking_uri` as MLflow's pyfunc model, once its files show it cannot run code
+    (`pickles`: a pickle may be loaded); `shown` names it in a refusal ("version 2")."""
+    import mlflow
     import mlflow.artifacts
     import mlflow.pyfunc
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files
+    mlflow.set_tracking_uri(tracking_uri)  # `models:/` URIs resolve through its registry
     with tempfile.TemporaryDirectory(prefix="sweeper-model-") as folder:
         local = faults.retrying(
             "MLflow's artifact store",
@@ -78,7 +84,11 @@ def check(folder: Path, shown: str, modules: Sequence[str] = (), pickles: bool =
             f"{shown} is {what}, which would run its writer's code when loaded; not loaded "
             f"({OPT_IN} loads it, for a registry only you write to)"
         )
-    data = _inside(folder, str(sklearn.get("pickled_model", "")), shown).read_bytes()
+    # What MLflow's pyfunc loads must be the very file checked here.
+    model_file = str(sklearn.get("pickled_model", ""))
+    if pyfunc.get("model_path") != model_file or pyfunc.get("data") not in (None, model_file):
+        raise Refused(f"{shown} names another model file for loading than the one it stores")
+    data = _inside(folder, model_file, shown).read_bytes()
     try:
         _, foreign = skops_types(data, modules)
     except Exception as err:
@@ -89,11 +99,6 @@ def check(folder: Path, shown: str, modules: Sequence[str] = (), pickles: bool =
             f"{shown} holds types this sweep does not trust ({listed}); not loaded (add "
             "their package to trust.modules if you trust it)"
         )
-
-
-def raw_model(model: PyFuncModel) -> Any:
-    """The scikit-learn model inside a pyfunc model loaded by `load_model`."""
-    return model.get_raw_model()
 
 
 def _inside(folder: Path, name: str, shown: str) -> Path:

@@ -9,8 +9,8 @@ without loading pandas or scikit-learn: fitting is imported when a trial runs.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,13 +47,13 @@ class SweepRef:
     """The sweep a trial belongs to: its id and its open MLflow run; `rerun`: it trains every
     trial again (its claims count its own runs only); `ranked_by`: its `eval.metric`, by which
     this process keeps the fitted model of its best trial (core.kept; None: keeps none);
-    `trusted`: its `trust.modules`, whose classes its model configs may name (core.trust)."""
+    `trusted_modules`: its `trust.modules`, whose classes model configs may name (core.trust)."""
 
     sweep_id: str
     parent_run_id: str
     rerun: bool = False
     ranked_by: str | None = None
-    trusted: tuple[str, ...] = ()
+    trusted_modules: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, plan: Plan) -> SweepRef:
@@ -108,7 +108,7 @@ def run_trial(
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
             score, fitted = fit_and_score(
-                trial.model, split.url, trial.cv, trial.seed, sweep.trusted
+                trial.model, split.url, trial.cv, trial.seed, sweep.trusted_modules
             )
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
@@ -252,8 +252,9 @@ def run_trials(
 @contextlib.contextmanager
 def uninterrupted(*signums: int, say: str | None = None) -> Iterator[None]:
     """A stop request (SIGTERM; `signums` instead, e.g. Ctrl-C's SIGINT too) waits until the run
-    being written is whole, then takes effect; `say`: the line a waiting request is answered
-    with on stderr (once), so a second Ctrl-C is not met with silence.
+    being written is whole, then takes effect. With `say`, the first request that waits is
+    answered with that line on stderr, and a user who insists (a second request) stops the
+    block at once: what it left unended, the next sweep ends, as after kill -9.
 
     A Python handler rather than a blocked signal: the OS may deliver SIGTERM to any thread of
     the process (BLAS starts its own), and a thread that does not block it ends the process at
@@ -264,8 +265,12 @@ def uninterrupted(*signums: int, say: str | None = None) -> Iterator[None]:
     requested: list[int] = []
 
     def wait(signum: int, _frame: object) -> None:
-        if say and not requested:
-            print(say, file=sys.stderr, flush=True)
+        if say and requested:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            raise KeyboardInterrupt
+        if say:  # not print: the main thread may be inside a write to stderr right now
+            os.write(2, f"{say}\n".encode())
         requested.append(signum)
 
     previous = {signum: signal.signal(signum, wait) for signum in signums or (signal.SIGTERM,)}

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sweeper.core import storage
-from sweeper.core.settings import Settings
+from sweeper.core.settings import Settings, TrustSettings
 from sweeper.core.text_enum import TextEnum
+from sweeper.safe_text import redact, redact_text
 
 TARGET_COLUMN = "__target__"  # the target's column in a stored split's tables
 
@@ -99,7 +99,7 @@ def trial_params(
     params = {"model": model_name, "model.class": model.get("_target_", "")}
     params.update({f"model.{k}": _text(v) for k, v in model.items() if not k.startswith("_")})
     for key, value in group.data.items():
-        params[f"data.{key}"] = storage.redact(value) if key == "path" else _text(value)
+        params[f"data.{key}"] = redact(value) if key == "path" else _text(value)
     params.update({f"preprocess.{k}": _text(v) for k, v in group.preprocess.items()})
     params["seed"] = str(group.seed)
     return params
@@ -165,6 +165,10 @@ class Plan:
     def with_parent(self, parent_run_id: str) -> Plan:
         return dataclasses.replace(self, parent_run_id=parent_run_id)
 
+    def with_trust(self, trust: TrustSettings) -> Plan:
+        """The plan trusting what its pod was told to (core.trust.pod_arguments)."""
+        return dataclasses.replace(self, settings=dataclasses.replace(self.settings, trust=trust))
+
     def with_params(self, params: Mapping[str, str]) -> Plan:
         """More params of the sweep's run (a study's, for instance)."""
         return dataclasses.replace(self, sweep_params={**self.sweep_params, **params})
@@ -181,13 +185,13 @@ class Plan:
         record["settings"] = self.settings.portable()
         record["groups"] = [asdict(g) for g in self.groups]
         for group in record["groups"]:
-            group["data"]["path"] = storage.redact(group["data"].get("path"))
+            group["data"]["path"] = redact(group["data"].get("path"))
         # Without params: from the trial's model and group again when read (most of its bytes).
         fields = [f.name for f in dataclasses.fields(Trial) if f.name != "params"]
         record["trials"] = [{k: getattr(t, k) for k in fields} for t in self.trials]
         # Compact: a 100,000-trial plan is tens of megabytes even so. No URL's credentials in
         # it anywhere (a trial's overrides repeat what was typed).
-        return storage.redact_text(json.dumps(record, separators=(",", ":"), default=str))
+        return redact_text(json.dumps(record, separators=(",", ":"), default=str))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Plan:

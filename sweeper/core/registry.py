@@ -28,8 +28,8 @@ def champion(tracker: Tracker, name: str) -> ModelVersion | None:
     try:
         found: ModelVersion = tracker.client.get_model_version_by_alias(name, CHAMPION)
         return found
-    except MlflowException as err:
-        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+    except MlflowException as err:  # no such model, or no such alias (said either way)
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise
     versions = tracker.model_versions(name)
     return max(versions, key=lambda v: int(v.version), default=None)

@@ -13,8 +13,11 @@ Models read back from MLflow are data: see `loadable_types`.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+from sweeper.core.settings import TrustSettings
 
 SCIKIT_LEARN = "sklearn"
 # What skops may load besides the classes of trusted modules: scikit-learn's, NumPy's and SciPy's.
@@ -23,7 +26,7 @@ DATA_MODULES = ("sklearn", "numpy", "scipy")
 # values are converted. `_partial_` (a callable instead of an estimator), `_recursive_` and
 # anything else are refused.
 _SWITCHES = frozenset({"_target_", "_args_", "_convert_"})
-# scikit-learn's estimator interface: what every step of a model has; the model itself predicts.
+# scikit-learn's estimator interface, which the model itself has (and predicts).
 _INTERFACE = ("fit", "get_params", "set_params")
 
 
@@ -37,8 +40,16 @@ def trusted_module(module: str, modules: Sequence[str] = ()) -> bool:
 
 
 def check_names(model: Mapping[str, Any], modules: Sequence[str] = ()) -> None:
-    """Refuse a model config whose targets are not named in trusted modules, or that uses a
-    switch other than `_target_`, `_args_` and `_convert_`: without importing anything."""
+    """Refuse a model config whose targets are not named in trusted modules, that uses a
+    switch other than `_target_`, `_args_` and `_convert_`, or that holds an interpolation
+    (`${…}`, which instantiating would resolve, `${oc.create:…}` included): without importing
+    anything."""
+    for where, text in _texts(model, "model"):
+        if "${" in text:
+            raise Untrusted(
+                f"{where} holds an interpolation ({text[:60]}), which instantiating the model "
+                "would resolve: a model config's values are plain data"
+            )
     for where, node in _nodes(model, "model"):
         for key in node:
             switch = isinstance(key, str) and key.startswith("_") and key.endswith("_")
@@ -52,32 +63,42 @@ def check_names(model: Mapping[str, Any], modules: Sequence[str] = ()) -> None:
 
 
 def check_classes(model: Mapping[str, Any], modules: Sequence[str] = ()) -> type:
-    """`check_names`, then import each target and check that it is an estimator class; the
-    model's own class (which must also predict)."""
+    """`check_names`, then import each target and check that it is a class of a trusted module
+    (a nested one: a kernel, a splitter, a pipeline's step); the model's own, an estimator
+    that predicts."""
     check_names(model, modules)
     for where, node in _nodes(model, "model"):
         if "_target_" in node and where != "model":
-            estimator_class(node["_target_"], where, modules)
-    return estimator_class(model.get("_target_"), "model", modules, predicts=True)
+            trusted_class(node["_target_"], where, modules)
+    return estimator_class(model.get("_target_"), "model", modules)
 
 
-def estimator_class(
-    target: object, where: str = "model", modules: Sequence[str] = (), predicts: bool = False
-) -> type:
-    """The class a trusted `_target_` names, if it has scikit-learn's estimator interface."""
+def estimator_class(target: object, where: str = "model", modules: Sequence[str] = ()) -> type:
+    """The class a trusted `_target_` names, if it is a scikit-learn estimator that predicts."""
+    cls = trusted_class(target, where, modules)
+    missing = [m for m in (*_INTERFACE, "predict") if not callable(getattr(cls, m, None))]
+    if missing:
+        raise Untrusted(
+            f"{where}._target_ {target} is not a scikit-learn estimator "
+            f"(it has no {', '.join(missing)})"
+        )
+    return cls
+
+
+def trusted_class(target: object, where: str, modules: Sequence[str] = ()) -> type:
+    """The class a trusted `_target_` names: imported only once its name is trusted, and
+    defined in a trusted module itself (not a name a trusted module merely imported)."""
     from hydra.utils import get_class
 
     name = _check_name(target, where, modules)
     try:
         cls = get_class(name)
     except Exception:
-        raise Untrusted(f"{where}._target_ {name} is not a class that can be imported") from None
-    needed = (*_INTERFACE, "predict") if predicts else _INTERFACE
-    missing = [m for m in needed if not callable(getattr(cls, m, None))]
-    if missing:
+        raise ValueError(f"{where}._target_ {name} is not a class that can be imported") from None
+    if not isinstance(cls, type) or not trusted_module(cls.__module__, modules):
         raise Untrusted(
-            f"{where}._target_ {name} is not a scikit-learn estimator "
-            f"(it has no {', '.join(missing)})"
+            f"{where}._target_ {name} is refused: it is defined in "
+            f"{getattr(cls, '__module__', '?')}, not in a trusted module"
         )
     return cls
 
@@ -87,6 +108,33 @@ def loadable_types(types: Sequence[str], modules: Sequence[str] = ()) -> list[st
     NumPy, SciPy and the user's `trust.modules`: data holding any of them is not loaded."""
     trusted = (*DATA_MODULES, *modules)
     return [t for t in types if not any(t == m or t.startswith(f"{m}.") for m in trusted)]
+
+
+def pod_arguments(trust: TrustSettings) -> list[str]:
+    """The sweep's trust settings as a pod's command line (`add_arguments`): a pod takes them
+    from its manifest, which the user submitted, never from a plan in storage, which anyone
+    who can write the bucket could widen."""
+    listed = [word for module in trust.modules for word in ("--trust-module", module)]
+    return [*listed, *(["--trust-pickled-models"] if trust.pickled_models else [])]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a package whose classes model configs may name (trust.modules)",
+    )
+    parser.add_argument(
+        "--trust-pickled-models",
+        action="store_true",
+        help="load a registered pickle to compare it (trust.pickled_models)",
+    )
+
+
+def from_arguments(args: argparse.Namespace) -> TrustSettings:
+    return TrustSettings(list(args.trust_module), bool(args.trust_pickled_models))
 
 
 def _check_name(target: object, where: str, modules: Sequence[str]) -> str:
@@ -101,6 +149,19 @@ def _check_name(target: object, where: str, modules: Sequence[str]) -> str:
             "there if you trust it"
         )
     return target
+
+
+def _texts(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every text in a config, keys included, with its dotted place."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, Mapping):
+        for key, inner in value.items():
+            yield from _texts(key, where)
+            yield from _texts(inner, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, inner in enumerate(value):
+            yield from _texts(inner, f"{where}.{i}")
 
 
 def _nodes(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 _open: list[SweepSession] = []  # sweeps whose run is open in this process
 _exit_status = 0  # non-zero once a sweep of this process did not end well
 
+# What a Ctrl-C is answered with while the sweep ends its runs.
+ENDING = "ending runs… (Ctrl-C again stops at once; the next sweep ends what is left)"
+
 
 class SweepSession:
     """Implements `sweeper.executors.Sweep`: what its executor sees of it."""
@@ -121,7 +124,7 @@ class SweepSession:
         self.closed = True
         if self in _open:
             _open.remove(self)
-        with uninterrupted(signal.SIGINT, signal.SIGTERM, say="ending runs…"):
+        with uninterrupted(signal.SIGINT, signal.SIGTERM, say=ENDING):
             code = self.executor.close(self, status) if self.opened else int(status is not None)
         _exit_status = _exit_status or code
 

@@ -29,7 +29,7 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
-from sweeper.core import storage
+from sweeper.core import storage, trust
 from sweeper.core.settings import ArgoSettings, Settings
 from sweeper.executors.argo.checks import check_definition, check_reachable
 from sweeper.executors.argo.names import dns_label, label_value
@@ -91,7 +91,8 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
     _lifecycle(workflow, argo)
     with workflow:
         mutex = dns_label(f"sweeper-{settings.mlflow.experiment}", 63)
-        _templates(argo, definition.portable().encoded(), settings.storage.root, mutex)
+        trusted = trust.pod_arguments(settings.trust)
+        _templates(argo, definition.portable().encoded(), settings.storage.root, mutex, trusted)
     return workflow
 
 
@@ -125,7 +126,10 @@ def _lifecycle(workflow: Workflow, argo: ArgoSettings) -> None:
         ]
 
 
-def _templates(argo: ArgoSettings, definition: str, root: str, mutex: str) -> None:
+def _templates(
+    argo: ArgoSettings, definition: str, root: str, mutex: str, trusted: list[str]
+) -> None:
+    """`trusted`: the trust settings every pod that builds or loads a model is given."""
     image = argo.image
     plan_url = storage.sweep_url(root.rstrip("/"), "{{workflow.name}}", storage.PLAN)
     chunk = storage.chunk_record("{{inputs.parameters.chunk}}")
@@ -192,7 +196,7 @@ def _templates(argo: ArgoSettings, definition: str, root: str, mutex: str) -> No
     train = step(
         "train",
         "steps.train",
-        ["--plan", chunk_url],  # every trial of the chunk
+        ["--plan", chunk_url, *trusted],  # every trial of the chunk
         inputs=[Parameter(name="chunk"), *(Parameter(name=r) for r in POD_RESOURCES)],
         resources=m.ResourceRequirements(
             requests={
@@ -202,7 +206,7 @@ def _templates(argo: ArgoSettings, definition: str, root: str, mutex: str) -> No
             limits={"memory": m.Quantity("{{inputs.parameters.memory_limit}}")},
         ),
     )
-    summary = step("summary", SUMMARY_STEP, ["--plan", plan_url])
+    summary = step("summary", SUMMARY_STEP, ["--plan", plan_url, *trusted])
     # One summary of an experiment at a time: a nightly run and a manual one never decide a
     # registry promotion side by side.
     summary.synchronization = m.Synchronization(mutexes=[m.Mutex(name=mutex)])

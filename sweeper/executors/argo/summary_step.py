@@ -15,18 +15,21 @@ import sys
 from collections.abc import Sequence
 
 from sweeper.conclusion.conclude import conclude_sweep
-from sweeper.core import storage
+from sweeper.core import storage, trust
 from sweeper.core.faults import Fault
 from sweeper.core.lifecycle import recorded_outcomes
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Plan, Status
+from sweeper.core.settings import TrustSettings
 from sweeper.core.splits import recorded_splits
 from sweeper.core.tracking import Tracker
 from sweeper.display.table import print_results
 
 
-def summarise(plan_url: str) -> SweepResult:
-    plan = Plan.from_json(storage.read_bytes(plan_url))
+def summarise(plan_url: str, trusting: TrustSettings | None = None) -> SweepResult:
+    """`trusting`: what the pod was told to trust (its command line), not what the plan read
+    from storage says (core.trust.pod_arguments)."""
+    plan = Plan.from_json(storage.read_bytes(plan_url)).with_trust(trusting or TrustSettings())
     assert plan.parent_run_id is not None, "the plan step opens the sweep's run"
     settings = plan.settings
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
@@ -46,9 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweeper.executors.argo.summary_step",
                                      description=__doc__)  # fmt: skip
     parser.add_argument("--plan", required=True, help="URL of the sweep's plan.json")
+    trust.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        result = summarise(args.plan)
+        result = summarise(args.plan, trust.from_arguments(args))
     except Fault as err:  # the store or the disk: the next try (a retry, a resubmit) resumes
         print(f"error: {err}", file=sys.stderr)
         return 1

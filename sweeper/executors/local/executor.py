@@ -46,7 +46,7 @@ class LocalExecutor:
             return self.scheduler.run(plan, batch.last)
         except BaseException:
             # A second Ctrl-C waits until the workers have stopped and the runs are ended.
-            with uninterrupted(signal.SIGINT, signal.SIGTERM, say="ending runs…"):
+            with uninterrupted(signal.SIGINT, signal.SIGTERM, say="stopping the workers…"):
                 self.scheduler.abandon()
             raise
 
