@@ -81,6 +81,9 @@ def guard_logging() -> None:
         except Exception:  # a malformed call: logging reports it itself
             return made_record
         made_record.msg, made_record.args = shown(message), None
+        if made_record.exc_info:  # a traceback quotes values too: formatted here, redacted
+            formatted = logging.Formatter().formatException(made_record.exc_info)
+            made_record.exc_text = "\n".join(map(shown, formatted.splitlines()))
         return made_record
 
     record.shown = True  # type: ignore[attr-defined]

@@ -148,9 +148,8 @@ def test_two_sweeps_at_once_on_one_store_and_database(empty_workdir: Path) -> No
     assert len(split_dirs(workdir / "sweeper-store")) == 1  # the same split, stored once
 
 
-@pytest.mark.parametrize("again_after", [None, 0.1], ids=["once", "twice"])
+@pytest.mark.parametrize("again_after", [None, 0.1], ids=["once", "twice-while-ending"])
 def test_ctrl_c_stops_cleanly(workdir: Path, again_after: float | None) -> None:
-    """Once, or twice: the second press comes while the sweep ends its runs, and waits."""
     sweep = subprocess.Popen(
         [sys.executable, "-m", "sweeper", *LONG_SWEEP],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

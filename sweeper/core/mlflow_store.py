@@ -32,7 +32,8 @@ _wal_installed = False
 # included; another process closing its connection then takes itself for the last one and
 # deletes the -wal and -shm files under this one's (its later writes are lost, or fail with
 # "disk I/O error").
-_kept_open: dict[Path, IO[str]] = {}
+# Keyed by process too: a forked child shares its parent's descriptor, and so its flock.
+_kept_open: dict[tuple[int, Path], IO[str]] = {}
 
 
 def use_sqlite_wal() -> None:
@@ -68,10 +69,10 @@ def sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # SQLite takes an empty file as an empty database
-        database = _kept_open.get(path.resolve()) or path.open("a")
+        database = _kept_open.get((os.getpid(), path.resolve())) or path.open("a")
     except OSError as err:  # a read-only file or folder (root writes it anyway)
         raise SweeperError(f"MLflow store {path} cannot be written: {err.strerror}") from None
-    _kept_open[path.resolve()] = database
+    _kept_open[(os.getpid(), path.resolve())] = database
     # In WAL mode SQLite keeps -wal and -shm files beside the database: MLflow would retry its
     # connection for ~100 s before failing with a traceback.
     if not os.access(path.parent, os.W_OK) and not all(
