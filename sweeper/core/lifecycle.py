@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from sweeper.core.tracking import Tracker
 
+# What a Ctrl-C is answered with while a sweep stops its workers and ends its runs.
+ENDING_RUNS = "ending runs… (Ctrl-C again stops at once; the next sweep ends what is left)"
 # split key → {trial key → (run id, metrics)}: trials some sweep of the experiment finished.
 Finished = Mapping[str, tuple[str, dict[str, float]]]
 

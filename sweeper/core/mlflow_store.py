@@ -19,8 +19,8 @@ from sweeper.core import faults
 from sweeper.errors import SweeperError
 
 T = TypeVar("T")
-# On each run sweeper creates: a token per create, by which an attempt whose answer was lost is
-# found again instead of created twice.
+# On each run and registered version sweeper creates: a token per create, by which an attempt
+# whose answer was lost is found again instead of created twice.
 CREATE_TOKEN = "sweeper.create_token"
 # What a new SQLite store's tables and MLflow's migrations need: refused below it, so that a
 # migration is never left half-way by a full disk.
@@ -128,11 +128,6 @@ class RetryingClient:
     def __init__(self, client: Any, tracking_uri: str, shown: str) -> None:
         self._client, self._uri, self._what = client, tracking_uri, f"MLflow at {shown}"
 
-    @property
-    def once(self) -> Any:
-        """The client itself, each call tried once: for `create_once`."""
-        return self._client
-
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)
         if not callable(method):
@@ -162,6 +157,25 @@ class RetryingClient:
             wanted = f"tags.`{CREATE_TOKEN}` = '{token}'"
             found = self._client.search_runs([experiment_id], wanted, max_results=1)
             return found[0] if found else None
+
+        return self._said(create_once, self._what, create, find)
+
+    def create_model_version(
+        self, name: str, source: str, run_id: str, tags: dict[str, str], model_id: str | None
+    ) -> Any:
+        """MLflow's create_model_version made once, as `create_run` is."""
+        token = uuid.uuid4().hex
+        tagged = {**tags, CREATE_TOKEN: token}
+
+        def create() -> Any:
+            return self._client.create_model_version(
+                name, source, run_id=run_id, tags=tagged, model_id=model_id
+            )
+
+        def find() -> Any:
+            versions = self._client.search_model_versions(f"name = '{name}'")
+            made = [v for v in versions if v.tags.get(CREATE_TOKEN) == token]
+            return min(made, key=lambda v: int(v.version), default=None)
 
         return self._said(create_once, self._what, create, find)
 

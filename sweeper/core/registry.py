@@ -1,13 +1,10 @@
 """The model registry: which version of a registered model serves (`@champion`), and new
-versions made exactly once through a store's faults."""
+versions (made exactly once through a store's faults: mlflow_store.RetryingClient)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
-
-from sweeper.core.mlflow_store import create_once
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -15,9 +12,6 @@ if TYPE_CHECKING:
     from sweeper.core.tracking import Tracker
 
 CHAMPION = "champion"  # the alias of the version a serving system loads: models:/name@champion
-# On each version sweeper registers: a token per attempt, by which one whose answer was lost
-# is found again instead of registered twice.
-REQUEST_TAG = "sweeper.request"
 
 
 def champion(tracker: Tracker, name: str) -> ModelVersion | None:
@@ -43,8 +37,7 @@ def set_champion(tracker: Tracker, name: str, version: str) -> None:
 def register_version(
     tracker: Tracker, name: str, model_uri: str, run_id: str, tags: Mapping[str, str]
 ) -> str:
-    """A new version of registered model `name` (created with it if new), made once however
-    many answers are lost on the way; its number."""
+    """A new version of registered model `name` (created with it if new); its number."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -52,17 +45,8 @@ def register_version(
     except MlflowException as err:  # registered before, or a lost answer retried
         if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
-    token = uuid.uuid4().hex
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-
-    def create() -> ModelVersion:
-        made: ModelVersion = tracker.retrying.once.create_model_version(
-            name, model_uri, run_id=run_id, tags={**tags, REQUEST_TAG: token}, model_id=model_id
-        )
-        return made
-
-    def find() -> ModelVersion | None:
-        made = [v for v in tracker.model_versions(name) if v.tags.get(REQUEST_TAG) == token]
-        return min(made, key=lambda v: int(v.version), default=None)
-
-    return str(create_once(tracker.shown, create, find).version)
+    made = tracker.client.create_model_version(
+        name, model_uri, run_id=run_id, tags=dict(tags), model_id=model_id
+    )
+    return str(made.version)

@@ -74,8 +74,7 @@ class Tracker:
             raise SweeperError(f"MLflow at {redact(tracking_uri)} {problem(err)}") from None
         # A store that answered at the start is waited for through a fault later on.
         self.shown = f"MLflow at {redact(tracking_uri) or tracking_uri}"
-        self.retrying = RetryingClient(self.client, tracking_uri, self.shown)
-        self.client = cast("MlflowClient", self.retrying)
+        self.client = cast("MlflowClient", RetryingClient(self.client, tracking_uri, self.shown))
 
     def _experiment_id(self, name: str, create: bool) -> str:
         from mlflow.exceptions import MlflowException

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Sequence
 
 from sweeper.core.faults import Fault
-from sweeper.core.lifecycle import uninterrupted
+from sweeper.core.lifecycle import ENDING_RUNS, uninterrupted
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, Status
 from sweeper.core.settings import Settings
@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 
 _open: list[SweepSession] = []  # sweeps whose run is open in this process
 _exit_status = 0  # non-zero once a sweep of this process did not end well
-
-# What a Ctrl-C is answered with while the sweep ends its runs.
-ENDING = "ending runs… (Ctrl-C again stops at once; the next sweep ends what is left)"
 
 
 class SweepSession:
@@ -124,7 +121,7 @@ class SweepSession:
         self.closed = True
         if self in _open:
             _open.remove(self)
-        with uninterrupted(signal.SIGINT, signal.SIGTERM, say=ENDING):
+        with uninterrupted(signal.SIGINT, signal.SIGTERM, say=ENDING_RUNS):
             code = self.executor.close(self, status) if self.opened else int(status is not None)
         _exit_status = _exit_status or code
 

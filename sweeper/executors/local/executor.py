@@ -7,7 +7,7 @@ import os
 import signal
 
 from sweeper.core import storage
-from sweeper.core.lifecycle import uninterrupted
+from sweeper.core.lifecycle import ENDING_RUNS, uninterrupted
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Status
 from sweeper.display.table import print_results
@@ -46,7 +46,7 @@ class LocalExecutor:
             return self.scheduler.run(plan, batch.last)
         except BaseException:
             # A second Ctrl-C waits until the workers have stopped and the runs are ended.
-            with uninterrupted(signal.SIGINT, signal.SIGTERM, say="stopping the workers…"):
+            with uninterrupted(signal.SIGINT, signal.SIGTERM, say=ENDING_RUNS):
                 self.scheduler.abandon()
             raise
 
