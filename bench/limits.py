@@ -48,7 +48,7 @@ def fit_floor(data: str, target: str, grid: dict[str, list], spawned_at: float) 
     from threadpoolctl import threadpool_limits
 
     from steps.preprocess import preprocess
-    from sweeper.core.fitting import load_split
+    from sweeper.trial.fitting import load_split
 
     threadpool_limits(1)
     ready = time.time()
@@ -57,7 +57,7 @@ def fit_floor(data: str, target: str, grid: dict[str, list], spawned_at: float) 
         "impute_numeric": "median",
         "impute_categorical": "most_frequent",
         "scale": "standard",
-    }  # fmt: skip  (conf/preprocess/standard.yaml)
+    }  # (conf/preprocess/standard.yaml)
     with tempfile.TemporaryDirectory() as root:
         split = preprocess({"path": data, "target": target, "test_size": 0.3}, standard, 42, root)
         load_split(split.url)
@@ -83,7 +83,7 @@ def fit_floor(data: str, target: str, grid: dict[str, list], spawned_at: float) 
 def _fit(split_url: str, params: dict) -> float:
     from sklearn.ensemble import RandomForestRegressor
 
-    from sweeper.core.fitting import load_split
+    from sweeper.trial.fitting import load_split
 
     arrays = load_split(split_url)  # cached in this process
     model = RandomForestRegressor(random_state=42, n_jobs=1, **params)

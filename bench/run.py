@@ -65,11 +65,26 @@ class Sizes:
     cv_alphas: int  # W5's grid: lasso alpha=1..cv_alphas, 5-fold CV
 
 
-FULL = Sizes(lasso_trials=200, depths=(4, 6, 8, 10), render_trials=10_000, plan_trials=100_000,
-             help_runs=5,
-             peers_in_w2=True, peers_again=True, cv_alphas=30)  # fmt: skip
-SMOKE = Sizes(lasso_trials=4, depths=(4,), render_trials=100, plan_trials=200, help_runs=1,
-              peers_in_w2=False, peers_again=False, cv_alphas=2)  # fmt: skip
+FULL = Sizes(
+    lasso_trials=200,
+    depths=(4, 6, 8, 10),
+    render_trials=10_000,
+    plan_trials=100_000,
+    help_runs=5,
+    peers_in_w2=True,
+    peers_again=True,
+    cv_alphas=30,
+)
+SMOKE = Sizes(
+    lasso_trials=4,
+    depths=(4,),
+    render_trials=100,
+    plan_trials=200,
+    help_runs=1,
+    peers_in_w2=False,
+    peers_again=False,
+    cv_alphas=2,
+)
 
 
 @dataclass
@@ -103,8 +118,9 @@ class Bench:
         code = "from mlflow.tracking import MlflowClient as C; C(sys.argv[1]).search_experiments()"
         measured = measure.run(
             [sys.executable, "-c", f"import sys; {code}", f"sqlite:///{self.template}"],
-            cwd=self.scratch, env=self.env,
-        )  # fmt: skip
+            cwd=self.scratch,
+            env=self.env,
+        )
         self._check("template", measured)
 
     def workdir(self, name: str) -> Path:
@@ -123,14 +139,23 @@ class Bench:
 
     def w2_args(self) -> list[str]:
         return [
-            "data=csv", f"data.path={self.diamonds}", "data.target=price", "model=rf",
-            "model.n_estimators=20", f"model.max_depth={','.join(map(str, self.sizes.depths))}",
+            "data=csv",
+            f"data.path={self.diamonds}",
+            "data.target=price",
+            "model=rf",
+            "model.n_estimators=20",
+            f"model.max_depth={','.join(map(str, self.sizes.depths))}",
             "model.min_samples_leaf=1,5",
-        ]  # fmt: skip
+        ]
 
     def w5_args(self) -> list[str]:
-        return ["data=csv", f"data.path={self.diamonds}", "data.target=price", "model=lasso",
-                f"model.alpha=range(1,{self.sizes.cv_alphas + 1})"]  # fmt: skip
+        return [
+            "data=csv",
+            f"data.path={self.diamonds}",
+            "data.target=price",
+            "model=lasso",
+            f"model.alpha=range(1,{self.sizes.cv_alphas + 1})",
+        ]
 
     def run_participant(self, workload: str, participant: str, again: bool = False) -> Row:
         args_of = {"W1": self.w1_args, "W2": self.w2_args, "W5": self.w5_args}
@@ -145,9 +170,22 @@ class Bench:
             steps = [[sys.executable, "-m", "sweeper", *sweep_args, "eval.cv=0", "-m"]]
         elif participant == GRIDSEARCH:
             grid = {"alpha": list(range(1, self.sizes.cv_alphas + 1)), "max_iter": [10000]}
-            steps = [[sys.executable, str(PEERS / "gridsearch.py"), "--data", str(self.diamonds),
-                      "--target", "price", "--model", "sklearn.linear_model.Lasso",
-                      "--grid", json.dumps(grid), "--jobs", str(CORES)]]  # fmt: skip
+            steps = [
+                [
+                    sys.executable,
+                    str(PEERS / "gridsearch.py"),
+                    "--data",
+                    str(self.diamonds),
+                    "--target",
+                    "price",
+                    "--model",
+                    "sklearn.linear_model.Lasso",
+                    "--grid",
+                    json.dumps(grid),
+                    "--jobs",
+                    str(CORES),
+                ]
+            ]
         elif participant.startswith("hydra"):
             launcher = (
                 ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={CORES}"]
@@ -189,28 +227,58 @@ class Bench:
         else:
             data = ["--data", str(self.diamonds), "--target", "price"]
             model = "sklearn.ensemble.RandomForestRegressor"
-            grid = {"n_estimators": [20], "max_depth": list(self.sizes.depths),
-                    "min_samples_leaf": [1, 5]}  # fmt: skip
+            grid = {
+                "n_estimators": [20],
+                "max_depth": list(self.sizes.depths),
+                "min_samples_leaf": [1, 5],
+            }
         return [
             [sys.executable, str(article / "preprocess.py"), *data, "--out", split],
-            [sys.executable, str(article / "train.py"), "--split", split, "--model", model,
-             "--grid", json.dumps(grid)],
-        ]  # fmt: skip
+            [
+                sys.executable,
+                str(article / "train.py"),
+                "--split",
+                split,
+                "--model",
+                model,
+                "--grid",
+                json.dumps(grid),
+            ],
+        ]
 
     def measure_limits(self) -> None:
         floors = BENCH / "limits.py"
         database = self.workdir("limits") / "mlflow.db"
         runs = self.sizes.lasso_trials
         self.limits["W1"] = self._floor(
-            [sys.executable, str(floors), "mlflow", "--runs", str(runs),
-             "--uri", f"sqlite:///{database}"],
-        )  # fmt: skip
-        grid = {"n_estimators": [20], "max_depth": list(self.sizes.depths),
-                "min_samples_leaf": [1, 5]}  # fmt: skip
+            [
+                sys.executable,
+                str(floors),
+                "mlflow",
+                "--runs",
+                str(runs),
+                "--uri",
+                f"sqlite:///{database}",
+            ],
+        )
+        grid = {
+            "n_estimators": [20],
+            "max_depth": list(self.sizes.depths),
+            "min_samples_leaf": [1, 5],
+        }
         self.limits["W2"] = self._floor(
-            [sys.executable, str(floors), "fits", "--data", str(self.diamonds),
-             "--target", "price", "--grid", json.dumps(grid)],
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(floors),
+                "fits",
+                "--data",
+                str(self.diamonds),
+                "--target",
+                "price",
+                "--grid",
+                json.dumps(grid),
+            ],
+        )
         w1, w2 = self.limits["W1"], self.limits["W2"]
         w1["limit_s"] = max(w1["startup_s"], w1["logging_s"])
         w1["serial_s"] = w1["startup_s"] + w1["logging_s"]
@@ -227,11 +295,19 @@ class Bench:
                 ),
             )
         )
-        self.rows.append(Row("W2", "limit", w2["limit_s"], note=(
-            f"start-up {w2['startup_s']:.2f} + preprocess {w2['preprocess_s']:.2f} + "
-            f"Σ fit {w2['fit_sum_s']:.2f} / {CORES} cores; the fits {CORES} at a time (Σ "
-            f"{w2['fit_sum_parallel_s']:.2f}) take {w2['fit_parallel_wall_s']:.2f}, so "
-            f"{w2['reachable_s']:.2f} is reachable")))  # fmt: skip
+        self.rows.append(
+            Row(
+                "W2",
+                "limit",
+                w2["limit_s"],
+                note=(
+                    f"start-up {w2['startup_s']:.2f} + preprocess {w2['preprocess_s']:.2f} + "
+                    f"Σ fit {w2['fit_sum_s']:.2f} / {CORES} cores; the fits {CORES} at a time (Σ "
+                    f"{w2['fit_sum_parallel_s']:.2f}) take {w2['fit_parallel_wall_s']:.2f}, so "
+                    f"{w2['reachable_s']:.2f} is reachable"
+                ),
+            )
+        )
 
     def _floor(self, argv: list[str]) -> dict[str, float]:
         argv = [*argv, "--spawned-at", f"{time.time():.6f}"]
@@ -241,16 +317,32 @@ class Bench:
 
     def render(self) -> None:
         manifest = self.scratch / "workflow.yaml"
-        argv = [sys.executable, "-m", "sweeper", "model=lasso",
-                f"model.alpha=range(1,{self.sizes.render_trials + 1})", "backend=argo",
-                "storage.root=s3://bench/sweeps", "mlflow.tracking_uri=http://mlflow:5000",
-                f"argo.render_to={manifest}", "-m"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "sweeper",
+            "model=lasso",
+            f"model.alpha=range(1,{self.sizes.render_trials + 1})",
+            "backend=argo",
+            "storage.root=s3://bench/sweeps",
+            "mlflow.tracking_uri=http://mlflow:5000",
+            f"argo.render_to={manifest}",
+            "-m",
+        ]
         measured = measure.run(argv, cwd=self.workdir(SWEEPER), env=self.env)
         self._check("W4", measured)
         size = manifest.stat().st_size if manifest.exists() else 0
-        self.rows.append(Row(f"W4 render {self.sizes.render_trials}", SWEEPER, measured.wall_s,
-                             measured.cpu_s, measured.peak_mb, 1.0,
-                             f"manifest {size:,} bytes"))  # fmt: skip
+        self.rows.append(
+            Row(
+                f"W4 render {self.sizes.render_trials}",
+                SWEEPER,
+                measured.wall_s,
+                measured.cpu_s,
+                measured.peak_mb,
+                1.0,
+                f"manifest {size:,} bytes",
+            )
+        )
 
     def plan_step(self) -> None:
         """The Argo plan step itself, as its pod runs it: expand, check, preprocess, look up
@@ -261,23 +353,43 @@ class Bench:
         folder = self.workdir(SWEEPER)
         outputs = folder / "plan-outputs"
         definition = Definition(
-            overrides=("model=lasso", f"model.alpha=range(1,{self.sizes.plan_trials + 1})",
-                       f"storage.root={folder / 'plan-store'}",
-                       f"mlflow.tracking_uri=sqlite:///{folder / 'plan.db'}"),
+            overrides=(
+                "model=lasso",
+                f"model.alpha=range(1,{self.sizes.plan_trials + 1})",
+                f"storage.root={folder / 'plan-store'}",
+                f"mlflow.tracking_uri=sqlite:///{folder / 'plan.db'}",
+            ),
             multirun=True,
-        )  # fmt: skip
+        )
         step = "sweeper.executors.argo.plan_step"
-        argv = [sys.executable, "-m", step, "--sweep-id", "bench-plan", "--outputs", str(outputs),
-                "--definition", definition.encoded()]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            step,
+            "--sweep-id",
+            "bench-plan",
+            "--outputs",
+            str(outputs),
+            "--definition",
+            definition.encoded(),
+        ]
         measured = measure.run(argv, cwd=folder, env=self.env)
         self._check("W4 plan", measured)
         groups = outputs / "groups.json"
         size = groups.stat().st_size if groups.exists() else 0
         fanned = json.loads(groups.read_text()) if groups.exists() else []
         pods = sum(run["count"] for group in fanned for run in group["pods"])
-        self.rows.append(Row(f"W4 plan {self.sizes.plan_trials}", SWEEPER, measured.wall_s,
-                             measured.cpu_s, measured.peak_mb, 1.0,
-                             f"output {size:,} bytes, {pods} train pods"))  # fmt: skip
+        self.rows.append(
+            Row(
+                f"W4 plan {self.sizes.plan_trials}",
+                SWEEPER,
+                measured.wall_s,
+                measured.cpu_s,
+                measured.peak_mb,
+                1.0,
+                f"output {size:,} bytes, {pods} train pods",
+            )
+        )
 
     def help(self) -> None:
         walls = []
@@ -285,8 +397,15 @@ class Bench:
             measured = measure.run([sys.executable, "-m", "sweeper", "--help"], cwd=self.scratch)
             self._check("--help", measured)
             walls.append(measured.wall_s)
-        self.rows.append(Row("--help", SWEEPER, statistics.median(walls), vs_sweeper=1.0,
-                             note=f"median of {len(walls)}"))  # fmt: skip
+        self.rows.append(
+            Row(
+                "--help",
+                SWEEPER,
+                statistics.median(walls),
+                vs_sweeper=1.0,
+                note=f"median of {len(walls)}",
+            )
+        )
 
     def _check(self, what: str, measured: measure.Measured) -> None:
         if measured.returncode != 0:
@@ -334,8 +453,12 @@ class Bench:
             row = self.find(workload, participant)
             return row.wall_s if row else float("nan")
 
-        w1, w1_joblib, w2, w2_joblib = wall("W1"), wall("W1", "hydra + joblib"), wall("W2"), \
-            wall("W2", "hydra + joblib")  # fmt: skip
+        w1, w1_joblib, w2, w2_joblib = (
+            wall("W1"),
+            wall("W1", "hydra + joblib"),
+            wall("W2"),
+            wall("W2", "hydra + joblib"),
+        )
         reachable = self.limits["W2"]["reachable_s"]
         w5, w5_peer = wall("W5"), wall("W5", GRIDSEARCH)
         tails = {w: self.after_last_trial.get(w, float("nan")) for w in ("W1", "W2", "W5")}
@@ -348,28 +471,50 @@ class Bench:
             ("W1 ≤ 0.10x the joblib peer", f"{w1 / w1_joblib:.3f}x", w1 / w1_joblib <= 0.10),
             ("W2 ≤ 0.70x the joblib peer", f"{w2 / w2_joblib:.3f}x", w2 / w2_joblib <= 0.70),
             ("W2 ≤ 1.15x its reachable limit", f"{w2 / reachable:.3f}x", w2 <= 1.15 * reachable),
-            ("W3 cached W1 ≤ 0.25x the first run", f"{wall('W1 again') / w1:.3f}x",
-             wall("W1 again") <= 0.25 * w1),
-            ("W3 cached W2 ≤ 0.25x the first run", f"{wall('W2 again') / w2:.3f}x",
-             wall("W2 again") <= 0.25 * w2),
+            (
+                "W3 cached W1 ≤ 0.25x the first run",
+                f"{wall('W1 again') / w1:.3f}x",
+                wall("W1 again") <= 0.25 * w1,
+            ),
+            (
+                "W3 cached W2 ≤ 0.25x the first run",
+                f"{wall('W2 again') / w2:.3f}x",
+                wall("W2 again") <= 0.25 * w2,
+            ),
             ("W5 ≤ 1.0x GridSearchCV", f"{w5 / w5_peer:.3f}x", w5 <= w5_peer),
-            ("last trial → exit < 1 s (W1, W2, W5)",
-             ", ".join(f"{tails[w]:.2f} s" for w in tails), all(t < 1 for t in tails.values())),
-            (f"W4 {self.sizes.render_trials:,} trials render < 10 s, < 64 KB",
-             f"{w4.wall_s if w4 else float('nan'):.2f} s, {size:,} bytes",
-             bool(w4) and w4.wall_s < 10 and 0 < size < 64 * 1024),
-            (f"W4 {self.sizes.plan_trials:,} trials planned < 60 s, output < 64 KB, <= 1,000 "
-             "pods", f"{planned.wall_s if planned else float('nan'):.2f} s, {output:,} bytes, "
-             f"{pods} pods", bool(planned) and planned.wall_s < 60 and 0 < output < 64 * 1024
-             and 0 < pods <= 1000),
+            (
+                "last trial → exit < 1 s (W1, W2, W5)",
+                ", ".join(f"{tails[w]:.2f} s" for w in tails),
+                all(t < 1 for t in tails.values()),
+            ),
+            (
+                f"W4 {self.sizes.render_trials:,} trials render < 10 s, < 64 KB",
+                f"{w4.wall_s if w4 else float('nan'):.2f} s, {size:,} bytes",
+                bool(w4) and w4.wall_s < 10 and 0 < size < 64 * 1024,
+            ),
+            (
+                f"W4 {self.sizes.plan_trials:,} trials planned < 60 s, output < 64 KB, <= 1,000 "
+                "pods",
+                f"{planned.wall_s if planned else float('nan'):.2f} s, {output:,} bytes, "
+                f"{pods} pods",
+                bool(planned)
+                and planned.wall_s < 60
+                and 0 < output < 64 * 1024
+                and 0 < pods <= 1000,
+            ),
             ("`python -m sweeper --help` < 1 s", f"{wall('--help'):.2f} s", wall("--help") < 1),
-        ]  # fmt: skip
+        ]
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
     packages = ", ".join(
         f"{p} {version(p)}"
@@ -390,11 +535,14 @@ def markdown(bench: Bench) -> str:
     ]
     for r in bench.rows:
         cells = [
-            r.workload, r.participant, f"{r.wall_s:.2f}",
+            r.workload,
+            r.participant,
+            f"{r.wall_s:.2f}",
             "" if r.cpu_s is None else f"{r.cpu_s:.1f}",
             "" if r.peak_mb is None else f"{r.peak_mb:.0f}",
-            "" if r.vs_sweeper is None else f"{r.vs_sweeper:.2f}", r.note,
-        ]  # fmt: skip
+            "" if r.vs_sweeper is None else f"{r.vs_sweeper:.2f}",
+            r.note,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| goal | measured | met |", "|---|---|---|"]
     lines += [f"| {g} | {m} | {'yes' if ok else '**no**'} |" for g, m, ok in bench.goals()]
@@ -429,9 +577,11 @@ def chart(bench: Bench, path: Path) -> None:
     fig, axes = plt.subplots(1, len(workloads), figsize=(3.2 * len(workloads), 4))
     for ax, workload in zip(list(getattr(axes, "flat", [axes])), workloads, strict=True):
         rows = [r for r in bench.rows if r.workload == workload and r.participant != "limit"]
-        bars = ax.bar([r.participant for r in rows], [r.wall_s for r in rows],
-                      color=["tab:green" if r.participant == SWEEPER else "tab:gray"
-                             for r in rows])  # fmt: skip
+        bars = ax.bar(
+            [r.participant for r in rows],
+            [r.wall_s for r in rows],
+            color=["tab:green" if r.participant == SWEEPER else "tab:gray" for r in rows],
+        )
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
         limit = bench.find(workload, "limit")
         if limit is not None:

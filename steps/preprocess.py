@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from sweeper.core import storage
 from sweeper.core.faults import Fault
 from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit
-from sweeper.core.splits import record_split
 from sweeper.errors import DataError
 from sweeper.safe_text import redact
+from sweeper.trial.splits import record_split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,8 +54,12 @@ def preprocess(
 
     frame = _parse(raw, data) if raw is not None else _load_bundled(data)
     prepared = transform(frame, data, preprocess, seed)
-    train, test, raw_test, transformer = (prepared.train, prepared.test, prepared.raw_test,
-                                          prepared.transformer)  # fmt: skip
+    train, test, raw_test, transformer = (
+        prepared.train,
+        prepared.test,
+        prepared.raw_test,
+        prepared.transformer,
+    )
     features = [str(f) for f in transformer.get_feature_names_out()]
     # meta.json goes last, with the files' checksums: a folder without it is an interrupted
     # write, and a file that does not match it is damaged; either is rebuilt, never trusted.
@@ -91,8 +95,15 @@ def preprocess(
         "sha256": {name: hashlib.sha256(content).hexdigest() for name, content in tables.items()},
     }
     storage.write_bytes_atomic(storage.join(url, storage.META), json.dumps(meta, indent=2).encode())
-    return StoredSplit(url, key, False, prepared.report, prepared.warnings, prepared.task.value,
-                       prepared.smallest_class)  # fmt: skip
+    return StoredSplit(
+        url,
+        key,
+        False,
+        prepared.report,
+        prepared.warnings,
+        prepared.task.value,
+        prepared.smallest_class,
+    )
 
 
 def stored_split(
@@ -108,8 +119,15 @@ def _stored(url: str, key: str) -> StoredSplit | None:
     meta = _complete_meta(url)
     if meta is None:
         return None
-    return StoredSplit(url, key, True, meta["report"], tuple(meta["warnings"]), meta["task"],
-                       meta.get("smallest_class", 0))  # fmt: skip
+    return StoredSplit(
+        url,
+        key,
+        True,
+        meta["report"],
+        tuple(meta["warnings"]),
+        meta["task"],
+        meta.get("smallest_class", 0),
+    )
 
 
 def split_key(
@@ -157,8 +175,10 @@ def _connection_error(err: BaseException) -> str | None:
     while seen is not None:
         name = type(seen).__name__
         if isinstance(seen, ConnectionError) or name in (
-            "ClientConnectorError", "EndpointConnectionError", "ConnectTimeoutError",
-        ):  # fmt: skip
+            "ClientConnectorError",
+            "EndpointConnectionError",
+            "ConnectTimeoutError",
+        ):
             text = str(seen).strip().splitlines()
             return text[0] if text else name
         seen = seen.__cause__ or seen.__context__
@@ -209,8 +229,10 @@ def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
     header = next(csv.reader(io.StringIO(raw.decode("utf-8", "replace").partition("\n")[0])), [])
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
-        raise DataError(f"data.path {shown} has more than one column named {repeated[0]!r}: "
-                        "give each column a name of its own")  # fmt: skip
+        raise DataError(
+            f"data.path {shown} has more than one column named {repeated[0]!r}: "
+            "give each column a name of its own"
+        )
     return frame
 
 

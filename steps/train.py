@@ -5,7 +5,7 @@
 fits, scores and logs each trial as a child run of the sweep's run (a trial some sweep already
 finished on the same split is reused, not trained) and prints one JSON line per trial: every
 trial of the plan (an Argo chunk is a plan of its own), or those `--trials 3,4,5` names, and
-leaves the fitted model of its best trial in the sweep's storage (sweeper.core.kept). Without
+leaves the fitted model of its best trial in the sweep's storage (sweeper.trial.kept). Without
 a plan, one model on one stored split:
 
     python -m steps.train --split s3://b/sweeps/preprocess/<key> \
@@ -21,15 +21,16 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sweeper.core import kept, storage, trust
+from sweeper.core import storage, trust
 from sweeper.core.faults import Fault
-from sweeper.core.lifecycle import SweepRef, run_trial, run_trials
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Plan, StoredSplit, Trial
 from sweeper.core.settings import TrustSettings
-from sweeper.core.splits import recorded_split
-from sweeper.core.tracking import Tracker
 from sweeper.safe_text import shown
+from sweeper.tracking.tracker import Tracker
+from sweeper.trial import kept
+from sweeper.trial.lifecycle import SweepRef, run_trial, run_trials
+from sweeper.trial.splits import recorded_split
 
 
 def train_planned(
@@ -89,9 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         parser.error(f"without --plan these are required: {' '.join(missing)}")
     params = json.loads(args.params)
-    trial = Trial(index=0, name=args.name, model_name=str(params.get("model", "")),
-                  model=json.loads(args.model), group="", overrides=(), params=params,
-                  cv=args.cv, seed=args.seed)  # fmt: skip
+    trial = Trial(
+        index=0,
+        name=args.name,
+        model_name=str(params.get("model", "")),
+        model=json.loads(args.model),
+        group="",
+        overrides=(),
+        params=params,
+        cv=args.cv,
+        seed=args.seed,
+    )
     tracker = Tracker(args.tracking_uri, args.experiment)
     # A split given by URL alone: the run records no trial key, so no later sweep reuses it.
     split = StoredSplit(url=args.split, key="", reused=True)

@@ -51,11 +51,15 @@ def transform(
         raise DataError(f"data.path {shown} has no rows (columns: {columns})")
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
-        raise DataError(f"data.path {shown} has more than one column named {repeated[0]!r}: "
-                        "give each column a name of its own")  # fmt: skip
+        raise DataError(
+            f"data.path {shown} has more than one column named {repeated[0]!r}: "
+            "give each column a name of its own"
+        )
     if TARGET_COLUMN in columns:
-        raise DataError(f"column {TARGET_COLUMN!r} has the name the stored splits keep the "
-                        "target under: rename it")  # fmt: skip
+        raise DataError(
+            f"column {TARGET_COLUMN!r} has the name the stored splits keep the "
+            "target under: rename it"
+        )
     rows_in = len(frame)
     target = data["target"]
     drop = list(data.get("drop") or [])
@@ -81,9 +85,12 @@ def transform(
 
     # A classification's split keeps each class's share on both sides (stratified).
     X_train, X_test, y_train, y_test = train_test_split(
-        frame, y, test_size=test_size, random_state=seed,
+        frame,
+        y,
+        test_size=test_size,
+        random_state=seed,
         stratify=y if task == Task.classification else None,
-    )  # fmt: skip
+    )
     # Fitted on the training rows only, so nothing about the test rows leaks into the trials.
     transformer = _transformer(X_train, preprocess).fit(X_train)
     features = [str(f) for f in transformer.get_feature_names_out()]
@@ -110,8 +117,17 @@ def transform(
         return Prepared(train, test, raw_test, transformer, report, tuple(warnings), task)
     counts = y_train.value_counts()
     classes = tuple(str(c) for c in sorted(counts.index, key=str))
-    return Prepared(train, test, raw_test, transformer, report, tuple(warnings), task,
-                    classes, int(counts.min()))  # fmt: skip
+    return Prepared(
+        train,
+        test,
+        raw_test,
+        transformer,
+        report,
+        tuple(warnings),
+        task,
+        classes,
+        int(counts.min()),
+    )
 
 
 def _task(target: pd.Series, name: str, asked: str) -> Task:
@@ -132,8 +148,10 @@ def _task(target: pd.Series, name: str, asked: str) -> Task:
 def _check_classes(y: pd.Series, target: str) -> None:
     counts = y.value_counts()
     if len(counts) < 2:
-        raise DataError(f"data.target '{target}' has one class ({counts.index[0]!r}): "
-                        "a classification needs at least two")  # fmt: skip
+        raise DataError(
+            f"data.target '{target}' has one class ({counts.index[0]!r}): "
+            "a classification needs at least two"
+        )
     rare = counts[counts < 2]
     if len(rare):
         raise DataError(
@@ -146,8 +164,10 @@ def _check_numbers(y: pd.Series, target: str) -> None:
     """A regression's target: finite, varying, and small enough that squared errors are too."""
     infinite = int((~np.isfinite(y)).sum())
     if infinite:
-        raise DataError(f"data.target '{target}' is infinite in {infinite} rows: "
-                        "a target must be a finite number")  # fmt: skip
+        raise DataError(
+            f"data.target '{target}' is infinite in {infinite} rows: "
+            "a target must be a finite number"
+        )
     if y.nunique() < 2:
         raise DataError(
             f"data.target '{target}' is {y.iloc[0]:g} in every row: a constant "
@@ -155,8 +175,10 @@ def _check_numbers(y: pd.Series, target: str) -> None:
         )
     largest = float(y.abs().max())
     if largest > 1e150:  # its squares overflow float64, and MSE with them
-        raise DataError(f"data.target '{target}' reaches {largest:g}: squared errors of values "
-                        "this large overflow; rescale the target")  # fmt: skip
+        raise DataError(
+            f"data.target '{target}' reaches {largest:g}: squared errors of values "
+            "this large overflow; rescale the target"
+        )
 
 
 def _check_infinite(X: pd.DataFrame) -> None:

@@ -26,11 +26,11 @@ from sweeper.errors import SweeperError
 from sweeper.safe_text import redact
 
 if TYPE_CHECKING:
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
 
 def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None) -> Report:
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -40,8 +40,9 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
     sweep = next(iter(tracker.sweep_runs(sweep_id)), None)
     if sweep is None:
         where = f"experiment '{experiment}' at {redact(tracking_uri)}"
-        raise SweeperError(f"sweep {sweep_id} is not in {where}" if sweep_id else
-                           f"{where} has no sweep yet")  # fmt: skip
+        raise SweeperError(
+            f"sweep {sweep_id} is not in {where}" if sweep_id else f"{where} has no sweep yet"
+        )
     parent = sweep.info.run_id
     ranking = _ranking(sweep.data.params)
     rows = _rows_from_results(tracker, parent) or _rows_from_trials(tracker, parent, ranking)
@@ -107,8 +108,15 @@ def _rows_from_results(tracker: Tracker, parent: str) -> list[Row]:
     rows = []
     for record in records:
         metrics = {k: float(record[k]) for k in RECORDED if record.get(k)}
-        rows.append(Row(record["trial"], metrics, record["status"],
-                        record.get("run_id") or None, record.get("error") or None))  # fmt: skip
+        rows.append(
+            Row(
+                record["trial"],
+                metrics,
+                record["status"],
+                record.get("run_id") or None,
+                record.get("error") or None,
+            )
+        )
     return rows
 
 

@@ -41,9 +41,15 @@ def argo_schema() -> dict[str, Any]:
 def test_workflow_and_cron_workflow_are_valid(workdir: Path, argo_schema: dict[str, Any]) -> None:
     workflow = render(
         workdir,
-        ["model=rf,lasso", *REMOTE, "argo.parallelism=4", "argo.service_account=sweeper",
-         "argo.secrets=[s3,mlflow]", "-m"],
-    )  # fmt: skip
+        [
+            "model=rf,lasso",
+            *REMOTE,
+            "argo.parallelism=4",
+            "argo.service_account=sweeper",
+            "argo.secrets=[s3,mlflow]",
+            "-m",
+        ],
+    )
     validate(workflow, argo_schema)
     check_structure(workflow)
     assert workflow["kind"] == "Workflow"
@@ -59,9 +65,15 @@ def test_workflow_and_cron_workflow_are_valid(workdir: Path, argo_schema: dict[s
 
     cron = render(
         workdir,
-        ["model=rf,lasso", *REMOTE, "argo.schedule=0 2 * * *", "argo.timezone=Europe/Berlin",
-         "mlflow.experiment='Nightly Sales!'", "-m"],
-    )  # fmt: skip
+        [
+            "model=rf,lasso",
+            *REMOTE,
+            "argo.schedule=0 2 * * *",
+            "argo.timezone=Europe/Berlin",
+            "mlflow.experiment='Nightly Sales!'",
+            "-m",
+        ],
+    )
     validate(cron, argo_schema)
     check_structure(cron)
     assert cron["kind"] == "CronWorkflow"
@@ -69,8 +81,16 @@ def test_workflow_and_cron_workflow_are_valid(workdir: Path, argo_schema: dict[s
     assert cron["spec"]["timezone"] == "Europe/Berlin"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert DNS_LABEL.match(cron["metadata"]["name"]) and len(cron["metadata"]["name"]) <= 52
-    again = render(workdir, ["model=rf,lasso", *REMOTE, "argo.schedule=0 2 * * *",
-                             "mlflow.experiment='Nightly Sales!'", "-m"])  # fmt: skip
+    again = render(
+        workdir,
+        [
+            "model=rf,lasso",
+            *REMOTE,
+            "argo.schedule=0 2 * * *",
+            "mlflow.experiment='Nightly Sales!'",
+            "-m",
+        ],
+    )
     assert again["metadata"]["name"] == cron["metadata"]["name"]  # stable: updated, not duplicated
 
 
@@ -123,8 +143,14 @@ def test_executed_workflow_matches_the_local_backend(
     bucket = f"argo-{secrets.token_hex(3)}"
     path, awkward = upload_table_with_awkward_column(s3_server, bucket)
     drop = "data.drop=['" + awkward.replace("'", "\\'") + "']"
-    sweep = ["data=csv", f"data.path={path}", "data.target=Sales", drop, "model=rf,lasso",
-             f"mlflow.tracking_uri={mlflow_server}"]  # fmt: skip
+    sweep = [
+        "data=csv",
+        f"data.path={path}",
+        "data.target=Sales",
+        drop,
+        "model=rf,lasso",
+        f"mlflow.tracking_uri={mlflow_server}",
+    ]
 
     local_args = [*sweep, f"storage.root=s3://{bucket}/local", "mlflow.experiment=executed-local"]
     local = run_sweeper([*local_args, "-m"], cwd=workdir, env=s3_server.env)
@@ -133,10 +159,16 @@ def test_executed_workflow_matches_the_local_backend(
     endpoint = {"AWS_ENDPOINT_URL": s3_server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
     manifest = render(
         workdir,
-        [*sweep, f"storage.root=s3://{bucket}/argo", "mlflow.experiment=executed-argo",
-         "argo.secrets=[s3-credentials]", "argo.trials_per_pod=2",
-         "argo.env={" + ",".join(f"{k}:'{v}'" for k, v in endpoint.items()) + "}", "-m"],
-    )  # fmt: skip
+        [
+            *sweep,
+            f"storage.root=s3://{bucket}/argo",
+            "mlflow.experiment=executed-argo",
+            "argo.secrets=[s3-credentials]",
+            "argo.trials_per_pod=2",
+            "argo.env={" + ",".join(f"{k}:'{v}'" for k, v in endpoint.items()) + "}",
+            "-m",
+        ],
+    )
     credentials = {k: v for k, v in s3_server.env.items() if k.startswith("AWS_") and "KEY" in k}
     wrap = step_image.command
     runner = ArgoRunner(
@@ -185,12 +217,18 @@ def test_failed_trials_still_get_a_summary(
     s3_server.fs().mkdir(bucket)
     manifest = render(
         workdir,
-        ["model=knn", "model.weights=uniform", "model.n_neighbors=5,1000",
-         f"storage.root=s3://{bucket}/store",
-         f"mlflow.tracking_uri={mlflow_server}", "mlflow.experiment=argo-failing",
-         f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
-         "argo.secrets=[s3]", "-m"],
-    )  # fmt: skip
+        [
+            "model=knn",
+            "model.weights=uniform",
+            "model.n_neighbors=5,1000",
+            f"storage.root=s3://{bucket}/store",
+            f"mlflow.tracking_uri={mlflow_server}",
+            "mlflow.experiment=argo-failing",
+            f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
+            "argo.secrets=[s3]",
+            "-m",
+        ],
+    )
     credentials = {k: v for k, v in s3_server.env.items() if "KEY" in k}
     runner = ArgoRunner(manifest, env=base_env(), secrets={"s3": credentials})
     assert runner.run() == "Failed"
@@ -198,8 +236,9 @@ def test_failed_trials_still_get_a_summary(
     assert "knn n_neighbors=1000" in runner.pods[-1].stdout
     [sweep] = sweeps(mlflow_server, "argo-failing")
     assert {r.info.run_name: r.info.status for r in sweep.children} == {
-        "knn n_neighbors=5": "FINISHED", "knn n_neighbors=1000": "FAILED"
-    }  # fmt: skip
+        "knn n_neighbors=5": "FINISHED",
+        "knn n_neighbors=1000": "FAILED",
+    }
     assert sweep.parent.data.metrics["n_failed"] == 1
     assert sweep.parent.info.status == "FAILED"
 
@@ -231,21 +270,36 @@ def test_optuna_batch_executed_as_a_workflow(
         pod_secrets={"s3": {k: v for k, v in s3_server.env.items() if "KEY" in k}},
     )
     experiment = f"optuna-{bucket}"
-    remote = [f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
-              f"mlflow.experiment={experiment}"]  # fmt: skip
+    remote = [
+        f"storage.root=s3://{bucket}/store",
+        f"mlflow.tracking_uri={mlflow_server}",
+        f"mlflow.experiment={experiment}",
+    ]
     with contextlib.contextmanager(serve)(fake) as argo:
         result = run_sweeper(
-            ["hydra/sweeper=optuna", "model=lasso", "model.alpha=interval(0.01,5)",
-             "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.seed=3",
-             "hydra.sweeper.study_name=on-argo", "hydra.sweeper.storage=sqlite:///optuna.db",
-             "backend=argo", f"argo.server={argo.url}", "argo.poll_seconds=0.2",
-             "argo.trials_per_pod=2", "argo.secrets=[s3]",
-             f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
-             *remote, "-m"],
+            [
+                "hydra/sweeper=optuna",
+                "model=lasso",
+                "model.alpha=interval(0.01,5)",
+                "hydra.sweeper.n_trials=2",
+                "hydra.sweeper.n_jobs=2",
+                "hydra.sweeper.sampler.seed=3",
+                "hydra.sweeper.study_name=on-argo",
+                "hydra.sweeper.storage=sqlite:///optuna.db",
+                "backend=argo",
+                f"argo.server={argo.url}",
+                "argo.poll_seconds=0.2",
+                "argo.trials_per_pod=2",
+                "argo.secrets=[s3]",
+                f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
+                *remote,
+                "-m",
+            ],
             # The launcher reads the batch's results.json from storage.root. The token comes from
             # the environment: as an override it would be one of Optuna's fixed params, stored.
-            cwd=workdir, env={**s3_server.env, "ARGO_TOKEN": "good-token"},
-        )  # fmt: skip
+            cwd=workdir,
+            env={**s3_server.env, "ARGO_TOKEN": "good-token"},
+        )
     fake.pool.shutdown()
     assert result.returncode == 0, result.stderr[-3000:]
     [(name, manifest)] = fake.workflows.items()  # one batch of n_jobs=2: one workflow
@@ -263,18 +317,22 @@ def test_optuna_batch_executed_as_a_workflow(
     parser = OverridesParser.create()
     definition = Definition.decoded(args[args.index("--definition") + 1])
     assert definition.jobs is not None
-    jobs = [{o.key_or_group: o.value() for o in parser.parse_overrides(list(job))}
-            for job in definition.jobs]  # fmt: skip
+    jobs = [
+        {o.key_or_group: o.value() for o in parser.parse_overrides(list(job))}
+        for job in definition.jobs
+    ]
     base = {o.key_or_group: o.value() for o in parser.parse_overrides(remote)}
-    assert jobs == [{"model.alpha": t.params["model.alpha"], "model": "lasso", **base}
-                    for t in trials]  # fmt: skip
+    assert jobs == [
+        {"model.alpha": t.params["model.alpha"], "model": "lasso", **base} for t in trials
+    ]
 
     [sweep] = sweeps(mlflow_server, experiment)  # the workflow's own sweep run
     assert sweep.sweep_id == name and sweep.parent.info.status == "FINISHED"
     assert sweep.parent.data.params["study"] == "on-argo"
     assert sweep.parent.data.params["study.batch"] == "1"
-    by_alpha = {float(r.data.params["model.alpha"]): r.data.metrics["cv_mse"]
-                for r in sweep.children}  # fmt: skip
+    by_alpha = {
+        float(r.data.params["model.alpha"]): r.data.metrics["cv_mse"] for r in sweep.children
+    }
     assert by_alpha == {t.params["model.alpha"]: t.value for t in trials}  # read back in order
     assert min(by_alpha.values()) == found.best_value
     assert f"Study: 2 trials in 1 workflow ({name})" in result.stdout

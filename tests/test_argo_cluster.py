@@ -29,7 +29,10 @@ def test_sweep_on_a_real_cluster(workdir: Path) -> None:
     env = os.environ
     experiment = "sweeper-cluster-test"
     args = [
-        "model=lasso", "model.alpha=0.1,1", "backend=argo", "argo.watch_timeout=1800",
+        "model=lasso",
+        "model.alpha=0.1,1",
+        "backend=argo",
+        "argo.watch_timeout=1800",
         f"argo.server={env['ARGO_SERVER']}",
         f"argo.namespace={env.get('SWEEPER_NAMESPACE', 'argo')}",
         f"argo.image={env['SWEEPER_IMAGE']}",
@@ -37,7 +40,7 @@ def test_sweep_on_a_real_cluster(workdir: Path) -> None:
         f"storage.root={env['SWEEPER_STORAGE_ROOT']}",
         f"mlflow.tracking_uri={env['SWEEPER_TRACKING_URI']}",
         f"mlflow.experiment={experiment}",
-    ]  # fmt: skip
+    ]
     result = run_sweeper([*args, "-m"], cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     latest = sweeps(env["SWEEPER_TRACKING_URI"], experiment)[-1]

@@ -21,9 +21,18 @@ def test_local_paths_are_refused_for_argo(workdir: Path) -> None:
     assert result.returncode != 0
     assert "storage.root=sweeper-store is a local folder" in result.stderr
     local_data = run_sweeper(
-        ["model=lasso", "data=csv", f"data.path={data_file('carseats.csv')}", "data.target=Sales",
-         *REMOTE, "backend=argo", "argo.render_to=x.yaml", "-m"], cwd=workdir,
-    )  # fmt: skip
+        [
+            "model=lasso",
+            "data=csv",
+            f"data.path={data_file('carseats.csv')}",
+            "data.target=Sales",
+            *REMOTE,
+            "backend=argo",
+            "argo.render_to=x.yaml",
+            "-m",
+        ],
+        cwd=workdir,
+    )
     assert local_data.returncode == 1
     assert f"data.path={data_file('carseats.csv')} is a local file" in local_data.stderr
     assert not (workdir / "x.yaml").exists()

@@ -27,18 +27,33 @@ def test_a_100000_trial_plan_step_outputs_kilobytes_and_at_most_1000_pods(
     s3_server.fs().mkdir(bucket)
     experiment = f"scale-{bucket}"
     definition = Definition(
-        overrides=("model=rf", "model.n_estimators=range(1000,101000)", "model.max_depth=4",
-                   f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
-                   f"mlflow.experiment={experiment}"),
+        overrides=(
+            "model=rf",
+            "model.n_estimators=range(1000,101000)",
+            "model.max_depth=4",
+            f"storage.root=s3://{bucket}/store",
+            f"mlflow.tracking_uri={mlflow_server}",
+            f"mlflow.experiment={experiment}",
+        ),
         multirun=True,
-    )  # fmt: skip
+    )
     sweep_id = f"sweeper-scale-{secrets.token_hex(2)}"
     outputs = tmp_path / "outputs"
     planned = run_sweeper(
-        ["--sweep-id", sweep_id, "--outputs", str(outputs), "--trials-per-pod", "auto",
-         "--definition", definition.encoded()],
-        cwd=tmp_path, env=s3_server.env, module="sweeper.executors.argo.plan_step",
-    )  # fmt: skip
+        [
+            "--sweep-id",
+            sweep_id,
+            "--outputs",
+            str(outputs),
+            "--trials-per-pod",
+            "auto",
+            "--definition",
+            definition.encoded(),
+        ],
+        cwd=tmp_path,
+        env=s3_server.env,
+        module="sweeper.executors.argo.plan_step",
+    )
     assert planned.returncode == 0, planned.stderr[-3000:]
 
     output = (outputs / "groups.json").read_bytes()
@@ -54,8 +69,10 @@ def test_a_100000_trial_plan_step_outputs_kilobytes_and_at_most_1000_pods(
     fs = s3_server.fs()
     listed = fs.ls(f"{bucket}/store/sweeps/{sweep_id}/chunks")
     assert len(listed) == pods
-    first, last = (json.loads(fs.cat(f"{bucket}/store/sweeps/{sweep_id}/chunks/{n}.json"))
-                   for n in (0, pods - 1))  # fmt: skip
+    first, last = (
+        json.loads(fs.cat(f"{bucket}/store/sweeps/{sweep_id}/chunks/{n}.json"))
+        for n in (0, pods - 1)
+    )
     assert first["parent_run_id"] and first["groups"][0]["id"] == group["group"]
     assert first["trials"][0]["model"]["n_estimators"] == 1000
     assert last["trials"][-1]["index"] == 99_999
@@ -74,10 +91,17 @@ def test_an_unchanged_sweep_submitted_again_runs_no_train_pod(
     experiment = f"again-{bucket}"
     manifest = render(
         workdir,
-        ["model=lasso", "model.alpha=0.1,1,10", "argo.trials_per_pod=1",
-         f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
-         f"mlflow.experiment={experiment}", *s3_server.pod_overrides(), "-m"],
-    )  # fmt: skip
+        [
+            "model=lasso",
+            "model.alpha=0.1,1,10",
+            "argo.trials_per_pod=1",
+            f"storage.root=s3://{bucket}/store",
+            f"mlflow.tracking_uri={mlflow_server}",
+            f"mlflow.experiment={experiment}",
+            *s3_server.pod_overrides(),
+            "-m",
+        ],
+    )
     credentials = s3_server.pod_secrets()
     first = ArgoRunner(manifest, env=base_env(), secrets=credentials)
     assert first.run() == "Succeeded", [p.stderr[-2000:] for p in first.pods if p.returncode]
@@ -102,8 +126,17 @@ def test_an_unchanged_sweep_submitted_again_runs_no_train_pod(
 
 def test_trials_per_pod_is_a_number_or_auto(workdir: Path) -> None:
     """`argo.trials_per_pod` is a number or auto; anything else is one line before writing."""
-    bad = run_sweeper(["model=lasso", *REMOTE, "backend=argo", "argo.render_to=x.yaml",
-                       "argo.trials_per_pod=0", "-m"], cwd=workdir)  # fmt: skip
+    bad = run_sweeper(
+        [
+            "model=lasso",
+            *REMOTE,
+            "backend=argo",
+            "argo.render_to=x.yaml",
+            "argo.trials_per_pod=0",
+            "-m",
+        ],
+        cwd=workdir,
+    )
     assert bad.returncode == 1
     assert "argo.trials_per_pod=0 must be at least 1, or auto" in bad.stderr
     assert not (workdir / "x.yaml").exists()

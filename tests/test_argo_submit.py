@@ -15,13 +15,31 @@ from support.fake_argo import FakeArgo, load_swagger, serve
 from support.servers import SHARED_DATA, run_sweeper
 
 SWEEP = [
-    "model=rf,lasso", "backend=argo", "argo.namespace=ml", "argo.poll_seconds=0.01",
-    "storage.root=s3://bucket/sweeps", "mlflow.tracking_uri=http://mlflow.ml.svc:5000",
-]  # fmt: skip
+    "model=rf,lasso",
+    "backend=argo",
+    "argo.namespace=ml",
+    "argo.poll_seconds=0.01",
+    "storage.root=s3://bucket/sweeps",
+    "mlflow.tracking_uri=http://mlflow.ml.svc:5000",
+]
 # The plan step's output: chunks 0-2 of three trials each, in one run of one pod size.
-GROUPS = [{"group": "g1", "to_train": 9, "finished": 0, "pods": [
-    {"first": 0, "count": 3, "trials": [3, 3, 3], "cpu": "1", "memory": "1Gi",
-     "memory_limit": "2Gi"}]}]  # fmt: skip
+GROUPS = [
+    {
+        "group": "g1",
+        "to_train": 9,
+        "finished": 0,
+        "pods": [
+            {
+                "first": 0,
+                "count": 3,
+                "trials": [3, 3, 3],
+                "cpu": "1",
+                "memory": "1Gi",
+                "memory_limit": "2Gi",
+            }
+        ],
+    }
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +53,15 @@ def argo(swagger: dict[str, Any]) -> Iterator[FakeArgo]:
 
 
 def node(template: str, phase: str, suffix: str, **extra: Any) -> dict[str, Any]:
-    return {"id": f"WF-{suffix}", "name": f"WF.{template}", "displayName": f"{template}({suffix})",
-            "type": "Pod", "templateName": template, "phase": phase, **extra}  # fmt: skip
+    return {
+        "id": f"WF-{suffix}",
+        "name": f"WF.{template}",
+        "displayName": f"{template}({suffix})",
+        "type": "Pod",
+        "templateName": template,
+        "phase": phase,
+        **extra,
+    }
 
 
 def plan_node(phase: str = "Succeeded") -> dict[str, Any]:
@@ -50,8 +75,9 @@ def train_node(phase: str, suffix: str, chunk: str, message: str = "") -> dict[s
 
 
 def sweeper(args: list[str], argo: FakeArgo, workdir: Path, token: str = "good-token") -> Any:
-    return run_sweeper([*SWEEP, f"argo.server={argo.url}", *args], cwd=workdir,
-                       env={"ARGO_TOKEN": token})  # fmt: skip
+    return run_sweeper(
+        [*SWEEP, f"argo.server={argo.url}", *args], cwd=workdir, env={"ARGO_TOKEN": token}
+    )
 
 
 def by_id(*nodes: dict[str, Any]) -> dict[str, Any]:
@@ -63,11 +89,18 @@ def test_submit_retries_then_watches_through_pending(argo: FakeArgo, workdir: Pa
     argo.script = [
         (None, {}),
         ("Pending", {}),
-        ("Running", by_id(plan_node(), train_node("Running", "1", "0"),
-                          train_node("Succeeded", "2", "1"))),
-        ("Succeeded", by_id(plan_node(), *(train_node("Succeeded", s, c) for s, c in
-                                            (("1", "0"), ("2", "1"), ("3", "2"))))),
-    ]  # fmt: skip
+        (
+            "Running",
+            by_id(plan_node(), train_node("Running", "1", "0"), train_node("Succeeded", "2", "1")),
+        ),
+        (
+            "Succeeded",
+            by_id(
+                plan_node(),
+                *(train_node("Succeeded", s, c) for s, c in (("1", "0"), ("2", "1"), ("3", "2"))),
+            ),
+        ),
+    ]
     result = sweeper(["-m"], argo, workdir)
     assert result.returncode == 0, result.stderr
     assert [a for _, a in argo.requests].count("create_workflow") == 3
@@ -91,10 +124,16 @@ def test_submit_retries_then_watches_through_pending(argo: FakeArgo, workdir: Pa
 
 
 def test_a_failed_trial_is_named_with_its_log(argo: FakeArgo, workdir: Path) -> None:
-    argo.script = [("Failed", by_id(
-        plan_node(), train_node("Succeeded", "1", "0"),
-        train_node("Failed", "7", "2", message="Error (exit code 1)"),
-    ))]  # fmt: skip
+    argo.script = [
+        (
+            "Failed",
+            by_id(
+                plan_node(),
+                train_node("Succeeded", "1", "0"),
+                train_node("Failed", "7", "2", message="Error (exit code 1)"),
+            ),
+        )
+    ]
     argo.pod_logs["WF-train-7"] = "\n".join(
         [f"noise {i}" for i in range(40)] + ["FAILED lasso alpha=-1: InvalidParameterError: …"]
     )

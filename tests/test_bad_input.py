@@ -21,70 +21,116 @@ CASES = {
     "missing file": (["data.path={dir}/nope.csv", "data.target=y"], "does not exist"),
     "empty file": (["data.path={dir}/empty.csv", "data.target=y"], "is empty"),
     "binary junk": (["data.path={dir}/junk.csv", "data.target=y"], "not a readable table"),
-    "malformed CSV": (["data.path={dir}/ragged.csv", "data.target=y"],
-                      "not a readable table: Error tokenizing data"),
-    "missing target": (["data.path={carseats}", "data.target=nope"],
-                       "'nope' is not a column; columns: ['Sales'"),
+    "malformed CSV": (
+        ["data.path={dir}/ragged.csv", "data.target=y"],
+        "not a readable table: Error tokenizing data",
+    ),
+    "missing target": (
+        ["data.path={carseats}", "data.target=nope"],
+        "'nope' is not a column; columns: ['Sales'",
+    ),
     "text target of a regression": (
         ["data.path={carseats}", "data.target=ShelveLoc", "data.task=regression"],
-        "data.target 'ShelveLoc' is not numeric (dtype"),
-    "regressor for labels": (["data.path={carseats}", "data.target=ShelveLoc"],
-                             "model=lasso cannot be fitted to a classification target; models "
-                             "that fit: hgb_classifier, knn_classifier, logistic, rf_classifier, "
-                             "svc"),
-    "rare class": (["data.path={dir}/rare_class.csv", "data.target=y", "model=logistic"],
-                   "eval.cv=5 needs 5 training rows of each class; the smallest class has 2"),
-    "one class": (["data.path={dir}/one_class.csv", "data.target=y"],
-                  "data.target 'y' has one class ('a'): a classification needs at least two"),
-    "all-missing target": (["data.path={dir}/blank_target.csv", "data.target=y"],
-                           "'y' is missing in every row"),
-    "missing drop column": (["data.path={carseats}", "data.target=Sales", "data.drop=[Sales2]"],
-                            "['Sales2']"),
+        "data.target 'ShelveLoc' is not numeric (dtype",
+    ),
+    "regressor for labels": (
+        ["data.path={carseats}", "data.target=ShelveLoc"],
+        "model=lasso cannot be fitted to a classification target; models "
+        "that fit: hgb_classifier, knn_classifier, logistic, rf_classifier, "
+        "svc",
+    ),
+    "rare class": (
+        ["data.path={dir}/rare_class.csv", "data.target=y", "model=logistic"],
+        "eval.cv=5 needs 5 training rows of each class; the smallest class has 2",
+    ),
+    "one class": (
+        ["data.path={dir}/one_class.csv", "data.target=y"],
+        "data.target 'y' has one class ('a'): a classification needs at least two",
+    ),
+    "all-missing target": (
+        ["data.path={dir}/blank_target.csv", "data.target=y"],
+        "'y' is missing in every row",
+    ),
+    "missing drop column": (
+        ["data.path={carseats}", "data.target=Sales", "data.drop=[Sales2]"],
+        "['Sales2']",
+    ),
     "no path": ([], "data.path is required"),
-    "header only": (["data.path={dir}/header.csv", "data.target=y"],
-                    "header.csv has no rows (columns: ['x', 'y'])"),
-    "refused connection": (["data.path=http://127.0.0.1:{port}/x.csv", "data.target=y"],
-                           "x.csv cannot be reached: Cannot connect to host 127.0.0.1"),
-    "test size": (["data.path={carseats}", "data.target=Sales", "data.test_size=1.5"],
-                  "data.test_size=1.5 must be a fraction between 0 and 1 or a number of rows"),
-    "test rows": (["data.path={carseats}", "data.target=Sales", "data.test_size=400"],
-                  "data.test_size=400 must be"),
-    "model value": (["data.path={carseats}", "data.target=Sales", "model.alpha=0.1,-1"],
-                    "trial 'lasso alpha=-1': InvalidParameterError: The 'alpha' parameter of "
-                    "Lasso must be a float in the range [0.0, inf). Got -1 instead."),
-    "more folds than rows": (["data.path={dir}/four_rows.csv", "data.target=y",
-                              "data.test_size=2", "eval.cv=5"],
-                             "eval.cv=5 needs at least 5 training rows; the split has 2"),
+    "header only": (
+        ["data.path={dir}/header.csv", "data.target=y"],
+        "header.csv has no rows (columns: ['x', 'y'])",
+    ),
+    "refused connection": (
+        ["data.path=http://127.0.0.1:{port}/x.csv", "data.target=y"],
+        "x.csv cannot be reached: Cannot connect to host 127.0.0.1",
+    ),
+    "test size": (
+        ["data.path={carseats}", "data.target=Sales", "data.test_size=1.5"],
+        "data.test_size=1.5 must be a fraction between 0 and 1 or a number of rows",
+    ),
+    "test rows": (
+        ["data.path={carseats}", "data.target=Sales", "data.test_size=400"],
+        "data.test_size=400 must be",
+    ),
+    "model value": (
+        ["data.path={carseats}", "data.target=Sales", "model.alpha=0.1,-1"],
+        "trial 'lasso alpha=-1': InvalidParameterError: The 'alpha' parameter of "
+        "Lasso must be a float in the range [0.0, inf). Got -1 instead.",
+    ),
+    "more folds than rows": (
+        ["data.path={dir}/four_rows.csv", "data.target=y", "data.test_size=2", "eval.cv=5"],
+        "eval.cv=5 needs at least 5 training rows; the split has 2",
+    ),
     # Tables that would give confident nonsense (carseats, altered as named).
-    "constant target": (["data.path={dir}/constant.csv", "data.target=Sales"],
-                        "data.target 'Sales' is 5 in every row: a constant target leaves nothing"),
-    "infinite target": (["data.path={dir}/inf_target.csv", "data.target=Sales"],
-                        "data.target 'Sales' is infinite in 1 rows"),
-    "huge target": (["data.path={dir}/huge_target.csv", "data.target=Sales"],
-                    "data.target 'Sales' reaches 1.627e+301: squared errors of values this large"),
-    "infinite feature": (["data.path={dir}/inf_feature.csv", "data.target=Sales"],
-                         "column 'Price' is infinite in 400 rows: imputation fills missing values"),
-    "internal column name": (["data.path={dir}/internal_name.csv", "data.target=Sales"],
-                             "column '__target__' has the name the stored splits keep the target"),
-    "repeated column": (["data.path={dir}/repeated.csv", "data.target=Sales"],
-                        "has more than one column named 'Price': give each column a name"),
-    "too few rows": (["data.path={dir}/three_rows.csv", "data.target=Sales"],
-                     "data.test_size=0.3 leaves 1 test and 2 training rows of the 3 with a target:"
-                     " scoring needs at least 2 of each, so at least 7 rows"),
+    "constant target": (
+        ["data.path={dir}/constant.csv", "data.target=Sales"],
+        "data.target 'Sales' is 5 in every row: a constant target leaves nothing",
+    ),
+    "infinite target": (
+        ["data.path={dir}/inf_target.csv", "data.target=Sales"],
+        "data.target 'Sales' is infinite in 1 rows",
+    ),
+    "huge target": (
+        ["data.path={dir}/huge_target.csv", "data.target=Sales"],
+        "data.target 'Sales' reaches 1.627e+301: squared errors of values this large",
+    ),
+    "infinite feature": (
+        ["data.path={dir}/inf_feature.csv", "data.target=Sales"],
+        "column 'Price' is infinite in 400 rows: imputation fills missing values",
+    ),
+    "internal column name": (
+        ["data.path={dir}/internal_name.csv", "data.target=Sales"],
+        "column '__target__' has the name the stored splits keep the target",
+    ),
+    "repeated column": (
+        ["data.path={dir}/repeated.csv", "data.target=Sales"],
+        "has more than one column named 'Price': give each column a name",
+    ),
+    "too few rows": (
+        ["data.path={dir}/three_rows.csv", "data.target=Sales"],
+        "data.test_size=0.3 leaves 1 test and 2 training rows of the 3 with a target:"
+        " scoring needs at least 2 of each, so at least 7 rows",
+    ),
     # Config that reaches outside what it should.
-    "model path": (["data.path={carseats}", "data.target=Sales", "model=../../somewhere/evil"],
-                   "model=../../somewhere/evil: a choice of the config group 'model' names one"),
-    "not a trusted module": (["data.path={carseats}", "data.target=Sales",
-                              "model._target_=collections.OrderedDict"],
-                             "model._target_=collections.OrderedDict is refused: a model config "
-                             "may name classes of scikit-learn or of the modules in trust.modules"),
-    "not an estimator": (["data.path={carseats}", "data.target=Sales",
-                          "model._target_=sklearn.utils.Bunch"],
-                         "model._target_ sklearn.utils.Bunch is not a scikit-learn estimator "
-                         "(it has no fit, get_params, set_params, predict)"),
-    "storage root": (["data.path={carseats}", "data.target=Sales", "storage.root=/"],
-                     "storage.root=/ is / itself: give the store a folder of its own"),
-}  # fmt: skip
+    "model path": (
+        ["data.path={carseats}", "data.target=Sales", "model=../../somewhere/evil"],
+        "model=../../somewhere/evil: a choice of the config group 'model' names one",
+    ),
+    "not a trusted module": (
+        ["data.path={carseats}", "data.target=Sales", "model._target_=collections.OrderedDict"],
+        "model._target_=collections.OrderedDict is refused: a model config "
+        "may name classes of scikit-learn or of the modules in trust.modules",
+    ),
+    "not an estimator": (
+        ["data.path={carseats}", "data.target=Sales", "model._target_=sklearn.utils.Bunch"],
+        "model._target_ sklearn.utils.Bunch is not a scikit-learn estimator "
+        "(it has no fit, get_params, set_params, predict)",
+    ),
+    "storage root": (
+        ["data.path={carseats}", "data.target=Sales", "storage.root=/"],
+        "storage.root=/ is / itself: give the store a folder of its own",
+    ),
+}
 
 
 def write_altered_carseats(folder: Path) -> None:
@@ -92,19 +138,27 @@ def write_altered_carseats(folder: Path) -> None:
     table = pd.read_csv(data_file("carseats.csv"))
     table.assign(Sales=5.0).to_csv(folder / "constant.csv", index=False)
     table.assign(Sales=table["Sales"].where(table.index != 7, np.inf)).to_csv(
-        folder / "inf_target.csv", index=False)  # fmt: skip
+        folder / "inf_target.csv", index=False
+    )
     table.assign(Sales=table["Sales"] * 1e300).to_csv(folder / "huge_target.csv", index=False)
     table.assign(Price=np.inf).to_csv(folder / "inf_feature.csv", index=False)
     table.rename(columns={"Advertising": "__target__"}).to_csv(
-        folder / "internal_name.csv", index=False)  # fmt: skip
+        folder / "internal_name.csv", index=False
+    )
     text = table.to_csv(index=False).splitlines()
     (folder / "repeated.csv").write_text(
-        "\n".join([text[0].replace("Advertising", "Price"), *text[1:]]) + "\n")  # fmt: skip
+        "\n".join([text[0].replace("Advertising", "Price"), *text[1:]]) + "\n"
+    )
     table.head(3).to_csv(folder / "three_rows.csv", index=False)
 
 
-SOUND_DATA = ("model value", "more folds than rows", "regressor for labels", "rare class",
-              "not an estimator")  # fmt: skip
+SOUND_DATA = (
+    "model value",
+    "more folds than rows",
+    "regressor for labels",
+    "rare class",
+    "not an estimator",
+)
 
 
 def runs_in(workdir: Path) -> int:
@@ -119,10 +173,21 @@ def runs_in(workdir: Path) -> int:
 # Each way a refusal is reached, from the command line: a check of the config before anything
 # starts, of the table in the preprocess, of its split against eval.cv and the task, of the
 # model values. The other cases are refused on the same paths; they run below the command line.
-ON_THE_COMMAND_LINE = ("missing file", "malformed CSV", "missing target", "no path",
-                       "refused connection", "regressor for labels", "rare class", "model value",
-                       "test size", "model path", "not an estimator", "not a trusted module",
-                       "storage root")  # fmt: skip
+ON_THE_COMMAND_LINE = (
+    "missing file",
+    "malformed CSV",
+    "missing target",
+    "no path",
+    "refused connection",
+    "regressor for labels",
+    "rare class",
+    "model value",
+    "test size",
+    "model path",
+    "not an estimator",
+    "not a trusted module",
+    "storage root",
+)
 
 
 def write_tables(folder: Path) -> None:
@@ -201,8 +266,11 @@ def test_unreachable_tracking_server_fails_fast_with_its_uri(workdir: Path) -> N
 def test_missing_bucket_and_unreachable_endpoint_are_named(
     workdir: Path, s3_server: S3Server
 ) -> None:
-    missing = run_sweeper(["model=ridge", "storage.root=s3://no-such-bucket/sweeps", "-m"],
-                          cwd=workdir, env=s3_server.env)  # fmt: skip
+    missing = run_sweeper(
+        ["model=ridge", "storage.root=s3://no-such-bucket/sweeps", "-m"],
+        cwd=workdir,
+        env=s3_server.env,
+    )
     assert missing.returncode != 0
     assert (
         "storage.root s3://no-such-bucket/sweeps cannot be used: no-such-bucket does not exist"
@@ -220,8 +288,9 @@ def test_missing_bucket_and_unreachable_endpoint_are_named(
     )
     data = run_sweeper(
         ["model=ridge", "data=csv", "data.path=s3://bucket/sales.csv", "data.target=y", "-m"],
-        cwd=workdir, env=no_endpoint,
-    )  # fmt: skip
+        cwd=workdir,
+        env=no_endpoint,
+    )
     assert data.returncode != 0
     assert "data.path s3://bucket/sales.csv cannot be reached: Could not connect" in data.stderr
     assert "Traceback" not in missing.stderr + unreachable.stderr + data.stderr

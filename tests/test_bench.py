@@ -34,8 +34,11 @@ def test_cpu_time_of_processes_that_outlive_the_command_is_counted(tmp_path: Pat
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, str(BENCH)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     wall, cpu, peak_mb, returncode = json.loads(result.stdout)
     assert returncode == 0
@@ -46,10 +49,20 @@ def test_cpu_time_of_processes_that_outlive_the_command_is_counted(tmp_path: Pat
 
 def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(tmp_path),
-         "--data-dir", str(SHARED_DATA)],
-        cwd=PROJECT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(BENCH / "run.py"),
+            "--smoke",
+            "--out",
+            str(tmp_path),
+            "--data-dir",
+            str(SHARED_DATA),
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     seen = {(r["workload"], r["participant"]) for r in rows}

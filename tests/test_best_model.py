@@ -41,10 +41,17 @@ def awkward_table(folder: Path) -> Path:
 def test_the_best_model_predicts_raw_rows_and_the_registry_holds_it(workdir: Path) -> None:
     path = awkward_table(workdir)
     done = run_sweeper(
-        ["data=csv", f"data.path={path}", "data.target=Sales", "data.drop=[Urban]",
-         "model=ridge,lasso", f"mlflow.register_best={NAME}", "-m"],
+        [
+            "data=csv",
+            f"data.path={path}",
+            "data.target=Sales",
+            "data.drop=[Urban]",
+            "model=ridge,lasso",
+            f"mlflow.register_best={NAME}",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     [sweep] = sweeps(uri, "sweeper")
@@ -116,8 +123,8 @@ def test_a_score_that_is_not_a_number_fails_the_trial_instead_of_ranking() -> No
     import numpy as np
     from sklearn.dummy import DummyRegressor
 
-    from sweeper.core.fitting import evaluate
     from sweeper.core.metrics import Task
+    from sweeper.trial.fitting import evaluate
 
     X, y = np.zeros((4, 1)), np.array([1.0, 2.0, 3.0, 4.0])
     fitted = DummyRegressor(strategy="constant", constant=1e200).fit(X, y)
@@ -144,25 +151,40 @@ def test_on_argo_the_summary_logs_the_model_a_train_pod_kept(
 ) -> None:
     bucket = f"kept-{secrets.token_hex(3)}"
     s3_server.fs().mkdir(bucket)
-    manifest = render(workdir, [
-        *UNSEEDED_FORESTS, f"storage.root=s3://{bucket}/store", "argo.trials_per_pod=2",
-        f"mlflow.tracking_uri={mlflow_server}", "mlflow.experiment=argo-kept",
-        f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
-        "argo.secrets=[s3]", "-m"])  # fmt: skip
+    manifest = render(
+        workdir,
+        [
+            *UNSEEDED_FORESTS,
+            f"storage.root=s3://{bucket}/store",
+            "argo.trials_per_pod=2",
+            f"mlflow.tracking_uri={mlflow_server}",
+            "mlflow.experiment=argo-kept",
+            f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
+            "argo.secrets=[s3]",
+            "-m",
+        ],
+    )
     credentials = {k: v for k, v in s3_server.env.items() if "KEY" in k}
     runner = ArgoRunner(manifest, env=base_env(), secrets={"s3": credentials})
     assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
     fs = s3_server.fs()
     [split] = fs.ls(f"{bucket}/store/preprocess")
-    tables = {name: pd.read_parquet(io.BytesIO(fs.cat(f"{split}/{name}")))
-              for name in ("train.parquet", "test_raw.parquet")}  # fmt: skip
+    tables = {
+        name: pd.read_parquet(io.BytesIO(fs.cat(f"{split}/{name}")))
+        for name in ("train.parquet", "test_raw.parquet")
+    }
     assert_winner_not_refit(mlflow_server, "argo-kept", tables)
     assert not fs.glob(f"{bucket}/store/sweeps/*/models/*")
 
 
 # Forests without a seed: a refit would not score what the trial scored.
-UNSEEDED_FORESTS = ["model=rf", "model.random_state=null", "model.n_estimators=5",
-                    "model.max_depth=2,3,4", "eval.cv=0"]  # fmt: skip
+UNSEEDED_FORESTS = [
+    "model=rf",
+    "model.random_state=null",
+    "model.n_estimators=5",
+    "model.max_depth=2,3,4",
+    "eval.cv=0",
+]
 
 
 def assert_winner_not_refit(uri: str, experiment: str, tables: dict[str, pd.DataFrame]) -> None:

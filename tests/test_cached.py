@@ -15,8 +15,13 @@ from support.servers import data_file, run_sweeper
 
 
 def test_a_cached_sweep_answers_without_scikit_learn(workdir: Path, tmp_path: Path) -> None:
-    seats = ["data=csv", f"data.path={data_file('carseats.csv')}", "data.target=Sales",
-             "model=ridge,lasso", "-m"]  # fmt: skip
+    seats = [
+        "data=csv",
+        f"data.path={data_file('carseats.csv')}",
+        "data.target=Sales",
+        "model=ridge,lasso",
+        "-m",
+    ]
     first = run_sweeper(seats, cwd=workdir)
     assert first.returncode == 0, first.stderr[-3000:]
     refusing = tmp_path / "refusing" / "sklearn"
@@ -39,6 +44,8 @@ def test_a_cached_sweep_answers_without_scikit_learn(workdir: Path, tmp_path: Pa
         assert cached.parent.data.metrics[metric] == trained.parent.data.metrics[metric]
     # The winner's model is the one the first sweep logged, linked again.
     client = MlflowClient(uri)
-    assert (client.get_run(cached.parent.info.run_id).data.tags["best_model_uri"]
-            == client.get_run(trained.parent.info.run_id).data.tags["best_model_uri"])  # fmt: skip
+    assert (
+        client.get_run(cached.parent.info.run_id).data.tags["best_model_uri"]
+        == client.get_run(trained.parent.info.run_id).data.tags["best_model_uri"]
+    )
     assert again.stdout.count("│ reused") == 6

@@ -14,8 +14,10 @@ TESTS = str(Path(__file__).parent)
 
 def recorded(workdir: Path, args: list[str]) -> tuple[int, list[dict[str, Any]]]:
     log = workdir / "events.jsonl"
-    callback = ["+hydra.callbacks.record._target_=support.callbacks.Recorder",
-                f"+hydra.callbacks.record.path={log}"]  # fmt: skip
+    callback = [
+        "+hydra.callbacks.record._target_=support.callbacks.Recorder",
+        f"+hydra.callbacks.record.path={log}",
+    ]
     flags = [a for a in args if a.startswith("-")]  # Hydra takes them after the overrides
     overrides = [a for a in args if not a.startswith("-")]
     done = run_sweeper([*overrides, *callback, *flags], cwd=workdir, env={"PYTHONPATH": TESTS})
@@ -29,8 +31,11 @@ def test_a_multirun_fires_each_jobs_start_and_end_with_its_return(workdir: Path)
     code, events = recorded(workdir, args)
     assert code == 1  # one trial failed
     assert [e["event"] for e in events] == [
-        "multirun_start", *["job_start"] * 3, *["job_end"] * 3, "multirun_end"
-    ]  # fmt: skip
+        "multirun_start",
+        *["job_start"] * 3,
+        *["job_end"] * 3,
+        "multirun_end",
+    ]
     starts = [e for e in events if e["event"] == "job_start"]
     assert [e["num"] for e in starts] == [0, 1, 2]
     assert set(starts[2]["overrides"]) == {*args[:2], "model.n_neighbors=1000"}

@@ -27,10 +27,15 @@ def finished_keys(*swept: SweepRuns) -> Counter[str]:
 def test_two_identical_sweeps_at_once_train_each_trial_once(workdir: Path) -> None:
     grid = ["model=rf", "model.n_estimators=range(40,240,10)", "model.max_depth=4", "-m"]
     started = [
-        subprocess.Popen([sys.executable, "-m", "sweeper", *grid], cwd=workdir,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "sweeper", *grid],
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     ended = [p.communicate(timeout=600) for p in started]
     assert [p.returncode for p in started] == [0, 0], [err[-2000:] for _, err in ended]
 
@@ -55,12 +60,24 @@ def test_two_pods_on_one_chunk_log_each_trial_once(
     experiment = f"twice-{bucket}"
     manifest = render(
         workdir,
-        ["model=lasso", "model.alpha=range(1,11)", "argo.trials_per_pod=5",
-         f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={mlflow_server}",
-         f"mlflow.experiment={experiment}", *s3_server.pod_overrides(), "-m"],
-    )  # fmt: skip
-    runner = ArgoRunner(manifest, env=base_env(), secrets=s3_server.pod_secrets(),
-                        twice=frozenset({"train"}), at_once=4)  # fmt: skip
+        [
+            "model=lasso",
+            "model.alpha=range(1,11)",
+            "argo.trials_per_pod=5",
+            f"storage.root=s3://{bucket}/store",
+            f"mlflow.tracking_uri={mlflow_server}",
+            f"mlflow.experiment={experiment}",
+            *s3_server.pod_overrides(),
+            "-m",
+        ],
+    )
+    runner = ArgoRunner(
+        manifest,
+        env=base_env(),
+        secrets=s3_server.pod_secrets(),
+        twice=frozenset({"train"}),
+        at_once=4,
+    )
     assert runner.run() == "Succeeded", [p.stderr[-2000:] for p in runner.pods if p.returncode]
     trains = [p for p in runner.pods if p.template == "train"]
     assert len(trains) == 4 and all(p.returncode == 0 for p in trains)  # 2 chunks, twice each

@@ -38,10 +38,15 @@ def test_a_text_target_is_a_classification_and_its_winner_predicts_its_labels(
 ) -> None:
     carseats = data_file("carseats.csv")
     done = run_sweeper(
-        ["data=csv", f"data.path={carseats}", "data.target=US", "model=logistic,knn_classifier",
-         "-m"],
+        [
+            "data=csv",
+            f"data.path={carseats}",
+            "data.target=US",
+            "model=logistic,knn_classifier",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert len(sweep.children) == 3 + 4
@@ -85,10 +90,17 @@ def test_integer_labels_with_data_task_classification(workdir: Path) -> None:
     path = workdir / "shelves.csv"
     table.to_csv(path, index=False)
     done = run_sweeper(
-        ["data=csv", f"data.path={path}", "data.target=Shelf", "data.task=classification",
-         "model=rf_classifier", "model.n_estimators=50", "-m"],
+        [
+            "data=csv",
+            f"data.path={path}",
+            "data.target=Shelf",
+            "data.task=classification",
+            "model=rf_classifier",
+            "model.n_estimators=50",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert len(sweep.children) == 3  # rf_classifier's three depths

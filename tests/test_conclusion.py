@@ -15,13 +15,13 @@ from mlflow.tracking import MlflowClient
 from steps.preprocess import preprocess
 from support.in_process import batch, hydra_configs, local_settings
 from sweeper.conclusion.conclude import conclude_sweep, log_best, log_best_early
-from sweeper.core.fitting import read_raw_test, score
-from sweeper.core.lifecycle import SweepRef, run_trial
 from sweeper.core.metrics import METRICS
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Plan, Status
-from sweeper.core.tracking import Tracker
 from sweeper.planning.plan import build_plan
+from sweeper.tracking.tracker import Tracker
+from sweeper.trial.fitting import read_raw_test, score
+from sweeper.trial.lifecycle import SweepRef, run_trial
 
 
 @pytest.fixture
@@ -56,9 +56,13 @@ def test_a_finished_sweep_gets_its_table_best_model_and_summary(planned: Plan) -
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FAILED"
     best = min(result.outcomes[:2], key=lambda o: o.metrics["cv_mse"])
-    assert parent.data.metrics == {"n_trials": 3, "n_failed": 1, "n_reused": 0,
-                                   "best_cv_mse": best.metrics["cv_mse"],
-                                   **{f"best_{m}": best.metrics[m] for m in METRICS}}  # fmt: skip
+    assert parent.data.metrics == {
+        "n_trials": 3,
+        "n_failed": 1,
+        "n_reused": 0,
+        "best_cv_mse": best.metrics["cv_mse"],
+        **{f"best_{m}": best.metrics[m] for m in METRICS},
+    }
     # The best trial's model, refit on the same rows, scores what the trial scored.
     model_uri = parent.data.tags["best_model_uri"]
     assert client.get_run(best.run_id or "").data.tags["best_model_uri"] == model_uri

@@ -51,8 +51,11 @@ def execute(
     bucket = f"conf-{backend}-{secrets.token_hex(3)}"
     s3_server.fs().mkdir(bucket)
     store = f"s3://{bucket}/store"
-    common = [f"storage.root={store}", f"mlflow.tracking_uri={mlflow_server}",
-              f"mlflow.experiment={bucket}"]  # fmt: skip
+    common = [
+        f"storage.root={store}",
+        f"mlflow.tracking_uri={mlflow_server}",
+        f"mlflow.experiment={bucket}",
+    ]
 
     def run(args: list[str]) -> Executed:
         if backend == "local":
@@ -87,13 +90,15 @@ def expected_scores(s3: S3Server, store: str, alpha: float) -> dict[str, float]:
     with the sweep's seed, 42) and, fitted on all of them, on its test rows."""
     fs = s3.fs()
     [split] = fs.ls(store.removeprefix("s3://") + "/preprocess")
-    train, test = (pd.read_parquet(io.BytesIO(fs.cat(f"{split}/{name}.parquet")))
-                   for name in ("train", "test"))  # fmt: skip
+    train, test = (
+        pd.read_parquet(io.BytesIO(fs.cat(f"{split}/{name}.parquet"))) for name in ("train", "test")
+    )
     X_train, X_test = (t.drop(columns=TARGET_COLUMN) for t in (train, test))
     model = Lasso(alpha=alpha, max_iter=10000, random_state=42)
     folds = KFold(5, shuffle=True, random_state=42)
-    cv = -cross_val_score(model, X_train, train[TARGET_COLUMN], cv=folds,
-                          scoring="neg_mean_squared_error")  # fmt: skip
+    cv = -cross_val_score(
+        model, X_train, train[TARGET_COLUMN], cv=folds, scoring="neg_mean_squared_error"
+    )
     model.fit(X_train, train[TARGET_COLUMN])
     mse = float(mean_squared_error(test[TARGET_COLUMN], model.predict(X_test)))
     return {"mse": mse, "cv_mse": float(cv.mean()), "cv_mse_std": float(cv.std())}
@@ -142,8 +147,9 @@ def test_a_failing_trial_fails_alone_and_the_sweep_says_so(execute: Execute) -> 
     assert not done.ok
     runs = done.sweep.by_name()
     assert {name: r.info.status for name, r in runs.items()} == {
-        "knn n_neighbors=5": "FINISHED", "knn n_neighbors=1000": "FAILED"
-    }  # fmt: skip
+        "knn n_neighbors=5": "FINISHED",
+        "knn n_neighbors=1000": "FAILED",
+    }
     failed = runs["knn n_neighbors=1000"].data.tags
     assert failed["error.type"] == "ValueError"
     assert "Expected n_neighbors <= n_samples_fit" in failed["error.message"]
@@ -162,8 +168,9 @@ def test_a_finished_trial_is_reused_by_the_next_sweep(execute: Execute) -> None:
 
 def test_data_from_a_url_with_a_text_column(execute: Execute, s3_server: S3Server) -> None:
     url = carseats(s3_server)
-    done = execute(["data=csv", f"data.path={url}", "data.target=Sales", "model=ridge",
-                    "model.alpha=1"])  # fmt: skip
+    done = execute(
+        ["data=csv", f"data.path={url}", "data.target=Sales", "model=ridge", "model.alpha=1"]
+    )
     assert done.ok
     [run] = done.sweep.children
     assert run.data.params["data.path"] == url and run.data.params["data.target"] == "Sales"
@@ -175,8 +182,9 @@ def test_a_classification_sweep_logs_the_label_metrics(
     execute: Execute, s3_server: S3Server
 ) -> None:
     url = carseats(s3_server)
-    done = execute(["data=csv", f"data.path={url}", "data.target=US", "model=logistic",
-                    "model.C=0.1,1"])  # fmt: skip
+    done = execute(
+        ["data=csv", f"data.path={url}", "data.target=US", "model=logistic", "model.C=0.1,1"]
+    )
     assert done.ok
     runs = done.sweep.by_name()
     assert sorted(runs) == ["logistic C=0.1", "logistic C=1"]

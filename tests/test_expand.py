@@ -181,12 +181,22 @@ def test_credentials_in_a_data_url_stay_out_of_params() -> None:
 
 
 def test_multirun_model_values_are_deferred_to_the_sweeper() -> None:
-    argv = ["model=rf,lasso", "model.alpha=0.5", "model.max_depth=null", "++model.tol=1",
-            "seed=3", "-m"]  # fmt: skip
+    argv = [
+        "model=rf,lasso",
+        "model.alpha=0.5",
+        "model.max_depth=null",
+        "++model.tol=1",
+        "seed=3",
+        "-m",
+    ]
     assert defer_model_values(argv) == [
-        "model=rf,lasso", "model.alpha=choice(0.5)", "model.max_depth=null", "++model.tol=1",
-        "seed=3", "-m",
-    ]  # fmt: skip
+        "model=rf,lasso",
+        "model.alpha=choice(0.5)",
+        "model.max_depth=null",
+        "++model.tol=1",
+        "seed=3",
+        "-m",
+    ]
     assert defer_model_values(["model.alpha=0.5"]) == ["model.alpha=0.5"]  # not a multirun
     jobs = jobs_for(["model=rf,lasso", "model.alpha=choice(0.5)"])
     assert Counter(values(jobs, "model")) == {"rf": 6, "lasso": 1}
@@ -236,9 +246,10 @@ def test_auto_chunks_give_a_pod_minutes_of_work_and_a_sweep_at_most_max_pods() -
     from sweeper.executors.argo import chunks
 
     jobs, _ = compose_jobs(
-        jobs_for(["model=lasso", "model.alpha=range(1,5001)"]), CountingCompose(),
+        jobs_for(["model=lasso", "model.alpha=range(1,5001)"]),
+        CountingCompose(),
         OverridesParser.create(),
-    )  # fmt: skip
+    )
     plan = build_plan(jobs)
     few_rows = chunks.cut(plan, plan.trials, chunks.AUTO, rows={plan.groups[0].id: 300})
     assert len(few_rows) == 1  # 5,000 cheap fits: minutes of work in all, one pod

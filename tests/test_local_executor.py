@@ -51,8 +51,11 @@ def test_a_dying_worker_is_found_and_fails_alone(tmp_path: Path) -> None:
 
     by_alpha = {o.trial.model["alpha"]: o for o in outcomes}
     assert {a: o.status for a, o in by_alpha.items()} == {
-        0.1: Status.FINISHED, 13: Status.FAILED, 1: Status.FINISHED, 2: Status.FINISHED
-    }  # fmt: skip
+        0.1: Status.FINISHED,
+        13: Status.FAILED,
+        1: Status.FINISHED,
+        2: Status.FINISHED,
+    }
     assert by_alpha[13].error is not None and by_alpha[13].error.startswith(
         f"{WorkerDied.__name__}: its worker process died ("
     )
@@ -68,8 +71,13 @@ def test_a_study_is_one_sweep_across_its_batches(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = local_settings(tmp_path)
-    study = Study("optuna", budget=4, batch_size=2, name_keys=("model.alpha",),
-                  params={"n_trials": "4", "models": "lasso", "study": "unit"})  # fmt: skip
+    study = Study(
+        "optuna",
+        budget=4,
+        batch_size=2,
+        name_keys=("model.alpha",),
+        params={"n_trials": "4", "models": "lasso", "study": "unit"},
+    )
     first = batch([["model=lasso", f"model.alpha={a}", *settings] for a in (0.1, 1)], last=False)
     sweep = SweepSession(build_plan(first.jobs()).settings, study)
     ran = sweep.run(first)

@@ -29,9 +29,13 @@ if TYPE_CHECKING:
 def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
     args = ["model=lasso", "model.alpha=range(1,121)", "-m"]  # 120 quick trials
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *args], cwd=workdir, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     assert sweep.stdout is not None
     for line in sweep.stdout:
         if "[20/120]" in line:
@@ -61,8 +65,9 @@ def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
     assert {r.info.status for r in first.children} <= {"FINISHED", "KILLED"}
     assert len(second.children) == 120 - done_before  # only the rest was trained
     assert all(r.info.status == "FINISHED" for r in second.children)
-    finished = [r.info.run_name for s in (first, second) for r in s.children
-                if r.info.status == "FINISHED"]  # fmt: skip
+    finished = [
+        r.info.run_name for s in (first, second) for r in s.children if r.info.status == "FINISHED"
+    ]
     assert len(finished) == len(set(finished)) == 120  # every trial finished exactly once
     assert second.parent.data.metrics["n_reused"] == done_before
 
@@ -97,9 +102,12 @@ def test_a_dying_worker_fails_only_its_trial(workdir: Path) -> None:
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     status = {r.info.run_name: r.info.status for r in sweep.children}
     assert status == {
-        "lasso alpha=0.1": "FINISHED", "lasso alpha=13": "FAILED", "lasso alpha=1": "FINISHED",
-        "lasso alpha=2": "FINISHED", "lasso alpha=3": "FINISHED",
-    }  # fmt: skip
+        "lasso alpha=0.1": "FINISHED",
+        "lasso alpha=13": "FAILED",
+        "lasso alpha=1": "FINISHED",
+        "lasso alpha=2": "FINISHED",
+        "lasso alpha=3": "FINISHED",
+    }
     died = sweep.by_name()["lasso alpha=13"].data.tags
     assert died["error.type"] == "WorkerDied"
     # The signal is named when the fork server learns it, which is not guaranteed.
@@ -116,8 +124,12 @@ def private_folders_of(pid: int) -> list[Path]:
 
 def test_private_folders_of_sweeps_whose_process_is_gone_are_removed(tmp_path: Path) -> None:
     me = os.getpid()
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)  # fmt: skip
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     mine = tmp_path / f"sweeper-workers-{me}-{started(me)}-a1"
     killed = tmp_path / f"sweeper-workers-{int(ended.stdout)}-12345-b2"
     pid_reused = tmp_path / f"sweeper-workers-{me}-1-c3"  # this pid, an earlier process's
@@ -135,10 +147,15 @@ def test_two_sweeps_at_once_on_one_store_and_database(empty_workdir: Path) -> No
         ["model=lasso", "model.alpha=range(1,21)", "-m"],
     ]
     running = [
-        subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=workdir,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "sweeper", *args],
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for args in commands
-    ]  # fmt: skip
+    ]
     for process in running:
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr
@@ -152,10 +169,13 @@ def test_two_sweeps_at_once_on_one_store_and_database(empty_workdir: Path) -> No
 def test_ctrl_c_stops_cleanly(workdir: Path, again_after: float | None) -> None:
     sweep = subprocess.Popen(
         [sys.executable, "-m", "sweeper", *LONG_SWEEP],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     assert sweep.stdout is not None
     for line in sweep.stdout:  # wait until trials are under way
         if "[2/85]" in line:
@@ -233,9 +253,13 @@ LONG_SWEEP = ["model=rf", "model.n_estimators=range(100,185)", "model.max_depth=
 def start_long_sweep(workdir: Path) -> subprocess.Popen[str]:
     """85 forests, in a process group of its own, once its first trials have finished."""
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *LONG_SWEEP], cwd=workdir, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "sweeper", *LONG_SWEEP],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert sweep.stdout is not None
     for line in sweep.stdout:
         if "[2/85]" in line:
@@ -265,10 +289,14 @@ def test_kill_9_of_the_sweeping_process_alone_takes_its_workers_with_it(workdir:
 
 def test_ctrl_c_while_starting_up_says_interrupted_and_nothing_else(workdir: Path) -> None:
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *LONG_SWEEP], cwd=workdir, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [sys.executable, "-m", "sweeper", *LONG_SWEEP],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 30
     while len(running_in_group(sweep.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)  # the fork server is started first thing...

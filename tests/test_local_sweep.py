@@ -85,16 +85,23 @@ def test_default_demo_sweep_logs_parent_and_children_and_reuses_preprocess(
 
 def test_command_line_values_give_exactly_those_trials(workdir: Path, mlflow_server: str) -> None:
     result = run_sweeper(
-        ["model=lasso", "model.alpha=0.01,0.1,1", f"mlflow.tracking_uri={mlflow_server}",
-         "mlflow.experiment=exact", "-m"],
+        [
+            "model=lasso",
+            "model.alpha=0.01,0.1,1",
+            f"mlflow.tracking_uri={mlflow_server}",
+            "mlflow.experiment=exact",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     [sweep] = sweeps(mlflow_server, "exact")
     assert sorted(r.data.params["model.alpha"] for r in sweep.children) == ["0.01", "0.1", "1"]
     assert sorted(r.info.run_name for r in sweep.children) == [
-        "lasso alpha=0.01", "lasso alpha=0.1", "lasso alpha=1",
-    ]  # fmt: skip
+        "lasso alpha=0.01",
+        "lasso alpha=0.1",
+        "lasso alpha=1",
+    ]
 
 
 def test_a_model_value_applies_to_the_models_that_have_it(workdir: Path) -> None:
@@ -116,10 +123,17 @@ def test_real_tables_sweep(
 ) -> None:
     experiment = f"real-{file}"
     result = run_sweeper(
-        ["data=csv", f"data.path={data_file(file)}", f"data.target={target}", f"model={models}",
-         f"mlflow.tracking_uri={mlflow_server}", f"mlflow.experiment={experiment}", "-m"],
+        [
+            "data=csv",
+            f"data.path={data_file(file)}",
+            f"data.target={target}",
+            f"model={models}",
+            f"mlflow.tracking_uri={mlflow_server}",
+            f"mlflow.experiment={experiment}",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     [stored] = split_dirs(workdir / "sweeper-store")
     baseline = baseline_mse(stored)
@@ -157,8 +171,15 @@ def test_changed_data_at_the_same_path_is_preprocessed_again(workdir: Path) -> N
     path = workdir / "sales.csv"
     table = pd.read_csv(data_file("carseats.csv"))
     table.to_csv(path, index=False)
-    args = ["data=csv", f"data.path={path}", "data.target=Sales", "data.drop=[Population]",
-            "model=lasso", "model.alpha=0.1", "-m"]  # fmt: skip
+    args = [
+        "data=csv",
+        f"data.path={path}",
+        "data.target=Sales",
+        "data.drop=[Population]",
+        "model=lasso",
+        "model.alpha=0.1",
+        "-m",
+    ]
     assert run_sweeper(args, cwd=workdir).returncode == 0
     table.head(300).to_csv(path, index=False)
     assert run_sweeper(args, cwd=workdir).returncode == 0
@@ -182,8 +203,11 @@ def test_a_failing_trial_does_not_stop_the_others(workdir: Path) -> None:
     assert "knn n_neighbors=1000" in result.stdout and "Expected n_neighbors" in result.stdout
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     status = {r.info.run_name: r.info.status for r in sweep.children}
-    assert status == {"knn n_neighbors=5": "FINISHED", "knn n_neighbors=1000": "FAILED",
-                      "knn n_neighbors=10": "FINISHED"}  # fmt: skip
+    assert status == {
+        "knn n_neighbors=5": "FINISHED",
+        "knn n_neighbors=1000": "FAILED",
+        "knn n_neighbors=10": "FINISHED",
+    }
     failed = sweep.by_name()["knn n_neighbors=1000"]
     assert failed.data.tags["error.type"] == "ValueError"
     assert sweep.parent.data.metrics["n_failed"] == 1

@@ -34,11 +34,19 @@ def best_child(runs: list[Run]) -> Run:
 def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
     storage = f"sqlite:///{workdir / 'optuna.db'}"
     first = run_sweeper(
-        ["hydra/sweeper=optuna", "model=lasso", SEARCH, "hydra.sweeper.n_trials=6",
-         "hydra.sweeper.n_jobs=3", "hydra.sweeper.sampler.seed=7", "hydra.sweeper.study_name=lasso",
-         "hydra.sweeper.storage=sqlite:///optuna.db", "-m"],
+        [
+            "hydra/sweeper=optuna",
+            "model=lasso",
+            SEARCH,
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.n_jobs=3",
+            "hydra.sweeper.sampler.seed=7",
+            "hydra.sweeper.study_name=lasso",
+            "hydra.sweeper.storage=sqlite:///optuna.db",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     found = study(storage, "lasso")
     assert len(complete(found)) == 6
@@ -73,10 +81,14 @@ def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
 
     # The conf example resumes the same study (its name and storage) with 3 more trials.
     resumed = run_sweeper(
-        ["hydra/sweeper=optuna", "hparams_search=lasso_optuna", "hydra.sweeper.n_trials=3",
-         "hydra.sweeper.n_jobs=3"],
+        [
+            "hydra/sweeper=optuna",
+            "hparams_search=lasso_optuna",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.n_jobs=3",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     found = study(storage, "lasso")
     assert len(complete(found)) == 6 + 3
@@ -93,11 +105,17 @@ def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
 def test_a_failing_batch_ends_the_sweep_run_failed(workdir: Path) -> None:
     result = run_sweeper(
         # More neighbours than training rows: values a fit cannot use, found by fitting.
-        ["hydra/sweeper=optuna", "model=knn", "model.weights=uniform",
-         "model.n_neighbors=int(interval(1000,2000))", "hydra.sweeper.n_trials=4",
-         "hydra.sweeper.n_jobs=2", "-m"],
+        [
+            "hydra/sweeper=optuna",
+            "model=knn",
+            "model.weights=uniform",
+            "model.n_neighbors=int(interval(1000,2000))",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert result.returncode == 1  # Optuna gives up after the first batch (max_failure_rate 0)
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert [r.info.status for r in sweep.children] == ["FAILED", "FAILED"]
@@ -107,11 +125,18 @@ def test_a_failing_batch_ends_the_sweep_run_failed(workdir: Path) -> None:
 
 def test_render_to_is_refused(workdir: Path) -> None:
     result = run_sweeper(
-        ["hydra/sweeper=optuna", "model=lasso", "model.alpha=interval(0.1,1)", "backend=argo",
-         "argo.render_to=x.yaml", "storage.root=s3://bucket/sweeps",
-         "mlflow.tracking_uri=http://mlflow.ml.svc:5000", "-m"],
+        [
+            "hydra/sweeper=optuna",
+            "model=lasso",
+            "model.alpha=interval(0.1,1)",
+            "backend=argo",
+            "argo.render_to=x.yaml",
+            "storage.root=s3://bucket/sweeps",
+            "mlflow.tracking_uri=http://mlflow.ml.svc:5000",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert result.returncode == 1
     assert (
         "argo.render_to cannot feed trial results back to an optimising sweeper "
@@ -123,10 +148,16 @@ def test_render_to_is_refused(workdir: Path) -> None:
 
 def test_a_first_batch_of_refused_values_leaves_no_run(workdir: Path) -> None:
     result = run_sweeper(
-        ["hydra/sweeper=optuna", "model=lasso", "model.alpha=interval(-2,-1)",
-         "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "-m"],
+        [
+            "hydra/sweeper=optuna",
+            "model=lasso",
+            "model.alpha=interval(-2,-1)",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2",
+            "-m",
+        ],
         cwd=workdir,
-    )  # fmt: skip
+    )
     assert result.returncode == 1
     assert "InvalidParameterError: The 'alpha' parameter of Lasso must be" in result.stderr
     assert "Traceback" not in result.stderr

@@ -20,14 +20,18 @@ from support.servers import free_port, run_sweeper, wait_for
 # 16 trials, long enough that an outage meets the sweep mid-way; one fit each (no folds): what
 # is tested is the outage, not the scoring.
 GRID = ["model=rf", "model.n_estimators=range(100,900,50)", "model.max_depth=4", "eval.cv=0", "-m"]
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-          "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:  # its own group: a signal reaches the server's workers too
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -37,8 +41,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def moto(port: int, log: Path) -> subprocess.Popen[bytes]:
-    server = start([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1",
-                    "-p", str(port)], log)  # fmt: skip
+    server = start(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        log,
+    )
     wait_for(f"http://127.0.0.1:{port}", server, log)  # type: ignore[arg-type]
     return server
 
@@ -46,16 +52,22 @@ def moto(port: int, log: Path) -> subprocess.Popen[bytes]:
 def make_bucket(endpoint: str, name: str) -> None:
     import s3fs
 
-    s3fs.S3FileSystem(key="testing", secret="testing",
-                      client_kwargs={"endpoint_url": endpoint}).mkdir(name)  # fmt: skip
+    s3fs.S3FileSystem(
+        key="testing", secret="testing", client_kwargs={"endpoint_url": endpoint}
+    ).mkdir(name)
 
 
 def sweep_until(args: list[str], cwd: Path, env: dict[str, str], line: str) -> subprocess.Popen:
     """A sweep started as a user would, read until it prints `line`."""
     environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    process = subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=cwd,
-                               env={**environment, **env}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=cwd,
+        env={**environment, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     for text in process.stdout:
         if line in text:
@@ -66,10 +78,25 @@ def sweep_until(args: list[str], cwd: Path, env: dict[str, str], line: str) -> s
 @pytest.fixture
 def paused_mlflow(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    server = start([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                    f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-                    str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                    "--workers", "1"], tmp_path / "mlflow.log")  # fmt: skip
+    server = start(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        tmp_path / "mlflow.log",
+    )
     uri = f"http://127.0.0.1:{port}"
     wait_for(f"{uri}/health", server, tmp_path / "mlflow.log")  # type: ignore[arg-type]
     yield uri, server
@@ -108,8 +135,12 @@ def test_s3_stopped_mid_sweep_is_one_line_and_the_rerun_finishes(
         assert again.returncode == 0, again.stderr[-3000:]
         assert "Best: rf" in again.stdout
         first, second = sweeps(database, "sweeper")
-        keys = Counter(r.data.tags["trial_key"] for s in (first, second) for r in s.children
-                       if r.info.status == "FINISHED")  # fmt: skip
+        keys = Counter(
+            r.data.tags["trial_key"]
+            for s in (first, second)
+            for r in s.children
+            if r.info.status == "FINISHED"
+        )
         assert len(keys) == 16 and set(keys.values()) == {1}  # each trial trained once
         assert second.parent.data.metrics["n_reused"] == statuses["FINISHED"]
     finally:
@@ -140,18 +171,24 @@ def test_a_trial_meeting_an_outage_is_not_a_failed_trial(
     """The lifecycle itself: a split on an S3 endpoint that refuses connections raises Outage
     once the budget is spent, and the trial leaves no run (its claim is given up)."""
     from sweeper.core.faults import Outage
-    from sweeper.core.lifecycle import SweepRef, run_trial
     from sweeper.core.records import StoredSplit, Trial
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
+    from sweeper.trial.lifecycle import SweepRef, run_trial
 
     monkeypatch.setenv("SWEEPER_RETRY_SECONDS", "2")
     for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}.items():
         monkeypatch.setenv(name, value)
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "outage")
     parent = tracker.start_sweep("s1", {})
-    trial = Trial(index=0, name="lasso alpha=1", model_name="lasso", group="g", overrides=(),
-                  model={"_target_": "sklearn.linear_model.Lasso", "alpha": 1.0},
-                  params={"model": "lasso"})  # fmt: skip
+    trial = Trial(
+        index=0,
+        name="lasso alpha=1",
+        model_name="lasso",
+        group="g",
+        overrides=(),
+        model={"_target_": "sklearn.linear_model.Lasso", "alpha": 1.0},
+        params={"model": "lasso"},
+    )
     split = StoredSplit(url="s3://gone/preprocess/k1", key="k1", reused=True)
     with pytest.raises(Outage, match=r"S3 at http://127\.0\.0\.1:\d+ \(bucket gone\) did not"):
         run_trial(tracker, SweepRef("s1", parent), trial, split)
@@ -164,8 +201,9 @@ def test_a_full_disk_is_one_line_naming_the_path(workdir: Path, tmp_path: Path) 
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
     try:
         (small / "filler").write_bytes(b"\0" * 200 * 1024)
-        result = run_sweeper(["model=lasso", "model.alpha=1,2", f"storage.root={small}", "-m"],
-                             cwd=workdir)  # fmt: skip
+        result = run_sweeper(
+            ["model=lasso", "model.alpha=1,2", f"storage.root={small}", "-m"], cwd=workdir
+        )
         assert result.returncode == 1
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
         [said] = [x for x in result.stderr.splitlines() if "no space left" in x]

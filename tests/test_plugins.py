@@ -29,8 +29,10 @@ def test_plugins_found_from_a_wheel_install(tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # Dependencies from this environment, but not its editable path to the checkout: a line in
     # a .pth file adds a folder without reading the .pth files inside it.
     Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -42,8 +44,11 @@ def test_plugins_found_from_a_wheel_install(tmp_path: Path) -> None:
     work.mkdir()
     where = subprocess.run(
         [python, "-c", "import sweeper.app as a; print(a.__file__, a.config_dir())"],
-        cwd=work, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(PROJECT) not in where and "site-packages/sweeper/conf" in where
     info = subprocess.run(
         [python, "-m", "sweeper", "--info", "plugins"], cwd=work, capture_output=True, text=True
@@ -51,7 +56,9 @@ def test_plugins_found_from_a_wheel_install(tmp_path: Path) -> None:
     assert all(name in info.stdout for name in PLUGINS), info.stdout + info.stderr
     sweep = subprocess.run(
         [python, "-m", "sweeper", "model=lasso", "model.alpha=0.1,1", "-m"],
-        cwd=work, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
     assert sweep.returncode == 0, sweep.stderr
     assert "lasso alpha=0.1" in sweep.stdout and "lasso alpha=1" in sweep.stdout

@@ -29,12 +29,17 @@ def test_every_pod_is_restricted_and_the_lifecycle_has_defaults(workdir: Path) -
         validate(manifest, argo_schema)
         spec = manifest["spec"].get("workflowSpec", manifest["spec"])
         assert spec["securityContext"] == {
-            "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
             "seccompProfile": {"type": "RuntimeDefault"},
-        }  # fmt: skip
+        }
         assert spec["podGC"] == {"strategy": "OnPodSuccess"}
-        assert spec["ttlStrategy"] == {"secondsAfterSuccess": 604800,
-                                       "secondsAfterFailure": 1209600}  # fmt: skip
+        assert spec["ttlStrategy"] == {
+            "secondsAfterSuccess": 604800,
+            "secondsAfterFailure": 1209600,
+        }
         assert (spec["activeDeadlineSeconds"], spec["parallelism"]) == (86400, 20)
         labels = spec["podMetadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "sweeper"
@@ -54,8 +59,9 @@ def test_every_pod_is_restricted_and_the_lifecycle_has_defaults(workdir: Path) -
         "memory": "1Gi",
     }
     assert "sweeper/sweep-id" in workflow["spec"]["podMetadata"]["labels"]
-    pinned = render(workdir, ["model=lasso", *REMOTE, "argo.image=registry.example/sweeper:1.2",
-                              "-m"])  # fmt: skip
+    pinned = render(
+        workdir, ["model=lasso", *REMOTE, "argo.image=registry.example/sweeper:1.2", "-m"]
+    )
     assert {t["container"]["imagePullPolicy"] for t in pods(pinned)} == {"IfNotPresent"}
 
 
@@ -77,8 +83,17 @@ def test_the_checker_sees_what_the_profile_forbids(workdir: Path) -> None:
 
 
 def test_root_is_refused(workdir: Path) -> None:
-    done = run_sweeper(["model=lasso", *REMOTE, "backend=argo", "argo.render_to=x.yaml",
-                        "argo.run_as_user=0", "-m"], cwd=workdir)  # fmt: skip
+    done = run_sweeper(
+        [
+            "model=lasso",
+            *REMOTE,
+            "backend=argo",
+            "argo.render_to=x.yaml",
+            "argo.run_as_user=0",
+            "-m",
+        ],
+        cwd=workdir,
+    )
     assert done.returncode == 1
     assert "argo.run_as_user and argo.run_as_group must be a user other than root" in done.stderr
     assert not (workdir / "x.yaml").exists()
@@ -87,10 +102,17 @@ def test_root_is_refused(workdir: Path) -> None:
 def test_platform_pass_throughs_and_one_summary_per_experiment(workdir: Path) -> None:
     manifest = render(
         workdir,
-        ["model=lasso", *REMOTE, "argo.node_selector={pool: ml}", "argo.priority_class=batch",
-         "argo.tolerations=[{key: spot, operator: Exists, effect: NoSchedule}]",
-         "argo.image_pull_secrets=[registry]", "mlflow.experiment=Nightly", "-m"],
-    )  # fmt: skip
+        [
+            "model=lasso",
+            *REMOTE,
+            "argo.node_selector={pool: ml}",
+            "argo.priority_class=batch",
+            "argo.tolerations=[{key: spot, operator: Exists, effect: NoSchedule}]",
+            "argo.image_pull_secrets=[registry]",
+            "mlflow.experiment=Nightly",
+            "-m",
+        ],
+    )
     spec = manifest["spec"]
     assert spec["nodeSelector"] == {"pool": "ml"} and spec["podPriorityClassName"] == "batch"
     assert spec["tolerations"] == [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}]
@@ -105,16 +127,33 @@ def test_platform_pass_throughs_and_one_summary_per_experiment(workdir: Path) ->
 def test_a_password_in_the_tracking_uri_is_refused_and_the_cron_hint_is_argo_cron(
     workdir: Path,
 ) -> None:
-    done = run_sweeper(["model=lasso", "storage.root=s3://bucket/sweeps", "backend=argo",
-                        "mlflow.tracking_uri=http://me:hunter2@mlflow.ml.svc:5000",
-                        "argo.render_to=x.yaml", "-m"], cwd=workdir)  # fmt: skip
+    done = run_sweeper(
+        [
+            "model=lasso",
+            "storage.root=s3://bucket/sweeps",
+            "backend=argo",
+            "mlflow.tracking_uri=http://me:hunter2@mlflow.ml.svc:5000",
+            "argo.render_to=x.yaml",
+            "-m",
+        ],
+        cwd=workdir,
+    )
     assert done.returncode == 1 and "hunter2" not in done.stdout + done.stderr
     assert (
         "mlflow.tracking_uri=http://mlflow.ml.svc:5000 holds credentials, which a manifest "
         "would carry in plain text: give them as MLFLOW_TRACKING_USERNAME and "
         "MLFLOW_TRACKING_PASSWORD in a Secret named in argo.secrets"
     ) in done.stderr
-    cron = run_sweeper(["model=lasso", *REMOTE, "backend=argo", "argo.schedule=0 2 * * *",
-                        "argo.render_to=cron.yaml", "-m"], cwd=workdir)  # fmt: skip
+    cron = run_sweeper(
+        [
+            "model=lasso",
+            *REMOTE,
+            "backend=argo",
+            "argo.schedule=0 2 * * *",
+            "argo.render_to=cron.yaml",
+            "-m",
+        ],
+        cwd=workdir,
+    )
     assert cron.returncode == 0, cron.stderr
     assert "(argo cron create it, or kubectl apply -f it)" in cron.stdout

@@ -11,8 +11,12 @@ import pandas as pd
 from steps.preprocess import preprocess
 from support.servers import data_file
 
-STANDARD = {"impute_numeric": "median", "impute_categorical": "most_frequent",
-            "scale": "standard", "max_categories": 20}  # fmt: skip
+STANDARD = {
+    "impute_numeric": "median",
+    "impute_categorical": "most_frequent",
+    "scale": "standard",
+    "max_categories": 20,
+}
 
 
 def small_table(folder: Path, rows: int) -> Path:
@@ -30,9 +34,13 @@ def test_a_small_test_set_and_many_levels_are_said_and_counted(tmp_path: Path) -
     data = {"path": str(path), "target": "Sales", "drop": [], "test_size": 0.25}
     split = preprocess(data, STANDARD, 42, str(tmp_path / "store"))
     assert split.report == {
-        "rows_in": 60, "rows_dropped_missing_target": 3, "rows_train": 42, "rows_test": 15,
-        "columns_in": 11, "features_out": 7 + 3 + 2 + 2 + 20,  # numbers, 3 texts, Code's 20
-    }  # fmt: skip
+        "rows_in": 60,
+        "rows_dropped_missing_target": 3,
+        "rows_train": 42,
+        "rows_test": 15,
+        "columns_in": 11,
+        "features_out": 7 + 3 + 2 + 2 + 20,  # numbers, 3 texts, Code's 20
+    }
     assert any("the test set has only 15 rows (data.test_size=0.25)" in w for w in split.warnings)
     [grouped] = [w for w in split.warnings if "'Code'" in w]
     assert "the 19 most frequent are kept" in grouped and "max_categories=20" in grouped

@@ -48,8 +48,13 @@ def test_a_local_sweep_against_production_mlflow(
     workdir: Path, production_mlflow: ProductionMlflow, s3_server: S3Server, as_client: None
 ) -> None:
     experiment = f"local-{secrets.token_hex(3)}"
-    args = ["model=lasso,ridge", "model.alpha=0.1,1,10", f"mlflow.experiment={experiment}",
-            f"mlflow.tracking_uri={production_mlflow.uri}", "-m"]  # fmt: skip
+    args = [
+        "model=lasso,ridge",
+        "model.alpha=0.1,1,10",
+        f"mlflow.experiment={experiment}",
+        f"mlflow.tracking_uri={production_mlflow.uri}",
+        "-m",
+    ]
     wrong = {**production_mlflow.env, "MLFLOW_TRACKING_PASSWORD": "not-it"}
     refused = run_sweeper(args, cwd=workdir, env=wrong)  # the server says no, in one line
     assert refused.returncode == 1
@@ -73,11 +78,18 @@ def test_an_argo_workflow_against_production_mlflow(
     before = set(models_in_bucket(s3_server, production_mlflow.bucket))
     manifest = render(
         workdir,
-        ["model=lasso", "model.alpha=0.1,1,3,10,30,100", "argo.trials_per_pod=2",
-         f"storage.root=s3://{bucket}/store", f"mlflow.tracking_uri={production_mlflow.uri}",
-         f"mlflow.experiment={experiment}", *s3_server.pod_overrides(),
-         "argo.secrets=[s3,mlflow]", "-m"],
-    )  # fmt: skip
+        [
+            "model=lasso",
+            "model.alpha=0.1,1,3,10,30,100",
+            "argo.trials_per_pod=2",
+            f"storage.root=s3://{bucket}/store",
+            f"mlflow.tracking_uri={production_mlflow.uri}",
+            f"mlflow.experiment={experiment}",
+            *s3_server.pod_overrides(),
+            "argo.secrets=[s3,mlflow]",
+            "-m",
+        ],
+    )
     assert production_mlflow.env["MLFLOW_TRACKING_PASSWORD"] not in str(manifest)
     credentials = {**s3_server.pod_secrets(), "mlflow": production_mlflow.env}
     runner = ArgoRunner(manifest, env=base_env(), secrets=credentials)

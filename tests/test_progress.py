@@ -158,8 +158,13 @@ def workflow(*nodes: dict[str, Any]) -> WorkflowModel:
 
 
 def pod(template: str, phase: str | None, suffix: str, **extra: Any) -> dict[str, Any]:
-    node = {"id": f"wf-{suffix}", "name": f"wf.{template}", "type": "Pod",
-            "templateName": template, **extra}  # fmt: skip
+    node = {
+        "id": f"wf-{suffix}",
+        "name": f"wf.{template}",
+        "type": "Pod",
+        "templateName": template,
+        **extra,
+    }
     return node if phase is None else {**node, "phase": phase}
 
 
@@ -172,11 +177,19 @@ def test_argo_counts_come_from_train_pods_and_the_plan() -> None:
     # (2 and 1) and has one trial an earlier sweep finished.
     size = {"cpu": "1", "memory": "1Gi", "memory_limit": "2Gi"}
     groups = [
-        {"group": "a", "to_train": 5, "finished": 0,
-         "pods": [{"first": 0, "count": 3, "trials": [2, 2, 1], **size}]},
-        {"group": "b", "to_train": 3, "finished": 1,
-         "pods": [{"first": 3, "count": 2, "trials": [2, 1], **size}]},
-    ]  # fmt: skip
+        {
+            "group": "a",
+            "to_train": 5,
+            "finished": 0,
+            "pods": [{"first": 0, "count": 3, "trials": [2, 2, 1], **size}],
+        },
+        {
+            "group": "b",
+            "to_train": 3,
+            "finished": 1,
+            "pods": [{"first": 3, "count": 2, "trials": [2, 1], **size}],
+        },
+    ]
     outputs = {"parameters": [{"name": "groups", "value": json.dumps(groups)}]}
     plan = pod("plan", "Succeeded", "p", outputs=outputs)
     assert trial_counts(workflow()) is None  # not planned yet: no total
@@ -223,8 +236,9 @@ def test_captured_output_gets_plain_progress_lines(workdir: Path) -> None:
     # The same winner as the results table printed after it, and as results.json.
     table = next(i for i, line in enumerate(lines) if "ranked by CV MSE" in line)
     assert shown[-1] < table
-    rank_one = next(re.match(r"│\s+1 │ (.+?)\s+│", line) for line in lines[table:]
-                    if re.match(r"│\s+1 │", line))  # fmt: skip
+    rank_one = next(
+        re.match(r"│\s+1 │ (.+?)\s+│", line) for line in lines[table:] if re.match(r"│\s+1 │", line)
+    )
     assert rank_one is not None and match[2] == rank_one[1]
     name, mse = results_best(workdir)
     assert match[2] == name and float(match[1]) == pytest.approx(mse, rel=1e-5)
@@ -237,9 +251,14 @@ def run_in_terminal(args: list[str], cwd: Path, seconds: float = 120) -> tuple[i
     env = {**os.environ, "TERM": "xterm-256color"}
     env.pop("COLUMNS", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *args], cwd=cwd, env=env,
-        stdin=follower, stdout=follower, stderr=follower, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=cwd,
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        start_new_session=True,
+    )
     os.close(follower)
     output = bytearray()
     deadline = time.monotonic() + seconds

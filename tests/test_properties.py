@@ -105,8 +105,9 @@ def _typed(value: object) -> str:
     return repr(value)
 
 
-values = st.one_of(st.none(), st.booleans(), st.integers(-(10**12), 10**12),
-                   st.floats(allow_nan=False, width=64))  # fmt: skip
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=False, width=64)
+)
 
 
 @settings(max_examples=25, deadline=None)
@@ -129,7 +130,11 @@ def test_expanded_values_are_what_parsing_their_lines_gives(
     for line, built in parsed.items():
         again = parser.parse_override(line)
         assert (built.type, built.key_or_group, built.value_type, built.package) == (
-                again.type, again.key_or_group, again.value_type, again.package)  # fmt: skip
+            again.type,
+            again.key_or_group,
+            again.value_type,
+            again.package,
+        )
         assert repr(built.value()) == repr(again.value())
     fast, _ = compose_jobs(jobs, composed, parser, parsed=parsed)
     slow, _ = compose_jobs(jobs, composed, OverridesParser.create())

@@ -42,8 +42,11 @@ def test_each_command_of_the_sweeps_table_runs_its_trials(workdir: Path) -> None
         assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
         assert "Traceback" not in done.stderr, command
         # The table's title (log lines, which start with "[", name the sweep too).
-        [title] = [line for line in done.stdout.splitlines()
-                   if re.search(r"Sweep \S+: ", line) and not line.startswith("[")]  # fmt: skip
+        [title] = [
+            line
+            for line in done.stdout.splitlines()
+            if re.search(r"Sweep \S+: ", line) and not line.startswith("[")
+        ]
         counted = re.search(r"(\d+) trials", title)
         assert counted is not None and int(counted[1]) == trials, f"{command}: {title}"
         assert done.stdout.strip().splitlines()[-1].startswith("Compare the trials: http://")

@@ -30,8 +30,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def compare_link(output: str) -> tuple[str, list[str], list[str]]:
     """The last line's link, split into its address and the runs and experiments it selects."""
     last = output.strip().splitlines()[-1]
-    found = re.fullmatch(r"Compare the trials: (\S+)/#/compare-runs\?runs=(\S+)&experiments=(\S+)",
-                         last)  # fmt: skip
+    found = re.fullmatch(
+        r"Compare the trials: (\S+)/#/compare-runs\?runs=(\S+)&experiments=(\S+)", last
+    )
     assert found, f"the last line is not the compare link: {last!r}"
     address, runs, experiments = found.groups()
     return address, json.loads(unquote(runs)), json.loads(unquote(experiments))
@@ -138,8 +139,9 @@ def test_register_best_adds_only_better_versions_and_report_reprints_each_sweep(
         outputs.append(done.stdout)
     lasso, rf, lasso_again = sweeps(uri, "sweeper")
     client = MlflowClient(uri)
-    versions = sorted(client.search_model_versions("name = 'diabetes-regressor'"),
-                      key=lambda v: int(v.version))  # fmt: skip
+    versions = sorted(
+        client.search_model_versions("name = 'diabetes-regressor'"), key=lambda v: int(v.version)
+    )
     best = [min(r.data.metrics["mse"] for r in s.children) for s in (lasso, rf, lasso_again)]
     assert best[1] < best[0]  # rf beats lasso on this data; the second lasso grid does not
     assert best[2] > best[1]
@@ -193,13 +195,25 @@ def test_the_compare_link_shows_every_trial_and_its_mse_in_chromium(finished: Fi
     command = start.removeprefix("Start MLflow's UI with: ").split()
     assert command[:2] == ["mlflow", "ui"]
     port = free_port()  # the printed command on a free port instead of 5000
-    ui = [str(Path(sys.executable).with_name("mlflow")), *command[1:],
-          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    ui = [
+        str(Path(sys.executable).with_name("mlflow")),
+        *command[1:],
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     link = lines[-1].removeprefix("Compare the trials: ")
     link = link.replace("http://127.0.0.1:5000/", f"http://127.0.0.1:{port}/")
     with serving(ui, f"http://127.0.0.1:{port}/health", finished.workdir / "ui.log"):
-        page = subprocess.run([chromium(), *CHROMIUM_FLAGS, "--dump-dom", link],
-                              capture_output=True, text=True, timeout=180)  # fmt: skip
+        page = subprocess.run(
+            [chromium(), *CHROMIUM_FLAGS, "--dump-dom", link],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     assert page.returncode == 0, page.stderr[-2000:]
     dom = page.stdout
     children = finished.sweep.children
@@ -218,11 +232,17 @@ def chromium() -> str:
 
 # Headless in a container: no sandbox (root), no GPU, nothing fetched but the page itself.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-extensions", "--no-first-run",
-    "--hide-scrollbars", "--window-size=1400,1100",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-extensions",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--window-size=1400,1100",
     "--virtual-time-budget=30000",  # let MLflow's single-page app fetch and render the runs
-]  # fmt: skip
+]
 
 
 def table_and_link(output: str) -> list[str]:

@@ -33,10 +33,15 @@ def test_s3_data_and_storage(
     fs = s3_server.fs()
     fs.put(str(data_file("carseats.csv")), f"{bucket}/in/carseats.csv")
     args = [
-        "data=csv", f"data.path=s3://{bucket}/in/carseats.csv", "data.target=Sales",
-        f"storage.root=s3://{bucket}/store", "model=rf,lasso",
-        f"mlflow.tracking_uri={mlflow_server}", "mlflow.experiment=s3", "-m",
-    ]  # fmt: skip
+        "data=csv",
+        f"data.path=s3://{bucket}/in/carseats.csv",
+        "data.target=Sales",
+        f"storage.root=s3://{bucket}/store",
+        "model=rf,lasso",
+        f"mlflow.tracking_uri={mlflow_server}",
+        "mlflow.experiment=s3",
+        "-m",
+    ]
     first = run_sweeper(args, cwd=workdir, env=s3_server.env)
     assert first.returncode == 0, first.stderr
 
@@ -74,8 +79,16 @@ def test_s3_data_and_storage(
 @contextlib.contextmanager
 def http_server(folder: Path, log: Path) -> Iterator[str]:
     port = free_port()
-    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-               "--directory", str(folder)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(folder),
+    ]
     url = f"http://127.0.0.1:{port}"
     with serving(command, url, log):
         yield url
@@ -84,10 +97,9 @@ def http_server(folder: Path, log: Path) -> Iterator[str]:
 def test_http_data(workdir: Path, tmp_path: Path) -> None:
     with http_server(data_file("carseats.csv").parent, tmp_path / "http.log") as url:
         result = run_sweeper(
-            ["data=csv", f"data.path={url}/carseats.csv", "data.target=Sales", "model=ridge",
-             "-m"],
+            ["data=csv", f"data.path={url}/carseats.csv", "data.target=Sales", "model=ridge", "-m"],
             cwd=workdir,
-        )  # fmt: skip
+        )
     assert result.returncode == 0, result.stderr
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert len(sweep.children) == 3
@@ -106,25 +118,55 @@ def test_missing_s3_object_is_named(workdir: Path, s3_server: S3Server, bucket: 
 
 def test_steps_are_plain_commands(tmp_path: Path, mlflow_server: str) -> None:
     """What an Argo pod runs: preprocess, then train, each a process of its own."""
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
     parent = Tracker(mlflow_server, "steps").start_sweep("steps-sweep", {})
     data = {"path": str(data_file("carseats.csv")), "target": "Sales", "drop": ["Population"]}
     pre = subprocess.run(
-        [sys.executable, "-m", "steps.preprocess", "--data", json.dumps(data),
-         "--storage-root", str(tmp_path / "store"), "--seed", "7"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "steps.preprocess",
+            "--data",
+            json.dumps(data),
+            "--storage-root",
+            str(tmp_path / "store"),
+            "--seed",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     split = json.loads(pre.stdout)
     assert split["url"] == str(tmp_path / "store" / "preprocess" / split["key"])
     name = "lasso alpha=0.1; echo $(touch pwned) 'quoted'"  # reaches the step verbatim
     train = subprocess.run(
-        [sys.executable, "-m", "steps.train", "--split", split["url"],
-         "--model", json.dumps({"_target_": "sklearn.linear_model.Lasso", "alpha": 0.1}),
-         "--tracking-uri", mlflow_server, "--experiment", "steps", "--parent-run-id", parent,
-         "--sweep-id", "steps-sweep", "--name", name, "--params", json.dumps({"model": "lasso"})],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "steps.train",
+            "--split",
+            split["url"],
+            "--model",
+            json.dumps({"_target_": "sklearn.linear_model.Lasso", "alpha": 0.1}),
+            "--tracking-uri",
+            mlflow_server,
+            "--experiment",
+            "steps",
+            "--parent-run-id",
+            parent,
+            "--sweep-id",
+            "steps-sweep",
+            "--name",
+            name,
+            "--params",
+            json.dumps({"model": "lasso"}),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert train.returncode == 0, train.stderr
     printed = json.loads(train.stdout)
     [sweep] = sweeps(mlflow_server, "steps")
@@ -135,9 +177,17 @@ def test_steps_are_plain_commands(tmp_path: Path, mlflow_server: str) -> None:
     assert not (tmp_path / "pwned").exists()
 
     bad = subprocess.run(
-        [sys.executable, "-m", "steps.preprocess", "--data", json.dumps({**data, "target": "x"}),
-         "--storage-root", str(tmp_path / "store")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "steps.preprocess",
+            "--data",
+            json.dumps({**data, "target": "x"}),
+            "--storage-root",
+            str(tmp_path / "store"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: data.target 'x' is not a column")

@@ -28,8 +28,11 @@ def data_server() -> Iterator[str]:
 
 def files_holding(folder: Path, secret: str) -> list[str]:
     """Every file below the folder (the MLflow database and artifacts too) that holds it."""
-    return [str(p.relative_to(folder)) for p in folder.rglob("*")
-            if p.is_file() and secret.encode() in p.read_bytes()]  # fmt: skip
+    return [
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and secret.encode() in p.read_bytes()
+    ]
 
 
 def test_a_password_in_data_path_is_written_nowhere(workdir: Path, data_server: str) -> None:
@@ -50,10 +53,18 @@ def test_a_password_in_data_path_is_written_nowhere(workdir: Path, data_server: 
 def test_a_password_in_a_url_is_refused_for_argo(workdir: Path, data_server: str) -> None:
     password = "pw-" + secrets.token_hex(4)
     refused = run_sweeper(
-        ["data=csv", f"data.path=https://alice:{password}@{data_server}/carseats.csv",
-         "data.target=Sales", "model=lasso", *REMOTE, "backend=argo",
-         "argo.render_to=sweep.yaml", "-m"], cwd=workdir,
-    )  # fmt: skip
+        [
+            "data=csv",
+            f"data.path=https://alice:{password}@{data_server}/carseats.csv",
+            "data.target=Sales",
+            "model=lasso",
+            *REMOTE,
+            "backend=argo",
+            "argo.render_to=sweep.yaml",
+            "-m",
+        ],
+        cwd=workdir,
+    )
     assert refused.returncode == 1
     line = f"data.path=https://{data_server}/carseats.csv: a URL with user:password@, which"
     assert len([x for x in refused.stderr.splitlines() if line in x]) == 1

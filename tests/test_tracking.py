@@ -10,7 +10,7 @@ from pathlib import Path
 
 PROBE = (
     "import os, sys\n"
-    "from sweeper.core.tracking import Tracker\n"
+    "from sweeper.tracking.tracker import Tracker\n"
     "Tracker(sys.argv[1], 'probe')\n"
     "print(os.environ['MLFLOW_DISABLE_TELEMETRY'])\n"
 )
@@ -20,8 +20,11 @@ def _open_store(database: Path, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
     result = subprocess.run(
         [sys.executable, "-c", PROBE, f"sqlite:///{database}"],
-        capture_output=True, text=True, timeout=120, env={**clean, **env},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, **env},
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 

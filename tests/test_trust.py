@@ -22,7 +22,8 @@ from support.argo import render
 from support.argo_runner import ArgoRunner, base_env
 from support.mlflow_view import sweeps
 from support.servers import S3Server, run_sweeper
-from sweeper.core import fitting, trust
+from sweeper.core import trust
+from sweeper.trial import fitting
 
 NAME = "champ"
 FAST = ["model=lasso", "eval.cv=0", f"mlflow.register_best={NAME}", "-m"]

@@ -38,13 +38,21 @@ def main() -> None:
     X_train, X_test, y_train, y_test = train_test_split(frame, y, test_size=0.3, random_state=SEED)
     numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
     categorical = [c for c in frame.columns if c not in numeric]
-    preprocess = ColumnTransformer([
-        ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-        ("categorical", make_pipeline(
-            SimpleImputer(strategy="most_frequent"),
-            OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=20,
-                          sparse_output=False)), categorical),
-    ])  # fmt: skip
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist", max_categories=20, sparse_output=False
+                    ),
+                ),
+                categorical,
+            ),
+        ]
+    )
     module, _, name = args.model.rpartition(".")
     model = getattr(importlib.import_module(module), name)(random_state=SEED)
     search = GridSearchCV(

@@ -65,8 +65,11 @@ def configs_table(result: SweepResult) -> pd.DataFrame:
     rows = []
     for rank, config in enumerate(configurations, start=1):
         first = config.outcomes[0].trial
-        row: dict[str, Any] = {"rank": rank, "configuration": config.name,
-                               "model": config.model_name}  # fmt: skip
+        row: dict[str, Any] = {
+            "rank": rank,
+            "configuration": config.name,
+            "model": config.model_name,
+        }
         row.update({key: first.model.get(key) for key in swept})
         row.update({"seeds": len(config.finished), "trials": len(config.outcomes)})
         for key in keys:
@@ -162,8 +165,14 @@ def _plot_by_model(scored: Sequence[Outcome], path: Path) -> Path:
         spread = [column + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(mse))]
         axes.scatter(spread, mse, s=12, alpha=0.6, color=plt.get_cmap("tab10")(column % 10))
         best = min((o for o in scored if o.trial.model_name == model), key=lambda o: o.mse)
-        axes.annotate(best.trial.name, (column, best.mse), textcoords="offset points",
-                      xytext=(0, -14), ha="center", fontsize=7)  # fmt: skip
+        axes.annotate(
+            best.trial.name,
+            (column, best.mse),
+            textcoords="offset points",
+            xytext=(0, -14),
+            ha="center",
+            fontsize=7,
+        )
     counts = [sum(o.trial.model_name == m for o in scored) for m in models]
     axes.set_xticks(
         range(len(models)), [f"{m}\n({n} trials)" for m, n in zip(models, counts, strict=True)]
@@ -190,8 +199,13 @@ def _plot_against(
         if len(numbers) == len(values):
             axes.scatter(numbers, mse, alpha=0.7)
             best = _best_per_value(numbers, mse)
-            axes.plot(list(best), list(best.values()), color="black", linewidth=0.8,
-                      label="best at each value")  # fmt: skip
+            axes.plot(
+                list(best),
+                list(best.values()),
+                color="black",
+                linewidth=0.8,
+                label="best at each value",
+            )
             if min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
                 axes.set_xscale("log")
             axes.legend(fontsize=7)

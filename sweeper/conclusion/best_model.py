@@ -4,7 +4,7 @@ on the winning trial's run (signature and input example on the data's own column
 optionally registered.
 
 The estimator is the one the winning trial fitted, as the process that trained it kept it
-(sweeper.core.kept: one model per process, not one per trial); only when none was kept (the
+(sweeper.trial.kept: one model per process, not one per trial); only when none was kept (the
 process died, its model is of types skops does not trust) is the trial's config fitted again on
 the same stored training rows, as scikit-learn's searches refit their best candidate. The
 preprocessing is the one the preprocess step fitted.
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeper.conclusion.registered import Refused, load_model
-from sweeper.core import faults, registry
+from sweeper.core import faults
 from sweeper.core.faults import Fault
-from sweeper.core.fitting import skops_types
 from sweeper.core.metrics import NEEDS_PROBABILITIES, Ranking, Task
+from sweeper.tracking import registry
+from sweeper.trial.fitting import skops_types
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -31,14 +32,20 @@ if TYPE_CHECKING:
 
     from sweeper.core.outcomes import Outcome
     from sweeper.core.settings import TrustSettings
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
 MODEL_TAG = "best_model_uri"  # on the trial's run: where its fitted model was logged
 # Pinned from this environment: MLflow's own inference runs the model in a subprocess (~10 s).
 # (distribution, the module it is imported as)
-_REQUIREMENTS = (("mlflow", "mlflow"), ("scikit-learn", "sklearn"), ("numpy", "numpy"),
-                 ("pandas", "pandas"), ("scipy", "scipy"), ("skops", "skops"),
-                 ("cloudpickle", "cloudpickle"))  # fmt: skip
+_REQUIREMENTS = (
+    ("mlflow", "mlflow"),
+    ("scikit-learn", "sklearn"),
+    ("numpy", "numpy"),
+    ("pandas", "pandas"),
+    ("scipy", "scipy"),
+    ("skops", "skops"),
+    ("cloudpickle", "cloudpickle"),
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ def log_best_model(
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from sweeper.core.fitting import read_raw_test
+    from sweeper.trial.fitting import read_raw_test
 
     assert best.run_id is not None
     run = tracker.get_run(best.run_id)
@@ -105,7 +112,7 @@ def best_pipeline(
     arrays), so it predicts what the trial scored."""
     from sklearn.pipeline import Pipeline
 
-    from sweeper.core.fitting import build_estimator, load_split, read_transformer
+    from sweeper.trial.fitting import build_estimator, load_split, read_transformer
 
     if fitted is None:
         split = load_split(split_url)
@@ -178,7 +185,7 @@ def _register(
 def _score_registered(model: PyFuncModel, split_url: str, ranking: Ranking) -> dict[str, float]:
     """A registered version scored as its users call it: raw test rows through pyfunc (and,
     for a metric of probabilities, through its scikit-learn model's `predict_proba`)."""
-    from sweeper.core.fitting import read_raw_test, score, score_labels
+    from sweeper.trial.fitting import read_raw_test, score, score_labels
 
     X_raw, y_test = read_raw_test(split_url)
     predicted = model.predict(X_raw)

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from sweeper.core import kept
 from sweeper.core.faults import Fault
 from sweeper.core.metrics import Task
 from sweeper.core.records import Status
+from sweeper.trial import kept
 
 if TYPE_CHECKING:
     from sweeper.conclusion.best_model import LoggedModel
     from sweeper.core.outcomes import Outcome, SweepResult
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,25 +109,42 @@ def log_best(
     best = result.best
     split = result.splits.get(best.trial.group) if best else None
     if early is not None and (best is None or early != best.run_id):
-        _attempt(notes, "the withdrawal of an earlier best model",
-                 lambda: tracker.withdraw_model(early, MODEL_TAG))  # fmt: skip
+        _attempt(
+            notes,
+            "the withdrawal of an earlier best model",
+            lambda: tracker.withdraw_model(early, MODEL_TAG),
+        )
     if best is None or split is None:
         return notes
-    model = _attempt(notes, "the best model",
-                     lambda: _log_model(tracker, result, best, split.url,
-                                        handed_over))  # fmt: skip
+    model = _attempt(
+        notes, "the best model", lambda: _log_model(tracker, result, best, split.url, handed_over)
+    )
     if model is None:
         return notes
     tracker.set_tag(result.parent_run_id, "best_model_uri", model.uri)
     if result.task == Task.classification:
-        _attempt(notes, "the confusion matrix", lambda: _log_label_report(
-            tracker, result, model.uri, best.trial.name, split.url))  # fmt: skip
+        _attempt(
+            notes,
+            "the confusion matrix",
+            lambda: _log_label_report(tracker, result, model.uri, best.trial.name, split.url),
+        )
     if not register_best:
         return notes
     trust = result.plan.settings.trust
-    decision = _attempt(notes, f"registered model {register_best}", lambda: register_if_better(
-        tracker, register_best, model, best, split.url, result.plan.sweep_id,
-        result.ranking, trust))  # fmt: skip
+    decision = _attempt(
+        notes,
+        f"registered model {register_best}",
+        lambda: register_if_better(
+            tracker,
+            register_best,
+            model,
+            best,
+            split.url,
+            result.plan.sweep_id,
+            result.ranking,
+            trust,
+        ),
+    )
     if decision:
         notes.append(decision)
         tracker.set_tag(result.parent_run_id, "registry", decision)
@@ -170,7 +187,7 @@ def _log_label_report(
 ) -> None:
     from sweeper.conclusion.labels import write_label_report
     from sweeper.conclusion.registered import load_model
-    from sweeper.core.fitting import read_raw_test
+    from sweeper.trial.fitting import read_raw_test
 
     trust = result.plan.settings.trust  # a reused trial's model was logged by another sweep
     shown = f"the model of {trial}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeper.core import faults
-from sweeper.core.fitting import skops_types
+from sweeper.trial.fitting import skops_types
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel

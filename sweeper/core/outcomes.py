@@ -154,8 +154,10 @@ class SweepResult:
         for outcome in sorted(self.outcomes, key=lambda o: o.trial.index):
             key, name = Configuration.key_and_name(outcome.trial)
             grouped.setdefault(key, (name, []))[1].append(outcome)
-        found = [Configuration(name, outcomes[0].trial.model_name, tuple(outcomes), self.ranking)
-                 for name, outcomes in grouped.values()]  # fmt: skip
+        found = [
+            Configuration(name, outcomes[0].trial.model_name, tuple(outcomes), self.ranking)
+            for name, outcomes in grouped.values()
+        ]
         return sorted(found, key=lambda c: (c.loss, c.outcomes[0].trial.index))
 
     @property

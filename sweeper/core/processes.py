@@ -1,11 +1,18 @@
-"""Whether a process of this machine lives, and when it started: what tells a claim's or a sweep
-run's holder from a later process given the same pid. Standard library only: the local fork
-server's lifeline imports it before anything else."""
+"""Processes of this machine: whether one lives and when it started (what tells a claim's or a
+sweep run's holder from a later process given the same pid), and a block a stop request waits for.
+Standard library only: the local fork server's lifeline imports it before anything else."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+# What a Ctrl-C is answered with while a sweep stops its workers and ends its runs.
+ENDING_RUNS = "ending runs… (Ctrl-C again stops at once; the next sweep ends what is left)"
 
 
 def alive(pid: int) -> bool:
@@ -35,3 +42,37 @@ def lives(pid: int, start: str) -> bool:
     runs; a pid the OS gave to a later process since has another start time. An empty `start`
     (not known when it was recorded) is taken on the pid alone."""
     return alive(pid) and start in ("", started(pid))
+
+
+@contextlib.contextmanager
+def uninterrupted(*signums: int, say: str | None = None) -> Iterator[None]:
+    """A stop request (SIGTERM; `signums` instead, e.g. Ctrl-C's SIGINT too) waits until the run
+    being written is whole, then takes effect. With `say`, the first request that waits is
+    answered with that line on stderr, and a user who insists (a second request) stops the
+    block at once: what it left unended, the next sweep ends, as after kill -9.
+
+    A Python handler rather than a blocked signal: the OS may deliver SIGTERM to any thread of
+    the process (BLAS starts its own), and a thread that does not block it ends the process at
+    once; a Python handler always runs in the main thread, between two steps of the write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; it is the one that is stopped
+        return
+    requested: list[int] = []
+
+    def wait(signum: int, _frame: object) -> None:
+        if say and requested:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            raise KeyboardInterrupt
+        if say:  # not print: the main thread may be inside a write to stderr right now
+            os.write(2, f"{say}\n".encode())
+        requested.append(signum)
+
+    previous = {signum: signal.signal(signum, wait) for signum in signums or (signal.SIGTERM,)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if requested:  # the stop that waited: as it would have been taken
+            signal.raise_signal(requested[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +20,11 @@ from sweeper.core.text_enum import TextEnum
 from sweeper.safe_text import redact, redact_text
 
 TARGET_COLUMN = "__target__"  # the target's column in a stored split's tables
+
+
+def now_ms() -> int:
+    """The clock records are stamped with: milliseconds since the epoch, as MLflow keeps times."""
+    return int(time.time() * 1000)
 
 
 class Status(TextEnum):
@@ -56,8 +62,14 @@ class StoredSplit:
 
 
 # What a stored split's report counts, in the order it is said.
-SPLIT_REPORT = ("rows_in", "rows_dropped_missing_target", "rows_train", "rows_test",
-                "columns_in", "features_out")  # fmt: skip
+SPLIT_REPORT = (
+    "rows_in",
+    "rows_dropped_missing_target",
+    "rows_train",
+    "rows_test",
+    "columns_in",
+    "features_out",
+)
 
 
 @dataclass(frozen=True)

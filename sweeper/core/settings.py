@@ -175,11 +175,14 @@ class Settings:
                 f"local.workers={workers} must be at least 1 (or null: one per core)"
             )
         if self.argo.run_as_user < 1 or self.argo.run_as_group < 1:
-            raise SweeperError("argo.run_as_user and argo.run_as_group must be a user other "
-                               "than root (the image's is 10001)")  # fmt: skip
+            raise SweeperError(
+                "argo.run_as_user and argo.run_as_group must be a user other "
+                "than root (the image's is 10001)"
+            )
         per_pod = self.argo.trials_per_pod
-        if per_pod != "auto" and (not isinstance(per_pod, int) or isinstance(per_pod, bool)
-                                  or per_pod < 1):  # fmt: skip
+        if per_pod != "auto" and (
+            not isinstance(per_pod, int) or isinstance(per_pod, bool) or per_pod < 1
+        ):
             raise SweeperError(f"argo.trials_per_pod={per_pod} must be at least 1, or auto")
         if self.eval.cv == 1 or self.eval.cv < 0:
             raise SweeperError(f"eval.cv={self.eval.cv} must be 0 (no folds) or at least 2")

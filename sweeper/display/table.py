@@ -90,9 +90,17 @@ class Report:
             for c in (result.configurations() if result.seeded else ())
         ]
         plan = result.plan
-        return cls(plan.sweep_id, rows, result.tracking_uri, plan.settings.mlflow.experiment,
-                   result.experiment_id, result.parent_run_id, result.ranking,
-                   tuple(result.notes), configurations)  # fmt: skip
+        return cls(
+            plan.sweep_id,
+            rows,
+            result.tracking_uri,
+            plan.settings.mlflow.experiment,
+            result.experiment_id,
+            result.parent_run_id,
+            result.ranking,
+            tuple(result.notes),
+            configurations,
+        )
 
 
 def print_results(result: SweepResult, console: Console | None = None) -> None:
@@ -119,8 +127,10 @@ def print_report(report: Report, console: Console | None = None) -> None:
         best = report.configurations[0]
         mean, spread = best.means[ranking.key], best.stds[ranking.key]
         scores = f"mean {ranking.key} {mean:.6g}" + (f" ± {spread:.3g}" if spread else "")
-        line(f"Best: {best.name} ({scores} over {best.seeds} seeds; mean test {ranking.metric} "
-             f"{best.means[ranking.metric] or math.nan:.6g})")  # fmt: skip
+        line(
+            f"Best: {best.name} ({scores} over {best.seeds} seeds; mean test {ranking.metric} "
+            f"{best.means[ranking.metric] or math.nan:.6g})"
+        )
     elif scored:
         line(f"Best: {scored[0].trial} ({best_scores(scored[0].metrics, ranking)})")
     for note in report.notes:
@@ -141,8 +151,10 @@ def print_report(report: Report, console: Console | None = None) -> None:
 def _configurations_table(report: Report) -> Table:
     ranking, configs = report.ranking, report.configurations
     trials = sum(c.trials for c in configs)
-    title = (f"Sweep {report.sweep_id}: {len(configs)} configurations ({trials} trials), ranked "
-             f"by the mean over their seeds of {ranking.describe()}")  # fmt: skip
+    title = (
+        f"Sweep {report.sweep_id}: {len(configs)} configurations ({trials} trials), ranked "
+        f"by the mean over their seeds of {ranking.describe()}"
+    )
     table = Table(title=title)
     ranked_by = f"mean {ranking.key} (± std)"
     test = f"mean test {ranking.metric} (± std)"

@@ -101,8 +101,9 @@ class _Composing:
             writer.shutdown(wait=False)  # the write goes on; `returns` waits for it
             callbacks = self.launch.hydra_context.callbacks
             for job in self.composed:
-                callbacks.on_job_start(config=self._job_config(job),
-                                       task_function=self.launch.task_function)  # fmt: skip
+                callbacks.on_job_start(
+                    config=self._job_config(job), task_function=self.launch.task_function
+                )
         return self.composed
 
     def returns(self, ran: Sequence[Outcome], ranking: Ranking) -> list[JobReturn]:
@@ -114,9 +115,13 @@ class _Composing:
         returns = []
         for job, folder in zip(jobs, folders, strict=True):
             outcome = outcomes[job.index]
-            ret = JobReturn(overrides=list(job.overrides), cfg=job.cfg, hydra_cfg=self.hydra_cfg,
-                            working_dir=str(folder),
-                            task_name=str(self.launch.config.hydra.job.name))  # fmt: skip
+            ret = JobReturn(
+                overrides=list(job.overrides),
+                cfg=job.cfg,
+                hydra_cfg=self.hydra_cfg,
+                working_dir=str(folder),
+                task_name=str(self.launch.config.hydra.job.name),
+            )
             if outcome.ok:
                 # What an optimiser reads back: the value the trial is ranked by.
                 ranked_by = ranking.key

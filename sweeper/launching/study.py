@@ -42,9 +42,14 @@ class Study:
         target = str(sweeper.get("_target_", ""))
         optimiser = "optuna" if "optuna" in target else target.rsplit(".", 1)[-1]
         direction = sweeper.get("direction")
-        return cls(optimiser, int(sweeper.n_trials), max(1, int(sweeper.get("n_jobs") or 1)),
-                   tuple(search_keys(config)), study_params(config),
-                   str(direction).lower() if isinstance(direction, str) else None)  # fmt: skip
+        return cls(
+            optimiser,
+            int(sweeper.n_trials),
+            max(1, int(sweeper.get("n_jobs") or 1)),
+            tuple(search_keys(config)),
+            study_params(config),
+            str(direction).lower() if isinstance(direction, str) else None,
+        )
 
     def check(self, ranking: Ranking) -> None:
         """Each trial returns the value it is ranked by (`ranking.key`): the optimiser must go

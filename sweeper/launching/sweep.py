@@ -14,8 +14,8 @@ import signal
 from collections.abc import Sequence
 
 from sweeper.core.faults import Fault
-from sweeper.core.lifecycle import ENDING_RUNS, uninterrupted
 from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.processes import ENDING_RUNS, uninterrupted
 from sweeper.core.records import Plan, Status
 from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError

@@ -53,8 +53,9 @@ class Definition:
     def portable(self) -> Definition:
         """Without the submitting side's own settings."""
         jobs = None if self.jobs is None else tuple(tuple(portable(j)) for j in self.jobs)
-        return Definition(tuple(portable(self.overrides)), self.multirun, jobs,
-                          self.name_keys, self.sweep_params)  # fmt: skip
+        return Definition(
+            tuple(portable(self.overrides)), self.multirun, jobs, self.name_keys, self.sweep_params
+        )
 
     def to_args(self) -> list[str]:
         """The plan step's arguments (see `add_arguments`)."""
@@ -84,9 +85,13 @@ class Definition:
         try:
             fields = json.loads(base64.urlsafe_b64decode(text.encode()))
             jobs = fields["jobs"]
-            return cls(tuple(fields["overrides"]), bool(fields["multirun"]),
-                       None if jobs is None else tuple(tuple(j) for j in jobs),
-                       tuple(fields["name_keys"]), dict(fields["sweep_params"]))  # fmt: skip
+            return cls(
+                tuple(fields["overrides"]),
+                bool(fields["multirun"]),
+                None if jobs is None else tuple(tuple(j) for j in jobs),
+                tuple(fields["name_keys"]),
+                dict(fields["sweep_params"]),
+            )
         except (ValueError, KeyError, TypeError):
             raise ValueError("--definition is not one that Definition.encoded wrote") from None
 
@@ -96,8 +101,13 @@ class Definition:
         parser.add_argument("--multirun", action="store_true", help="expand sweeps and model grids")
         parser.add_argument("--jobs", type=_jobs, help="JSON: each trial's list of overrides")
         parser.add_argument("--name-key", action="append", default=[], help="shown in names")
-        parser.add_argument("--sweep-param", action="append", default=[], type=_key_value,
-                            help="KEY=VALUE: a param of the sweep's run")  # fmt: skip
+        parser.add_argument(
+            "--sweep-param",
+            action="append",
+            default=[],
+            type=_key_value,
+            help="KEY=VALUE: a param of the sweep's run",
+        )
         parser.add_argument("overrides", nargs="*")
 
     @classmethod
@@ -109,8 +119,13 @@ class Definition:
         if args.jobs is not None and (args.overrides or args.multirun):
             raise ValueError("--jobs lists the trials: no overrides or --multirun with it")
         jobs = None if args.jobs is None else tuple(tuple(job) for job in args.jobs)
-        return cls(tuple(args.overrides), bool(args.multirun), jobs, tuple(args.name_key),
-                   dict(args.sweep_param))  # fmt: skip
+        return cls(
+            tuple(args.overrides),
+            bool(args.multirun),
+            jobs,
+            tuple(args.name_key),
+            dict(args.sweep_param),
+        )
 
 
 def plan_from_definition(definition: Definition, sweep_id: str) -> Plan:
@@ -133,8 +148,11 @@ def plan_from_definition(definition: Definition, sweep_id: str) -> Plan:
         if definition.jobs is not None:
             jobs = [list(job) for job in definition.jobs]
         elif definition.multirun:
-            fixed = [str(o.input_line) for o in parser.parse_overrides(overrides)
-                     if not o.is_sweep_override()]  # fmt: skip
+            fixed = [
+                str(o.input_line)
+                for o in parser.parse_overrides(overrides)
+                if not o.is_sweep_override()
+            ]
             master = compose_job(fixed)
             jobs = expand(
                 overrides,

@@ -113,9 +113,14 @@ def _axis(override: Override, parsed: dict[str, Override] | None = None) -> list
     for element in override.sweep_iterator():
         line = f"{key}={Transformer.str(element)}"
         if element is None or isinstance(element, bool | int | float):
-            parsed[line] = Override(type=override.type, key_or_group=override.key_or_group,
-                                    value_type=ValueType.ELEMENT, _value=element,
-                                    package=override.package, input_line=line)  # fmt: skip
+            parsed[line] = Override(
+                type=override.type,
+                key_or_group=override.key_or_group,
+                value_type=ValueType.ELEMENT,
+                _value=element,
+                package=override.package,
+                input_line=line,
+            )
         lines.append(line)
     return lines
 
@@ -203,8 +208,11 @@ def path_in_choices(arguments: Sequence[str]) -> str | None:
             continue
         if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
             continue  # matched against the group's own options
-        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
-                  else [override.get_value_element_as_str()])  # fmt: skip
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.get_value_element_as_str()]
+        )
         for value in values:
             if value.startswith("/") or ".." in value.split("/"):
                 return (

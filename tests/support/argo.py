@@ -87,8 +87,9 @@ class ExecutingArgo(FakeArgo):
 
     def create_workflow(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
         status, workflow = super().create_workflow(ns=ns, body=body)
-        runner = ArgoRunner(json.loads(json.dumps(workflow)), env=self.pod_env,
-                            secrets=self.pod_secrets)  # fmt: skip
+        runner = ArgoRunner(
+            json.loads(json.dumps(workflow)), env=self.pod_env, secrets=self.pod_secrets
+        )
         with self.lock:
             self.runners[runner.workflow_name] = runner
             self.phases[runner.workflow_name] = self.pool.submit(runner.run)

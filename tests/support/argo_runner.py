@@ -151,8 +151,7 @@ class ArgoRunner:
                 python = sys.executable if argv[0] == "python" else argv[0]
                 command, env = [python, *map(local, argv[1:])], {**self.env, **pod_env}
             with self.slots:
-                done = subprocess.run(command, env=env, capture_output=True, text=True,
-                                      timeout=900)  # fmt: skip
+                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
             with self.lock:
                 self.pods.append(
                     PodRun(template["name"], argv, done.returncode, done.stdout, done.stderr)

@@ -33,8 +33,7 @@ class Recorder(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         overrides = list(config.hydra.overrides.task)
-        self._write("job_start", num=_num(config), overrides=overrides,
-                    model=config.model._target_)  # fmt: skip
+        self._write("job_start", num=_num(config), overrides=overrides, model=config.model._target_)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         ok = job_return.status == JobStatus.COMPLETED

@@ -52,8 +52,9 @@ class FakeArgo:
         schema = {"$ref": f"#/definitions/{definition}", "definitions": self.swagger["definitions"]}
         jsonschema.Draft4Validator(schema).validate(body)
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]], headers: Any,
-               body: Any) -> tuple[int, Any]:  # fmt: skip
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: Any
+    ) -> tuple[int, Any]:
         for route_method, pattern, definition, action in ROUTES:
             match = re.fullmatch(pattern, path)
             if route_method != method or not match:
@@ -167,5 +168,7 @@ def _restricted(manifest: dict[str, Any]) -> tuple[int, Any] | None:
     problems = pod_security.violations(manifest)
     if not problems:
         return None
-    return 403, {"code": 7, "message": f'pods would violate PodSecurity "restricted:latest": '
-                 f"{'; '.join(problems)}"}  # fmt: skip
+    return 403, {
+        "code": 7,
+        "message": f'pods would violate PodSecurity "restricted:latest": {"; ".join(problems)}',
+    }

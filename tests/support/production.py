@@ -46,17 +46,41 @@ def postgres() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
         shutil.chown(home / "pw", "postgres")
-    subprocess.run(_as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "mlflow",
-                                 "--auth=scram-sha-256", f"--pwfile={home / 'pw'}"]),
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        _as_postgres(
+            [
+                str(POSTGRES_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "mlflow",
+                "--auth=scram-sha-256",
+                f"--pwfile={home / 'pw'}",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     log = home / "postgres.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            _as_postgres([str(POSTGRES_BIN / "postgres"), "-D", str(data), "-h", "127.0.0.1",
-                          "-p", str(port), "-k", str(home)]),
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            _as_postgres(
+                [
+                    str(POSTGRES_BIN / "postgres"),
+                    "-D",
+                    str(data),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(home),
+                ]
+            ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     uri = f"postgresql+psycopg2://mlflow:{password}@127.0.0.1:{port}/postgres"
     try:
         _wait_for_postgres(port, password, server, log)
@@ -73,8 +97,9 @@ def _wait_for_postgres(port: int, password: str, server: subprocess.Popen, log: 
     deadline = time.monotonic() + 60
     while True:
         try:
-            psycopg2.connect(host="127.0.0.1", port=port, user="mlflow", password=password,
-                             dbname="postgres").close()  # fmt: skip
+            psycopg2.connect(
+                host="127.0.0.1", port=port, user="mlflow", password=password, dbname="postgres"
+            ).close()
             return
         except psycopg2.OperationalError:
             if server.poll() is not None or time.monotonic() > deadline:
@@ -100,14 +125,31 @@ def production_mlflow(
     )
     port = free_port()
     command = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres,
-        "--artifacts-destination", f"s3://{bucket}/artifacts", "--app-name", "basic-auth",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-    ]  # fmt: skip
-    server_env = {**os.environ, **s3_server.env, "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint,
-                  "MLFLOW_AUTH_CONFIG_PATH": str(auth),
-                  "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
-                  "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        postgres,
+        "--artifacts-destination",
+        f"s3://{bucket}/artifacts",
+        "--app-name",
+        "basic-auth",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
+    server_env = {
+        **os.environ,
+        **s3_server.env,
+        "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint,
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
     uri = f"http://127.0.0.1:{port}"
     with serving(command, f"{uri}/health", home / "server.log", env=server_env):
         yield ProductionMlflow(

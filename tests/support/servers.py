@@ -64,11 +64,21 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-        "--artifacts-destination", str(home / "artifacts"),  # clients upload through it
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "artifacts"),  # clients upload through it
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     uri = f"http://127.0.0.1:{port}"
     with serving(command, f"{uri}/health", home / "server.log"):
         yield uri
@@ -128,7 +138,7 @@ def created_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Its experiments are made by the sweeps, so their artifacts sit beside each copy."""
     from mlflow.tracking import MlflowClient
 
-    from sweeper.core.mlflow_store import use_sqlite_wal
+    from sweeper.tracking.store import use_sqlite_wal
 
     path = tmp_path_factory.mktemp("database") / "mlflow.db"
     use_sqlite_wal()
@@ -161,8 +171,12 @@ def run_sweeper(
     full_env = {**inherited, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def data_file(name: str) -> Path:

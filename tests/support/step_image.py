@@ -31,29 +31,48 @@ def ensure_base_image() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "rootfs"
         subprocess.run(
-            ["debootstrap", "--variant=minbase",
-             "--include=python3,python3-venv,python3-pip,ca-certificates",
-             "bookworm", str(root), MIRROR],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv,python3-pip,ca-certificates",
+                "bookworm",
+                str(root),
+                MIRROR,
+            ],
+            check=True,
+            capture_output=True,
+        )
         for marker in root.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
             marker.unlink()
         (root / "usr/local/bin/python").symlink_to("/usr/bin/python3")
         shutil.copy(CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
         (root / "etc/pip.conf").write_text(f"[global]\ncert = {CA_BUNDLE}\n")
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["podman", "import", "-", BASE], stdin=tar.stdout, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["podman", "import", "-", BASE], stdin=tar.stdout, check=True, capture_output=True
+        )
         tar.wait()
 
 
 def build(project: Path, tag: str) -> None:
     ensure_base_image()
     subprocess.run(
-        ["buildah", "build", "--isolation", "chroot", "--pull=never", "--layers",
-         "-f", str(project / "docker" / "Dockerfile"), "-t", tag, str(project)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "buildah",
+            "build",
+            "--isolation",
+            "chroot",
+            "--pull=never",
+            "--layers",
+            "-f",
+            str(project / "docker" / "Dockerfile"),
+            "-t",
+            tag,
+            str(project),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 class Container:
@@ -66,14 +85,25 @@ class Container:
 
     def command(self, argv: list[str], env: dict[str, str], pod_tmp: str) -> list[str]:
         flags = [f"--env={k}={v}" for k, v in env.items()]
-        return ["buildah", "run", "--isolation", "chroot", "-v", f"{pod_tmp}:/tmp", *flags,
-                self.name, "--", *argv]  # fmt: skip
+        return [
+            "buildah",
+            "run",
+            "--isolation",
+            "chroot",
+            "-v",
+            f"{pod_tmp}:/tmp",
+            *flags,
+            self.name,
+            "--",
+            *argv,
+        ]
 
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["buildah", "run", "--isolation", "chroot", self.name, "--", *argv],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+        )
 
     def remove(self) -> None:
         subprocess.run(["buildah", "rm", self.name], capture_output=True)

@@ -48,8 +48,11 @@ class ArgoExecutor:
             best = result.best
             shown = f"best {best.line()}" if best else "no trial finished"
             workflows = "workflow" if len(self.workflows) == 1 else "workflows"
-            print(f"Study: {len(result.outcomes)} trials in {len(self.workflows)} {workflows} "
-                  f"({', '.join(self.workflows)}); {shown}", flush=True)  # fmt: skip
+            print(
+                f"Study: {len(result.outcomes)} trials in {len(self.workflows)} {workflows} "
+                f"({', '.join(self.workflows)}); {shown}",
+                flush=True,
+            )
             return 0 if status is None and result.n_failed == 0 else 1
         return self.status or (0 if status is None else 1)
 
@@ -60,8 +63,9 @@ class ArgoExecutor:
         plan = sweep.plan(batch)
         # Each workflow counts its own trials and models; these tie it to the study.
         params = {k: v for k, v in sweep.result.plan.sweep_params.items() if k.startswith("study")}
-        params.update({"study.invocation": sweep.sweep_id,
-                       "study.batch": str(len(self.workflows) + 1)})  # fmt: skip
+        params.update(
+            {"study.invocation": sweep.sweep_id, "study.batch": str(len(self.workflows) + 1)}
+        )
         definition = dataclasses.replace(batch.definition, sweep_params=params)
         workflow = compile_sweep(definition, sweep.settings)
         assert workflow.name is not None
@@ -77,16 +81,18 @@ class ArgoExecutor:
                 f"workflow {workflow.name} {phase} without writing its results ({url})"
             ) from None
         # The pods number the batch's trials from 0, in the order of the manifest.
-        numbered = dataclasses.replace(plan, trials=tuple(
-            dataclasses.replace(t, index=i) for i, t in enumerate(plan.trials)))  # fmt: skip
+        numbered = dataclasses.replace(
+            plan, trials=tuple(dataclasses.replace(t, index=i) for i, t in enumerate(plan.trials))
+        )
         recorded = {o.trial.index: o for o in SweepResult.from_json(text, numbered).outcomes}
         outcomes = []
         for position, trial in enumerate(plan.trials):
             found = recorded.get(position)
             outcomes.append(
-                dataclasses.replace(found, trial=trial) if found is not None
+                dataclasses.replace(found, trial=trial)
+                if found is not None
                 else Outcome.not_run(trial, f"not in the results of {workflow.name}")
-            )  # fmt: skip
+            )
         sweep.result.outcomes.extend(outcomes)
         return outcomes
 
@@ -99,8 +105,11 @@ def _run_definition(sweep: Sweep, definition: Definition) -> int:
         path = Path(argo.render_to).resolve()
         storage.write_bytes_atomic(str(path), workflow.to_yaml().encode())
         kind = type(workflow).__name__
-        how = ("argo cron create it, or kubectl apply -f it" if kind == "CronWorkflow"
-               else "argo submit it, or kubectl create -f it")  # fmt: skip
+        how = (
+            "argo cron create it, or kubectl apply -f it"
+            if kind == "CronWorkflow"
+            else "argo submit it, or kubectl create -f it"
+        )
         print(f"{kind} {workflow.name} written to {path} ({how})")
         return 0
     from sweeper.executors.argo.submit import submit

@@ -78,8 +78,11 @@ def check_definition(definition: Definition) -> None:
         if not line.lstrip("+~").startswith("data.path="):
             continue
         override = parser.parse_override(line)
-        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
-                  else [override.value()])  # fmt: skip
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.value()]
+        )
         for value in values:
             if isinstance(value, str) and storage.is_local(value):
                 raise SweeperError(

@@ -40,11 +40,17 @@ def cut(
     classes: dict[tuple[str, str], list[Trial]] = {}
     for trial in trials:
         classes.setdefault((trial.group, trial.model_name), []).append(trial)
-    ordered = [(key, members) for group in plan.groups  # a group's chunks: consecutive numbers
-               for key, members in classes.items() if key[0] == group.id]  # fmt: skip
+    ordered = [
+        (key, members)
+        for group in plan.groups  # a group's chunks: consecutive numbers
+        for key, members in classes.items()
+        if key[0] == group.id
+    ]
     if trials_per_pod == AUTO:
-        seconds = {key: [trial_seconds(t, rows.get(key[0], 0)) for t in members]
-                   for key, members in ordered}  # fmt: skip
+        seconds = {
+            key: [trial_seconds(t, rows.get(key[0], 0)) for t in members]
+            for key, members in ordered
+        }
         # Every chunk but a class's last holds at least `budget` seconds, so this many are
         # at most MAX_PODS (when there are fewer classes than that).
         total = sum(sum(each) for each in seconds.values())
@@ -57,8 +63,9 @@ def cut(
     for members, cuts in parts:
         resources = _pod_resources(members[0])
         for start, end in zip([0, *cuts], [*cuts, len(members)], strict=True):
-            chunks.append(Chunk(len(chunks), members[0].group, tuple(members[start:end]),
-                                resources))  # fmt: skip
+            chunks.append(
+                Chunk(len(chunks), members[0].group, tuple(members[start:end]), resources)
+            )
     return chunks
 
 
@@ -88,8 +95,9 @@ def fan_out(plan: Plan, chunks: Sequence[Chunk]) -> list[dict[str, Any]]:
         mine = [c for c in chunks if c.group == group.id]
         for chunk, previous in zip(mine, [None, *mine], strict=False):
             if previous is None or previous.resources != chunk.resources:
-                pods.append({"first": chunk.number, "count": 0, "trials": [],
-                             **dict(chunk.resources)})  # fmt: skip
+                pods.append(
+                    {"first": chunk.number, "count": 0, "trials": [], **dict(chunk.resources)}
+                )
             pods[-1]["count"] += 1
             pods[-1]["trials"].append(len(chunk.trials))
         to_train = sum(len(c.trials) for c in mine)

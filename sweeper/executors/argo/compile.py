@@ -179,8 +179,14 @@ def _templates(
             volume_mounts=[m.VolumeMount(name="tmp", mount_path="/tmp")],
         )
 
-    plan_args = ["--sweep-id", "{{workflow.name}}", "--outputs", OUTPUTS,
-                 "--trials-per-pod", str(argo.trials_per_pod)]  # fmt: skip
+    plan_args = [
+        "--sweep-id",
+        "{{workflow.name}}",
+        "--outputs",
+        OUTPUTS,
+        "--trials-per-pod",
+        str(argo.trials_per_pod),
+    ]
     plan = step(
         "plan",
         PLAN_STEP,
@@ -214,8 +220,11 @@ def _templates(
 
     # failFast off: one failing trial must not stop the others from being scheduled.
     # A run of consecutive chunk numbers that share a pod size: a train pod each.
-    with DAG(name="pods", inputs=[Parameter(name=n) for n in ("first", "count", *POD_RESOURCES)],
-             fail_fast=False) as pods:  # fmt: skip
+    with DAG(
+        name="pods",
+        inputs=[Parameter(name=n) for n in ("first", "count", *POD_RESOURCES)],
+        fail_fast=False,
+    ) as pods:
         Task(
             name="train",
             template=train,
@@ -226,8 +235,11 @@ def _templates(
             arguments={"chunk": "{{item}}", **resources},
         )
 
-    with DAG(name="group", inputs=[Parameter(name=n) for n in ("group", "to_train", "pods")],
-             fail_fast=False) as group:  # fmt: skip
+    with DAG(
+        name="group",
+        inputs=[Parameter(name=n) for n in ("group", "to_train", "pods")],
+        fail_fast=False,
+    ) as group:
         trained = Task(
             name="pods",
             template=pods,
@@ -239,8 +251,14 @@ def _templates(
                 **{r: f"{{{{item.{r}}}}}" for r in POD_RESOURCES},
             },
         )
-        Task(name="preprocess", template=preprocess,
-             arguments={"group": "{{inputs.parameters.group}}"}) >> trained  # fmt: skip
+        (
+            Task(
+                name="preprocess",
+                template=preprocess,
+                arguments={"group": "{{inputs.parameters.group}}"},
+            )
+            >> trained
+        )
 
     with DAG(name="sweep", fail_fast=False):
         planned = Task(name="plan", template=plan)

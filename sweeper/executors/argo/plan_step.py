@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.core import storage
-from sweeper.core.lifecycle import finished_trials, reused
 from sweeper.core.records import Plan
-from sweeper.core.splits import announce_split, run_params
-from sweeper.core.tracking import Tracker
 from sweeper.errors import SweeperError
 from sweeper.executors.argo import chunks
 from sweeper.planning.definition import Definition, plan_from_definition
 from sweeper.planning.task import misfits
+from sweeper.tracking.tracker import Tracker
+from sweeper.trial.lifecycle import finished_trials, reused
+from sweeper.trial.splits import announce_split, run_params
 
 
 def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str) -> Planned:
@@ -42,7 +42,7 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
     sweep already finished on the same split (one lookup per split) get no pod; the others are
     cut into chunks, each written as a plan of its own."""
     from steps.preprocess import preprocess
-    from sweeper.core.fitting import model_errors
+    from sweeper.trial.fitting import model_errors
 
     plan = plan_from_definition(definition, sweep_id)
     settings = plan.settings
@@ -53,8 +53,10 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
     for group in plan.groups:  # composed from config files the submitting side did not read
         path = group.data.get("path")
         if isinstance(path, str) and storage.is_local(path):
-            raise SweeperError(f"data.path={path} is a local file, which no pod can read; "
-                               "give a URL, e.g. data.path=s3://bucket/data.csv")  # fmt: skip
+            raise SweeperError(
+                f"data.path={path} is a local file, which no pod can read; "
+                "give a URL, e.g. data.path=s3://bucket/data.csv"
+            )
     splits = {}
     for group in plan.groups:
         split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
@@ -94,12 +96,17 @@ def _trials_per_pod(text: str) -> int | str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweeper.executors.argo.plan_step",
-                                     description=__doc__)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeper.executors.argo.plan_step", description=__doc__
+    )
     parser.add_argument("--sweep-id", required=True)
     parser.add_argument("--outputs", required=True, help="folder for Argo output parameters")
-    parser.add_argument("--trials-per-pod", type=_trials_per_pod, default=chunks.AUTO,
-                        help="trials a pod trains, or auto (by estimated cost)")  # fmt: skip
+    parser.add_argument(
+        "--trials-per-pod",
+        type=_trials_per_pod,
+        default=chunks.AUTO,
+        help="trials a pod trains, or auto (by estimated cost)",
+    )
     Definition.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -117,9 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     (outputs / "groups.json").write_text(json.dumps(planned.fan_out, separators=(",", ":")))
     (outputs / "parent_run_id").write_text(plan.parent_run_id or "")
     to_train = sum(g["to_train"] for g in planned.fan_out)
-    print(f"sweep {plan.sweep_id}: {len(plan.trials)} trials in {len(plan.groups)} group(s); "
-          f"{to_train} to train in {planned.pods} pod(s), "
-          f"{len(plan.trials) - to_train} finished before")  # fmt: skip
+    print(
+        f"sweep {plan.sweep_id}: {len(plan.trials)} trials in {len(plan.groups)} group(s); "
+        f"{to_train} to train in {planned.pods} pod(s), "
+        f"{len(plan.trials) - to_train} finished before"
+    )
     return 0
 
 

@@ -60,15 +60,20 @@ def _create_or_update_cron(
     assert isinstance(model, CronWorkflowModel) and cron.name is not None
     name = cron.name
     try:
-        call(lambda: service.create_cron_workflow(
-            CreateCronWorkflowRequest(cron_workflow=model), namespace=namespace))  # fmt: skip
+        call(
+            lambda: service.create_cron_workflow(
+                CreateCronWorkflowRequest(cron_workflow=model), namespace=namespace
+            )
+        )
         action = "created"
     except AlreadyExists:
         current = call(lambda: service.get_cron_workflow(name, namespace=namespace))
         model.metadata.resource_version = current.metadata.resource_version
-        call(lambda: service.update_cron_workflow(
-            name, UpdateCronWorkflowRequest(cron_workflow=model, name=name),
-            namespace=namespace))  # fmt: skip
+        call(
+            lambda: service.update_cron_workflow(
+                name, UpdateCronWorkflowRequest(cron_workflow=model, name=name), namespace=namespace
+            )
+        )
         action = "updated"
     schedules = ", ".join(cron.schedules or [])
     print(f"CronWorkflow {cron.name} {action} in namespace {namespace}: runs at {schedules}")

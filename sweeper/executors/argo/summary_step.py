@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from sweeper.conclusion.conclude import conclude_sweep
 from sweeper.core import storage, trust
 from sweeper.core.faults import Fault
-from sweeper.core.lifecycle import recorded_outcomes
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Plan, Status
 from sweeper.core.settings import TrustSettings
-from sweeper.core.splits import recorded_splits
-from sweeper.core.tracking import Tracker
 from sweeper.display.table import print_results
+from sweeper.tracking.tracker import Tracker
+from sweeper.trial.lifecycle import recorded_outcomes
+from sweeper.trial.splits import recorded_splits
 
 
 def summarise(plan_url: str, trusting: TrustSettings | None = None) -> SweepResult:
@@ -46,8 +46,9 @@ def summarise(plan_url: str, trusting: TrustSettings | None = None) -> SweepResu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweeper.executors.argo.summary_step",
-                                     description=__doc__)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeper.executors.argo.summary_step", description=__doc__
+    )
     parser.add_argument("--plan", required=True, help="URL of the sweep's plan.json")
     trust.add_arguments(parser)
     args = parser.parse_args(argv)

@@ -64,13 +64,19 @@ class Watch:
         """The last lines the failed pod wrote, from the server's log endpoint (NDJSON)."""
         pod = _pod_name(self.name, node)
         url = f"{self.service.host.rstrip('/')}/api/v1/workflows/{self.namespace}/{self.name}/log"
-        params = {"podName": pod, "logOptions.container": "main",
-                  "logOptions.tailLines": str(LOG_LINES)}  # fmt: skip
+        params = {
+            "podName": pod,
+            "logOptions.container": "main",
+            "logOptions.tailLines": str(LOG_LINES),
+        }
         try:
             response = self.service.session.get(
-                url, params=params, headers={"Authorization": self.service.token},
-                verify=self.service.verify_ssl, timeout=30,
-            )  # fmt: skip
+                url,
+                params=params,
+                headers={"Authorization": self.service.token},
+                verify=self.service.verify_ssl,
+                timeout=30,
+            )
         except RequestException as err:
             return [f"(log not available: {first_line(err)})"]
         if not response.ok:
@@ -103,8 +109,12 @@ def trial_counts(workflow: WorkflowModel) -> Counts | None:
             groups = json.loads(_parameter(node, "groups", outputs=True) or "[]")
     if groups is None:
         return None
-    sizes = {str(run["first"] + i): n for g in groups for run in g["pods"]
-             for i, n in enumerate(run["trials"])}  # fmt: skip
+    sizes = {
+        str(run["first"] + i): n
+        for g in groups
+        for run in g["pods"]
+        for i, n in enumerate(run["trials"])
+    }
     tally: Counter[str] = Counter()
     for chunk, phase in phases.items():
         tally[phase] += sizes.get(chunk, 0)

@@ -11,11 +11,12 @@ hashing it would read it twice, here and in the preprocess task.
 
 from __future__ import annotations
 
-from sweeper.core import lifecycle, storage
-from sweeper.core.lifecycle import Finished
+from sweeper.core import storage
 from sweeper.core.records import Plan, StoredSplit
 from sweeper.errors import DataError
 from sweeper.executors.local import worker
+from sweeper.trial import lifecycle
+from sweeper.trial.lifecycle import Finished
 
 
 def finished_before(plan: Plan) -> dict[str, tuple[StoredSplit, Finished]] | None:

@@ -7,8 +7,8 @@ import os
 import signal
 
 from sweeper.core import storage
-from sweeper.core.lifecycle import ENDING_RUNS, uninterrupted
 from sweeper.core.outcomes import Outcome
+from sweeper.core.processes import ENDING_RUNS, uninterrupted
 from sweeper.core.records import Status
 from sweeper.display.table import print_results
 from sweeper.executors.base import Batch, Sweep
@@ -61,6 +61,10 @@ class LocalExecutor:
             if any(o.status != Status.NOT_RUN for o in result.outcomes):
                 print_results(result)
         elif result.parent_run_id:
-            log.info("Sweep %s ended %s after %d trials", result.plan.sweep_id, final,
-                     len(result.outcomes))  # fmt: skip
+            log.info(
+                "Sweep %s ended %s after %d trials",
+                result.plan.sweep_id,
+                final,
+                len(result.outcomes),
+            )
         return 0 if final == Status.FINISHED else 1

@@ -18,10 +18,10 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from sweeper.core.lifecycle import Finished
 from sweeper.core.records import PreprocessGroup, StoredSplit, Trial
 from sweeper.core.settings import Settings
 from sweeper.executors.local import worker
+from sweeper.trial.lifecycle import Finished
 
 LookedUp = Mapping[str, tuple[StoredSplit, Finished]]  # group id → its split and finished trials
 

@@ -26,7 +26,7 @@ W = TypeVar("W")
 WARM_MODULES = [
     "sweeper.executors.local.forkserver_lifeline",  # first: the server ends with the sweep
     "sweeper.executors.local.worker",
-    "sweeper.core.fitting",
+    "sweeper.trial.fitting",
     "steps.preprocess",
     "hydra.utils",
     "sklearn.ensemble",
@@ -147,7 +147,7 @@ def stop(pool: Executor) -> None:
 
 
 def _init_worker(threads: int, owner: int) -> None:
-    from sweeper.core.fitting import limit_threads
+    from sweeper.trial.fitting import limit_threads
 
     # Ctrl-C reaches the whole process group; the sweeping process alone decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

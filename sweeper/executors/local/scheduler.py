@@ -18,12 +18,10 @@ from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from sweeper.core import cost, lifecycle, storage
+from sweeper.core import cost, storage
 from sweeper.core.faults import Fault
-from sweeper.core.lifecycle import SweepRef
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
-from sweeper.core.splits import announce_split, run_params
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import private, worker
@@ -31,6 +29,9 @@ from sweeper.executors.local.head_start import HeadStart, LookedUp, Preprocessed
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import OPEN_RUN, WARM_STORE
 from sweeper.planning.task import misfits
+from sweeper.trial import lifecycle
+from sweeper.trial.lifecycle import SweepRef
+from sweeper.trial.splits import announce_split, run_params
 
 log = logging.getLogger(__name__)
 Work = PreprocessGroup | Preprocessed | Trial | str  # a str: one of worker.SWEEP_TASKS
@@ -40,10 +41,12 @@ class Scheduler:
     """One sweep on this machine across its batches: `open`, `run` each, `close`. `new_pool`
     makes the worker pools (a test may pass its own)."""
 
-    # fmt: off
-    def __init__(self, result: SweepResult, workers: int,
-                 new_pool: Callable[[int], Executor] = pools.new_pool) -> None:
-        # fmt: on
+    def __init__(
+        self,
+        result: SweepResult,
+        workers: int,
+        new_pool: Callable[[int], Executor] = pools.new_pool,
+    ) -> None:
         self.result, self.workers, self.new_pool = result, workers, new_pool
         self.settings = result.plan.settings
         self.markers = private.make_folder()  # removed by close, or by a later sweep
@@ -78,8 +81,9 @@ class Scheduler:
         their outcomes, in plan order."""
         self.batch, self.last_batch, done = batch, last, len(self.result.outcomes)
         was_open = bool(self.result.parent_run_id)
-        self.progress = Progress(len(batch.trials), self.workers, self.markers,
-                                 ranking=self.result.ranking)  # fmt: skip
+        self.progress = Progress(
+            len(batch.trials), self.workers, self.markers, ranking=self.result.ranking
+        )
         self.progress.start()
         try:
             if not was_open:  # the first batch: the run waits for its input to be checked
@@ -108,8 +112,9 @@ class Scheduler:
         try:
             if result.parent_run_id and not result.stopped_by:  # never opened: nothing to do
                 pool = None if self.abandoned else self.pool  # stopped: concluded here
-                ended = worker.conclude_in(pool, self.settings, result, status, self.markers,
-                                           self.prepared)  # fmt: skip
+                ended = worker.conclude_in(
+                    pool, self.settings, result, status, self.markers, self.prepared
+                )
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
         except Fault as err:
@@ -119,8 +124,9 @@ class Scheduler:
             self._shutdown()
             worker.stop_sweep(self.settings, result)
         if status != Status.KILLED and result.parent_run_id and not result.stopped_by:
-            storage.write_record(self.settings.storage.root, result.plan.sweep_id,
-                                 storage.RESULTS, result.to_json())  # fmt: skip
+            storage.write_record(
+                self.settings.storage.root, result.plan.sweep_id, storage.RESULTS, result.to_json()
+            )
         return result
 
     def abandon(self) -> None:
@@ -142,8 +148,9 @@ class Scheduler:
             # Owned by this process (tagged with a worker's pid, the next sweep would take it
             # for an orphan once that worker exits); its params say what preprocessing did.
             params = run_params(self.result.plan, self.splits)
-            future = pool.submit(worker.open_sweep, self.settings, self.result.plan.sweep_id,
-                                 params, os.getpid())  # fmt: skip
+            future = pool.submit(
+                worker.open_sweep, self.settings, self.result.plan.sweep_id, params, os.getpid()
+            )
         elif item == WARM_STORE:
             future = pool.submit(worker.warm_tracking, self.settings)
         elif isinstance(item, PreprocessGroup | Preprocessed):
@@ -154,8 +161,15 @@ class Scheduler:
         else:
             assert isinstance(item, Trial)
             split = self.splits[item.group]
-            future = pool.submit(worker.train_trial, self.settings, self.sweep, item, split,
-                                 self.markers, item.index in self.deferred)  # fmt: skip
+            future = pool.submit(
+                worker.train_trial,
+                self.settings,
+                self.sweep,
+                item,
+                split,
+                self.markers,
+                item.index in self.deferred,
+            )
         self.pending.add(future, item)
         return future
 
@@ -183,16 +197,23 @@ class Scheduler:
         self.result.parent_run_id = parent_run_id
         plan = self.result.plan = self.result.plan.with_parent(parent_run_id)
         workers = "finished before, no workers" if self.here else f"{self.workers} workers"
-        log.info("Sweep %s: %d trials, %d preprocess group(s), %s; MLflow run %s", plan.sweep_id,
-                 len(plan.trials), len(plan.groups), workers, parent_run_id)  # fmt: skip
+        log.info(
+            "Sweep %s: %d trials, %d preprocess group(s), %s; MLflow run %s",
+            plan.sweep_id,
+            len(plan.trials),
+            len(plan.groups),
+            workers,
+            parent_run_id,
+        )
         self._write_plan()
         self._release(self.waiting)
         self.waiting = []
 
     def _write_plan(self) -> None:
         plan = self.result.plan
-        storage.write_record(self.settings.storage.root, plan.sweep_id, storage.PLAN,
-                             plan.to_json())  # fmt: skip
+        storage.write_record(
+            self.settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json()
+        )
 
     def _preprocessed(self, item: PreprocessGroup | Preprocessed, future: Future[Any]) -> None:
         group = item.group if isinstance(item, Preprocessed) else item
@@ -255,8 +276,12 @@ class Scheduler:
         self.progress.settled(outcome)
         # A worker no trial is left for, while others run theirs, prepares the sweep's end
         few = 0 < len(self.pending) < self.workers  # (O(1) first: not a scan per trial)
-        if self.prepared is None and few and self.last_batch and all(
-            isinstance(work, Trial) for work in self.pending.work.values()):  # fmt: skip
+        if (
+            self.prepared is None
+            and few
+            and self.last_batch
+            and all(isinstance(work, Trial) for work in self.pending.work.values())
+        ):
             now = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
             self.prepared = self.pool.submit(worker.prepare_end, self.settings, now, self.markers)
         total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
@@ -266,8 +291,9 @@ class Scheduler:
         if self.isolation.holds(future):  # alone in its pool: this trial killed its worker
             assert isinstance(item, Trial)
             error = self.isolation.convicted()
-            logged = self.pool.submit(worker.log_failure, self.settings, self.sweep, item,
-                                      self.splits[item.group], error)  # fmt: skip
+            logged = self.pool.submit(
+                worker.log_failure, self.settings, self.sweep, item, self.splits[item.group], error
+            )
             self.pending.add(logged, item)
             self._isolate_next()
             return
@@ -277,8 +303,9 @@ class Scheduler:
             if not (self.isolation.holds(other) or in_this_process(self.pending.work[other])):
                 affected.append(self.pending.take(other))
         running = self.isolation.running_when_broken(self.markers)
-        log.warning("A worker process died; re-running %d trial(s) alone to find which",
-                    len(running))  # fmt: skip
+        log.warning(
+            "A worker process died; re-running %d trial(s) alone to find which", len(running)
+        )
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self.new_pool(self.workers)
         again, given_up = self.isolation.share(affected, running)

@@ -15,12 +15,12 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeper.core import kept, lifecycle
-from sweeper.core.lifecycle import Finished, SweepRef
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial
 from sweeper.core.settings import Settings
-from sweeper.core.tracking import Tracker
+from sweeper.tracking.tracker import Tracker
+from sweeper.trial import kept, lifecycle
+from sweeper.trial.lifecycle import Finished, SweepRef
 
 if TYPE_CHECKING:
     from sweeper.conclusion.conclude import SweepEnd
@@ -96,7 +96,7 @@ def prepare_group(
     to_train = [t for t in trials or [] if lifecycle.reused(t, split, finished) is None]
     if not to_train:
         return split, finished, []
-    from sweeper.core.fitting import model_errors
+    from sweeper.trial.fitting import model_errors
 
     return split, finished, model_errors(to_train, settings.trust.modules)
 

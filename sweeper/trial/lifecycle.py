@@ -9,19 +9,16 @@ without loading pandas or scikit-learn: fitting is imported when a trial runs.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.core import claims, kept
 from sweeper.core.faults import Fault, without_retries
 from sweeper.core.metrics import Ranking, Task
 from sweeper.core.outcomes import Outcome
+from sweeper.core.processes import uninterrupted
 from sweeper.core.records import (
     Plan,
     Status,
@@ -31,15 +28,15 @@ from sweeper.core.records import (
     TrialScore,
     trial_key,
 )
-from sweeper.core.tracking import PARENT_TAG
+from sweeper.tracking import claims
+from sweeper.tracking.tracker import PARENT_TAG
+from sweeper.trial import kept
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
-# What a Ctrl-C is answered with while a sweep stops its workers and ends its runs.
-ENDING_RUNS = "ending runs… (Ctrl-C again stops at once; the next sweep ends what is left)"
 # split key → {trial key → (run id, metrics)}: trials some sweep of the experiment finished.
 Finished = Mapping[str, tuple[str, dict[str, float]]]
 
@@ -96,7 +93,7 @@ def run_trial(
     unsettled (`Outcome.elsewhere`). A failing fit is logged as a FAILED run, not raised.
     `marker`: a file that holds the trial's index while it fits (a local worker's, so the sweep
     knows which trial a dead process was running)."""
-    from sweeper.core.fitting import fit_and_score
+    from sweeper.trial.fitting import fit_and_score
 
     earlier = reused(trial, split, finished) if finished is not None else None
     if earlier is not None:
@@ -249,37 +246,3 @@ def run_trials(
             if on_outcome is not None:
                 on_outcome(outcome)
     return outcomes
-
-
-@contextlib.contextmanager
-def uninterrupted(*signums: int, say: str | None = None) -> Iterator[None]:
-    """A stop request (SIGTERM; `signums` instead, e.g. Ctrl-C's SIGINT too) waits until the run
-    being written is whole, then takes effect. With `say`, the first request that waits is
-    answered with that line on stderr, and a user who insists (a second request) stops the
-    block at once: what it left unended, the next sweep ends, as after kill -9.
-
-    A Python handler rather than a blocked signal: the OS may deliver SIGTERM to any thread of
-    the process (BLAS starts its own), and a thread that does not block it ends the process at
-    once; a Python handler always runs in the main thread, between two steps of the write."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers; it is the one that is stopped
-        return
-    requested: list[int] = []
-
-    def wait(signum: int, _frame: object) -> None:
-        if say and requested:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-            raise KeyboardInterrupt
-        if say:  # not print: the main thread may be inside a write to stderr right now
-            os.write(2, f"{say}\n".encode())
-        requested.append(signum)
-
-    previous = {signum: signal.signal(signum, wait) for signum in signums or (signal.SIGTERM,)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if requested:  # the stop that waited: as it would have been taken
-            signal.raise_signal(requested[0])

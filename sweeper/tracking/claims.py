@@ -31,15 +31,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sweeper.core.mlflow_store import now_ms
 from sweeper.core.processes import lives, started
-from sweeper.core.records import Status, TrialRecord
-from sweeper.core.tracking import PARENT_TAG
+from sweeper.core.records import Status, TrialRecord, now_ms
+from sweeper.tracking.tracker import PARENT_TAG
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
 LEASE_SECONDS = 60.0  # a holder on another host is taken for gone this long after its last renewal
 _RENEW_EVERY = LEASE_SECONDS / 3
@@ -156,8 +155,12 @@ def renewing(tracker: Tracker, held: Held) -> Iterator[None]:
 
 def _holder() -> dict[str, str]:
     pid = os.getpid()
-    return {HOST: socket.gethostname(), PID: str(pid), PID_STARTED: started(pid),
-            EXPIRES: str(_expiry())}  # fmt: skip
+    return {
+        HOST: socket.gethostname(),
+        PID: str(pid),
+        PID_STARTED: started(pid),
+        EXPIRES: str(_expiry()),
+    }
 
 
 def _same_holder(run: Run) -> bool:

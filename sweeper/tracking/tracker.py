@@ -10,19 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sweeper.core.faults import disk_full
-from sweeper.core.mlflow_store import (
+from sweeper.core.processes import lives, started
+from sweeper.core.records import Status, TrialRecord, TrialScore, now_ms
+from sweeper.errors import SweeperError
+from sweeper.safe_text import redact, redact_text
+from sweeper.tracking.store import (
     RetryingClient,
-    now_ms,
     problem,
     sqlite_creation_lock,
     store_path,
     unlocked,
     use_sqlite_wal,
 )
-from sweeper.core.processes import lives, started
-from sweeper.core.records import Status, TrialRecord, TrialScore
-from sweeper.errors import SweeperError
-from sweeper.safe_text import redact, redact_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -111,8 +110,12 @@ class Tracker:
 
     def start_sweep(self, sweep_id: str, params: Mapping[str, Any], pid: int | None = None) -> str:
         pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
-        tags = {"sweep_id": sweep_id, "host": socket.gethostname(), "pid": str(pid),
-                "pid_started": started(pid)}  # fmt: skip
+        tags = {
+            "sweep_id": sweep_id,
+            "host": socket.gethostname(),
+            "pid": str(pid),
+            "pid_started": started(pid),
+        }
         run = unlocked(
             self.client.create_run, self.experiment_id, run_name=f"sweep {sweep_id}", tags=tags
         )
@@ -152,8 +155,11 @@ class Tracker:
         tags.update({k: str(v) for k, v in optional.items() if v is not None})
         run = unlocked(
             self.client.create_run,
-            self.experiment_id, start_time=started_ms, tags=tags, run_name=record.name,
-        )  # fmt: skip
+            self.experiment_id,
+            start_time=started_ms,
+            tags=tags,
+            run_name=record.name,
+        )
         run_id: str = run.info.run_id
         return run_id
 

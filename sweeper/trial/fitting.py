@@ -19,8 +19,7 @@ import pandas as pd
 
 from sweeper.core import storage, trust
 from sweeper.core.metrics import FIT_SECONDS, METRICS, Task, cv_mean, cv_std
-from sweeper.core.mlflow_store import now_ms
-from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore
+from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, now_ms
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -147,8 +146,10 @@ def folds(split_url: str, cv: int, seed: int) -> tuple[tuple[np.ndarray, np.ndar
     if split.task == Task.classification:
         fewest = int(pd.Series(y).value_counts().min())
         if fewest < cv:
-            raise ValueError(f"eval.cv={cv} needs {cv} training rows of each class; the "
-                             f"smallest class has {fewest}")  # fmt: skip
+            raise ValueError(
+                f"eval.cv={cv} needs {cv} training rows of each class; the "
+                f"smallest class has {fewest}"
+            )
         return tuple(StratifiedKFold(cv, shuffle=True, random_state=seed).split(y, y))
     return tuple(KFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1))))
 
@@ -201,8 +202,9 @@ def score_labels(
             positive = np.asarray(y_true) == labels[1]
             metrics["roc_auc"] = float(roc_auc_score(positive, proba[:, 1]))
         else:
-            metrics["roc_auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr",
-                                                     average="macro", labels=labels))  # fmt: skip
+            metrics["roc_auc"] = float(
+                roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels)
+            )
     return metrics
 
 
@@ -211,8 +213,12 @@ def score(y_true: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     mse = float(mean_squared_error(y_true, predicted))
-    values = (mse, float(np.sqrt(mse)), float(mean_absolute_error(y_true, predicted)),
-              float(r2_score(y_true, predicted)))  # fmt: skip
+    values = (
+        mse,
+        float(np.sqrt(mse)),
+        float(mean_absolute_error(y_true, predicted)),
+        float(r2_score(y_true, predicted)),
+    )
     return dict(zip(METRICS, values, strict=True))  # mse, rmse, mae, r2
 
 

@@ -230,7 +230,3 @@ def problem(err: Exception) -> str:
     if refused:
         return f"cannot be reached: {refused.group(1).strip()}"
     return f"cannot be used: {text.strip().splitlines()[0][:300]}"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

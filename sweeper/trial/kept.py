@@ -64,7 +64,7 @@ def write(root: str) -> str | None:
         return _kept.written_to if _kept else None
     import skops.io
 
-    from sweeper.core.fitting import skops_types
+    from sweeper.trial.fitting import skops_types
 
     data = skops.io.dumps(_kept.estimator)
     if skops_types(data)[1]:  # a type not trusted: the summary refits instead
@@ -111,7 +111,7 @@ def load(root: str, sweep_id: str, run_id: str, handed_over: Path | None = None)
         return None
     import skops.io
 
-    from sweeper.core.fitting import skops_types
+    from sweeper.trial.fitting import skops_types
 
     data = storage.read_bytes(url)
     types, foreign = skops_types(data)

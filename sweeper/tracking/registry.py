@@ -1,5 +1,5 @@
 """The model registry: which version of a registered model serves (`@champion`), and new
-versions (made exactly once through a store's faults: mlflow_store.RetryingClient)."""
+versions (made exactly once through a store's faults: tracking.store.RetryingClient)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
-    from sweeper.core.tracking import Tracker
+    from sweeper.tracking.tracker import Tracker
 
 CHAMPION = "champion"  # the alias of the version a serving system loads: models:/name@champion
 

@@ -27,8 +27,9 @@ def record_split(plan: Plan, group_id: str, split: StoredSplit) -> str:
 
 def recorded_split(plan: Plan, group_id: str) -> StoredSplit:
     """The split `record_split` recorded for a group; FileNotFoundError when none was."""
-    text = storage.read_record(plan.settings.storage.root, plan.sweep_id,
-                               storage.split_record(group_id))  # fmt: skip
+    text = storage.read_record(
+        plan.settings.storage.root, plan.sweep_id, storage.split_record(group_id)
+    )
     record = json.loads(text)
     return StoredSplit(**{**record, "warnings": tuple(record.get("warnings") or ())})
 
@@ -44,9 +45,11 @@ def announce_split(group_id: str, split: StoredSplit, cv: int) -> str | None:
     if rows and cv > rows:
         return f"eval.cv={cv} needs at least {cv} training rows; the split has {rows}"
     if split.task == Task.classification and cv > split.smallest_class:
-        return (f"eval.cv={cv} needs {cv} training rows of each class; the smallest class has "
-                f"{split.smallest_class} (use eval.cv={max(2, split.smallest_class)} or fewer, "
-                "or more data)")  # fmt: skip
+        return (
+            f"eval.cv={cv} needs {cv} training rows of each class; the smallest class has "
+            f"{split.smallest_class} (use eval.cv={max(2, split.smallest_class)} or fewer, "
+            "or more data)"
+        )
     return None
 
 
@@ -55,12 +58,18 @@ def run_params(plan: Plan, splits: Mapping[str, StoredSplit]) -> dict[str, str]:
     data's task and the metric trials are ranked by."""
     tasks = sorted({split.task for split in splits.values()})
     if len(tasks) > 1:
-        raise SweeperError(f"the sweep's groups have different tasks ({', '.join(tasks)}); "
-                           "sweep one target at a time")  # fmt: skip
+        raise SweeperError(
+            f"the sweep's groups have different tasks ({', '.join(tasks)}); "
+            "sweep one target at a time"
+        )
     task = Task(tasks[0] if tasks else Task.regression)
     ranked_by = plan.settings.ranking(task).key
-    return {**plan.sweep_params, **report_params(splits), "data.task": task.value,
-            "ranked_by": ranked_by}  # fmt: skip
+    return {
+        **plan.sweep_params,
+        **report_params(splits),
+        "data.task": task.value,
+        "ranked_by": ranked_by,
+    }
 
 
 def report_params(splits: Mapping[str, StoredSplit]) -> dict[str, str]:
