@@ -47,7 +47,7 @@ def train_planned(
     splits = {group: recorded_split(plan, group) for group in {t.group for t in trials}}
     settings = plan.settings
     outcomes = run_trials(tracker, SweepRef.of(plan), trials, splits, settings.sweep.rerun, _report)
-    kept.write(settings.storage.root)  # the chunk's best, for the summary to log (core.kept)
+    kept.write(settings.storage.root)  # the chunk's best, for the summary to log (trial.kept)
     return outcomes
 
 

@@ -42,7 +42,7 @@ def conclude_sweep(
     handed_over: Path | None = None,
 ) -> SweepEnd:
     """Everything, one part after the other (a local sweep runs the two extras in parallel).
-    `handed_over`: where a local sweep's workers left their kept models (core.kept)."""
+    `handed_over`: where a local sweep's workers left their kept models (trial.kept)."""
     notes: list[str] = []
     if status != Status.KILLED:  # an interrupted sweep ends at once
         notes += log_results(tracker, result)

@@ -45,7 +45,7 @@ class Outcome:
 
     @classmethod
     def elsewhere(cls, trial: Trial, run_id: str) -> Outcome:
-        """Not settled: another process holds the trial's claim (core.claims), for now."""
+        """Not settled: another process holds the trial's claim (tracking.claims), for now."""
         return cls(trial, Status.RUNNING, error="claimed by another run", run_id=run_id)
 
     @property

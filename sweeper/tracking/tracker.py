@@ -145,7 +145,7 @@ class Tracker:
         started_ms: int,
         claim: Mapping[str, str] | None = None,
     ) -> str:
-        """A trial's child run, RUNNING: `claim` tags say who holds it (see core.claims)."""
+        """A trial's child run, RUNNING: `claim` tags say who holds it (see tracking.claims)."""
         tags = {PARENT_TAG: parent_run_id, "sweep_id": sweep_id, **(claim or {})}
         optional = {
             "trial_index": record.index,

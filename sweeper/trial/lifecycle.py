@@ -45,7 +45,7 @@ Finished = Mapping[str, tuple[str, dict[str, float]]]
 class SweepRef:
     """The sweep a trial belongs to: its id and its open MLflow run; `rerun`: it trains every
     trial again (its claims count its own runs only); `ranked_by`: its `eval.metric`, by which
-    this process keeps the fitted model of its best trial (core.kept; None: keeps none);
+    this process keeps the fitted model of its best trial (trial.kept; None: keeps none);
     `trusted_modules`: its `trust.modules`, whose classes model configs may name (core.trust)."""
 
     sweep_id: str
@@ -89,7 +89,7 @@ def run_trial(
     wait: bool = True,
 ) -> Outcome:
     """Reuse, or claim, fit, score and log the trial as a child run of the sweep's run. A trial
-    another process holds is waited for (see core.claims), or with `wait` False comes back
+    another process holds is waited for (see tracking.claims), or with `wait` False comes back
     unsettled (`Outcome.elsewhere`). A failing fit is logged as a FAILED run, not raised.
     `marker`: a file that holds the trial's index while it fits (a local worker's, so the sweep
     knows which trial a dead process was running)."""

@@ -39,7 +39,7 @@ def summarise(plan_url: str, trusting: TrustSettings | None = None) -> SweepResu
     status = Status.FINISHED if result.n_failed == 0 else Status.FAILED
     end = conclude_sweep(tracker, result, status, settings.register_best)
     result.experiment_id, result.notes = end.experiment_id, list(end.notes)
-    if twice:  # claims make this rare (see core.claims): said, not hidden
+    if twice:  # claims make this rare (see tracking.claims): said, not hidden
         result.notes.append(f"{twice} trial(s) were logged FINISHED more than once; counted once")
     storage.write_record(settings.storage.root, plan.sweep_id, storage.RESULTS, result.to_json())
     return result

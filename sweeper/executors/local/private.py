@@ -1,5 +1,5 @@
 """A local sweep's private folder: its workers' markers (which trial each is fitting) and the
-fitted models they hand over (core.kept). Named after the sweeping process, so that the folder of
+fitted models they hand over (trial.kept). Named after the sweeping process, so that the folder of
 a sweep killed outright (kill -9, a power cut), which no clean-up ran for, is removed by the next
 sweep on this machine; a kept forest can take hundreds of MB."""
 

@@ -116,7 +116,7 @@ def train_trial(
 
 
 def handed_over(markers: str) -> Path:
-    """Where this sweep's workers leave the fitted model of their best trial (core.kept)."""
+    """Where this sweep's workers leave the fitted model of their best trial (trial.kept)."""
     return Path(markers, "kept")
 
 
