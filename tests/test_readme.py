@@ -1,6 +1,7 @@
-"""The README's commands, run as written: each row of its "Sweeps" table sweeps the number of
-trials the row says, and the quick start's command ends in the table and the compare link; its
-`backend=argo` commands write a manifest Argo and Pod Security "restricted" admit."""
+"""The README's and the docs pages' commands, run as written: each row of the "Sweeps" table sweeps
+the number of trials the row says, every other local command of the README ends in the table and
+the compare link, and the pages' `backend=argo` commands write a manifest Argo and Pod Security
+"restricted" admit."""
 
 from __future__ import annotations
 
@@ -13,25 +14,57 @@ import yaml
 
 from support import pod_security
 from support.argo import SCHEMA, validate
-from support.servers import run_sweeper
+from support.servers import SHARED_DATA, run_sweeper
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PROJECT = Path(__file__).resolve().parent.parent
+README = PROJECT / "README.md"
+PAGES = sorted((PROJECT / "docs").glob("*.md"))
 ROW = re.compile(r"^\| `(python -m sweeper [^`]+)` \| [^|]+ \| (\d+) \|$")
 
 
-def sweep_rows() -> list[tuple[list[str], int]]:
+def sweep_rows(page: Path = README) -> list[tuple[list[str], int]]:
     """(the command's arguments after `python -m sweeper`, the trials it says) per table row."""
     rows = []
-    for line in README.read_text().splitlines():
+    for line in page.read_text().splitlines():
         found = ROW.match(line)
         if found:
             rows.append((shlex.split(found[1])[3:], int(found[2])))
     return rows
 
 
-def test_the_readme_table_is_found() -> None:
+def test_the_readme_table_is_found_and_is_the_sweeps_page_table() -> None:
     rows = sweep_rows()
     assert len(rows) == 8 and rows[0] == (["model=rf,lasso", "-m"], 9)
+    assert sweep_rows(PROJECT / "docs" / "sweeps.md") == rows
+
+
+def commands(page: Path) -> list[list[str]]:
+    """A page's code lines `python -m sweeper …` (continuation lines joined), as arguments after
+    `python -m sweeper`."""
+    found, current = [], ""
+    for line in page.read_text().splitlines():
+        text = line.strip()
+        if not current and not text.startswith("python -m sweeper "):
+            continue
+        current += " " + text.removesuffix("\\")
+        if not text.endswith("\\"):
+            found.append(shlex.split(current)[3:])
+            current = ""
+    return found
+
+
+def test_the_readme_commands_run_as_written(tmp_path: Path, workdir: Path) -> None:
+    """Its quick start's and "Your own CSV"'s commands, from a folder with `../shared` beside
+    it as in a fresh clone: each ends in the table and the compare link."""
+    (tmp_path / "shared").symlink_to(SHARED_DATA.parent)
+    local = [c for c in commands(README) if "backend=argo" not in " ".join(c)]
+    assert ["model=rf,lasso", "-m"] in local and any("data=csv" in c for c in local)
+    for args in local:
+        done = run_sweeper(args, cwd=workdir)
+        command = " ".join(args)
+        assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+        assert "Traceback" not in done.stderr, command
+        assert done.stdout.strip().splitlines()[-1].startswith("Compare the trials: http://")
 
 
 def test_each_command_of_the_sweeps_table_runs_its_trials(workdir: Path) -> None:
@@ -53,29 +86,24 @@ def test_each_command_of_the_sweeps_table_runs_its_trials(workdir: Path) -> None
 
 
 def argo_commands() -> list[list[str]]:
-    """The README's grid sweeps on Argo: its code lines `python -m sweeper … backend=argo …`,
-    continuation lines joined (an optimiser's batches need a live server: tests/test_argo.py)."""
-    commands, current = [], ""
-    for line in README.read_text().splitlines():
-        text = line.strip()
-        if not current and not text.startswith("python -m sweeper "):
-            continue
-        current += " " + text.removesuffix("\\")
-        if not text.endswith("\\"):
-            if "backend=argo" in current and "hydra/sweeper" not in current:
-                commands.append(shlex.split(current)[3:])
-            current = ""
-    return commands
+    """The pages' grid sweeps on Argo (an optimiser's batches need a live server:
+    tests/test_argo.py)."""
+    every = [c for page in [README, *PAGES] for c in commands(page)]
+    return [c for c in every if "backend=argo" in c and not any("hydra/sweeper" in a for a in c)]
 
 
-def test_the_readme_argo_commands_write_admissible_manifests(workdir: Path) -> None:
-    """As written, with the `argo.render_to=sweep.yaml` the README says to add to only write the
-    manifest; the last one also as the nightly CronWorkflow of its step 6."""
-    commands = argo_commands()
-    assert len(commands) == 2 and all("-m" in c and c[-1] != "-m" for c in commands)
-    nightly = [*commands[-1], "argo.schedule=0 2 * * *", "argo.timezone=Europe/Berlin"]
+def test_the_pages_argo_commands_write_admissible_manifests(workdir: Path) -> None:
+    """As written, with the `argo.render_to=sweep.yaml` the Argo page says to add to only write
+    the manifest; the nightly page's command renders a CronWorkflow."""
+    found = argo_commands()
+    assert len(found) == 3 and all("-m" in c and c[-1] != "-m" for c in found)
+    kinds = [
+        "CronWorkflow" if any(a.startswith("argo.schedule=") for a in c) else "Workflow"
+        for c in found
+    ]
+    assert kinds.count("CronWorkflow") == 1
     schema = json.loads(SCHEMA.read_text())
-    for args, kind in [(c, "Workflow") for c in commands] + [(nightly, "CronWorkflow")]:
+    for args, kind in zip(found, kinds, strict=True):
         (workdir / "sweep.yaml").unlink(missing_ok=True)
         done = run_sweeper([*args, "argo.render_to=sweep.yaml"], cwd=workdir)
         assert done.returncode == 0, f"{' '.join(args)}: {done.stderr[-2000:]}"
