@@ -3,15 +3,23 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install sweep test bench lint system-packages step-image clean
+.PHONY: install dev sweep test test-fast docs bench lint system-packages step-image clean
 
+# What a sweep needs, and nothing else.
 install: $(VENV)/.installed
 
-# hydra-optuna-sweeper goes in without its optuna<3 pin (see pyproject.toml's `optuna` extra).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,optuna]'
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# The tools of the tests, lint, docs and bench, and Optuna. hydra-optuna-sweeper goes in without
+# its optuna<3 pin (see pyproject.toml's `optuna` extra).
+dev: $(VENV)/.dev
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,docs,bench,optuna]'
 	$(BIN)/python -m pip install --quiet --no-deps hydra-optuna-sweeper==1.3.0
 	touch $@
 
@@ -19,14 +27,18 @@ sweep: install
 	$(BIN)/python -m sweeper model=rf,lasso -m
 
 # ~10 min on 2 cores: sweeper against the Hydra launchers and the original scripts (bench/RESULTS.md).
-bench: install
+bench: dev
 	$(BIN)/python bench/run.py
 
 # ruff, then mypy on sweeper/, steps/ and hydra_plugins/ (its settings: pyproject.toml).
-lint: install
+lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The manual as a site, into site/; a broken link or anchor fails it.
+docs: dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Debian's packages the tests use, in one apt-get when one is missing: buildah, debootstrap and
 # podman build and run the step image, chromium opens the compare link, postgresql serves the
@@ -43,10 +55,15 @@ system-packages:
 step-image: system-packages
 	$(PYTHON) tests/support/step_image.py
 
-# The image builds while the venv installs and lints: both mostly wait on downloads.
+# The image builds while the venv installs, lints and builds the docs: both mostly wait on downloads.
 test:
 	$(MAKE) --no-print-directory -j2 lint step-image
+	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest
 
+# The edit-run loop: the unit tests only (no server, no process started), in about a minute.
+test-fast: dev
+	$(BIN)/python -m pytest -m unit -n 0
+
 clean:
-	rm -rf $(VENV) mlflow.db multirun outputs sweeper-store dist
+	rm -rf $(VENV) mlflow.db multirun outputs sweeper-store dist site
