@@ -1,7 +1,17 @@
-"""The suite's fixtures: real servers on loopback and working directories (tests/support), and
-the order test files go to xdist's workers in."""
+"""The suite's fixtures: real servers on loopback and working directories (tests/support); the two
+tiers (a `unit` test starts no process and no server, everything else is `e2e`); and the order
+test files go to xdist's workers in, from the durations the last full run measured."""
 
 from __future__ import annotations
+
+import json
+import multiprocessing.process
+import os
+import socket
+import subprocess
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,25 +24,55 @@ from support.servers import (  # noqa: F401  (pytest finds fixtures by name here
     workdir,
 )
 
-# The files that take a worker longest (measured with --durations=0, summed per file), handed out
-# first so that the two workers end together: xdist's own order, most tests first, left the bench
-# smoke, the README's commands and the outages for last. Files not named follow in their order.
-LONGEST_FIRST = [
-    "test_conformance.py",  # 206 s in a full run on 2 cores, 2026-12-04
-    "test_outages.py",  # 155 s
-    "test_argo.py",  # 139 s
-    "test_production_mlflow.py",  # 118 s
-    "test_local_sweep.py",  # 116 s
-    "test_local_faults.py",  # 106 s
-    "test_bench.py",  # 96 s
-    "test_readme.py",  # 80 s
-    "test_results.py",  # 76 s
-    "test_bad_input.py",  # 75 s
-    "test_best_model.py",  # 63 s
-]
+# Seconds each test file took in the last full run, summed over its tests: the longest files go
+# to the xdist workers first, so that the two end together (xdist's own order, most tests first,
+# left the slowest files for last). Rewritten by every run that ran the whole suite and passed.
+DURATIONS = Path(__file__).with_name("durations.json")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.e2e)
+    measured = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
     # A stable sort: a file's tests keep their order (xdist reads each file as one unit).
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    items.sort(key=lambda item: -measured.get(item.path.name, 0.0))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_nothing(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Keeps the fast tier fast: a test marked `unit` that starts a process or listens on a port
+    fails at once, naming what it did."""
+    if request.node.get_closest_marker("unit") is not None:
+
+        def refuse(what: str) -> Callable[..., None]:
+            def refused(*_args: object, **_kwargs: object) -> None:
+                raise AssertionError(f"a unit test {what}: leave the unit mark off")
+
+            return refused
+
+        starts = refuse("starts a process")
+        monkeypatch.setattr(subprocess.Popen, "__init__", starts)
+        monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", starts)
+        monkeypatch.setattr(os, "fork", refuse("forks"))
+        monkeypatch.setattr(socket.socket, "listen", refuse("listens on a port"))
+    yield
+
+
+_seconds: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Under xdist the controller gets every worker's reports: one sum for the whole run.
+    _seconds[report.nodeid.split("::")[0].rpartition("/")[2]] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    every_file = {path.name for path in Path(__file__).parent.glob("test_*.py")}
+    whole_run = not session.config.option.markexpr and set(_seconds) >= every_file
+    if hasattr(session.config, "workerinput") or exitstatus != 0 or not whole_run:
+        return
+    measured = {name: round(seconds, 1) for name, seconds in sorted(_seconds.items())}
+    DURATIONS.write_text(json.dumps(measured, indent=1) + "\n")

@@ -13,6 +13,8 @@ import pytest
 
 from support.servers import PROJECT
 
+pytestmark = pytest.mark.unit
+
 PACKAGES = ("sweeper", "steps", "hydra_plugins")
 
 # Every room may use these two: the one error type, and the text every message is made safe by.

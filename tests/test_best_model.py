@@ -118,6 +118,7 @@ def test_a_champion_that_cannot_score_tonights_data_is_replaced_in_one_line(
     ), line
 
 
+@pytest.mark.unit
 def test_a_score_that_is_not_a_number_fails_the_trial_instead_of_ranking() -> None:
     """evaluate's scores of predictions that overflowed: refused, so the trial is FAILED."""
     import numpy as np

@@ -23,6 +23,8 @@ from sweeper.tracking.tracker import Tracker
 from sweeper.trial.fitting import read_raw_test, score
 from sweeper.trial.lifecycle import SweepRef, run_trial
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def planned(tmp_path: Path) -> Plan:

@@ -17,6 +17,8 @@ from sweeper.planning.compose import compose_jobs
 from sweeper.planning.expand import defer_model_values, expand
 from sweeper.planning.plan import build_plan
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(autouse=True)
 def hydra_initialised() -> Iterator[None]:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from steps.preprocess import preprocess
 from support.servers import data_file
+
+pytestmark = pytest.mark.unit
 
 STANDARD = {
     "impute_numeric": "median",

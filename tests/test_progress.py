@@ -51,6 +51,7 @@ def finished(index: int, mse: float, reused: bool = False) -> Outcome:
     return Outcome.finished(trial(index), {"mse": mse}, f"run-{index}")
 
 
+@pytest.mark.unit
 def test_counts_time_left_and_best_follow_the_events(tmp_path: Path) -> None:
     clock = Clock()
     progress = Progress(total=6, workers=2, markers=str(tmp_path), clock=clock)
@@ -102,6 +103,7 @@ def test_counts_time_left_and_best_follow_the_events(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.unit
 def test_time_left_is_shown_once_a_trained_trial_finished() -> None:
     clock = Clock()
     progress = Progress(total=41, workers=4, clock=clock)
@@ -116,6 +118,7 @@ def test_time_left_is_shown_once_a_trained_trial_finished() -> None:
     )
 
 
+@pytest.mark.unit
 def test_formatting() -> None:
     assert clock_time(0) == "0:00:00"
     assert clock_time(59.9) == "0:00:59"
@@ -132,6 +135,7 @@ def test_formatting() -> None:
     )
 
 
+@pytest.mark.unit
 def test_without_a_terminal_the_end_is_one_plain_log_line(caplog: pytest.LogCaptureFixture) -> None:
     assert not sys.stdout.isatty()  # pytest captures it
     clock = Clock()
@@ -172,6 +176,7 @@ def train(phase: str | None, suffix: str, chunk: str) -> dict[str, Any]:
     return pod("train", phase, suffix, inputs={"parameters": [{"name": "chunk", "value": chunk}]})
 
 
+@pytest.mark.unit
 def test_argo_counts_come_from_train_pods_and_the_plan() -> None:
     # The plan step's output: group a trains chunks 0-2 (2, 2 and 1 trials), group b chunks 3-4
     # (2 and 1) and has one trial an earlier sweep finished.

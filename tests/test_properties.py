@@ -20,6 +20,8 @@ from sweeper.planning.compose import compose_jobs
 from sweeper.planning.expand import expand
 from sweeper.planning.plan import build_plan
 
+pytestmark = pytest.mark.unit
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 

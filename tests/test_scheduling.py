@@ -6,8 +6,12 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 
+import pytest
+
 from sweeper.core.cost import work_estimate
 from sweeper.executors.local.pool import Pending
+
+pytestmark = pytest.mark.unit
 
 
 def test_more_and_deeper_trees_are_estimated_to_take_longer() -> None:

@@ -172,6 +172,7 @@ def test_nested_classes_of_trusted_modules_are_fitted(workdir: Path) -> None:
     assert trial.info.status == "FINISHED" and trial.data.metrics["mse"] > 0
 
 
+@pytest.mark.unit
 def test_every_process_that_builds_a_model_checks_its_classes(tmp_path: Path) -> None:
     """A worker or a pod checks the classes again, whatever the plan it was handed says."""
     marker = tmp_path / "ran-the-pickle"
