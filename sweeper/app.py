@@ -14,9 +14,11 @@ import hydra
 from omegaconf import DictConfig
 
 from sweeper.core.records import Status
-from sweeper.core.settings import config_dir
+from sweeper.core.settings import config_dir, register_schemas
 
 __all__ = ["config_dir", "main", "run_single"]
+
+register_schemas()  # before Hydra composes `conf/config.yaml`, which names them
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")

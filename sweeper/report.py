@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from sweeper.core.metrics import RECORDED, Ranking, Task
 from sweeper.core.records import Status
-from sweeper.core.settings import config_dir
+from sweeper.core.settings import MlflowSettings, config_dir
 from sweeper.display.table import ConfigRow, Report, Row, print_report
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact
@@ -136,7 +136,10 @@ def _rows_from_trials(tracker: Tracker, parent: str, ranking: Ranking) -> list[R
 
 def _defaults() -> tuple[str, str]:
     """The tracking URI and experiment a plain `python -m sweeper` would use."""
-    mlflow = OmegaConf.load(Path(config_dir(), "config.yaml")).mlflow
+    # The defaults, and what the config tree's own `mlflow:` block (if a user added one) says.
+    tree = OmegaConf.load(Path(config_dir(), "config.yaml"))
+    written = tree.get("mlflow") if isinstance(tree, DictConfig) else None
+    mlflow = OmegaConf.merge(OmegaConf.structured(MlflowSettings), written or {})
     uri = os.environ.get("MLFLOW_TRACKING_URI") or str(mlflow.tracking_uri)
     return uri, str(mlflow.experiment)
 

@@ -11,7 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
-from sweeper.app import config_dir
+from sweeper.core.settings import config_dir, register_schemas
 from sweeper.errors import SweeperError
 from sweeper.planning.compose import compose_jobs
 from sweeper.planning.expand import defer_model_values, expand
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture(autouse=True)
 def hydra_initialised() -> Iterator[None]:
+    register_schemas()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         yield
     GlobalHydra.instance().clear()

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from sweeper.app import config_dir
 from sweeper.core.records import trial_key
+from sweeper.core.settings import config_dir, register_schemas
 from sweeper.executors.argo.names import dns_label, label_value
 from sweeper.planning.compose import compose_jobs
 from sweeper.planning.expand import expand
@@ -71,6 +71,7 @@ def test_trial_keys_compare_numbers_by_value(model: dict) -> None:
 
 @pytest.fixture(scope="module")
 def hydra_initialised() -> Iterator[None]:
+    register_schemas()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         yield
     GlobalHydra.instance().clear()

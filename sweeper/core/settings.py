@@ -1,8 +1,9 @@
 """The sweep-wide settings, typed once: structured configs that Hydra checks while it composes.
 
-`conf/config.yaml` pulls each dataclass in as the schema of its group (`schema/argo@argo`, …), so a
-wrong type or an unknown key is refused by Hydra with the key named, before anything runs. Both
-executors read the same `Settings` object; nothing reads `cfg.argo.*` by hand.
+The dataclasses are the one place the defaults are written: `conf/config.yaml` pulls each in as
+the schema of its group (`schema/argo@argo`, …; see `register_schemas`), so a wrong type or an
+unknown key is refused by Hydra with the key named, before anything runs. Both executors read the
+same `Settings` object; nothing reads `cfg.argo.*` by hand.
 """
 
 from __future__ import annotations
@@ -42,21 +43,21 @@ class LocalSettings:
 
 @dataclass
 class ArgoSettings:
-    server: Optional[str] = None  # noqa: UP045
+    server: Optional[str] = None  # noqa: UP045  (the Argo Server, e.g. https://argo.example:2746)
     namespace: str = "argo"
-    image: str = "sweeper:latest"
+    image: str = "sweeper:latest"  # the step image built from docker/Dockerfile
     token: Optional[str] = None  # noqa: UP045  (or ARGO_TOKEN; never written anywhere)
     verify_ssl: bool = True
-    render_to: Optional[str] = None  # noqa: UP045
-    wait: bool = True
-    watch_timeout: float = 86400.0
+    render_to: Optional[str] = None  # noqa: UP045  (write the manifest here, contact no server)
+    wait: bool = True  # watch the workflow until it ends
+    watch_timeout: float = 86400.0  # seconds
     poll_seconds: float = 5.0
-    schedule: Optional[str] = None  # noqa: UP045
-    name: Optional[str] = None  # noqa: UP045
+    schedule: Optional[str] = None  # noqa: UP045  (a cron expression: a CronWorkflow)
+    name: Optional[str] = None  # noqa: UP045  (the CronWorkflow's; sweeper-<experiment>)
     timezone: Optional[str] = None  # noqa: UP045
     parallelism: Optional[int] = 20  # noqa: UP045  (pods at once; null: as many as fit)
     trials_per_pod: Any = "auto"  # a number, or auto: by estimated cost, <= ~1,000 train pods
-    retries: int = 2
+    retries: int = 2  # of a pod the cluster lost, not of a failing trial
     active_deadline_seconds: Optional[int] = 86400  # noqa: UP045  (a hung run ends in a day)
     # Pod Security "restricted": the step image's user (docker/Dockerfile), a read-only root.
     run_as_user: int = 10001
@@ -78,7 +79,7 @@ class ArgoSettings:
     priority_class: Optional[str] = None  # noqa: UP045
     image_pull_secrets: list[str] = field(default_factory=list)
     service_account: Optional[str] = None  # noqa: UP045
-    secrets: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)  # Secrets whose keys become the env
     # {NAME: value}. Typed Any: OmegaConf cannot replace an Optional[Dict] that is None from the
     # command line (`argo.env={A: b}` fails inside its merge); `environment` gives it typed.
     env: Any = None
@@ -90,6 +91,9 @@ class ArgoSettings:
 
 @dataclass
 class StorageSettings:
+    """Preprocessed splits (`preprocess/<key>/`) and sweep records (`sweeps/<sweep_id>/`): a
+    folder or any fsspec URL (s3://bucket/prefix: endpoint and credentials from AWS_*)."""
+
     root: str = "sweeper-store"
 
 
@@ -97,12 +101,13 @@ class StorageSettings:
 class MlflowSettings:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "sweeper"
+    # A registered model's name: gets a new version when the best trial beats its champion.
     register_best: Optional[str] = None  # noqa: UP045
 
 
 @dataclass
 class SweepOptions:
-    rerun: bool = False
+    rerun: bool = False  # train every trial again, even those already finished in MLflow
 
 
 @dataclass
@@ -219,7 +224,10 @@ def config_dir() -> str:
     return str(packaged if packaged.is_dir() else package.parent / "conf")
 
 
-def _register() -> None:
+def register_schemas() -> None:
+    """Puts the settings' dataclasses in Hydra's ConfigStore as `schema/<group>`, which
+    `conf/config.yaml` pulls in with their defaults. Called by whatever composes the config (the
+    app, a plan pod, a test), not by importing this module; storing again replaces the same."""
     store = ConfigStore.instance()
     for name, node in (
         ("local", LocalSettings),
@@ -231,6 +239,3 @@ def _register() -> None:
         ("trust", TrustSettings),
     ):
         store.store(group="schema", name=name, node=node, provider="sweeper")
-
-
-_register()

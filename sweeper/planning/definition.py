@@ -22,7 +22,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
 from sweeper.core.records import Plan
-from sweeper.core.settings import config_dir
+from sweeper.core.settings import config_dir, register_schemas
 from sweeper.errors import SweeperError
 from sweeper.planning.compose import compose_jobs
 from sweeper.planning.expand import expand, path_in_choices
@@ -136,6 +136,7 @@ def plan_from_definition(definition: Definition, sweep_id: str) -> Plan:
     if refused:
         raise SweeperError(refused)
     GlobalHydra.instance().clear()
+    register_schemas()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="sweeper"):
         loader = GlobalHydra.instance().config_loader()
         parser = OverridesParser.create(config_loader=loader)

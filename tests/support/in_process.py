@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from sweeper.core.settings import config_dir
+from sweeper.core.settings import config_dir, register_schemas
 from sweeper.executors.base import Batch
 from sweeper.planning.compose import compose_jobs
 from sweeper.planning.definition import Definition
@@ -22,6 +22,7 @@ from sweeper.planning.plan import Job
 @contextmanager
 def hydra_configs() -> Iterator[None]:
     GlobalHydra.instance().clear()
+    register_schemas()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         yield
     GlobalHydra.instance().clear()
