@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeper.core import overrides
 from sweeper.core.metrics import Ranking, Task
 from sweeper.core.records import Plan, Status, StoredSplit, Trial
 
@@ -70,10 +71,6 @@ class Outcome:
 SPLIT_KEYS = ("seed", "data.test_size")
 
 
-def _setting(override: str) -> str:
-    return override.lstrip("+~").partition("=")[0]
-
-
 @dataclass(frozen=True)
 class Configuration:
     """Trials that differ only in their seed or split settings (SPLIT_KEYS): one model config,
@@ -86,9 +83,9 @@ class Configuration:
 
     @classmethod
     def key_and_name(cls, trial: Trial) -> tuple[str, str]:
-        overrides = sorted(o for o in trial.overrides if _setting(o) not in SPLIT_KEYS)
-        name = " ".join(t for t in trial.name.split(" ") if _setting(t) not in SPLIT_KEYS)
-        return json.dumps([trial.model_name, overrides]), name
+        settings = sorted(o for o in trial.overrides if overrides.key(o) not in SPLIT_KEYS)
+        name = " ".join(t for t in trial.name.split(" ") if overrides.key(t) not in SPLIT_KEYS)
+        return json.dumps([trial.model_name, settings]), name
 
     @property
     def finished(self) -> list[Outcome]:

@@ -17,6 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
+from sweeper.core import overrides
 from sweeper.core.metrics import Ranking
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact
@@ -71,7 +72,7 @@ def search_keys(config: DictConfig) -> list[str]:
     for override in _overrides(list(config.hydra.overrides.task)):
         if override.is_sweep_override():
             keys.append(override.key_or_group)
-    return [k.lstrip("+~") for k in dict.fromkeys(keys)]
+    return [overrides.key(k) for k in dict.fromkeys(keys)]
 
 
 def study_params(config: DictConfig) -> dict[str, str]:

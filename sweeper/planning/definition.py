@@ -21,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
+from sweeper.core import overrides
 from sweeper.core.records import Plan
 from sweeper.core.settings import config_dir, register_schemas
 from sweeper.errors import SweeperError
@@ -29,12 +30,13 @@ from sweeper.planning.expand import expand, path_in_choices
 from sweeper.planning.plan import build_plan
 
 # Settings only the submitting side uses; `argo.token` in particular must not travel.
-LOCAL_ONLY = ("argo.", "hydra.", "backend=")
+LOCAL_ONLY = ("argo.", "hydra.")
 
 
-def portable(overrides: Sequence[str]) -> list[str]:
+def portable(lines: Sequence[str]) -> list[str]:
     """The overrides a pod needs to rebuild the plan."""
-    return [o for o in overrides if not o.lstrip("+~").startswith(LOCAL_ONLY)]
+    keys = [(line, overrides.key(line)) for line in lines]
+    return [line for line, key in keys if key != "backend" and not key.startswith(LOCAL_ONLY)]
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,10 @@ from hydra.core.override_parser.types import Override, OverrideType, Transformer
 from omegaconf import DictConfig
 
 from sweeper.core.metrics import Task
+from sweeper.core.overrides import MODEL_GROUP, MODEL_VALUE
 from sweeper.core.settings import config_dir
 from sweeper.errors import SweeperError
 from sweeper.planning.task import data_task, fits
-
-MODEL = "model"
 
 
 def expand(
@@ -39,8 +38,8 @@ def expand(
     overrides = _merge(
         parser.parse_overrides(as_overrides(params)), parser.parse_overrides(list(arguments))
     )
-    model_choice = [o for o in overrides if o.key_or_group == MODEL]
-    model_values = [o for o in overrides if o.key_or_group.startswith(f"{MODEL}.")]
+    model_choice = [o for o in overrides if o.key_or_group == MODEL_GROUP]
+    model_values = [o for o in overrides if o.key_or_group.startswith(MODEL_VALUE)]
     others = [o for o in overrides if o not in model_choice and o not in model_values]
 
     models = _values(model_choice[0]) if model_choice else [default_model]
@@ -53,7 +52,7 @@ def expand(
     used: set[str] = set()
     jobs = []
     for model in models:
-        cfg = compose([*fixed, f"{MODEL}={model}"])
+        cfg = compose([*fixed, f"{MODEL_GROUP}={model}"])
         if globbed:
             task = task or [data_task(cfg.data)]
             if not fits(cfg.get("estimator_type"), task[0]):
@@ -66,7 +65,7 @@ def expand(
         axes = list(grid.values())
         for other in itertools.product(*other_axes):
             for values in itertools.product(*axes):
-                jobs.append([*other, f"{MODEL}={model}", *values])
+                jobs.append([*other, f"{MODEL_GROUP}={model}", *values])
 
     if globbed and not jobs:
         raise SweeperError(f"{_line(model_choice[0])}: none of its models fit a {task[0]} target")
@@ -136,7 +135,7 @@ def _applies(override: Override, cfg: DictConfig) -> bool:
     if override.is_add() or override.is_force_add() or override.is_delete():
         return True
     name = override.key_or_group.split(".")[1]
-    return name in cfg[MODEL]
+    return name in cfg[MODEL_GROUP]
 
 
 def _grid_axes(
@@ -144,9 +143,9 @@ def _grid_axes(
 ) -> dict[str, list[str]]:
     """The model's grid: `model.<name>` → its values as overrides, in the grid's order."""
     grid = cfg.get("grid") or {}
-    lines = [f"{MODEL}.{name}={_sweep_text(values)}" for name, values in grid.items()]
+    lines = [f"{MODEL_VALUE}{name}={_sweep_text(values)}" for name, values in grid.items()]
     for line in lines:
-        if line.split("=")[0].split(".")[1] not in cfg[MODEL]:
+        if line.split("=")[0].split(".")[1] not in cfg[MODEL_GROUP]:
             raise SweeperError(f"grid of model={model}: '{line}' is not a parameter of the model")
     return {o.key_or_group: _axis(o, parsed) for o in parser.parse_overrides(lines)}
 
@@ -182,7 +181,7 @@ def defer_model_values(argv: list[str]) -> list[str]:
             override = None
         if (
             override is not None
-            and override.key_or_group.startswith(f"{MODEL}.")
+            and override.key_or_group.startswith(MODEL_VALUE)
             and override.type == OverrideType.CHANGE
             and not override.is_sweep_override()
             and override.value() is not None  # choice(null) is not valid Hydra grammar

@@ -21,14 +21,12 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.core import trust
+from sweeper.core import overrides, trust
+from sweeper.core.overrides import MODEL_GROUP, MODEL_VALUE
 from sweeper.core.records import Plan, PreprocessGroup, Trial, trial_params
 from sweeper.core.settings import SWEEP_WIDE, Settings
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact_text
-
-MODEL = "model."
-MODEL_KEY = "model"
 
 
 @dataclass(frozen=True)
@@ -61,10 +59,12 @@ class Job:
         """The resolved config as plain data; its sections other than `model` may be shared
         with other jobs (read, never change them)."""
         if self.resolved_base is not None and all(map(_plain, self.values)):
-            model = dict(self.resolved_base[MODEL_KEY])
-            if all(o.key_or_group.removeprefix(MODEL) in model for o in self.values):
-                model.update({o.key_or_group.removeprefix(MODEL): o.value() for o in self.values})
-                return {**self.resolved_base, MODEL_KEY: model}
+            model = dict(self.resolved_base[MODEL_GROUP])
+            if all(o.key_or_group.removeprefix(MODEL_VALUE) in model for o in self.values):
+                model.update(
+                    {o.key_or_group.removeprefix(MODEL_VALUE): o.value() for o in self.values}
+                )
+                return {**self.resolved_base, MODEL_GROUP: model}
         return resolved(self.cfg)
 
 
@@ -186,7 +186,7 @@ def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
 def _override_items(job: Job) -> dict[str, str]:
     items = {}
     for override in job.overrides:
-        key, _, value = override.lstrip("+~").partition("=")
+        key, value = overrides.key_value(override)
         items[key] = value
     return items
 
@@ -211,19 +211,19 @@ def _trial_name(job: Job, varying: Sequence[str]) -> str:
     exact value is in the params); then anything else that varies. No URL's credentials: the
     name is a run's name and a registered version's tag."""
     items = _override_items(job)
-    grid = [f"{MODEL}{k}" for k in job.config.get("grid") or {}]
-    config = [f"{MODEL}{k}" for k in job.config.get(MODEL_KEY) or {}]
+    grid = [f"{MODEL_VALUE}{k}" for k in job.config.get("grid") or {}]
+    config = [f"{MODEL_VALUE}{k}" for k in job.config.get(MODEL_GROUP) or {}]
     order = {key: i for i, key in enumerate(dict.fromkeys([*grid, *config]))}
     shown_keys = sorted(
         (k for k in varying if k in items),
-        key=lambda k: (not k.startswith(MODEL), order.get(k, len(order))),
+        key=lambda k: (not k.startswith(MODEL_VALUE), order.get(k, len(order))),
     )
-    shown = [f"{k.removeprefix(MODEL)}={_shown(job, k, items[k])}" for k in shown_keys]
+    shown = [f"{k.removeprefix(MODEL_VALUE)}={_shown(job, k, items[k])}" for k in shown_keys]
     return redact_text(" ".join([job.model_name, *shown]))
 
 
 def _shown(job: Job, key: str, text: str) -> str:
-    value: Any = job.config if key.startswith(MODEL) else None
+    value: Any = job.config if key.startswith(MODEL_VALUE) else None
     for part in key.split(".") if value is not None else ():
         value = value.get(part) if isinstance(value, Mapping) else None
     return f"{value:.4g}" if isinstance(value, float) else text

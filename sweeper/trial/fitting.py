@@ -20,6 +20,7 @@ import pandas as pd
 from sweeper.core import storage, trust
 from sweeper.core.metrics import FIT_SECONDS, METRICS, Task, cv_mean, cv_std
 from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, now_ms
+from sweeper.trial.splits import folds_refused
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -141,15 +142,12 @@ def folds(split_url: str, cv: int, seed: int) -> tuple[tuple[np.ndarray, np.ndar
 
     split = load_split(split_url)
     y = split.y_train
-    if len(y) < cv:
-        raise ValueError(f"eval.cv={cv} needs at least {cv} training rows; the split has {len(y)}")
-    if split.task == Task.classification:
-        fewest = int(pd.Series(y).value_counts().min())
-        if fewest < cv:
-            raise ValueError(
-                f"eval.cv={cv} needs {cv} training rows of each class; the "
-                f"smallest class has {fewest}"
-            )
+    classification = split.task == Task.classification
+    fewest = int(pd.Series(y).value_counts().min()) if classification else 0
+    refused = folds_refused(cv, len(y), split.task, fewest)
+    if refused:
+        raise ValueError(refused)
+    if classification:
         return tuple(StratifiedKFold(cv, shuffle=True, random_state=seed).split(y, y))
     return tuple(KFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1))))
 

@@ -42,13 +42,18 @@ def announce_split(group_id: str, split: StoredSplit, cv: int) -> str | None:
     for warning in split.warnings:
         log.warning("Preprocess %s: %s", group_id, warning)
     rows = split.report.get("rows_train", 0)
+    return folds_refused(cv, rows, split.task, split.smallest_class)
+
+
+def folds_refused(cv: int, rows: int, task: str, smallest_class: int) -> str | None:
+    """Why `cv` folds cannot be cut from these training rows, if they cannot (0 rows: not known
+    yet). The one rule: the sweep says it before a trial runs, and cutting the folds again."""
     if rows and cv > rows:
         return f"eval.cv={cv} needs at least {cv} training rows; the split has {rows}"
-    if split.task == Task.classification and cv > split.smallest_class:
+    if task == Task.classification and cv > smallest_class:
         return (
             f"eval.cv={cv} needs {cv} training rows of each class; the smallest class has "
-            f"{split.smallest_class} (use eval.cv={max(2, split.smallest_class)} or fewer, "
-            "or more data)"
+            f"{smallest_class} (use eval.cv={max(2, smallest_class)} or fewer, or more data)"
         )
     return None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from sweeper.core import storage
+from sweeper.core import overrides, storage
 from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError
 from sweeper.planning.definition import Definition
@@ -75,7 +75,7 @@ def check_definition(definition: Definition) -> None:
                 "plain text and which expires before a nightly run; give the pods a URL without "
                 "a signature and credentials in a Secret named in argo.secrets"
             )
-        if not line.lstrip("+~").startswith("data.path="):
+        if overrides.key(line) != "data.path":
             continue
         override = parser.parse_override(line)
         values = (

@@ -27,14 +27,14 @@ from sweeper.executors.local import pool as pools
 from sweeper.executors.local import private, worker
 from sweeper.executors.local.head_start import HeadStart, LookedUp, Preprocessed, in_this_process
 from sweeper.executors.local.isolation import Isolation
-from sweeper.executors.local.worker import OPEN_RUN, WARM_STORE
+from sweeper.executors.local.worker import OpenRun, WarmStore
 from sweeper.planning.task import misfits
 from sweeper.trial import lifecycle
 from sweeper.trial.lifecycle import SweepRef
 from sweeper.trial.splits import announce_split, run_params
 
 log = logging.getLogger(__name__)
-Work = PreprocessGroup | Preprocessed | Trial | str  # a str: one of worker.SWEEP_TASKS
+Work = PreprocessGroup | Preprocessed | Trial | WarmStore | OpenRun
 
 
 class Scheduler:
@@ -70,7 +70,7 @@ class Scheduler:
         `groups` are preprocessed here meanwhile, while the pool's first workers start (or, for
         a sweep with nothing to train, were looked up here already: `found`, see `cached`)."""
         self.head = HeadStart(() if self.here else groups, self.settings.storage.root, found or {})
-        self._submit(WARM_STORE)
+        self._submit(WarmStore())
 
     @property
     def sweep(self) -> SweepRef:
@@ -144,14 +144,14 @@ class Scheduler:
     def _submit(self, item: Work, pool: Executor | None = None) -> Future[Any]:
         pool = pool or self.pool
         future: Future[Any]
-        if item == OPEN_RUN:
+        if isinstance(item, OpenRun):
             # Owned by this process (tagged with a worker's pid, the next sweep would take it
             # for an orphan once that worker exits); its params say what preprocessing did.
             params = run_params(self.result.plan, self.splits)
             future = pool.submit(
                 worker.open_sweep, self.settings, self.result.plan.sweep_id, params, os.getpid()
             )
-        elif item == WARM_STORE:
+        elif isinstance(item, WarmStore):
             future = pool.submit(worker.warm_tracking, self.settings)
         elif isinstance(item, PreprocessGroup | Preprocessed):
             assert self.batch is not None
@@ -178,9 +178,9 @@ class Scheduler:
             future, item = self.pending.finished()
             if isinstance(future.exception(), BrokenProcessPool):
                 self._broken(item, future)
-            elif item == WARM_STORE:
+            elif isinstance(item, WarmStore):
                 future.result()  # an unreachable store is said now, before anything runs
-            elif item == OPEN_RUN:
+            elif isinstance(item, OpenRun):
                 self._opened(future)
             elif in_this_process(item) and future.exception() is None:
                 self._submit(Preprocessed(item.group, future.result()))  # to a worker now
@@ -236,7 +236,7 @@ class Scheduler:
         if group.id in self.unchecked:  # the run opens once all of the input is sound
             self.unchecked.discard(group.id)
             if not self.unchecked and not self.result.input_errors:
-                self._submit(OPEN_RUN)
+                self._submit(OpenRun())
         to_train = []
         for trial in trials:
             earlier = lifecycle.reused(trial, split, finished)

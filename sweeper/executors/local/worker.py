@@ -12,6 +12,7 @@ import contextlib
 import os
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +27,17 @@ if TYPE_CHECKING:
     from sweeper.conclusion.conclude import SweepEnd
 
 _trackers: dict[tuple[str, str], Tracker] = {}
-# A sweep's tasks besides preprocessing a group and training a trial, by what they do.
-WARM_STORE = "open the tracking store"
-OPEN_RUN = "open the sweep's run"
-SWEEP_TASKS = (WARM_STORE, OPEN_RUN)
+
+
+# A sweep's tasks besides preprocessing a group and training a trial, as the scheduler's work.
+@dataclass(frozen=True)
+class WarmStore:
+    """Open the tracking store in a worker while the first batch's input is checked."""
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """Open the sweep's run, once its input is sound."""
 
 
 def tracker(settings: Settings) -> Tracker:
