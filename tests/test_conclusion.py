@@ -39,7 +39,7 @@ def ran(plan: Plan, tracker: Tracker) -> SweepResult:
     [group] = plan.groups
     split = preprocess(group.data, group.preprocess, group.seed, plan.settings.storage.root)
     parent = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
-    result = SweepResult(plan.with_parent(parent), parent, tracker.tracking_uri)
+    result = SweepResult(plan.with_parent(parent), parent)
     result.splits[group.id] = split
     sweep = SweepRef(plan.sweep_id, parent)
     result.outcomes = [run_trial(tracker, sweep, trial, split) for trial in plan.trials]

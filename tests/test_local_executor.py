@@ -42,9 +42,7 @@ def test_a_dying_worker_is_found_and_fails_alone(tmp_path: Path) -> None:
         pools.append(workers)
         return new_pool(workers)
 
-    scheduler = Scheduler(
-        SweepResult(plan, "", plan.settings.mlflow.tracking_uri), 2, counting_pool
-    )
+    scheduler = Scheduler(SweepResult(plan, ""), 2, counting_pool)
     scheduler.open()
     outcomes = scheduler.run(plan)
     scheduler.close(Status.FAILED)

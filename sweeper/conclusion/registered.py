@@ -45,7 +45,9 @@ def load_model(
     import mlflow.pyfunc
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files
-    mlflow.set_tracking_uri(tracking_uri)  # `models:/` URIs resolve through its registry
+    # MLflow resolves `models:/` URIs, and a version's own `models:/m-…` source inside it, through
+    # the global tracking URI: passing one to download_artifacts reaches only the first step.
+    mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="sweeper-model-") as folder:
         local = faults.retrying(
             "MLflow's artifact store",

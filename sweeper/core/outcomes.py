@@ -116,7 +116,6 @@ class Configuration:
 class SweepResult:
     plan: Plan
     parent_run_id: str
-    tracking_uri: str
     outcomes: list[Outcome] = field(default_factory=list)
     splits: dict[str, StoredSplit] = field(default_factory=dict)
     # Bad input (data, split settings, model values) that stopped trials before they ran.
@@ -124,6 +123,10 @@ class SweepResult:
     experiment_id: str = ""  # MLflow's, for links to the sweep's runs
     notes: list[str] = field(default_factory=list)  # what ending the sweep's run reported
     stopped_by: str | None = None  # the outage (core.faults) that stopped the sweep
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.plan.settings.mlflow.tracking_uri
 
     @property
     def n_failed(self) -> int:
@@ -213,7 +216,7 @@ class SweepResult:
         plan lacks are left out). Splits come back with their URLs only."""
         record = json.loads(text)
         trials = {t.index: t for t in plan.trials}
-        result = cls(plan, str(record["parent_run_id"]), plan.settings.mlflow.tracking_uri)
+        result = cls(plan, str(record["parent_run_id"]))
         for row in record["trials"]:
             trial = trials.get(int(row["index"]))
             if trial is None:

@@ -69,7 +69,7 @@ class SweepSession:
         if self.study:
             plan = plan.with_params(self.study.params)
         if self._result is None:
-            self._result = SweepResult(plan, "", plan.settings.mlflow.tracking_uri)
+            self._result = SweepResult(plan, "")
         else:
             whole = self._result.plan
             if plan.settings != whole.settings:

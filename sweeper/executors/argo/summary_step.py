@@ -33,7 +33,7 @@ def summarise(plan_url: str, trusting: TrustSettings | None = None) -> SweepResu
     assert plan.parent_run_id is not None, "the plan step opens the sweep's run"
     settings = plan.settings
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
-    result = SweepResult(plan, plan.parent_run_id, tracker.tracking_uri)
+    result = SweepResult(plan, plan.parent_run_id)
     result.splits = recorded_splits(plan)
     result.outcomes, twice = recorded_outcomes(tracker, plan, result.splits)
     status = Status.FINISHED if result.n_failed == 0 else Status.FAILED
