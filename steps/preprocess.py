@@ -25,7 +25,7 @@ from sweeper.core import storage
 from sweeper.core.faults import Fault
 from sweeper.core.records import TARGET_COLUMN, Plan, StoredSplit
 from sweeper.errors import DataError
-from sweeper.safe_text import redact
+from sweeper.safe_text import first_line, redact
 from sweeper.trial.splits import record_split
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def _read_source(data: Mapping[str, Any]) -> tuple[bytes | None, str]:
             raise DataError(f"data.path {shown} cannot be reached: {unreachable}") from None
         if isinstance(err, FileNotFoundError):
             raise DataError(f"data.path {shown} does not exist") from None
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise DataError(f"data.path {shown} cannot be read: {reason}") from None
     if not raw.strip():
         raise DataError(f"data.path {redact(path)} is empty")
@@ -221,7 +221,7 @@ def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
             return pd.read_parquet(io.BytesIO(raw))
         frame = pd.read_csv(io.BytesIO(raw))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise DataError(f"data.path {shown} is not a readable table: {reason}") from None
     except Exception as err:  # pyarrow raises its own types for a corrupt Parquet file
         raise DataError(f"data.path {shown} is not a readable table: {err}") from None

@@ -104,3 +104,9 @@ def spreadsheet_cell(value: object) -> object:
     except ValueError:
         return "'" + value
     return value
+
+
+def first_line(err: BaseException) -> str:
+    """An error said in one line: its message's first line, or its type when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

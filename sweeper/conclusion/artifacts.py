@@ -1,6 +1,7 @@
 """What a sweep leaves on its MLflow parent run for people to look at: the ranked results table
 (CSV and HTML) and PNG plots (MSE per trial grouped by model; each model's MSE against the
-hyperparameters its trials varied).
+hyperparameters its trials varied); for a classification, the winner's confusion matrix and
+scikit-learn's per-class report on the test rows.
 
 Runs where the trials were logged (a local worker, the Argo summary pod), never in the process
 that only schedules: it imports pandas and matplotlib.
@@ -19,6 +20,7 @@ from sweeper.safe_text import spreadsheet_cell
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+    from sklearn.pipeline import Pipeline
 
     from sweeper.core.outcomes import Outcome, SweepResult
     from sweeper.core.records import Trial
@@ -106,9 +108,7 @@ _CSS = (
 
 def write_plots(result: SweepResult, folder: Path) -> list[Path]:
     """mse_by_trial.png, and mse_vs_<model>.png for each model whose trials varied a setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: pods and CI have no display
+    _files_only()
     scored = [o for o in result.ranked() if o.ok and math.isfinite(o.mse)]
     if not scored:
         return []
@@ -224,6 +224,30 @@ def _best_per_value(values: Sequence[float], mse: Sequence[float]) -> Mapping[fl
     for value, error in zip(values, mse, strict=True):
         best[value] = min(error, best.get(value, math.inf))
     return dict(sorted(best.items()))
+
+
+def write_label_report(
+    model: Pipeline, X_test: pd.DataFrame, y_test: pd.Series, trial: str, tables: Path, plots: Path
+) -> list[Path]:
+    """results/classification_report.csv and plots/confusion_matrix.png of `model` (the best
+    trial's pipeline) on the raw test rows."""
+    _files_only()
+    import pandas as pd
+    from sklearn.metrics import ConfusionMatrixDisplay, classification_report
+
+    predicted = model.predict(X_test)
+    report = classification_report(y_test, predicted, output_dict=True, zero_division=0)
+    table = tables / "classification_report.csv"
+    write_csv(pd.DataFrame(report).transpose().rename_axis("class"), table, index=True)
+    display = ConfusionMatrixDisplay.from_predictions(y_test, predicted, cmap="Blues")
+    display.ax_.set_title(f"{trial}: test rows")
+    return [table, _save(display.figure_, plots / "confusion_matrix.png")]
+
+
+def _files_only() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: pods and CI have no display
 
 
 def _save(figure: Figure, path: Path) -> Path:

@@ -185,7 +185,7 @@ def _log_results(tracker: Tracker, result: SweepResult) -> None:
 def _log_label_report(
     tracker: Tracker, result: SweepResult, model_uri: str, trial: str, split_url: str
 ) -> None:
-    from sweeper.conclusion.labels import write_label_report
+    from sweeper.conclusion.artifacts import write_label_report
     from sweeper.conclusion.registered import load_model
     from sweeper.trial.fitting import read_raw_test
 

@@ -22,6 +22,7 @@ from sweeper.core import storage
 from sweeper.core.metrics import EVERY_METRIC, METRICS_OF, Ranking, Task
 from sweeper.core.text_enum import TextEnum
 from sweeper.errors import SweeperError
+from sweeper.safe_text import first_line
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # The groups every trial of a sweep must agree on.
@@ -118,9 +119,6 @@ class EvalSettings:
     cv: int = 5
     metric: str = "auto"  # the task's own: mse for a regression, accuracy for a classification
 
-    def ranking(self, task: Task = Task.regression) -> Ranking:
-        return Ranking.of(self.metric, self.cv, task)
-
 
 @dataclass
 class TrustSettings:
@@ -155,7 +153,7 @@ class Settings:
             merged = OmegaConf.merge(typed, chosen)
         except OmegaConfBaseException as err:  # `backend`, or a plan file edited by hand
             key = getattr(err, "full_key", None) or "sweep settings"
-            raise SweeperError(f"{key}: {str(err).splitlines()[0]}") from None
+            raise SweeperError(f"{key}: {first_line(err)}") from None
         settings = OmegaConf.to_object(merged)
         assert isinstance(settings, cls)
         settings.check()
@@ -210,7 +208,7 @@ class Settings:
 
     def ranking(self, task: Task = Task.regression) -> Ranking:
         """How trials of a `task` are ranked (the task is the data's: known once it is read)."""
-        return self.eval.ranking(task)
+        return Ranking.of(self.eval.metric, self.eval.cv, task)
 
     @property
     def register_best(self) -> str | None:

@@ -21,7 +21,7 @@ import fsspec
 
 from sweeper.core import faults
 from sweeper.errors import SweeperError
-from sweeper.safe_text import redact
+from sweeper.safe_text import first_line, redact
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ def check_root(root: str) -> None:
             f"storage.root {redact(root)} cannot be used: {top} does not exist"
         ) from None
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise SweeperError(f"storage.root {redact(root)} cannot be used: {reason}") from None
 
 

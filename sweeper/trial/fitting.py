@@ -20,6 +20,7 @@ import pandas as pd
 from sweeper.core import storage, trust
 from sweeper.core.metrics import FIT_SECONDS, METRICS, Task, cv_mean, cv_std
 from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, now_ms
+from sweeper.safe_text import first_line
 from sweeper.trial.splits import folds_refused
 
 if TYPE_CHECKING:
@@ -254,8 +255,7 @@ def model_errors(trials: Sequence[Trial], modules: Sequence[str] = ()) -> list[s
         try:
             check_model(trial.model, accepted, modules)
         except Exception as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            errors.append(f"trial '{trial.name}': {type(err).__name__}: {first}")
+            errors.append(f"trial '{trial.name}': {type(err).__name__}: {first_line(err)}")
     return errors
 
 

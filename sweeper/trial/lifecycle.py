@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +77,11 @@ def reused(trial: Trial, split: StoredSplit, finished: Finished) -> Outcome | No
     """The trial as an earlier sweep finished it on this very split, if one did."""
     found = finished.get(trial_key(split.key, trial.model, trial.cv))
     return None if found is None else Outcome.reused_from(trial, found[1], found[0])
+
+
+def to_train(trials: Iterable[Trial], split: StoredSplit, finished: Finished) -> list[Trial]:
+    """The trials no sweep has finished on this split yet: what an executor starts at all."""
+    return [trial for trial in trials if reused(trial, split, finished) is None]
 
 
 def run_trial(

@@ -48,7 +48,7 @@ def cut(
     ]
     if trials_per_pod == AUTO:
         seconds = {
-            key: [trial_seconds(t, rows.get(key[0], 0)) for t in members]
+            key: [cost.trial_seconds(t.model, rows.get(key[0], 0), t.cv) for t in members]
             for key, members in ordered
         }
         # Every chunk but a class's last holds at least `budget` seconds, so this many are
@@ -67,10 +67,6 @@ def cut(
                 Chunk(len(chunks), members[0].group, tuple(members[start:end]), resources)
             )
     return chunks
-
-
-def trial_seconds(trial: Trial, training_rows: int) -> float:
-    return cost.trial_seconds(trial.model, training_rows, trial.cv)
 
 
 def _packed(seconds: Sequence[float], budget: float) -> list[int]:

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.core import storage
-from sweeper.core.records import Plan
+from sweeper.core.records import Plan, Trial
 from sweeper.errors import SweeperError
 from sweeper.executors.argo import chunks
 from sweeper.planning.definition import Definition, plan_from_definition
 from sweeper.planning.task import misfits
 from sweeper.tracking.tracker import Tracker
-from sweeper.trial.lifecycle import finished_trials, reused
+from sweeper.trial.lifecycle import finished_trials, to_train
 from sweeper.trial.splits import announce_split, run_params
 
 
@@ -66,15 +66,15 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
             raise SweeperError(refused)
         splits[group.id] = split
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
-    to_train = []
+    left: list[Trial] = []
     for group in plan.groups:
         split = splits[group.id]
         finished = finished_trials(tracker, split, settings.sweep.rerun)
-        to_train += [t for t in plan.trials_of(group.id) if reused(t, split, finished) is None]
+        left += to_train(plan.trials_of(group.id), split, finished)
     rows = {group: split.report.get("rows_train", 0) for group, split in splits.items()}
     params = run_params(plan, splits)  # what preprocessing did, the task
     plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params))
-    pods = chunks.cut(plan, to_train, trials_per_pod, rows)
+    pods = chunks.cut(plan, left, trials_per_pod, rows)
     chunks.write(plan, pods)
     storage.write_record(settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json())
     return Planned(plan, chunks.fan_out(plan, pods), len(pods))

@@ -10,6 +10,7 @@ from hera.exceptions import AlreadyExists, Forbidden, HeraException, Unauthorize
 from requests import RequestException
 
 from sweeper.errors import SweeperError
+from sweeper.safe_text import first_line
 
 T = TypeVar("T")
 ATTEMPTS = 5
@@ -39,8 +40,3 @@ class Caller:
                     raise SweeperError(f"Argo server {self.server}: {first_line(err)}") from None
                 time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -11,7 +11,8 @@ from requests import RequestException
 
 from sweeper.display.progress import Counts, clock_time, describe
 from sweeper.errors import SweeperError
-from sweeper.executors.argo.server import Caller, first_line
+from sweeper.executors.argo.server import Caller
+from sweeper.safe_text import first_line
 
 if TYPE_CHECKING:
     from hera.workflows import WorkflowsService

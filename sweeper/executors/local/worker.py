@@ -101,12 +101,12 @@ def prepare_group(
 
         split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
     finished = lifecycle.finished_trials(tracker(settings), split, settings.sweep.rerun)
-    to_train = [t for t in trials or [] if lifecycle.reused(t, split, finished) is None]
-    if not to_train:
+    left = lifecycle.to_train(trials or [], split, finished)
+    if not left:
         return split, finished, []
     from sweeper.trial.fitting import model_errors
 
-    return split, finished, model_errors(to_train, settings.trust.modules)
+    return split, finished, model_errors(left, settings.trust.modules)
 
 
 def train_trial(
