@@ -50,8 +50,8 @@ def shelf(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_a_regression_trial_scores_as_scikit_learn_does(sales: str) -> None:
     model = {"_target_": "sklearn.linear_model.Lasso", "alpha": 0.05}
-    score, fitted = fitting.fit_and_score(model, sales, cv=5, seed=7)
     split = fitting.load_split(sales)
+    score, fitted = fitting.fit_and_score(model, split, cv=5, seed=7)
 
     by_hand = cross_validate(
         Lasso(alpha=0.05),
@@ -77,23 +77,25 @@ def test_a_regression_trial_scores_as_scikit_learn_does(sales: str) -> None:
 
 
 def test_every_trial_of_a_split_gets_the_same_folds_and_cv0_none(sales: str) -> None:
-    first = fitting.folds(sales, 5, 7)
-    fitting.folds.cache_clear()
-    again = fitting.folds(sales, 5, 7)
+    split = fitting.load_split(sales)
+    first = split.folds(5, 7)
+    assert split.folds(5, 7) is first  # cut once, kept with the split
+    again = fitting.Split.read(sales).folds(5, 7)  # read and cut anew: the same rows
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
     held_out = np.concatenate([held for _, held in first])
-    assert sorted(held_out) == list(range(len(fitting.load_split(sales).y_train)))
-    other_seed = fitting.folds(sales, 5, 8)
+    assert sorted(held_out) == list(range(len(split.y_train)))
+    other_seed = split.folds(5, 8)
     assert not np.array_equal(first[0][1], other_seed[0][1])
 
-    score, _ = fitting.fit_and_score({"_target_": "sklearn.linear_model.Ridge"}, sales, cv=0)
+    ridge = {"_target_": "sklearn.linear_model.Ridge"}
+    score, _ = fitting.fit_and_score(ridge, split, cv=0)
     assert not any(name.startswith("cv_") for name in score.metrics)
 
 
 def test_a_classification_trial_is_stratified_and_scored_on_its_labels(shelf: str) -> None:
     model = {"_target_": "sklearn.linear_model.LogisticRegression", "C": 0.5, "max_iter": 500}
-    score, fitted = fitting.fit_and_score(model, shelf, cv=4, seed=7)
     split = fitting.load_split(shelf)
+    score, fitted = fitting.fit_and_score(model, split, cv=4, seed=7)
     assert split.task == "classification" and set(split.y_test) == {"Bad", "Good", "Medium"}
 
     folds = StratifiedKFold(4, shuffle=True, random_state=7)
@@ -119,10 +121,10 @@ def test_a_classification_trial_is_stratified_and_scored_on_its_labels(shelf: st
 def test_folds_need_rows_and_classes_enough(shelf: str, sales: str) -> None:
     rows = len(fitting.load_split(sales).y_train)
     with pytest.raises(ValueError, match=f"eval.cv={rows + 1} needs at least {rows + 1} training"):
-        fitting.folds(sales, rows + 1, 7)
+        fitting.load_split(sales).folds(rows + 1, 7)
     smallest = int(np.unique(fitting.load_split(shelf).y_train, return_counts=True)[1].min())
     with pytest.raises(ValueError, match=f"the smallest class has {smallest}"):
-        fitting.folds(shelf, smallest + 1, 7)
+        fitting.load_split(shelf).folds(smallest + 1, 7)
 
 
 def test_a_score_that_is_not_a_number_fails_the_trial() -> None:

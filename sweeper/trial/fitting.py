@@ -11,7 +11,7 @@ import io
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,28 +29,45 @@ if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
 
 
+Folds = tuple[tuple[np.ndarray, np.ndarray], ...]  # (fit on, held out) row numbers, per fold
+
+
 @dataclass(frozen=True)
 class Split:
+    """A stored split's arrays, and the CV folds cut from its training rows: cut once per
+    (cv, seed) and kept with the arrays, so every trial of the split is scored on the same
+    folds (their CV scores compare) and no trial cuts them again."""
+
     X_train: np.ndarray
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray  # numbers for a regression, the labels as the data has them otherwise
     task: Task = Task.regression
+    _folds: dict[tuple[int, int], Folds] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def read(cls, url: str) -> Split:
+        X_train, y_train = read_table(url, storage.TRAIN)
+        X_test, y_test = read_table(url, storage.TEST)
+        meta = json.loads(storage.read_bytes(storage.join(url, storage.META)))
+        return cls(
+            X_train=X_train.to_numpy(dtype="float64"),
+            y_train=y_train.to_numpy(),
+            X_test=X_test.to_numpy(dtype="float64"),
+            y_test=y_test.to_numpy(),
+            task=Task(meta.get("task", Task.regression)),
+        )
+
+    def folds(self, cv: int, seed: int) -> Folds:
+        """The `cv` folds of the training rows, shuffled with the sweep's `seed` (stratified by
+        class for a classification)."""
+        if (cv, seed) not in self._folds:
+            self._folds[cv, seed] = _cut_folds(self.y_train, self.task, cv, seed)
+        return self._folds[cv, seed]
 
 
-@functools.lru_cache(maxsize=4)
-def load_split(url: str) -> Split:
-    """Read a stored split once per process: a warm worker serves every trial of a group from it."""
-    X_train, y_train = read_table(url, storage.TRAIN)
-    X_test, y_test = read_table(url, storage.TEST)
-    meta = json.loads(storage.read_bytes(storage.join(url, storage.META)))
-    return Split(
-        X_train=X_train.to_numpy(dtype="float64"),
-        y_train=y_train.to_numpy(),
-        X_test=X_test.to_numpy(dtype="float64"),
-        y_test=y_test.to_numpy(),
-        task=Task(meta.get("task", Task.regression)),
-    )
+# The stored splits this process has read: a warm worker serves every trial of a group from one.
+load_split = functools.lru_cache(maxsize=4)(Split.read)
 
 
 def read_table(split_url: str, name: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -92,7 +109,7 @@ def read_transformer(split_url: str) -> ColumnTransformer:
 
 def fit_and_score(
     model: Mapping[str, Any],
-    split_url: str,
+    split: Split,
     cv: int = 0,
     seed: int = 0,
     modules: Sequence[str] = (),
@@ -102,9 +119,8 @@ def fit_and_score(
     rows and score it on the test rows (the honest estimate, once it is chosen). The scores, and
     the model fitted on all training rows (the one a winner is logged as)."""
     started_ms = now_ms()
-    split = load_split(split_url)
     estimator = build_estimator(model, modules)
-    metrics = cross_validate(estimator, split_url, cv, seed) if cv else {}
+    metrics = cross_validate(estimator, split, cv, seed) if cv else {}
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - tic
@@ -113,17 +129,14 @@ def fit_and_score(
     return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=now_ms()), estimator
 
 
-def cross_validate(
-    estimator: BaseEstimator, split_url: str, cv: int, seed: int
-) -> dict[str, float]:
+def cross_validate(estimator: BaseEstimator, split: Split, cv: int, seed: int) -> dict[str, float]:
     """`cv_<metric>` (the mean over the folds) and `cv_<metric>_std` for every metric; each fold
     is fitted once, on a fresh clone, and scored on the rows it left out."""
     from sklearn.base import clone
 
-    split = load_split(split_url)
     X, y = split.X_train, split.y_train
     per_fold = []
-    for fit_on, held_out in folds(split_url, cv, seed):
+    for fit_on, held_out in split.folds(cv, seed):
         fitted = clone(estimator).fit(X[fit_on], y[fit_on])
         per_fold.append(evaluate(fitted, X[held_out], y[held_out], split.task))
     metrics = {}
@@ -134,18 +147,12 @@ def cross_validate(
     return metrics
 
 
-@functools.lru_cache(maxsize=8)
-def folds(split_url: str, cv: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """The k folds of a split's training rows, shuffled with the sweep's seed (and stratified by
-    class for a classification): every trial of the split is scored on the same folds, so their
-    CV scores compare; computed once per process."""
+def _cut_folds(y: np.ndarray, task: Task, cv: int, seed: int) -> Folds:
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    split = load_split(split_url)
-    y = split.y_train
-    classification = split.task == Task.classification
+    classification = task == Task.classification
     fewest = int(pd.Series(y).value_counts().min()) if classification else 0
-    refused = folds_refused(cv, len(y), split.task, fewest)
+    refused = folds_refused(cv, len(y), task, fewest)
     if refused:
         raise ValueError(refused)
     if classification:

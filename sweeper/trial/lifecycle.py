@@ -98,7 +98,7 @@ def run_trial(
     unsettled (`Outcome.elsewhere`). A failing fit is logged as a FAILED run, not raised.
     `marker`: a file that holds the trial's index while it fits (a local worker's, so the sweep
     knows which trial a dead process was running)."""
-    from sweeper.trial.fitting import fit_and_score
+    from sweeper.trial.fitting import fit_and_score, load_split
 
     earlier = reused(trial, split, finished) if finished is not None else None
     if earlier is not None:
@@ -112,7 +112,7 @@ def run_trial(
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
             score, fitted = fit_and_score(
-                trial.model, split.url, trial.cv, trial.seed, sweep.trusted_modules
+                trial.model, load_split(split.url), trial.cv, trial.seed, sweep.trusted_modules
             )
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
