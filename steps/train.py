@@ -98,13 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         group="",
         overrides=(),
         params=params,
-        cv=args.cv,
         seed=args.seed,
     )
     tracker = Tracker(args.tracking_uri, args.experiment)
     # A split given by URL alone: the run records no trial key, so no later sweep reuses it.
     split = StoredSplit(url=args.split, key="", reused=True)
-    sweep = SweepRef(args.sweep_id, args.parent_run_id, trusted_modules=tuple(args.trust_module))
+    modules = tuple(args.trust_module)
+    sweep = SweepRef(args.sweep_id, args.parent_run_id, trusted_modules=modules, cv=args.cv)
     outcome = run_trial(tracker, sweep, trial, split)
     _report(outcome)
     return 0 if outcome.ok else 1

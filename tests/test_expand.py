@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
@@ -11,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
+from sweeper.core.records import Plan
 from sweeper.core.settings import config_dir, register_schemas
 from sweeper.errors import SweeperError
 from sweeper.planning.compose import compose_jobs
@@ -156,6 +158,17 @@ def test_plan_groups_trials_by_preprocess_configuration() -> None:
     assert lasso.params["model.alpha"] == str(lasso.model["alpha"])
     assert lasso.params["data.name"] == "diabetes"
     assert lasso.model["random_state"] == 42  # interpolations are resolved
+
+
+def test_a_plan_reads_back_whole_and_what_an_older_version_wrote_too() -> None:
+    jobs, _ = compose_jobs(jobs_for(["model=lasso"]), CountingCompose(), OverridesParser.create())
+    plan = build_plan(jobs)
+    assert Plan.from_json(plan.to_json()) == plan
+    # A step image one version older wrote each trial's `cv` into plan.json: read as before.
+    record = json.loads(plan.to_json())
+    for trial in record["trials"]:
+        trial["cv"] = 5
+    assert Plan.from_json(json.dumps(record)).trials == plan.trials
 
 
 def test_sweep_wide_settings_cannot_vary() -> None:

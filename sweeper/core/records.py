@@ -99,9 +99,11 @@ class Trial:
     overrides: tuple[str, ...]
     params: dict[str, str]  # what MLflow records for the trial
     resources: dict[str, Any] = field(default_factory=dict)  # Kubernetes requests/limits
-    cv: int = 0  # folds of the training rows it is cross-validated on (eval.cv)
     seed: int = 0  # the sweep's seed: shuffles those folds
     estimator_type: str | None = None  # its model config's: regressor or classifier
+
+
+_TRIAL_FIELDS = {f.name for f in dataclasses.fields(Trial)}
 
 
 def trial_params(
@@ -134,10 +136,11 @@ class TrialRecord:
     split_key: str | None = None
 
     @classmethod
-    def of(cls, trial: Trial, split: StoredSplit | None = None) -> TrialRecord:
+    def of(cls, trial: Trial, split: StoredSplit | None = None, cv: int = 0) -> TrialRecord:
+        """`cv`: the sweep's `eval.cv`, the folds the trial is scored on (part of its key)."""
         if split is None:
             return cls(name=trial.name, params=trial.params, index=trial.index)
-        key = trial_key(split.key, trial.model, trial.cv)
+        key = trial_key(split.key, trial.model, cv)
         params = {**trial.params, "data.task": split.task}  # `auto` resolved by preprocessing
         return cls(trial.name, params, trial.index, key, split.key)
 
@@ -212,7 +215,10 @@ class Plan:
 
         def trial(t: dict[str, Any]) -> Trial:
             params = trial_params(t["model_name"], t["model"], groups[t["group"]])
-            return Trial(**{**t, "overrides": tuple(t["overrides"]), "params": params})
+            # A plan another version wrote (an older step image's) may hold keys this one has
+            # dropped, such as a per-trial `cv`: the sweep's settings hold it now.
+            known = {k: v for k, v in t.items() if k in _TRIAL_FIELDS}
+            return Trial(**{**known, "overrides": tuple(t["overrides"]), "params": params})
 
         return cls(
             sweep_id=record["sweep_id"],

@@ -128,7 +128,6 @@ def build_plan(
                 overrides=job.overrides,
                 params=trial_params(job.model_name, model, group),
                 resources=cfg.get("resources") or {},
-                cv=settings.eval.cv,
                 seed=group.seed,
                 estimator_type=cfg.get("estimator_type"),
             )

@@ -46,13 +46,15 @@ class SweepRef:
     """The sweep a trial belongs to: its id and its open MLflow run; `rerun`: it trains every
     trial again (its claims count its own runs only); `ranked_by`: its `eval.metric`, by which
     this process keeps the fitted model of its best trial (trial.kept; None: keeps none);
-    `trusted_modules`: its `trust.modules`, whose classes model configs may name (core.trust)."""
+    `trusted_modules`: its `trust.modules`, whose classes model configs may name (core.trust);
+    `cv`: its `eval.cv`, the folds every trial is scored on."""
 
     sweep_id: str
     parent_run_id: str
     rerun: bool = False
     ranked_by: str | None = None
     trusted_modules: tuple[str, ...] = ()
+    cv: int = 0
 
     @classmethod
     def of(cls, plan: Plan) -> SweepRef:
@@ -65,6 +67,7 @@ class SweepRef:
             settings.sweep.rerun,
             settings.eval.metric,
             tuple(settings.trust.modules),
+            settings.eval.cv,
         )
 
 
@@ -73,15 +76,17 @@ def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finish
     return {} if rerun else tracker.finished_trials(split.key)
 
 
-def reused(trial: Trial, split: StoredSplit, finished: Finished) -> Outcome | None:
-    """The trial as an earlier sweep finished it on this very split, if one did."""
-    found = finished.get(trial_key(split.key, trial.model, trial.cv))
+def reused(trial: Trial, split: StoredSplit, finished: Finished, cv: int) -> Outcome | None:
+    """The trial as an earlier sweep finished it on this very split and folds, if one did."""
+    found = finished.get(trial_key(split.key, trial.model, cv))
     return None if found is None else Outcome.reused_from(trial, found[1], found[0])
 
 
-def to_train(trials: Iterable[Trial], split: StoredSplit, finished: Finished) -> list[Trial]:
-    """The trials no sweep has finished on this split yet: what an executor starts at all."""
-    return [trial for trial in trials if reused(trial, split, finished) is None]
+def to_train(
+    trials: Iterable[Trial], split: StoredSplit, finished: Finished, cv: int
+) -> list[Trial]:
+    """The trials no sweep has finished on this split and folds yet: what an executor starts."""
+    return [trial for trial in trials if reused(trial, split, finished, cv) is None]
 
 
 def run_trial(
@@ -100,10 +105,10 @@ def run_trial(
     knows which trial a dead process was running)."""
     from sweeper.trial.fitting import fit_and_score, load_split
 
-    earlier = reused(trial, split, finished) if finished is not None else None
+    earlier = reused(trial, split, finished, sweep.cv) if finished is not None else None
     if earlier is not None:
         return earlier
-    record = TrialRecord.of(trial, split if split.key else None)
+    record = TrialRecord.of(trial, split if split.key else None, sweep.cv)
     held = _claim(tracker, sweep, trial, record, wait)
     if isinstance(held, Outcome):
         return held
@@ -112,7 +117,7 @@ def run_trial(
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
             score, fitted = fit_and_score(
-                trial.model, load_split(split.url), trial.cv, trial.seed, sweep.trusted_modules
+                trial.model, load_split(split.url), sweep.cv, trial.seed, sweep.trusted_modules
             )
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
@@ -126,7 +131,7 @@ def run_trial(
             marker.unlink(missing_ok=True)
     run_id = _record(tracker, sweep, record, held, score=score)
     if sweep.ranked_by is not None:
-        ranking = Ranking.of(sweep.ranked_by, trial.cv, Task(split.task))
+        ranking = Ranking.of(sweep.ranked_by, sweep.cv, Task(split.task))
         kept.offer(sweep.sweep_id, run_id, ranking.loss(score.metrics), fitted)
     return Outcome.finished(trial, score.metrics, run_id)
 
@@ -161,7 +166,7 @@ def record_failure(
 ) -> Outcome:
     """A trial that could not be scored, as a FAILED child run: its claim's (one whose process
     died holding it, when the trial killed its worker), else a new one."""
-    record = TrialRecord.of(trial, split if split.key else None)
+    record = TrialRecord.of(trial, split if split.key else None, sweep.cv)
     if held is None and record.key is not None:
         left = tracker.trial_claims(record.key, sweep.parent_run_id)
         running = [r for r in left if r.info.status == Status.RUNNING]
@@ -219,7 +224,7 @@ def recorded_outcomes(
         else:
             if split.key not in finished:
                 finished[split.key] = tracker.finished_trials(split.key)
-            earlier = reused(trial, split, finished[split.key])
+            earlier = reused(trial, split, finished[split.key], plan.settings.eval.cv)
             outcomes.append(earlier or Outcome.not_run(trial, "no run was logged"))
     return outcomes, sum(1 for n in finished_runs.values() if n > 1)
 

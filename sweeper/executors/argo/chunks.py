@@ -47,8 +47,9 @@ def cut(
         if key[0] == group.id
     ]
     if trials_per_pod == AUTO:
+        cv = plan.settings.eval.cv
         seconds = {
-            key: [cost.trial_seconds(t.model, rows.get(key[0], 0), t.cv) for t in members]
+            key: [cost.trial_seconds(t.model, rows.get(key[0], 0), cv) for t in members]
             for key, members in ordered
         }
         # Every chunk but a class's last holds at least `budget` seconds, so this many are

@@ -70,7 +70,7 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
     for group in plan.groups:
         split = splits[group.id]
         finished = finished_trials(tracker, split, settings.sweep.rerun)
-        left += to_train(plan.trials_of(group.id), split, finished)
+        left += to_train(plan.trials_of(group.id), split, finished, settings.eval.cv)
     rows = {group: split.report.get("rows_train", 0) for group, split in splits.items()}
     params = run_params(plan, splits)  # what preprocessing did, the task
     plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params))

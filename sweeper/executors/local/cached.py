@@ -42,7 +42,7 @@ def finished_before(plan: Plan) -> dict[str, tuple[StoredSplit, Finished]] | Non
     for group in plan.groups:
         split = splits[group.id]
         finished = lifecycle.finished_trials(tracker, split, rerun=False)
-        if lifecycle.to_train(plan.trials_of(group.id), split, finished):
+        if lifecycle.to_train(plan.trials_of(group.id), split, finished, settings.eval.cv):
             return None
         looked_up[group.id] = (split, finished)
     return looked_up

@@ -239,7 +239,7 @@ class Scheduler:
                 self._submit(OpenRun())
         to_train = []
         for trial in trials:
-            earlier = lifecycle.reused(trial, split, finished)
+            earlier = lifecycle.reused(trial, split, finished, self.settings.eval.cv)
             if earlier is not None:  # some sweep already finished this very trial on this split
                 self._settle(earlier)
             else:

@@ -101,7 +101,7 @@ def prepare_group(
 
         split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
     finished = lifecycle.finished_trials(tracker(settings), split, settings.sweep.rerun)
-    left = lifecycle.to_train(trials or [], split, finished)
+    left = lifecycle.to_train(trials or [], split, finished, settings.eval.cv)
     if not left:
         return split, finished, []
     from sweeper.trial.fitting import model_errors
