@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.core import storage
 from sweeper.core.metrics import RECORDED, Ranking, Task
 from sweeper.core.records import Status
 from sweeper.core.settings import MlflowSettings, config_dir
@@ -32,10 +33,9 @@ if TYPE_CHECKING:
 def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None) -> Report:
     from sweeper.tracking.tracker import Tracker
 
-    if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not database.is_file():  # MLflow would make an empty one
-            raise SweeperError(f"no MLflow database at {database.resolve()}")
+    database = storage.sqlite_file(tracking_uri)
+    if database is not None and not database.is_file():  # MLflow would make an empty one
+        raise SweeperError(f"no MLflow database at {database}")
     tracker = Tracker(tracking_uri, experiment, create=False)
     sweep = next(iter(tracker.sweep_runs(sweep_id)), None)
     if sweep is None:

@@ -37,6 +37,14 @@ def absolute(url: str) -> str:
     return url.rstrip("/")
 
 
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The file of an MLflow store on SQLite (`sqlite:///mlflow.db`), absolute; None for a
+    tracking server or any other store."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+
+
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 

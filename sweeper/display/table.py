@@ -17,6 +17,7 @@ from urllib.parse import quote
 from rich.console import Console
 from rich.table import Table
 
+from sweeper.core import storage
 from sweeper.core.metrics import FIT_SECONDS, Ranking, cv_mean, cv_std
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Status
@@ -218,8 +219,8 @@ def ui_address(tracking_uri: str) -> tuple[str | None, str | None]:
     a tracking server is its own UI; a database or folder is served by `mlflow ui`."""
     if tracking_uri.startswith(("http://", "https://")):
         return str(redact(tracking_uri)).rstrip("/"), None
-    if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    database = storage.sqlite_file(tracking_uri)
+    if database is not None:
         return UI_ADDRESS, command_line(
             ["mlflow", "ui", "--backend-store-uri", f"sqlite:///{database}"]
         )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from sweeper.core import faults
+from sweeper.core import faults, storage
 from sweeper.errors import SweeperError
 
 T = TypeVar("T")
@@ -62,10 +62,10 @@ def use_sqlite_wal() -> None:
 @contextlib.contextmanager
 def sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
     """One process at a time opens a SQLite store: MLflow's table creation races otherwise."""
-    if not tracking_uri.startswith("sqlite:///"):
+    if storage.sqlite_file(tracking_uri) is None:
         yield
         return
-    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    path = Path(tracking_uri.removeprefix("sqlite:///"))  # as written: what messages name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # SQLite takes an empty file as an empty database
@@ -192,7 +192,7 @@ class RetryingClient:
         try:
             return call(*args, **kwargs)
         except Exception as err:
-            where = store_path(self._uri) or self._what
+            where = str(storage.sqlite_file(self._uri) or self._what)
             full = faults.disk_full(err, where, "the tracking store")
             if full is not None:
                 raise full from None
@@ -215,13 +215,6 @@ def create_once(what: str, create: Callable[[], T], find: Callable[[], T | None]
         return create()
 
     return faults.retrying(what, attempt)
-
-
-def store_path(tracking_uri: str) -> str | None:
-    """A SQLite store's file, absolute; None for a server."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return str(Path(tracking_uri.removeprefix("sqlite:///")).resolve())
 
 
 def problem(err: Exception) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from sweeper.core import storage
 from sweeper.core.faults import disk_full
 from sweeper.core.processes import lives, started
 from sweeper.core.records import Status, TrialRecord, TrialScore, now_ms
@@ -18,7 +19,6 @@ from sweeper.tracking.store import (
     RetryingClient,
     problem,
     sqlite_creation_lock,
-    store_path,
     unlocked,
     use_sqlite_wal,
 )
@@ -65,7 +65,8 @@ class Tracker:
                 self.client = MlflowClient(tracking_uri)  # creates a new store's tables
                 self.experiment_id = self._experiment_id(experiment, create)
         except Exception as err:
-            full = disk_full(err, store_path(tracking_uri) or tracking_uri, "the tracking store")
+            where = str(storage.sqlite_file(tracking_uri) or tracking_uri)
+            full = disk_full(err, where, "the tracking store")
             if full is not None:  # SQLite says so before MLflow wraps it, or after
                 raise full from None
             if not isinstance(err, MlflowException):
@@ -103,10 +104,8 @@ class Tracker:
         """A SQLite store keeps its artifacts beside the database file, where `mlflow ui` finds
         them whatever folder it is started from (MLflow's own default is relative to the cwd of
         the process that created the experiment). Servers choose their own."""
-        if not self.tracking_uri.startswith("sqlite:///"):
-            return None
-        database = Path(self.tracking_uri.removeprefix("sqlite:///")).resolve()
-        return (database.parent / "mlartifacts").as_uri()
+        database = storage.sqlite_file(self.tracking_uri)
+        return None if database is None else (database.parent / "mlartifacts").as_uri()
 
     def start_sweep(self, sweep_id: str, params: Mapping[str, Any], pid: int | None = None) -> str:
         pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
