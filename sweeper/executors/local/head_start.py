@@ -39,14 +39,15 @@ def in_this_process(work: object) -> TypeGuard[Preprocessed]:
     return isinstance(work, Preprocessed) and work.split is None
 
 
-class HeadStart:
-    """Preprocess `groups` into `storage_root` in a thread of this process, in order; groups
-    `looked_up` already (a sweep with nothing to train) are answered from that."""
+def group_of(work: PreprocessGroup | Preprocessed) -> PreprocessGroup:
+    return work.group if isinstance(work, Preprocessed) else work
 
-    def __init__(
-        self, groups: Sequence[PreprocessGroup], storage_root: str, looked_up: LookedUp
-    ) -> None:
-        self._root, self._looked_up = storage_root, dict(looked_up)
+
+class HeadStart:
+    """Preprocess `groups` into `storage_root` in a thread of this process, in order."""
+
+    def __init__(self, groups: Sequence[PreprocessGroup], storage_root: str) -> None:
+        self._root = storage_root
         self._futures: dict[str, Future[StoredSplit]] = {g.id: Future() for g in groups}
         self._groups = list(groups)
         if groups:
@@ -65,10 +66,6 @@ class HeadStart:
         if isinstance(item, Preprocessed):  # stored here: a worker looks it up
             future = pool.submit(worker.prepare_group, item.group, settings, checked, item.split)
             return future, item
-        if item.id in self._looked_up:  # what prepare_group would find, found before
-            answer: Future[Any] = Future()
-            answer.set_result((*self._looked_up.pop(item.id), []))
-            return answer, item
         here = self.take(item)
         if here is not None:
             return here, Preprocessed(item)

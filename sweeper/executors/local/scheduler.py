@@ -25,12 +25,18 @@ from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Tri
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import private, worker
-from sweeper.executors.local.head_start import HeadStart, LookedUp, Preprocessed, in_this_process
+from sweeper.executors.local.head_start import (
+    HeadStart,
+    LookedUp,
+    Preprocessed,
+    group_of,
+    in_this_process,
+)
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import OpenRun, WarmStore
 from sweeper.planning.task import misfits
 from sweeper.trial import lifecycle
-from sweeper.trial.lifecycle import SweepRef
+from sweeper.trial.lifecycle import Finished, SweepRef
 from sweeper.trial.splits import announce_split, run_params
 
 log = logging.getLogger(__name__)
@@ -63,13 +69,16 @@ class Scheduler:
         self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
         self.here = isinstance(self.pool, pools.InProcess)  # nothing to train: no workers
-        self.head = HeadStart((), self.settings.storage.root, {})
+        self.head = HeadStart((), self.settings.storage.root)
+        # group id → its split and finished trials, looked up before any worker (`cached`)
+        self.looked_up: dict[str, tuple[StoredSplit, Finished]] = {}
 
     def open(self, groups: Sequence[PreprocessGroup] = (), found: LookedUp | None = None) -> None:
         """Open the tracking store in a worker while the first batch's input is checked; its
         `groups` are preprocessed here meanwhile, while the pool's first workers start (or, for
         a sweep with nothing to train, were looked up here already: `found`, see `cached`)."""
-        self.head = HeadStart(() if self.here else groups, self.settings.storage.root, found or {})
+        self.head = HeadStart(() if self.here else groups, self.settings.storage.root)
+        self.looked_up = dict(found or {})
         self._submit(WarmStore())
 
     @property
@@ -111,10 +120,12 @@ class Scheduler:
         result = self.result
         try:
             if result.parent_run_id and not result.stopped_by:  # never opened: nothing to do
-                pool = None if self.abandoned else self.pool  # stopped: concluded here
-                ended = worker.conclude_in(
-                    pool, self.settings, result, status, self.markers, self.prepared
-                )
+                if self.abandoned:  # the workers were stopped: here, one part after the other
+                    ended = worker.conclude_here(self.settings, result, status, self.markers)
+                else:
+                    ended = worker.conclude_in(
+                        self.pool, self.settings, result, status, self.markers, self.prepared
+                    )
                 result.experiment_id = ended.experiment_id
                 result.notes.extend(ended.notes)
         except Fault as err:
@@ -153,10 +164,12 @@ class Scheduler:
             )
         elif isinstance(item, WarmStore):
             future = pool.submit(worker.warm_tracking, self.settings)
+        elif isinstance(item, PreprocessGroup) and item.id in self.looked_up:
+            future = Future()  # what a worker's prepare_group would find, found before
+            future.set_result((*self.looked_up.pop(item.id), []))
         elif isinstance(item, PreprocessGroup | Preprocessed):
             assert self.batch is not None
-            group = item.group if isinstance(item, Preprocessed) else item
-            checked = self.batch.trials_of(group.id) if self.checking else None
+            checked = self.batch.trials_of(group_of(item).id) if self.checking else None
             future, item = self.head.prepare(item, pool, self.settings, checked)
         else:
             assert isinstance(item, Trial)
@@ -216,7 +229,7 @@ class Scheduler:
         )
 
     def _preprocessed(self, item: PreprocessGroup | Preprocessed, future: Future[Any]) -> None:
-        group = item.group if isinstance(item, Preprocessed) else item
+        group = group_of(item)
         assert self.batch is not None
         trials = self.batch.trials_of(group.id)
         try:

@@ -149,8 +149,19 @@ def stop_sweep(settings: Settings, result: SweepResult) -> None:
         store.set_terminated(result.parent_run_id, Status.FAILED)
 
 
+def conclude_here(
+    settings: Settings, result: SweepResult, status: Status, markers: str
+) -> SweepEnd:
+    """End the sweep's run in this process, every part one after the other (its workers were
+    stopped; see sweeper.conclusion.conclude)."""
+    from sweeper.conclusion.conclude import conclude_sweep
+
+    store = tracker(settings)
+    return conclude_sweep(store, result, status, settings.register_best, handed_over(markers))
+
+
 def conclude_in(
-    pool: Executor | None,
+    pool: Executor,
     settings: Settings,
     result: SweepResult,
     status: Status,
@@ -158,13 +169,7 @@ def conclude_in(
     prepared: Future[str | None] | None = None,
 ) -> SweepEnd:
     """End the sweep's run in the pool's workers: best model and tables side by side, then the
-    run's end (see sweeper.conclusion.conclude); without a pool (its workers were stopped),
-    here, every part one after the other. `prepared`: `prepare_end`, if it was sent."""
-    if pool is None:
-        from sweeper.conclusion.conclude import conclude_sweep
-
-        store = tracker(settings)
-        return conclude_sweep(store, result, status, settings.register_best, handed_over(markers))
+    run's end (see sweeper.conclusion.conclude). `prepared`: `prepare_end`, if it was sent."""
     tables = pool.submit(log_results, settings, result)
     early = None
     if prepared is not None and prepared.exception() is None:  # else the end does it all
