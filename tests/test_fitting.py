@@ -12,30 +12,23 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
 from steps.preprocess import preprocess
-from support.servers import SHARED_DATA
+from support.servers import data_file, preprocess_recipe
 from sweeper.core.records import Trial
 from sweeper.trial import fitting
 
 pytestmark = pytest.mark.unit
 
-STANDARD = {
-    "impute_numeric": "median",
-    "impute_categorical": "most_frequent",
-    "scale": "standard",
-    "max_categories": 20,
-}
-
 
 def carseats(target: str, root: Path) -> str:
     data = {
         "name": "csv",
-        "path": str(SHARED_DATA / "carseats.csv"),
+        "path": str(data_file("carseats.csv")),
         "target": target,
         "drop": [],
         "test_size": 0.3,
         "task": "auto",
     }
-    return preprocess(data, STANDARD, seed=7, storage_root=str(root)).url
+    return preprocess(data, preprocess_recipe("standard"), seed=7, storage_root=str(root)).url
 
 
 @pytest.fixture(scope="module")

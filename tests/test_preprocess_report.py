@@ -10,16 +10,11 @@ import pandas as pd
 import pytest
 
 from steps.preprocess import preprocess
-from support.servers import data_file
+from support.servers import data_file, preprocess_recipe
 
 pytestmark = pytest.mark.unit
 
-STANDARD = {
-    "impute_numeric": "median",
-    "impute_categorical": "most_frequent",
-    "scale": "standard",
-    "max_categories": 20,
-}
+STANDARD = preprocess_recipe("standard")
 
 
 def small_table(folder: Path, rows: int) -> Path:

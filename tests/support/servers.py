@@ -14,8 +14,10 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("SWEEPER_SHARED", PROJECT.parent / "shared")) / "data"
@@ -184,3 +186,10 @@ def data_file(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: the shared data sets must sit beside the project")
     return path
+
+
+def preprocess_recipe(name: str = "standard") -> dict[str, Any]:
+    """A recipe of the project's conf/preprocess/, as a sweep's preprocess step is given it."""
+    recipe = yaml.safe_load((PROJECT / "conf" / "preprocess" / f"{name}.yaml").read_text())
+    assert isinstance(recipe, dict)
+    return recipe
