@@ -41,7 +41,7 @@ def ran(plan: Plan, tracker: Tracker) -> SweepResult:
     parent = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
     result = SweepResult(plan.with_parent(parent), parent)
     result.splits[group.id] = split
-    sweep = SweepRef(plan.sweep_id, parent)
+    sweep = SweepRef.of(result.plan)  # the sweep's settings: eval.cv=5, its folds
     result.outcomes = [run_trial(tracker, sweep, trial, split) for trial in plan.trials]
     return result
 
