@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sweeper.core.metrics import Task
+from sweeper.core.metrics import ProblemType
 from sweeper.core.records import TARGET_COLUMN
 from sweeper.errors import DataError
 from sweeper.safe_text import redact
@@ -32,7 +32,7 @@ class Prepared:
     transformer: ColumnTransformer  # fitted on the training rows
     report: dict[str, int]  # records.SPLIT_REPORT's counts
     warnings: tuple[str, ...]
-    task: Task
+    task: ProblemType
     classes: tuple[str, ...] = ()  # a classification's labels, as text
     smallest_class: int = 0  # training rows of its rarest class
 
@@ -73,12 +73,12 @@ def transform(
     if frame.empty:
         raise DataError(f"data.target '{target}' is missing in every row")
     y = frame.pop(target)
-    y = y.astype("float64") if task == Task.regression else y
+    y = y.astype("float64") if task == ProblemType.regression else y
     if frame.shape[1] == 0:
         raise DataError(f"no feature columns are left after dropping {drop} and the target")
     test_size = _test_size(data["test_size"], len(frame))
     _check_infinite(frame)
-    if task == Task.classification:
+    if task == ProblemType.classification:
         _check_classes(y, target)
     else:
         _check_numbers(y, target)
@@ -89,7 +89,7 @@ def transform(
         y,
         test_size=test_size,
         random_state=seed,
-        stratify=y if task == Task.classification else None,
+        stratify=y if task == ProblemType.classification else None,
     )
     # Fitted on the training rows only, so nothing about the test rows leaks into the trials.
     transformer = _transformer(X_train, preprocess).fit(X_train)
@@ -113,7 +113,7 @@ def transform(
             f"the test set has only {len(test)} rows (data.test_size={data['test_size']}): its "
             "scores are noisy; more rows or a larger data.test_size give ones to trust"
         )
-    if task == Task.regression:
+    if task == ProblemType.regression:
         return Prepared(train, test, raw_test, transformer, report, tuple(warnings), task)
     counts = y_train.value_counts()
     classes = tuple(str(c) for c in sorted(counts.index, key=str))
@@ -130,19 +130,19 @@ def transform(
     )
 
 
-def _task(target: pd.Series, name: str, asked: str) -> Task:
+def _task(target: pd.Series, name: str, asked: str) -> ProblemType:
     """`auto`: a number is a regression's target; text, booleans and categories are labels."""
     numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
     if asked == "auto":
-        return Task.regression if numeric else Task.classification
-    if asked not in tuple(Task):
+        return ProblemType.regression if numeric else ProblemType.classification
+    if asked not in tuple(ProblemType):
         raise DataError(f"data.task={asked} is not one of auto, regression, classification")
-    if asked == Task.regression and not numeric:
+    if asked == ProblemType.regression and not numeric:
         raise DataError(
             f"data.target '{name}' is not numeric (dtype {target.dtype}): a regression target "
             "must be a number (data.task=classification, or auto, treats it as labels)"
         )
-    return Task(asked)
+    return ProblemType(asked)
 
 
 def _check_classes(y: pd.Series, target: str) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.core import storage
-from sweeper.core.metrics import RECORDED, Ranking, Task
+from sweeper.core.metrics import RECORDED, ProblemType, Ranking
 from sweeper.core.records import Status
 from sweeper.core.settings import MlflowSettings, config_dir
 from sweeper.display.table import ConfigRow, Report, Row, print_report
@@ -66,7 +66,7 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
 def _ranking(params: dict[str, str]) -> Ranking:
     """How the sweep ranked its trials, from its run's params (a sweep from before CV selection
     has none: it ranked on test MSE)."""
-    task = Task(params.get("data.task", Task.regression))
+    task = ProblemType(params.get("data.task", ProblemType.regression))
     return Ranking.of(params.get("eval.metric", "mse"), int(params.get("eval.cv", 0)), task)
 
 

@@ -124,14 +124,14 @@ def test_a_score_that_is_not_a_number_fails_the_trial_instead_of_ranking() -> No
     import numpy as np
     from sklearn.dummy import DummyRegressor
 
-    from sweeper.core.metrics import Task
+    from sweeper.core.metrics import ProblemType
     from sweeper.trial.fitting import evaluate
 
     X, y = np.zeros((4, 1)), np.array([1.0, 2.0, 3.0, 4.0])
     fitted = DummyRegressor(strategy="constant", constant=1e200).fit(X, y)
     with pytest.raises(ValueError, match=r"mse=inf.*cannot be scored"):
-        evaluate(fitted, X, y, Task.regression)
-    assert evaluate(DummyRegressor().fit(X, y), X, y, Task.regression)["mse"] == 1.25
+        evaluate(fitted, X, y, ProblemType.regression)
+    assert evaluate(DummyRegressor().fit(X, y), X, y, ProblemType.regression)["mse"] == 1.25
 
 
 def test_the_winner_is_the_model_its_trial_fitted_not_a_refit(workdir: Path) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sweeper.conclusion.registered import Refused, load_model
 from sweeper.core import faults
 from sweeper.core.faults import Fault
-from sweeper.core.metrics import NEEDS_PROBABILITIES, Ranking, Task
+from sweeper.core.metrics import NEEDS_PROBABILITIES, ProblemType, Ranking
 from sweeper.tracking import registry
 from sweeper.trial.fitting import skops_types
 
@@ -189,7 +189,7 @@ def _score_registered(model: PyFuncModel, split_url: str, ranking: Ranking) -> d
 
     X_raw, y_test = read_raw_test(split_url)
     predicted = model.predict(X_raw)
-    if ranking.task == Task.regression:
+    if ranking.task == ProblemType.regression:
         return score(y_test, predicted)
     if ranking.metric not in NEEDS_PROBABILITIES:
         return score_labels(y_test, predicted)

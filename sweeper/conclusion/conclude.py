@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from sweeper.core.faults import Fault
-from sweeper.core.metrics import Task
+from sweeper.core.metrics import ProblemType
 from sweeper.core.records import Status
 from sweeper.trial import kept
 
@@ -122,7 +122,7 @@ def log_best(
     if model is None:
         return notes
     tracker.set_tag(result.parent_run_id, "best_model_uri", model.uri)
-    if result.task == Task.classification:
+    if result.task == ProblemType.classification:
         _attempt(
             notes,
             "the confusion matrix",

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from sweeper.core.text_enum import TextEnum
 
 
-class Task(TextEnum):
-    """What the target asks for: a number (regression) or a label (classification)."""
+class ProblemType(TextEnum):
+    """What the target asks for (the data's `data.task`): a number (regression) or a label
+    (classification). Not a task of a workflow: those are Hera's."""
 
     regression = "regression"
     classification = "classification"
@@ -24,8 +25,8 @@ class Task(TextEnum):
 METRICS = ("mse", "rmse", "mae", "r2")  # a regression's
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
 NEEDS_PROBABILITIES = frozenset({"log_loss", "roc_auc"})  # only for models with predict_proba
-METRICS_OF = {Task.regression: METRICS, Task.classification: CLASSIFICATION_METRICS}
-DEFAULT_METRIC = {Task.regression: "mse", Task.classification: "accuracy"}
+METRICS_OF = {ProblemType.regression: METRICS, ProblemType.classification: CLASSIFICATION_METRICS}
+DEFAULT_METRIC = {ProblemType.regression: "mse", ProblemType.classification: "accuracy"}
 # Lower is better for every other metric (an error or a loss).
 MAXIMISED = frozenset({"r2", "accuracy", "balanced_accuracy", "f1_macro", "roc_auc"})
 FIT_SECONDS = "fit_seconds"  # the fit on all training rows
@@ -51,10 +52,10 @@ class Ranking:
 
     metric: str = "mse"
     cv: int = 0
-    task: Task = Task.regression
+    task: ProblemType = ProblemType.regression
 
     @classmethod
-    def of(cls, metric: str, cv: int, task: Task) -> Ranking:
+    def of(cls, metric: str, cv: int, task: ProblemType) -> Ranking:
         """`metric` "auto": the task's own (mse for a regression, accuracy for a classification)."""
         return cls(DEFAULT_METRIC[task] if metric == "auto" else metric, cv, task)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweeper.core import overrides
-from sweeper.core.metrics import Ranking, Task
+from sweeper.core.metrics import ProblemType, Ranking
 from sweeper.core.records import Plan, Status, StoredSplit, Trial
 
 
@@ -133,9 +133,9 @@ class SweepResult:
         return sum(not o.ok for o in self.outcomes)
 
     @property
-    def task(self) -> Task:
+    def task(self) -> ProblemType:
         """The data's, once a split is stored (a sweep's groups share one task)."""
-        return Task(next((s.task for s in self.splits.values()), Task.regression))
+        return ProblemType(next((s.task for s in self.splits.values()), ProblemType.regression))
 
     @property
     def ranking(self) -> Ranking:
@@ -236,7 +236,7 @@ class SweepResult:
                 url,
                 key=url.rsplit("/", 1)[-1],
                 reused=True,
-                task=record.get("task", Task.regression),
+                task=record.get("task", ProblemType.regression),
             )
             for group, url in (record.get("splits") or {}).items()
         }

@@ -45,7 +45,7 @@ class StoredSplit:
     # What preprocessing did to the data (SPLIT_REPORT's counts) and what it warned of.
     report: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    task: str = "regression"  # metrics.Task: what its target asks for
+    task: str = "regression"  # metrics.ProblemType: what its target asks for
     smallest_class: int = 0  # a classification's: training rows of its rarest class
 
     def describe(self) -> str:

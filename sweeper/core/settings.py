@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeper.core import storage
-from sweeper.core.metrics import EVERY_METRIC, METRICS_OF, Ranking, Task
+from sweeper.core.metrics import EVERY_METRIC, METRICS_OF, ProblemType, Ranking
 from sweeper.core.text_enum import TextEnum
 from sweeper.errors import SweeperError
 from sweeper.safe_text import first_line
@@ -206,7 +206,7 @@ class Settings:
         del record["argo"], record["local"]
         return record
 
-    def ranking(self, task: Task = Task.regression) -> Ranking:
+    def ranking(self, task: ProblemType = ProblemType.regression) -> Ranking:
         """How trials of a `task` are ranked (the task is the data's: known once it is read)."""
         return Ranking.of(self.eval.metric, self.eval.cv, task)
 

@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, Transformer, ValueType
 from omegaconf import DictConfig
 
-from sweeper.core.metrics import Task
+from sweeper.core.metrics import ProblemType
 from sweeper.core.overrides import MODEL_GROUP, MODEL_VALUE
 from sweeper.core.settings import config_dir
 from sweeper.errors import SweeperError
@@ -48,7 +48,7 @@ def expand(
 
     # glob() keeps the models that fit the data (its task is read once, when first needed).
     globbed = bool(model_choice) and model_choice[0].value_type == ValueType.GLOB_CHOICE_SWEEP
-    task: list[Task | None] = []
+    task: list[ProblemType | None] = []
     used: set[str] = set()
     jobs = []
     for model in models:

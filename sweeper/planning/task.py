@@ -15,22 +15,22 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.core import storage
-from sweeper.core.metrics import Task
+from sweeper.core.metrics import ProblemType
 from sweeper.core.records import StoredSplit, Trial
 from sweeper.core.settings import config_dir
 
-ESTIMATOR_TYPE = {Task.regression: "regressor", Task.classification: "classifier"}
+ESTIMATOR_TYPE = {ProblemType.regression: "regressor", ProblemType.classification: "classifier"}
 
 
-def data_task(data: Mapping[str, Any]) -> Task | None:
+def data_task(data: Mapping[str, Any]) -> ProblemType | None:
     """The task preprocessing will find: `data.task` when given, else the target column's kind
     (from its first 10,000 rows); None when that cannot be told here (preprocessing says why)."""
     asked = data.get("task", "auto")
     if asked != "auto":
-        return Task(asked) if asked in tuple(Task) else None
+        return ProblemType(asked) if asked in tuple(ProblemType) else None
     path = data.get("path")
     if path is None:  # the bundled data set, diabetes: a number to predict
-        return Task.regression
+        return ProblemType.regression
     import pandas as pd
 
     try:
@@ -42,15 +42,15 @@ def data_task(data: Mapping[str, Any]) -> Task | None:
     except Exception:  # missing, unreadable, no such column: preprocessing names the problem
         return None
     numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
-    return Task.regression if numeric else Task.classification
+    return ProblemType.regression if numeric else ProblemType.classification
 
 
-def fits(estimator_type: str | None, task: Task | None) -> bool:
+def fits(estimator_type: str | None, task: ProblemType | None) -> bool:
     """A model without an `estimator_type` (a config of one's own) is taken to fit."""
     return task is None or not estimator_type or estimator_type == ESTIMATOR_TYPE[task]
 
 
-def models_for(task: Task) -> list[str]:
+def models_for(task: ProblemType) -> list[str]:
     """The model configs of conf/model/ that fit a task."""
     folder = Path(config_dir(), "model")
     found = []
@@ -64,7 +64,7 @@ def models_for(task: Task) -> list[str]:
 
 def misfits(trials: Sequence[Trial], split: StoredSplit) -> str | None:
     """One line refusing the trials' models that do not fit the split's task, if any."""
-    task = Task(split.task)
+    task = ProblemType(split.task)
     wrong = sorted({t.model_name for t in trials if not fits(t.estimator_type, task)})
     if not wrong:
         return None

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sweeper.core import storage, trust
-from sweeper.core.metrics import FIT_SECONDS, METRICS, Task, cv_mean, cv_std
+from sweeper.core.metrics import FIT_SECONDS, METRICS, ProblemType, cv_mean, cv_std
 from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, now_ms
 from sweeper.safe_text import first_line
 from sweeper.trial.splits import folds_refused
@@ -42,7 +42,7 @@ class Split:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray  # numbers for a regression, the labels as the data has them otherwise
-    task: Task = Task.regression
+    task: ProblemType = ProblemType.regression
     _folds: dict[tuple[int, int], Folds] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -55,7 +55,7 @@ class Split:
             y_train=y_train.to_numpy(),
             X_test=X_test.to_numpy(dtype="float64"),
             y_test=y_test.to_numpy(),
-            task=Task(meta.get("task", Task.regression)),
+            task=ProblemType(meta.get("task", ProblemType.regression)),
         )
 
     def folds(self, cv: int, seed: int) -> Folds:
@@ -147,10 +147,10 @@ def cross_validate(estimator: BaseEstimator, split: Split, cv: int, seed: int) -
     return metrics
 
 
-def _cut_folds(y: np.ndarray, task: Task, cv: int, seed: int) -> Folds:
+def _cut_folds(y: np.ndarray, task: ProblemType, cv: int, seed: int) -> Folds:
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    classification = task == Task.classification
+    classification = task == ProblemType.classification
     fewest = int(pd.Series(y).value_counts().min()) if classification else 0
     refused = folds_refused(cv, len(y), task, fewest)
     if refused:
@@ -160,10 +160,12 @@ def _cut_folds(y: np.ndarray, task: Task, cv: int, seed: int) -> Folds:
     return tuple(KFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1))))
 
 
-def evaluate(fitted: BaseEstimator, X: np.ndarray, y: np.ndarray, task: Task) -> dict[str, float]:
+def evaluate(
+    fitted: BaseEstimator, X: np.ndarray, y: np.ndarray, task: ProblemType
+) -> dict[str, float]:
     """Every metric of the task, for a fitted model on these rows."""
     predicted = fitted.predict(X)
-    if task == Task.regression:
+    if task == ProblemType.regression:
         return finite(score(y, predicted))
     with_probabilities = hasattr(fitted, "predict_proba")  # SVC(probability=False) has none
     proba = fitted.predict_proba(X) if with_probabilities else None

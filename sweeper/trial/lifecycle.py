@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeper.core.faults import Fault, without_retries
-from sweeper.core.metrics import Ranking, Task
+from sweeper.core.metrics import ProblemType, Ranking
 from sweeper.core.outcomes import Outcome
 from sweeper.core.processes import uninterrupted
 from sweeper.core.records import (
@@ -131,7 +131,7 @@ def run_trial(
             marker.unlink(missing_ok=True)
     run_id = _record(tracker, sweep, record, held, score=score)
     if sweep.ranked_by is not None:
-        ranking = Ranking.of(sweep.ranked_by, sweep.cv, Task(split.task))
+        ranking = Ranking.of(sweep.ranked_by, sweep.cv, ProblemType(split.task))
         kept.offer(sweep.sweep_id, run_id, ranking.loss(score.metrics), fitted)
     return Outcome.finished(trial, score.metrics, run_id)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 
 from sweeper.core import storage
-from sweeper.core.metrics import Task
+from sweeper.core.metrics import ProblemType
 from sweeper.core.records import SPLIT_REPORT, Plan, StoredSplit
 from sweeper.errors import SweeperError
 
@@ -50,7 +50,7 @@ def folds_refused(cv: int, rows: int, task: str, smallest_class: int) -> str | N
     yet). The one rule: the sweep says it before a trial runs, and cutting the folds again."""
     if rows and cv > rows:
         return f"eval.cv={cv} needs at least {cv} training rows; the split has {rows}"
-    if task == Task.classification and cv > smallest_class:
+    if task == ProblemType.classification and cv > smallest_class:
         return (
             f"eval.cv={cv} needs {cv} training rows of each class; the smallest class has "
             f"{smallest_class} (use eval.cv={max(2, smallest_class)} or fewer, or more data)"
@@ -67,7 +67,7 @@ def run_params(plan: Plan, splits: Mapping[str, StoredSplit]) -> dict[str, str]:
             f"the sweep's groups have different tasks ({', '.join(tasks)}); "
             "sweep one target at a time"
         )
-    task = Task(tasks[0] if tasks else Task.regression)
+    task = ProblemType(tasks[0] if tasks else ProblemType.regression)
     ranked_by = plan.settings.ranking(task).key
     return {
         **plan.sweep_params,
