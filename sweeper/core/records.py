@@ -203,7 +203,10 @@ class Plan:
             group["data"]["path"] = redact(group["data"].get("path"))
         # Without params: from the trial's model and group again when read (most of its bytes).
         fields = [f.name for f in dataclasses.fields(Trial) if f.name != "params"]
-        record["trials"] = [{k: getattr(t, k) for k in fields} for t in self.trials]
+        # `cv` per trial only for a step image of the previous version, which reads it from each
+        # trial (a `:latest` pulled again mid-workflow); this version takes the settings'.
+        cv = self.settings.eval.cv
+        record["trials"] = [{**{k: getattr(t, k) for k in fields}, "cv": cv} for t in self.trials]
         # Compact: a 100,000-trial plan is tens of megabytes even so. No URL's credentials in
         # it anywhere (a trial's overrides repeat what was typed).
         return redact_text(json.dumps(record, separators=(",", ":"), default=str))

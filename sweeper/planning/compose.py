@@ -16,9 +16,8 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeper.core.overrides import MODEL_VALUE
 from sweeper.planning.plan import Job, resolved, settable_on_resolved
-
-MODEL_PREFIX = "model."
 
 
 def compose_jobs(
@@ -38,7 +37,7 @@ def compose_jobs(
     jobs = []
     for offset, overrides in enumerate(job_overrides):
         lines = [_parsed(line, known, parser) for line in overrides]
-        values = tuple(o for o in lines if o.key_or_group.startswith(MODEL_PREFIX))
+        values = tuple(o for o in lines if o.key_or_group.startswith(MODEL_VALUE))
         base_key = tuple(str(o.input_line) for o in lines if o not in values)
         if base_key not in bases:
             composed = compose(list(base_key))
