@@ -1,5 +1,5 @@
 """A sweep against the MLflow a team runs in production: PostgreSQL behind `mlflow server`,
-artifacts proxied to S3, basic-auth with the credentials in the environment (the README's
+artifacts proxied to S3, basic-auth with the credentials in the environment (docs/mlflow.md,
 "Production MLflow"). A local sweep and an executed Argo workflow each log every trial once, and
 the best model lands in the bucket."""
 
