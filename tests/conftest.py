@@ -4,6 +4,8 @@ test files go to xdist's workers in, from the durations the last full run measur
 
 from __future__ import annotations
 
+import _posixsubprocess
+import contextlib
 import json
 import multiprocessing.process
 import os
@@ -39,26 +41,67 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: -measured.get(item.path.name, 0.0))
 
 
-@pytest.fixture(autouse=True)
-def _unit_tests_start_nothing(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    """Keeps the fast tier fast: a test marked `unit` that starts a process or listens on a port
-    fails at once, naming what it did."""
-    if request.node.get_closest_marker("unit") is not None:
+# What starting a process or a server comes down to: subprocess (its own binding of it) and
+# multiprocessing's fork server both reach _posixsubprocess.fork_exec; a pool's workers fork.
+_STARTS = [
+    (_posixsubprocess, "fork_exec", "starts a process"),
+    (subprocess, "_fork_exec", "starts a process"),
+    (os, "fork", "forks"),
+    (os, "posix_spawn", "starts a process"),
+    (os, "posix_spawnp", "starts a process"),
+    (os, "system", "runs a shell"),
+    (multiprocessing.process.BaseProcess, "start", "starts a process"),
+    (socket.socket, "listen", "listens on a port"),
+]
 
-        def refuse(what: str) -> Callable[..., None]:
-            def refused(*_args: object, **_kwargs: object) -> None:
-                raise AssertionError(f"a unit test {what}: leave the unit mark off")
 
-            return refused
+@contextlib.contextmanager
+def _starting_nothing(item: pytest.Item) -> Iterator[None]:
+    """Keeps the fast tier fast: a test marked `unit` (its fixtures included, whatever their
+    scope) that starts a process or listens on a port fails, naming what it did, even when the
+    code under test caught the refusal."""
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    import matplotlib.font_manager  # noqa: F401  (its first import may run fc-list: not the test's)
 
-        starts = refuse("starts a process")
-        monkeypatch.setattr(subprocess.Popen, "__init__", starts)
-        monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", starts)
-        monkeypatch.setattr(os, "fork", refuse("forks"))
-        monkeypatch.setattr(socket.socket, "listen", refuse("listens on a port"))
-    yield
+    refused: list[str] = []
+
+    def refuse(what: str) -> Callable[..., None]:
+        def refused_call(*_args: object, **_kwargs: object) -> None:
+            refused.append(what)
+            raise AssertionError(f"a unit test {what}: leave the unit mark off")
+
+        return refused_call
+
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in _STARTS]
+    for owner, name, what in _STARTS:
+        setattr(owner, name, refuse(what))
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+    if refused:
+        pytest.fail(f"a unit test {refused[0]}: leave the unit mark off", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _starting_nothing(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _starting_nothing(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    with _starting_nothing(item):
+        return (yield)
 
 
 _seconds: defaultdict[str, float] = defaultdict(float)
@@ -71,7 +114,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     every_file = {path.name for path in Path(__file__).parent.glob("test_*.py")}
-    whole_run = not session.config.option.markexpr and set(_seconds) >= every_file
+    option = session.config.option
+    chosen = option.markexpr or option.keyword or option.deselect or option.lf
+    whole_run = not chosen and set(_seconds) >= every_file
     if hasattr(session.config, "workerinput") or exitstatus != 0 or not whole_run:
         return
     measured = {name: round(seconds, 1) for name, seconds in sorted(_seconds.items())}

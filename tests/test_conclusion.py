@@ -23,7 +23,7 @@ from sweeper.tracking.tracker import Tracker
 from sweeper.trial.fitting import read_raw_test, score
 from sweeper.trial.lifecycle import SweepRef, run_trial
 
-pytestmark = pytest.mark.unit
+# In this process, but e2e: logging a model, MLflow runs `git` for the source's version.
 
 
 @pytest.fixture
@@ -79,6 +79,7 @@ def test_a_finished_sweep_gets_its_table_best_model_and_summary(planned: Plan) -
     assert {r["status"] for r in rows} == {"FINISHED", "FAILED"}
 
 
+@pytest.mark.unit
 def test_a_killed_sweep_ends_at_once_with_its_unfinished_trials(planned: Plan) -> None:
     tracker = Tracker(planned.settings.mlflow.tracking_uri, planned.settings.mlflow.experiment)
     result = ran(planned, tracker)
