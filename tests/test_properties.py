@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -88,6 +88,7 @@ def plan_for(arguments: list[str]):  # type: ignore[no-untyped-def]
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.floats(min_value=1e-6, max_value=1e6), min_size=1, max_size=6, unique=True))
+@example(alphas=[999952.0, 999950.0])  # both 1e+06 at 4 significant digits (found by hypothesis)
 def test_override_values_give_unique_stable_trials(hydra_initialised: None, alphas: list) -> None:
     arguments = ["model=lasso", "model.alpha=" + ",".join(map(repr, alphas))]
     plan, again = plan_for(arguments), plan_for(arguments)

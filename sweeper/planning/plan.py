@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -111,6 +112,7 @@ def build_plan(
     settings = _settings(configs)
     varying = _varying_keys(jobs)
     varying += [k for k in name_keys if k not in varying and k != "model"]
+    names = _trial_names(jobs, varying)
     groups: dict[str, PreprocessGroup] = {}
     trials = []
     for job, cfg in zip(jobs, configs, strict=True):
@@ -121,7 +123,7 @@ def build_plan(
         trials.append(
             Trial(
                 index=job.index,
-                name=_trial_name(job, varying),
+                name=names[job.index],
                 model_name=job.model_name,
                 model=model,
                 group=group.id,
@@ -204,11 +206,26 @@ def _varying_keys(jobs: Sequence[Job]) -> list[str]:
     ]
 
 
-def _trial_name(job: Job, varying: Sequence[str]) -> str:
+def _trial_names(jobs: Sequence[Job], varying: Sequence[str]) -> dict[int, str]:
+    """Each job's trial name (by its index): floats to 4 significant digits, and to as many more
+    as tell apart two trials that would otherwise read the same (alpha=999952 and alpha=999950
+    are both 1e+06 at 4)."""
+    names = {job.index: _trial_name(job, varying) for job in jobs}
+    for digits in (6, 8, 10, 12, 17):
+        counts = Counter(names.values())
+        clashing = [job for job in jobs if counts[names[job.index]] > 1]
+        if not clashing:
+            break
+        for job in clashing:
+            names[job.index] = _trial_name(job, varying, digits)
+    return names
+
+
+def _trial_name(job: Job, varying: Sequence[str], digits: int = 4) -> str:
     """ "rf n_estimators=100 max_depth=4 seed=2": the model's values in its grid's order (then its
-    config's), whatever order the command line gave them, floats to 4 significant digits (the
-    exact value is in the params); then anything else that varies. No URL's credentials: the
-    name is a run's name and a registered version's tag."""
+    config's), whatever order the command line gave them, floats to `digits` significant digits
+    (the exact value is in the params); then anything else that varies. No URL's credentials:
+    the name is a run's name and a registered version's tag."""
     items = _override_items(job)
     grid = [f"{MODEL_VALUE}{k}" for k in job.config.get("grid") or {}]
     config = [f"{MODEL_VALUE}{k}" for k in job.config.get(MODEL_GROUP) or {}]
@@ -217,12 +234,14 @@ def _trial_name(job: Job, varying: Sequence[str]) -> str:
         (k for k in varying if k in items),
         key=lambda k: (not k.startswith(MODEL_VALUE), order.get(k, len(order))),
     )
-    shown = [f"{k.removeprefix(MODEL_VALUE)}={_shown(job, k, items[k])}" for k in shown_keys]
+    shown = [
+        f"{k.removeprefix(MODEL_VALUE)}={_shown(job, k, items[k], digits)}" for k in shown_keys
+    ]
     return redact_text(" ".join([job.model_name, *shown]))
 
 
-def _shown(job: Job, key: str, text: str) -> str:
+def _shown(job: Job, key: str, text: str, digits: int = 4) -> str:
     value: Any = job.config if key.startswith(MODEL_VALUE) else None
     for part in key.split(".") if value is not None else ():
         value = value.get(part) if isinstance(value, Mapping) else None
-    return f"{value:.4g}" if isinstance(value, float) else text
+    return f"{value:.{digits}g}" if isinstance(value, float) else text
