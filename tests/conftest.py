@@ -59,7 +59,8 @@ _STARTS = [
 def _starting_nothing(item: pytest.Item) -> Iterator[None]:
     """Keeps the fast tier fast: a test marked `unit` (its fixtures included, whatever their
     scope) that starts a process or listens on a port fails, naming what it did, even when the
-    code under test caught the refusal."""
+    code under test caught the refusal. Setup and call only: a teardown also ends the fixtures
+    of the module before (an e2e module's servers), whenever xdist gets to it."""
     if item.get_closest_marker("unit") is None:
         yield
         return
@@ -94,12 +95,6 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    with _starting_nothing(item):
-        return (yield)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     with _starting_nothing(item):
         return (yield)
 
