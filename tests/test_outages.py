@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from support.mlflow_view import sweeps
-from support.servers import free_port, run_sweeper, wait_for
+from support.servers import free_port, mlflow_server_command, run_sweeper, wait_for
 
 # 16 trials, long enough that an outage meets the sweep mid-way; one fit each (no folds): what
 # is tested is the outage, not the scoring.
@@ -79,22 +79,7 @@ def sweep_until(args: list[str], cwd: Path, env: dict[str, str], line: str) -> s
 def paused_mlflow(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     server = start(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_command(tmp_path / "server.db", tmp_path / "artifacts", port),
         tmp_path / "mlflow.log",
     )
     uri = f"http://127.0.0.1:{port}"

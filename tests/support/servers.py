@@ -60,27 +60,21 @@ def serving(
             process.kill()
 
 
+def mlflow_server_command(database: Path, artifacts: Path, port: int) -> list[str]:
+    """`mlflow server` on a SQLite file, one worker, artifacts proxied (clients upload
+    through it)."""
+    store = ["--backend-store-uri", f"sqlite:///{database}"]
+    address = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    server = [sys.executable, "-m", "mlflow", "server"]
+    return [*server, *store, "--artifacts-destination", str(artifacts), *address]
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on a SQLite store: the tracking server a team would run."""
     home = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{home / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(home / "artifacts"),  # clients upload through it
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    command = mlflow_server_command(home / "mlflow.db", home / "artifacts", port)
     uri = f"http://127.0.0.1:{port}"
     with serving(command, f"{uri}/health", home / "server.log"):
         yield uri
