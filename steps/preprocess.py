@@ -32,19 +32,24 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # Part of every key: bump it when the transformation changes so old splits are not reused.
-PREPROCESS_VERSION = 4  # 4: rare levels grouped (max_categories); what was done is in meta.json
+PREPROCESS_VERSION = 5  # 5: each CV fold preprocessed on its own fitting rows, stored beside
 BUNDLED = ("diabetes",)
 
 
 def preprocess(
-    data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int, storage_root: str
+    data: Mapping[str, Any],
+    preprocess: Mapping[str, Any],
+    seed: int,
+    storage_root: str,
+    cv: int = 0,
 ) -> StoredSplit:
-    """Store the train/test split of `data` under a key of the settings and the data's content.
+    """Store the train/test split of `data` under a key of the settings and the data's content,
+    with `cv` folds of its training rows (the sweep's `eval.cv`), each preprocessed apart.
 
     An identical split stored earlier (same settings, same bytes) is reused, not recomputed.
     """
     raw, content_hash = _read_source(data)
-    key = split_key(data, preprocess, seed, content_hash)
+    key = split_key(data, preprocess, seed, content_hash, cv)
     url = storage.split_url(storage.absolute(storage_root), key)
     stored = _stored(url, key)
     if stored is not None:
@@ -53,7 +58,7 @@ def preprocess(
     from steps.transform import transform
 
     frame = _parse(raw, data) if raw is not None else _load_bundled(data)
-    prepared = transform(frame, data, preprocess, seed)
+    prepared = transform(frame, data, preprocess, seed, cv)
     train, test, raw_test, transformer = (
         prepared.train,
         prepared.test,
@@ -73,6 +78,9 @@ def preprocess(
         storage.TEST_RAW: _to_parquet(raw_test),
         storage.TRANSFORMER: skops.io.dumps(transformer),
     }
+    for number, fold in enumerate(prepared.folds):
+        fit, held_out = storage.fold_tables(number)
+        tables.update({fit: _to_parquet(fold.fit), held_out: _to_parquet(fold.held_out)})
     for name, content in tables.items():
         storage.write_bytes_atomic(storage.join(url, name), content)
     meta = {
@@ -92,6 +100,7 @@ def preprocess(
         "smallest_class": prepared.smallest_class,
         "preprocess": dict(preprocess),
         "seed": seed,
+        "cv": len(prepared.folds),
         "sha256": {name: hashlib.sha256(content).hexdigest() for name, content in tables.items()},
     }
     storage.write_bytes_atomic(storage.join(url, storage.META), json.dumps(meta, indent=2).encode())
@@ -107,11 +116,15 @@ def preprocess(
 
 
 def stored_split(
-    data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int, storage_root: str
+    data: Mapping[str, Any],
+    preprocess: Mapping[str, Any],
+    seed: int,
+    storage_root: str,
+    cv: int = 0,
 ) -> StoredSplit | None:
     """The split `preprocess` would reuse, if one is stored (None: it would compute one); found
     without pandas or scikit-learn, by the data's bytes and the settings."""
-    key = split_key(data, preprocess, seed, _read_source(data)[1])
+    key = split_key(data, preprocess, seed, _read_source(data)[1], cv)
     return _stored(storage.split_url(storage.absolute(storage_root), key), key)
 
 
@@ -131,7 +144,11 @@ def _stored(url: str, key: str) -> StoredSplit | None:
 
 
 def split_key(
-    data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int, content_hash: str
+    data: Mapping[str, Any],
+    preprocess: Mapping[str, Any],
+    seed: int,
+    content_hash: str,
+    cv: int = 0,
 ) -> str:
     """Same settings and same bytes give the same key, wherever the data lives."""
     identity = {
@@ -143,6 +160,7 @@ def split_key(
         "task": data.get("task", "auto"),
         "preprocess": dict(preprocess),
         "seed": seed,
+        "cv": cv,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -263,7 +281,10 @@ def preprocess_group(plan_url: str, group_id: str) -> StoredSplit:
     group = plan.group(group_id)
     if group is None:
         raise DataError(f"group {group_id} is not in the plan {plan_url}")
-    split = preprocess(group.data, group.preprocess, group.seed, plan.settings.storage.root)
+    settings = plan.settings
+    split = preprocess(
+        group.data, group.preprocess, group.seed, settings.storage.root, settings.eval.cv
+    )
     record_split(plan, group_id, split)
     return split
 
@@ -276,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--group", help="preprocess group of the plan")
     parser.add_argument("--preprocess", default="{}", help="preprocess settings as JSON")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cv", type=int, default=0, help="CV folds to preprocess (eval.cv)")
     parser.add_argument("--storage-root")
     args = parser.parse_args(argv)
     if args.data and not args.storage_root:
@@ -287,7 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             split = preprocess_group(args.plan, args.group)
         else:
             data = {"drop": [], "test_size": 0.3, **json.loads(args.data)}
-            split = preprocess(data, json.loads(args.preprocess), args.seed, args.storage_root)
+            split = preprocess(
+                data, json.loads(args.preprocess), args.seed, args.storage_root, args.cv
+            )
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

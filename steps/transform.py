@@ -16,6 +16,7 @@ from sweeper.core.metrics import ProblemType
 from sweeper.core.records import TARGET_COLUMN
 from sweeper.errors import DataError
 from sweeper.safe_text import redact
+from sweeper.trial.splits import folds_refused
 
 if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
@@ -35,13 +36,30 @@ class Prepared:
     task: ProblemType
     classes: tuple[str, ...] = ()  # a classification's labels, as text
     smallest_class: int = 0  # training rows of its rarest class
+    folds: tuple[Fold, ...] = ()  # the CV folds of the training rows, each preprocessed apart
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One CV fold of the training rows, preprocessed as a pipeline would be inside
+    `cross_val_score`: the recipe fitted on the rows the fold fits on only, so the rows it holds
+    out shape nothing they are scored through."""
+
+    fit: pd.DataFrame  # transformed features and the target
+    held_out: pd.DataFrame
 
 
 def transform(
-    frame: pd.DataFrame, data: Mapping[str, Any], preprocess: Mapping[str, Any], seed: int
+    frame: pd.DataFrame,
+    data: Mapping[str, Any],
+    preprocess: Mapping[str, Any],
+    seed: int,
+    cv: int = 0,
 ) -> Prepared:
     """The transformed train and test tables, the raw test rows (input columns and target), the
-    transformer fitted on the training rows, and what was done to the data."""
+    transformer fitted on the training rows, `cv` folds of the training rows (shuffled with
+    `seed`) each transformed by a recipe fitted on its own fitting rows, and what was done to
+    the data."""
     from sklearn.model_selection import train_test_split
 
     columns = [str(c) for c in frame.columns]
@@ -113,21 +131,55 @@ def transform(
             f"the test set has only {len(test)} rows (data.test_size={data['test_size']}): its "
             "scores are noisy; more rows or a larger data.test_size give ones to trust"
         )
-    if task == ProblemType.regression:
-        return Prepared(train, test, raw_test, transformer, report, tuple(warnings), task)
     counts = y_train.value_counts()
+    smallest = int(counts.min()) if task == ProblemType.classification else 0
+    refused = folds_refused(cv, len(y_train), task, smallest) if cv else None
+    if refused:
+        raise DataError(refused)
+    folds = tuple(
+        _fold(X_train, y_train, rows, preprocess) for rows in cut_folds(y_train, task, cv, seed)
+    )
+    if task == ProblemType.regression:
+        return Prepared(
+            train, test, raw_test, transformer, report, tuple(warnings), task, folds=folds
+        )
     classes = tuple(str(c) for c in sorted(counts.index, key=str))
     return Prepared(
-        train,
-        test,
-        raw_test,
-        transformer,
-        report,
-        tuple(warnings),
-        task,
-        classes,
-        int(counts.min()),
+        train, test, raw_test, transformer, report, tuple(warnings), task, classes, smallest, folds
     )
+
+
+def cut_folds(
+    y: pd.Series, task: ProblemType, cv: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The `cv` folds of the training rows as (fit on, held out) row numbers: shuffled with the
+    sweep's `seed`, stratified by class for a classification; scikit-learn's own KFold and
+    StratifiedKFold, so `cross_val_score(..., cv=KFold(cv, shuffle=True, random_state=seed))`
+    cuts the same ones."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if not cv:
+        return []
+    if task == ProblemType.classification:
+        return list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(y, y))
+    return list(KFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1))))
+
+
+def _fold(
+    X: pd.DataFrame,
+    y: pd.Series,
+    rows: tuple[np.ndarray, np.ndarray],
+    preprocess: Mapping[str, Any],
+) -> Fold:
+    fit_on, held_out = rows
+    X_fit, X_held = X.iloc[fit_on], X.iloc[held_out]
+    recipe = _transformer(X_fit, preprocess).fit(X_fit)
+    features = [str(f) for f in recipe.get_feature_names_out()]
+    fit = _as_table(recipe.transform(X_fit), features, y.iloc[fit_on])
+    held = _as_table(recipe.transform(X_held), features, y.iloc[held_out])
+    for name, table in (("fold's fitting", fit), ("fold's held-out", held)):
+        _check_finite(table[features], name)
+    return Fold(fit, held)
 
 
 def _task(target: pd.Series, name: str, asked: str) -> ProblemType:

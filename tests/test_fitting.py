@@ -1,64 +1,114 @@
 """Fitting and scoring, in this process: a trial's CV and test scores are scikit-learn's own,
-computed here by hand on the split the preprocess step stored from a real table."""
+computed here by hand from a real table (with blanks in number and text columns) and compared
+with what the trial made of the split the preprocess step stored."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import Lasso, LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import Pipeline
 
 from steps.preprocess import preprocess
+from support.by_hand import standard_recipe, training_rows
 from support.servers import data_file, preprocess_recipe
 from sweeper.core.records import Trial
+from sweeper.errors import DataError
 from sweeper.trial import fitting
 
 pytestmark = pytest.mark.unit
 
-
-def carseats(target: str, root: Path) -> str:
-    data = {
-        "name": "csv",
-        "path": str(data_file("carseats.csv")),
-        "target": target,
-        "drop": [],
-        "test_size": 0.3,
-        "task": "auto",
-    }
-    return preprocess(data, preprocess_recipe("standard"), seed=7, storage_root=str(root)).url
+SEED = 7
+BLANKS = ("Income", "Advertising", "Price", "ShelveLoc", "Urban")  # integer and text columns
 
 
 @pytest.fixture(scope="module")
-def sales(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return carseats("Sales", tmp_path_factory.mktemp("store"))
+def blanks_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """carseats.csv with 30 blanks in each of BLANKS, at random rows."""
+    table = pd.read_csv(data_file("carseats.csv"))
+    rng = np.random.default_rng(3)
+    for column in BLANKS:
+        table.loc[rng.choice(len(table), 30, replace=False), column] = None
+    path = tmp_path_factory.mktemp("data") / "carseats_blanks.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def stored(path: Path, target: str, root: Path, cv: int) -> str:
+    data = {"name": "csv", "path": str(path), "target": target, "drop": [], "test_size": 0.3}
+    recipe = preprocess_recipe("standard")
+    return preprocess(data, recipe, seed=SEED, storage_root=str(root), cv=cv).url
+
+
+def by_hand(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series, ColumnTransformer]:
+    X_train, y_train = training_rows(pd.read_csv(path), target, SEED)
+    return X_train, y_train, standard_recipe(X_train)
 
 
 @pytest.fixture(scope="module")
-def shelf(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return carseats("ShelveLoc", tmp_path_factory.mktemp("store"))
+def sales(tmp_path_factory: pytest.TempPathFactory, blanks_csv: Path) -> str:
+    return stored(blanks_csv, "Sales", tmp_path_factory.mktemp("store"), cv=5)
 
 
-def test_a_regression_trial_scores_as_scikit_learn_does(sales: str) -> None:
-    model = {"_target_": "sklearn.linear_model.Lasso", "alpha": 0.05}
+@pytest.fixture(scope="module")
+def shelf(tmp_path_factory: pytest.TempPathFactory, blanks_csv: Path) -> str:
+    return stored(blanks_csv, "US", tmp_path_factory.mktemp("store"), cv=4)
+
+
+@pytest.mark.parametrize(
+    ("model", "estimator"),
+    [
+        ({"_target_": "sklearn.linear_model.Lasso", "alpha": 0.05}, Lasso(alpha=0.05)),
+        # k nearest neighbours live on the scaler: a leak through it would show most here
+        ({"_target_": "sklearn.neighbors.KNeighborsRegressor"}, KNeighborsRegressor()),
+    ],
+)
+def test_cv_equals_cross_validating_the_whole_pipeline(
+    sales: str, blanks_csv: Path, model: dict[str, object], estimator: object
+) -> None:
+    """No fold's held-out rows shape the preprocessing they are scored through: the CV scores
+    are `cross_validate(Pipeline(recipe, model))`'s on the same folds, to the last digits."""
     split = fitting.load_split(sales)
-    score, fitted = fitting.fit_and_score(model, split, cv=5, seed=7)
+    score, _ = fitting.fit_and_score(model, split)
 
-    by_hand = cross_validate(
-        Lasso(alpha=0.05),
-        split.X_train,
-        split.y_train,
-        cv=KFold(5, shuffle=True, random_state=7),
+    X_train, y_train, recipe = by_hand(blanks_csv, "Sales")
+    expected = cross_validate(
+        Pipeline([("preprocess", recipe), ("model", estimator)]),
+        X_train,
+        y_train,
+        cv=KFold(5, shuffle=True, random_state=SEED),
         scoring=("neg_mean_squared_error", "neg_mean_absolute_error"),
     )
-    folds_mse = -by_hand["test_neg_mean_squared_error"]
-    assert score.metrics["cv_mse"] == pytest.approx(folds_mse.mean(), rel=1e-12)
-    assert score.metrics["cv_mse_std"] == pytest.approx(folds_mse.std(), rel=1e-12)
+    folds_mse = -expected["test_neg_mean_squared_error"]
+    assert score.metrics["cv_mse"] == pytest.approx(folds_mse.mean(), rel=1e-9)
+    assert score.metrics["cv_mse_std"] == pytest.approx(folds_mse.std(), rel=1e-9)
+    assert score.folds["mse"] == pytest.approx(tuple(folds_mse), rel=1e-9)
     assert score.metrics["cv_mae"] == pytest.approx(
-        -by_hand["test_neg_mean_absolute_error"].mean(), rel=1e-12
+        -expected["test_neg_mean_absolute_error"].mean(), rel=1e-9
     )
+    # The recipe fitted once on all training rows, then folds cut from its output: what the
+    # CV was before, and measurably not the same number.
+    leaky = -cross_validate(
+        estimator,  # type: ignore[arg-type]
+        split.X_train,
+        split.y_train,
+        cv=KFold(5, shuffle=True, random_state=SEED),
+        scoring="neg_mean_squared_error",
+    )["test_score"]
+    assert abs(leaky.mean() - score.metrics["cv_mse"]) > 1e-6 * score.metrics["cv_mse"]
+
+
+def test_a_regression_trial_is_tested_as_fitted_on_every_training_row(sales: str) -> None:
+    model = {"_target_": "sklearn.linear_model.Lasso", "alpha": 0.05}
+    split = fitting.load_split(sales)
+    score, fitted = fitting.fit_and_score(model, split)
 
     predicted = Lasso(alpha=0.05).fit(split.X_train, split.y_train).predict(split.X_test)
     assert score.metrics["mse"] == pytest.approx(mean_squared_error(split.y_test, predicted))
@@ -69,41 +119,45 @@ def test_a_regression_trial_scores_as_scikit_learn_does(sales: str) -> None:
     assert score.metrics["fit_seconds"] >= 0 and score.ended_ms >= score.started_ms
 
 
-def test_every_trial_of_a_split_gets_the_same_folds_and_cv0_none(sales: str) -> None:
+def test_the_folds_partition_the_training_rows_and_cv0_stores_none(
+    sales: str, blanks_csv: Path, tmp_path: Path
+) -> None:
     split = fitting.load_split(sales)
-    first = split.folds(5, 7)
-    assert split.folds(5, 7) is first  # cut once, kept with the split
-    again = fitting.Split.read(sales).folds(5, 7)  # read and cut anew: the same rows
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
-    held_out = np.concatenate([held for _, held in first])
-    assert sorted(held_out) == list(range(len(split.y_train)))
-    other_seed = split.folds(5, 8)
-    assert not np.array_equal(first[0][1], other_seed[0][1])
+    assert len(split.folds) == 5
+    held_out = np.concatenate([fold.y_held_out for fold in split.folds])
+    assert sorted(held_out) == sorted(split.y_train)  # every training row held out once
+    for fold in split.folds:
+        assert len(fold.y_fit) + len(fold.y_held_out) == len(split.y_train)
 
-    ridge = {"_target_": "sklearn.linear_model.Ridge"}
-    score, _ = fitting.fit_and_score(ridge, split, cv=0)
-    assert not any(name.startswith("cv_") for name in score.metrics)
+    without = fitting.Split.read(stored(blanks_csv, "Sales", tmp_path, cv=0))
+    assert without.folds == ()
+    score, _ = fitting.fit_and_score({"_target_": "sklearn.linear_model.Ridge"}, without)
+    assert not any(name.startswith("cv_") for name in score.metrics) and score.folds == {}
 
 
-def test_a_classification_trial_is_stratified_and_scored_on_its_labels(shelf: str) -> None:
+def test_a_classification_trial_is_stratified_and_scored_on_its_labels(
+    shelf: str, blanks_csv: Path
+) -> None:
     model = {"_target_": "sklearn.linear_model.LogisticRegression", "C": 0.5, "max_iter": 500}
     split = fitting.load_split(shelf)
-    score, fitted = fitting.fit_and_score(model, split, cv=4, seed=7)
-    assert split.task == "classification" and set(split.y_test) == {"Bad", "Good", "Medium"}
+    score, fitted = fitting.fit_and_score(model, split)
+    assert split.task == "classification" and set(split.y_test) == {"Yes", "No"}
 
-    folds = StratifiedKFold(4, shuffle=True, random_state=7)
-    by_hand = cross_validate(
-        LogisticRegression(C=0.5, max_iter=500),
-        split.X_train,
-        split.y_train,
-        cv=folds,
+    X_train, y_train, recipe = by_hand(blanks_csv, "US")
+    expected = cross_validate(
+        Pipeline([("preprocess", recipe), ("model", LogisticRegression(C=0.5, max_iter=500))]),
+        X_train,
+        y_train,
+        cv=StratifiedKFold(4, shuffle=True, random_state=SEED),
         scoring=("accuracy", "neg_log_loss"),
     )
-    assert score.metrics["cv_accuracy"] == pytest.approx(by_hand["test_accuracy"].mean())
-    assert score.metrics["cv_log_loss"] == pytest.approx(-by_hand["test_neg_log_loss"].mean())
+    assert score.metrics["cv_accuracy"] == pytest.approx(expected["test_accuracy"].mean())
+    assert score.metrics["cv_log_loss"] == pytest.approx(
+        -expected["test_neg_log_loss"].mean(), rel=1e-9
+    )
 
     predicted = fitted.predict(split.X_test)
-    assert set(predicted) <= {"Bad", "Good", "Medium"}
+    assert set(predicted) <= {"Yes", "No"}
     assert score.metrics["accuracy"] == pytest.approx(accuracy_score(split.y_test, predicted))
     assert score.metrics["f1_macro"] == pytest.approx(
         f1_score(split.y_test, predicted, average="macro")
@@ -111,13 +165,15 @@ def test_a_classification_trial_is_stratified_and_scored_on_its_labels(shelf: st
     assert 0.5 < score.metrics["roc_auc"] <= 1.0
 
 
-def test_folds_need_rows_and_classes_enough(shelf: str, sales: str) -> None:
+def test_folds_need_rows_and_classes_enough(
+    shelf: str, sales: str, blanks_csv: Path, tmp_path: Path
+) -> None:
     rows = len(fitting.load_split(sales).y_train)
-    with pytest.raises(ValueError, match=f"eval.cv={rows + 1} needs at least {rows + 1} training"):
-        fitting.load_split(sales).folds(rows + 1, 7)
+    with pytest.raises(DataError, match=f"eval.cv={rows + 1} needs at least {rows + 1} training"):
+        stored(blanks_csv, "Sales", tmp_path, cv=rows + 1)
     smallest = int(np.unique(fitting.load_split(shelf).y_train, return_counts=True)[1].min())
-    with pytest.raises(ValueError, match=f"the smallest class has {smallest}"):
-        fitting.load_split(shelf).folds(smallest + 1, 7)
+    with pytest.raises(DataError, match=f"the smallest class has {smallest}"):
+        stored(blanks_csv, "US", tmp_path, cv=smallest + 1)
 
 
 def test_a_score_that_is_not_a_number_fails_the_trial() -> None:

@@ -26,14 +26,28 @@ class Outcome:
     error: str | None = None
     run_id: str | None = None
     reused: bool = False  # finished by an earlier sweep: its run is that sweep's
+    # Each metric's score on each CV fold, in the split's fold order (paired across trials).
+    folds: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @classmethod
-    def reused_from(cls, trial: Trial, metrics: dict[str, float], run_id: str) -> Outcome:
-        return cls(trial, Status.FINISHED, metrics, run_id=run_id, reused=True)
+    def reused_from(
+        cls,
+        trial: Trial,
+        metrics: dict[str, float],
+        run_id: str,
+        folds: dict[str, tuple[float, ...]] | None = None,
+    ) -> Outcome:
+        return cls(trial, Status.FINISHED, metrics, run_id=run_id, reused=True, folds=folds or {})
 
     @classmethod
-    def finished(cls, trial: Trial, metrics: dict[str, float], run_id: str) -> Outcome:
-        return cls(trial, Status.FINISHED, metrics, run_id=run_id)
+    def finished(
+        cls,
+        trial: Trial,
+        metrics: dict[str, float],
+        run_id: str,
+        folds: dict[str, tuple[float, ...]] | None = None,
+    ) -> Outcome:
+        return cls(trial, Status.FINISHED, metrics, run_id=run_id, folds=folds or {})
 
     @classmethod
     def failed(cls, trial: Trial, error: BaseException | str, run_id: str | None) -> Outcome:
@@ -196,6 +210,7 @@ class SweepResult:
                 "status": o.status.value,
                 "reused": o.reused,
                 "metrics": o.metrics,
+                "folds": o.folds,
                 "error": o.error,
                 "run_id": o.run_id,
             }
@@ -229,6 +244,7 @@ class SweepResult:
                     row.get("error"),
                     row.get("run_id"),
                     bool(row.get("reused")),
+                    {m: tuple(v) for m, v in (row.get("folds") or {}).items()},
                 )
             )
         result.splits = {

@@ -77,6 +77,7 @@ class TrialScore:
     metrics: dict[str, float]  # RECORDED: on the test rows, and CV means/spreads
     started_ms: int
     ended_ms: int
+    folds: dict[str, tuple[float, ...]] = field(default_factory=dict)  # metric → its CV scores
 
 
 @dataclass(frozen=True)

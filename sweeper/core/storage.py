@@ -55,6 +55,12 @@ TRANSFORMER = "transformer.skops"  # the preprocessing, fitted on the training r
 PLAN, RESULTS = "plan.json", "results.json"
 
 
+def fold_tables(number: int) -> tuple[str, str]:
+    """A CV fold's two tables in a stored split: the rows it fits on and the rows it holds out,
+    each transformed by the recipe fitted on the first."""
+    return f"fold-{number}-fit.parquet", f"fold-{number}-held_out.parquet"
+
+
 def split_url(root: str, key: str) -> str:
     return join(root, "preprocess", key)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sweeper.core import storage
 from sweeper.core.faults import disk_full
@@ -43,6 +44,34 @@ _MLFLOW_DEFAULTS = {
 _MAX_PARAM = 6000
 _MAX_TAG = 5000
 _MANY = 50_000  # more runs than any one search needs
+# A trial's score on each CV fold: metric steps `fold_<metric>` for MLflow's charts, and this
+# tag (JSON, metric → scores) for reading them back with the run, without a call per run.
+FOLDS_TAG = "cv_folds"
+FOLD_METRIC = "fold_{}"
+
+FoldScores = dict[str, tuple[float, ...]]
+
+
+class FinishedRun(NamedTuple):
+    """A trial's run as some sweep finished it: what reusing it needs."""
+
+    run_id: str
+    metrics: dict[str, float]
+    folds: FoldScores
+
+
+def fold_scores(run: Run) -> FoldScores:
+    """A trial run's per-fold scores (FOLDS_TAG), read as data: anything but a mapping of
+    metric names to lists of numbers is ignored (as a run from before they were kept)."""
+    try:
+        found = json.loads(run.data.tags.get(FOLDS_TAG, "{}"))
+        return {
+            str(metric): tuple(float(v) for v in values)
+            for metric, values in found.items()
+            if isinstance(values, list) and all(isinstance(v, int | float) for v in values)
+        }
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 class Tracker:
@@ -172,10 +201,21 @@ class Tracker:
         """The trial's params and metrics in one batch, then its end: FINISHED, or FAILED."""
         started = score.started_ms if score else now_ms()
         metrics = score.metrics if score else {}
+        folds = score.folds if score else {}
         tags = {}
         if error is not None:
             tags = {"error.type": type(error).__name__, "error.message": str(error)[:_MAX_TAG]}
-        self._log(run_id, params=record.params, metrics=metrics, step_time=started, tags=tags)
+        text = json.dumps({m: list(v) for m, v in folds.items()}, separators=(",", ":"))
+        if folds and len(text) <= _MAX_TAG:  # (more folds than a tag holds: steps only)
+            tags[FOLDS_TAG] = text
+        self._log(
+            run_id,
+            params=record.params,
+            metrics=metrics,
+            step_time=started,
+            tags=tags,
+            series={FOLD_METRIC.format(m): v for m, v in folds.items()},
+        )
         final = Status.FINISHED if error is None else Status.FAILED
         ended = score.ended_ms if score else now_ms()
         unlocked(self.client.set_terminated, run_id, final.value, end_time=ended)
@@ -193,8 +233,8 @@ class Tracker:
         """A claim given up: deleted, so no search (nor the MLflow UI) lists it."""
         unlocked(self.client.delete_run, run_id)
 
-    def finished_trials(self, split_key: str) -> dict[str, tuple[str, dict[str, float]]]:
-        """Trials on this split that some sweep of the experiment finished: key → (run, metrics)."""
+    def finished_trials(self, split_key: str) -> dict[str, FinishedRun]:
+        """Trials on this split that some sweep of the experiment finished, by trial key."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=(
@@ -203,7 +243,7 @@ class Tracker:
             max_results=_MANY,
         )
         return {
-            r.data.tags["trial_key"]: (r.info.run_id, r.data.metrics)
+            r.data.tags["trial_key"]: FinishedRun(r.info.run_id, r.data.metrics, fold_scores(r))
             for r in runs
             if "trial_key" in r.data.tags
         }
@@ -289,14 +329,19 @@ class Tracker:
         metrics: Mapping[str, float] | None = None,
         step_time: int | None = None,
         tags: Mapping[str, str] | None = None,
+        series: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
+        """One batch; `series`: metrics with a value per step (a trial's per-fold scores)."""
         from mlflow.entities import Metric, Param, RunTag
 
         timestamp = step_time or now_ms()
+        values = [Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()]
+        for key, steps in (series or {}).items():
+            values += [Metric(key, float(v), timestamp, step) for step, v in enumerate(steps)]
         unlocked(
             self.client.log_batch,
             run_id,
-            metrics=[Metric(k, float(v), timestamp, 0) for k, v in (metrics or {}).items()],
+            metrics=values,
             params=[Param(k, redact_text(str(v))[:_MAX_PARAM]) for k, v in (params or {}).items()],
             tags=[RunTag(k, redact_text(v)[:_MAX_TAG]) for k, v in (tags or {}).items()],
         )

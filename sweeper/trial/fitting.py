@@ -21,7 +21,6 @@ from sweeper.core import storage, trust
 from sweeper.core.metrics import FIT_SECONDS, METRICS, ProblemType, cv_mean, cv_std
 from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, now_ms
 from sweeper.safe_text import first_line
-from sweeper.trial.splits import folds_refused
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -29,21 +28,41 @@ if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
 
 
-Folds = tuple[tuple[np.ndarray, np.ndarray], ...]  # (fit on, held out) row numbers, per fold
+@dataclass(frozen=True)
+class Fold:
+    """One CV fold as the preprocess step stored it: the rows it fits on and the rows it holds
+    out, both transformed by the recipe fitted on the first (no held-out row shaped it)."""
+
+    X_fit: np.ndarray
+    y_fit: np.ndarray
+    X_held_out: np.ndarray
+    y_held_out: np.ndarray
+
+    @classmethod
+    def read(cls, url: str, number: int) -> Fold:
+        fit, held_out = storage.fold_tables(number)
+        X_fit, y_fit = read_table(url, fit)
+        X_held_out, y_held_out = read_table(url, held_out)
+        return cls(
+            X_fit.to_numpy(dtype="float64"),
+            y_fit.to_numpy(),
+            X_held_out.to_numpy(dtype="float64"),
+            y_held_out.to_numpy(),
+        )
 
 
 @dataclass(frozen=True)
 class Split:
-    """A stored split's arrays, and the CV folds cut from its training rows: cut once per
-    (cv, seed) and kept with the arrays, so every trial of the split is scored on the same
-    folds (their CV scores compare) and no trial cuts them again."""
+    """A stored split's arrays, and its CV folds (the sweep's `eval.cv`; none for 0), cut and
+    preprocessed once by the preprocess step: every trial of the split is scored on the same
+    folds, so their CV scores compare, fold by fold."""
 
     X_train: np.ndarray
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray  # numbers for a regression, the labels as the data has them otherwise
     task: ProblemType = ProblemType.regression
-    _folds: dict[tuple[int, int], Folds] = field(default_factory=dict, compare=False, repr=False)
+    folds: tuple[Fold, ...] = field(default=(), repr=False)
 
     @classmethod
     def read(cls, url: str) -> Split:
@@ -56,14 +75,8 @@ class Split:
             X_test=X_test.to_numpy(dtype="float64"),
             y_test=y_test.to_numpy(),
             task=ProblemType(meta.get("task", ProblemType.regression)),
+            folds=tuple(Fold.read(url, number) for number in range(meta.get("cv", 0))),
         )
-
-    def folds(self, cv: int, seed: int) -> Folds:
-        """The `cv` folds of the training rows, shuffled with the sweep's `seed` (stratified by
-        class for a classification)."""
-        if (cv, seed) not in self._folds:
-            self._folds[cv, seed] = _cut_folds(self.y_train, self.task, cv, seed)
-        return self._folds[cv, seed]
 
 
 # The stored splits this process has read: a warm worker serves every trial of a group from one.
@@ -108,56 +121,44 @@ def read_transformer(split_url: str) -> ColumnTransformer:
 
 
 def fit_and_score(
-    model: Mapping[str, Any],
-    split: Split,
-    cv: int = 0,
-    seed: int = 0,
-    modules: Sequence[str] = (),
+    model: Mapping[str, Any], split: Split, modules: Sequence[str] = ()
 ) -> tuple[TrialScore, BaseEstimator]:
-    """Instantiate the model config (a Hydra `_target_` mapping); with `cv` folds, score it on
-    each fold of the training rows (the mean and spread rank it); then fit it on all training
-    rows and score it on the test rows (the honest estimate, once it is chosen). The scores, and
-    the model fitted on all training rows (the one a winner is logged as)."""
+    """Instantiate the model config (a Hydra `_target_` mapping); score it on each of the
+    split's CV folds (the mean and spread rank it, the per-fold scores tell ties apart); then
+    fit it on all training rows and score it on the test rows (the honest estimate, once it is
+    chosen). The scores, and the model fitted on all training rows (the one a winner is logged
+    as)."""
     started_ms = now_ms()
     estimator = build_estimator(model, modules)
-    metrics = cross_validate(estimator, split, cv, seed) if cv else {}
+    metrics, per_fold = cross_validate(estimator, split) if split.folds else ({}, {})
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - tic
     metrics.update(evaluate(estimator, split.X_test, split.y_test, split.task))
     metrics[FIT_SECONDS] = fit_seconds
-    return TrialScore(metrics=metrics, started_ms=started_ms, ended_ms=now_ms()), estimator
+    score = TrialScore(metrics, started_ms, now_ms(), per_fold)
+    return score, estimator
 
 
-def cross_validate(estimator: BaseEstimator, split: Split, cv: int, seed: int) -> dict[str, float]:
-    """`cv_<metric>` (the mean over the folds) and `cv_<metric>_std` for every metric; each fold
-    is fitted once, on a fresh clone, and scored on the rows it left out."""
+def cross_validate(
+    estimator: BaseEstimator, split: Split
+) -> tuple[dict[str, float], dict[str, tuple[float, ...]]]:
+    """`cv_<metric>` (the mean over the split's folds) and `cv_<metric>_std` for every metric,
+    and each metric's score on each fold; each fold is fitted once, on a fresh clone, and scored
+    on the rows it left out."""
     from sklearn.base import clone
 
-    X, y = split.X_train, split.y_train
-    per_fold = []
-    for fit_on, held_out in split.folds(cv, seed):
-        fitted = clone(estimator).fit(X[fit_on], y[fit_on])
-        per_fold.append(evaluate(fitted, X[held_out], y[held_out], split.task))
-    metrics = {}
-    for metric in per_fold[0]:
-        values = np.array([fold[metric] for fold in per_fold])
+    scores = []
+    for fold in split.folds:
+        fitted = clone(estimator).fit(fold.X_fit, fold.y_fit)
+        scores.append(evaluate(fitted, fold.X_held_out, fold.y_held_out, split.task))
+    metrics, per_fold = {}, {}
+    for metric in scores[0]:
+        values = np.array([fold[metric] for fold in scores])
         metrics[cv_mean(metric)] = float(values.mean())
         metrics[cv_std(metric)] = float(values.std())
-    return metrics
-
-
-def _cut_folds(y: np.ndarray, task: ProblemType, cv: int, seed: int) -> Folds:
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    classification = task == ProblemType.classification
-    fewest = int(pd.Series(y).value_counts().min()) if classification else 0
-    refused = folds_refused(cv, len(y), task, fewest)
-    if refused:
-        raise ValueError(refused)
-    if classification:
-        return tuple(StratifiedKFold(cv, shuffle=True, random_state=seed).split(y, y))
-    return tuple(KFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1))))
+        per_fold[metric] = tuple(float(v) for v in values)
+    return metrics, per_fold
 
 
 def evaluate(

@@ -29,7 +29,7 @@ from sweeper.core.records import (
     trial_key,
 )
 from sweeper.tracking import claims
-from sweeper.tracking.tracker import PARENT_TAG
+from sweeper.tracking.tracker import PARENT_TAG, FinishedRun, fold_scores
 from sweeper.trial import kept
 
 if TYPE_CHECKING:
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
     from sweeper.tracking.tracker import Tracker
 
-# split key → {trial key → (run id, metrics)}: trials some sweep of the experiment finished.
-Finished = Mapping[str, tuple[str, dict[str, float]]]
+# trial key → its run: the trials of one split that some sweep of the experiment finished.
+Finished = Mapping[str, FinishedRun]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,9 @@ def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finish
 def reused(trial: Trial, split: StoredSplit, finished: Finished, cv: int) -> Outcome | None:
     """The trial as an earlier sweep finished it on this very split and folds, if one did."""
     found = finished.get(trial_key(split.key, trial.model, cv))
-    return None if found is None else Outcome.reused_from(trial, found[1], found[0])
+    if found is None:
+        return None
+    return Outcome.reused_from(trial, found.metrics, found.run_id, found.folds)
 
 
 def to_train(
@@ -116,9 +118,7 @@ def run_trial(
         marker.write_text(str(trial.index))
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
-            score, fitted = fit_and_score(
-                trial.model, load_split(split.url), sweep.cv, trial.seed, sweep.trusted_modules
-            )
+            score, fitted = fit_and_score(trial.model, load_split(split.url), sweep.trusted_modules)
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
             with contextlib.suppress(Exception), without_retries():
@@ -133,7 +133,7 @@ def run_trial(
     if sweep.ranked_by is not None:
         ranking = Ranking.of(sweep.ranked_by, sweep.cv, ProblemType(split.task))
         kept.offer(sweep.sweep_id, run_id, ranking.loss(score.metrics), fitted)
-    return Outcome.finished(trial, score.metrics, run_id)
+    return Outcome.finished(trial, score.metrics, run_id, score.folds)
 
 
 def _claim(
@@ -150,10 +150,10 @@ def _claim(
     run = got.run
     if isinstance(got, claims.Busy):
         return Outcome.elsewhere(trial, run.info.run_id)
-    metrics = dict(run.data.metrics)
+    metrics, folds = dict(run.data.metrics), fold_scores(run)
     if run.data.tags.get(PARENT_TAG) == sweep.parent_run_id:
-        return Outcome.finished(trial, metrics, run.info.run_id)
-    return Outcome.reused_from(trial, metrics, run.info.run_id)
+        return Outcome.finished(trial, metrics, run.info.run_id, folds)
+    return Outcome.reused_from(trial, metrics, run.info.run_id, folds)
 
 
 def record_failure(
@@ -213,7 +213,8 @@ def recorded_outcomes(
         found = by_index.get(trial.index)
         split = splits.get(trial.group)
         if found is not None and found.info.status == Status.FINISHED:
-            outcomes.append(Outcome.finished(trial, dict(found.data.metrics), found.info.run_id))
+            metrics, folds = dict(found.data.metrics), fold_scores(found)
+            outcomes.append(Outcome.finished(trial, metrics, found.info.run_id, folds))
         elif found is not None:
             error = found.data.tags.get("error.message", found.info.status)
             outcomes.append(

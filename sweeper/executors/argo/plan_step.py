@@ -59,7 +59,9 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
             )
     splits = {}
     for group in plan.groups:
-        split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
+        split = preprocess(
+            group.data, group.preprocess, group.seed, settings.storage.root, settings.eval.cv
+        )
         trials = plan.trials_of(group.id)
         refused = announce_split(group.id, split, settings.eval.cv) or misfits(trials, split)
         if refused:

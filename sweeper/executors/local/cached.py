@@ -31,7 +31,9 @@ def finished_before(plan: Plan) -> dict[str, tuple[StoredSplit, Finished]] | Non
     splits = {}
     for group in plan.groups:
         try:
-            split = stored_split(group.data, group.preprocess, group.seed, settings.storage.root)
+            split = stored_split(
+                group.data, group.preprocess, group.seed, settings.storage.root, settings.eval.cv
+            )
         except DataError:  # said by the preprocess task, as for any sweep
             return None
         if split is None:

@@ -46,8 +46,9 @@ def group_of(work: PreprocessGroup | Preprocessed) -> PreprocessGroup:
 class HeadStart:
     """Preprocess `groups` into `storage_root` in a thread of this process, in order."""
 
-    def __init__(self, groups: Sequence[PreprocessGroup], storage_root: str) -> None:
+    def __init__(self, groups: Sequence[PreprocessGroup], storage_root: str, cv: int) -> None:
         self._root = storage_root
+        self._cv = cv  # the sweep's eval.cv: the folds each split is stored with
         self._futures: dict[str, Future[StoredSplit]] = {g.id: Future() for g in groups}
         self._groups = list(groups)
         if groups:
@@ -87,7 +88,7 @@ class HeadStart:
             if future is None or not future.set_running_or_notify_cancel():
                 continue
             try:
-                split = preprocess(group.data, group.preprocess, group.seed, self._root)
+                split = preprocess(group.data, group.preprocess, group.seed, self._root, self._cv)
             except BaseException as err:  # the scheduler reads it as a worker's task's
                 future.set_exception(err)
             else:

@@ -69,7 +69,7 @@ class Scheduler:
         self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
         self.here = isinstance(self.pool, pools.InProcess)  # nothing to train: no workers
-        self.head = HeadStart((), self.settings.storage.root)
+        self.head = HeadStart((), self.settings.storage.root, self.settings.eval.cv)
         # group id → its split and finished trials, looked up before any worker (`cached`)
         self.looked_up: dict[str, tuple[StoredSplit, Finished]] = {}
 
@@ -77,7 +77,9 @@ class Scheduler:
         """Open the tracking store in a worker while the first batch's input is checked; its
         `groups` are preprocessed here meanwhile, while the pool's first workers start (or, for
         a sweep with nothing to train, were looked up here already: `found`, see `cached`)."""
-        self.head = HeadStart(() if self.here else groups, self.settings.storage.root)
+        self.head = HeadStart(
+            () if self.here else groups, self.settings.storage.root, self.settings.eval.cv
+        )
         self.looked_up = dict(found or {})
         self._submit(WarmStore())
 

@@ -99,7 +99,9 @@ def prepare_group(
     if split is None:
         from steps.preprocess import preprocess
 
-        split = preprocess(group.data, group.preprocess, group.seed, settings.storage.root)
+        split = preprocess(
+            group.data, group.preprocess, group.seed, settings.storage.root, settings.eval.cv
+        )
     finished = lifecycle.finished_trials(tracker(settings), split, settings.sweep.rerun)
     left = lifecycle.to_train(trials or [], split, finished, settings.eval.cv)
     if not left:
