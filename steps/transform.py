@@ -315,10 +315,12 @@ def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> ColumnTransf
     numeric_steps: list[Any] = [SimpleImputer(strategy=preprocess.get("impute_numeric", "median"))]
     if scalers[scale] is not None:
         numeric_steps.append(scalers[scale]())
+    impute_categorical = preprocess.get("impute_categorical", "most_frequent")
     categorical_steps = [
-        SimpleImputer(
-            strategy=preprocess.get("impute_categorical", "most_frequent"), fill_value="missing"
-        ),
+        SimpleImputer(strategy=impute_categorical, fill_value="missing"),
+        # A blank in a text column is NaN as pandas reads a file, and None in rows built in
+        # Python (a served model's callers): the first imputer sees only NaN, this one None.
+        SimpleImputer(missing_values=None, strategy=impute_categorical, fill_value="missing"),
         # Rarer levels beyond max_categories become one "infrequent" feature, as do levels
         # the training rows never had.
         OneHotEncoder(

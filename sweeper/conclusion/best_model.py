@@ -26,6 +26,8 @@ from sweeper.tracking import registry
 from sweeper.trial.fitting import skops_types
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.models import ModelSignature
     from mlflow.pyfunc import PyFuncModel
     from sklearn.base import BaseEstimator
     from sklearn.pipeline import Pipeline
@@ -67,7 +69,6 @@ def log_best_model(
     A trial reused from an earlier sweep keeps the model that sweep logged."""
     import mlflow
     import mlflow.sklearn
-    from mlflow.models import infer_signature
 
     from sweeper.trial.fitting import read_raw_test
 
@@ -77,12 +78,10 @@ def log_best_model(
         return LoggedModel(run.data.tags[MODEL_TAG], None, best.run_id)
     pipeline = best_pipeline(best.trial.model, split_url, fitted, modules)
     X_raw, _ = read_raw_test(split_url)
-    # The raw rows keep the dtypes the whole table was read with, so the signature accepts the
-    # table read again (a column with a missing value anywhere is a float column there too).
     example = X_raw.head(5)
     mlflow.set_tracking_uri(tracker.tracking_uri)  # MLflow's model logging reads it
     skip_environment_scan()
-    signature = infer_signature(example, pipeline.predict(example))
+    signature = serving_signature(example, pipeline.predict(example))
     # Logged into the trial's run by its id, not by reopening it: the run's status and end time
     # stay the trial's own. Retried whole through a store's faults (each attempt is a new
     # logged model; one that failed half-way is never tagged on the run, so never used).
@@ -99,6 +98,25 @@ def log_best_model(
     )
     tracker.set_tag(best.run_id, MODEL_TAG, info.model_uri)
     return LoggedModel(info.model_uri, info.model_id, best.run_id)
+
+
+def serving_signature(example: pd.DataFrame, predicted: Any) -> ModelSignature:
+    """What serving accepts: every input column of the data, by name, all required (the
+    preprocessing reads each one); text as strings, numbers as doubles, and whole-number columns
+    as any value. A blank turns a column of whole numbers into floats (NaN, or JSON's null):
+    MLflow's `long` refuses those, and its `double` refuses int64 the other way round (not safely
+    a double, to MLflow), while the pipeline imputes blanks and takes either."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
+
+    whole = set(example.select_dtypes("integer").columns)
+    # Inferred as floats: MLflow hints at integer columns with blanks otherwise, on every log.
+    inferred = infer_signature(example.astype(dict.fromkeys(whole, "float64")), predicted)
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec(AnyType() if spec.name in whole else spec.type, spec.name, required=True)
+        for spec in inferred.inputs.inputs
+    ]
+    return ModelSignature(Schema(columns), inferred.outputs)
 
 
 def best_pipeline(

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeper.core import overrides
+from sweeper.core import evidence, overrides
 from sweeper.core.metrics import ProblemType, Ranking
 from sweeper.core.records import Plan, Status, StoredSplit, Trial
 
@@ -126,6 +126,17 @@ class Configuration:
         return scored[0] if scored else None
 
 
+def _fold_losses(config: Configuration, ranking: Ranking) -> dict[str, list[float]]:
+    """A configuration's per-fold losses of the ranking metric, by the split (group) they are
+    on: lower is better, as `Ranking.loss`."""
+    sign = -1.0 if ranking.maximised else 1.0
+    return {
+        o.trial.group: [sign * v for v in o.folds[ranking.metric]]
+        for o in config.finished
+        if o.folds.get(ranking.metric)
+    }
+
+
 @dataclass
 class SweepResult:
     plan: Plan
@@ -173,6 +184,33 @@ class SweepResult:
             for name, outcomes in grouped.values()
         ]
         return sorted(found, key=lambda c: (c.loss, c.outcomes[0].trial.index))
+
+    def tied(self, level: float = evidence.TIE_LEVEL) -> dict[str, float]:
+        """The configurations the folds do not show worse than the best (the best among them), by
+        name → the p-value of "worse" (1.0 for the best itself): the corrected resampled t-test
+        on the per-fold scores they share (module `evidence`). Empty without folds to compare."""
+        ranking = self.ranking
+        ranked = [c for c in self.configurations() if c.finished]
+        if not ranking.cv or not ranked:
+            return {}
+        best = _fold_losses(ranked[0], ranking)
+        if not best:
+            return {}
+        found = {ranked[0].name: 1.0}
+        for config in ranked[1:]:
+            losses = _fold_losses(config, ranking)
+            shared = [
+                theirs - ours
+                for split, folds in losses.items()
+                if split in best
+                for theirs, ours in zip(folds, best[split], strict=False)
+            ]
+            if not shared:
+                continue
+            p = evidence.worse_p_value(shared, evidence.held_out_per_fit(ranking.cv))
+            if p >= level:
+                found[config.name] = p
+        return found
 
     @property
     def seeded(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -46,18 +47,24 @@ def wait_for(url: str, process: subprocess.Popen, log: Path, seconds: float = 12
 def serving(
     command: list[str], health: str, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen]:
-    """Run a server process until the block ends; ready once `health` answers."""
+    """Run a server process until the block ends; ready once `health` answers. Stopped with the
+    processes it started (MLflow's servers run uvicorn as a child): a session of their own."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     try:
         wait_for(health, process, log)
         yield process
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def mlflow_server_command(database: Path, artifacts: Path, port: int) -> list[str]:
