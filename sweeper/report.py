@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.core import storage
+from sweeper.core.evidence import P_WORSE
 from sweeper.core.metrics import RECORDED, ProblemType, Ranking
 from sweeper.core.records import Status
 from sweeper.core.settings import MlflowSettings, config_dir
@@ -47,6 +48,7 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
     ranking = _ranking(sweep.data.params)
     rows = _rows_from_results(tracker, parent) or _rows_from_trials(tracker, parent, ranking)
     configurations = _configurations(tracker, parent, ranking)
+    tie_level = float(sweep.data.params.get("eval.tie_level", 0.05))
     notes = [sweep.data.tags["registry"]] if "registry" in sweep.data.tags else []
     if sweep.info.status != Status.FINISHED:
         notes.append(f"The sweep's run is {sweep.info.status}.")
@@ -60,6 +62,7 @@ def load_report(tracking_uri: str, experiment: str, sweep_id: str | None = None)
         ranking=ranking,
         notes=notes,
         configurations=configurations,
+        tie_level=tie_level,
     )
 
 
@@ -97,6 +100,7 @@ def _configurations(tracker: Tracker, parent: str, ranking: Ranking) -> list[Con
             int(r["trials"]),
             {k: number(r.get(f"mean_{k}")) for k in keys},
             {k: number(r.get(f"std_{k}")) for k in keys},
+            number(r.get(P_WORSE)),
         )
         for r in records
     ]
@@ -115,6 +119,7 @@ def _rows_from_results(tracker: Tracker, parent: str) -> list[Row]:
                 record["status"],
                 record.get("run_id") or None,
                 record.get("error") or None,
+                float(record[P_WORSE]) if record.get(P_WORSE) else None,
             )
         )
     return rows

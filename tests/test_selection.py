@@ -7,7 +7,9 @@ import csv
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.stats
 from mlflow.tracking import MlflowClient
 
 from support.mlflow_view import sweeps
@@ -67,6 +69,37 @@ def test_three_seeds_of_nine_configurations_are_ranked_by_their_means(workdir: P
         return [line for line in text.splitlines() if line.startswith(("│", "Best: "))]
 
     assert table(report.stdout) == table(done.stdout) and len(table(done.stdout)) == 10
+
+    # Which configurations the folds cannot tell from the best: the corrected resampled t-test
+    # (Nadeau and Bengio, as scikit-learn's model-comparison example computes it) over every fold
+    # of every seed, worked out here from MLflow's per-fold metric steps.
+    def fold_mse(run_id: str) -> list[float]:
+        history = client.get_metric_history(run_id, "fold_mse")
+        return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+    def per_seed(configuration: str) -> dict[str, list[float]]:
+        runs = [r for r in sweep.children if r.info.run_name.startswith(f"{configuration} seed=")]
+        return {r.data.params["seed"]: fold_mse(r.info.run_id) for r in runs}
+
+    best_folds = per_seed(winner)
+    assert {len(f) for f in best_folds.values()} == {5}
+    verdicts = {}
+    for row in rows[1:]:
+        theirs = per_seed(row["configuration"])
+        differences = np.concatenate(
+            [np.subtract(theirs[seed], best_folds[seed]) for seed in best_folds]
+        )
+        n = len(differences)  # 5 folds x 3 seeds
+        corrected = np.var(differences, ddof=1) * (1 / n + 1 / 4)  # 1/5 held out, 4/5 fitted
+        p = float(scipy.stats.t.sf(differences.mean() / np.sqrt(corrected), n - 1))
+        assert float(row["p_worse_than_best"]) == pytest.approx(p, rel=1e-9)
+        verdicts[row["configuration"]] = row["tied_with_best"]
+        assert row["tied_with_best"] == str(p >= 0.05)
+    assert rows[0]["p_worse_than_best"] == "1.0" and rows[0]["tied_with_best"] == "True"
+    # Both verdicts occur: near alphas tie with the best, alpha=100 (the mean) is worse.
+    assert verdicts["lasso alpha=100"] == "False" and "True" in verdicts.values()
+    tied = [r["configuration"] for r in rows if r["tied_with_best"] == "True"]
+    assert f"A tie at the top: {len(tied) - 1} more not significantly worse" in printed
 
 
 def test_without_folds_the_test_rows_rank_and_the_table_says_so(workdir: Path) -> None:

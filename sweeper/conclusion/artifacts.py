@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeper.core.evidence import P_WORSE
 from sweeper.core.metrics import RECORDED
+from sweeper.core.outcomes import Configuration
 from sweeper.safe_text import spreadsheet_cell
 
 if TYPE_CHECKING:
@@ -42,12 +44,16 @@ def results_table(result: SweepResult) -> pd.DataFrame:
 
     swept = swept_params(result.plan.trials)
     recorded = [k for k in RECORDED if any(k in o.metrics for o in result.outcomes)]
+    versus, level = result.versus_best(), result.plan.settings.eval.tie_level
     rows = []
     for rank, outcome in enumerate(result.ranked(), start=1):
         trial = outcome.trial
         row: dict[str, Any] = {"rank": rank, "trial": trial.name, "model": trial.model_name}
         row.update({key: trial.model.get(key) for key in swept})
         row.update({key: outcome.metrics.get(key) for key in recorded})
+        if versus:
+            p = versus.get(Configuration.key_and_name(trial)[1]) if outcome.ok else None
+            row.update(_versus_columns(p, level))
         row["status"] = "reused" if outcome.reused else outcome.status.value
         row["run_id"] = outcome.run_id
         row["error"] = outcome.error
@@ -62,6 +68,7 @@ def configs_table(result: SweepResult) -> pd.DataFrame:
     import pandas as pd
 
     configurations = result.configurations()
+    versus, level = result.versus_best(), result.plan.settings.eval.tie_level
     swept = swept_params([c.outcomes[0].trial for c in configurations])
     keys = dict.fromkeys([result.ranking.key, result.ranking.metric])
     rows = []
@@ -76,8 +83,17 @@ def configs_table(result: SweepResult) -> pd.DataFrame:
         row.update({"seeds": len(config.finished), "trials": len(config.outcomes)})
         for key in keys:
             row[f"mean_{key}"], row[f"std_{key}"] = config.mean(key), config.std(key)
+        if versus:
+            row.update(_versus_columns(versus.get(config.name), level))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _versus_columns(p_worse: float | None, level: float) -> dict[str, Any]:
+    """A row against the best on their shared folds: the p-value that it is worse, and whether
+    it is tied with the best (not significantly worse at `eval.tie_level`; the best is)."""
+    tied = None if p_worse is None else p_worse >= level
+    return {P_WORSE: p_worse, "tied_with_best": tied}
 
 
 def write_tables(result: SweepResult, folder: Path) -> list[Path]:

@@ -14,8 +14,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-TIE_LEVEL = 0.05  # eval.tie_level's default: worse than the best only below this p-value
-
+P_WORSE = "p_worse_than_best"  # the column of results.csv and configs.csv that holds it
 
 def worse_p_value(differences: Sequence[float], held_out_per_fit: float) -> float:
     """The one-sided p-value of "the candidate's loss is higher than the best's", from its

@@ -185,31 +185,27 @@ class SweepResult:
         ]
         return sorted(found, key=lambda c: (c.loss, c.outcomes[0].trial.index))
 
-    def tied(self, level: float = evidence.TIE_LEVEL) -> dict[str, float]:
-        """The configurations the folds do not show worse than the best (the best among them), by
-        name → the p-value of "worse" (1.0 for the best itself): the corrected resampled t-test
-        on the per-fold scores they share (module `evidence`). Empty without folds to compare."""
+    def versus_best(self) -> dict[str, float]:
+        """For each configuration the folds can compare with the best, by name: the p-value of
+        "worse than the best" (1.0 for the best itself), by the corrected resampled t-test on
+        the per-fold scores they share (module `evidence`). Empty without folds."""
         ranking = self.ranking
         ranked = [c for c in self.configurations() if c.finished]
-        if not ranking.cv or not ranked:
-            return {}
-        best = _fold_losses(ranked[0], ranking)
+        best = _fold_losses(ranked[0], ranking) if ranking.cv and ranked else {}
         if not best:
             return {}
         found = {ranked[0].name: 1.0}
         for config in ranked[1:]:
-            losses = _fold_losses(config, ranking)
-            shared = [
+            differences = [
                 theirs - ours
-                for split, folds in losses.items()
+                for split, losses in _fold_losses(config, ranking).items()
                 if split in best
-                for theirs, ours in zip(folds, best[split], strict=False)
+                for theirs, ours in zip(losses, best[split], strict=False)
             ]
-            if not shared:
-                continue
-            p = evidence.worse_p_value(shared, evidence.held_out_per_fit(ranking.cv))
-            if p >= level:
-                found[config.name] = p
+            if differences:
+                found[config.name] = evidence.worse_p_value(
+                    differences, evidence.held_out_per_fit(ranking.cv)
+                )
         return found
 
     @property

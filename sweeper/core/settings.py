@@ -118,6 +118,9 @@ class EvalSettings:
 
     cv: int = 5
     metric: str = "auto"  # the task's own: mse for a regression, accuracy for a classification
+    # A configuration is marked tied with the best unless the paired test on their shared folds
+    # finds it worse at this level (core.evidence).
+    tie_level: float = 0.05
 
 
 @dataclass
@@ -189,6 +192,8 @@ class Settings:
             raise SweeperError(f"argo.trials_per_pod={per_pod} must be at least 1, or auto")
         if self.eval.cv == 1 or self.eval.cv < 0:
             raise SweeperError(f"eval.cv={self.eval.cv} must be 0 (no folds) or at least 2")
+        if not 0 < self.eval.tie_level < 1:
+            raise SweeperError(f"eval.tie_level={self.eval.tie_level} must be between 0 and 1")
         bad = [m for m in self.trust.modules if not _MODULE.fullmatch(str(m))]
         if bad:
             raise SweeperError(f"trust.modules: {bad[0]!r} is not a module name (e.g. xgboost)")

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from sweeper.core import storage
 from sweeper.core.metrics import FIT_SECONDS, Ranking, cv_mean, cv_std
-from sweeper.core.outcomes import SweepResult
+from sweeper.core.outcomes import Configuration, SweepResult
 from sweeper.core.records import Status
 from sweeper.safe_text import command_line, redact, shown
 
@@ -39,6 +39,7 @@ class Row:
     status: str  # a Status, or REUSED (finished by an earlier sweep)
     run_id: str | None = None
     error: str | None = None
+    p_worse: float | None = None  # that its configuration is worse than the best (None: untested)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ConfigRow:
     trials: int
     means: Mapping[str, float | None]
     stds: Mapping[str, float | None]
+    p_worse: float | None = None  # that it is worse than the best (None: untested)
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,11 @@ class Report:
     ranking: Ranking = field(default_factory=Ranking)
     notes: Sequence[str] = field(default_factory=tuple)
     configurations: Sequence[ConfigRow] = ()  # when several seeds ran: what is ranked
+    tie_level: float = 0.05  # eval.tie_level: worse than the best only below this p-value
 
     @classmethod
     def of(cls, result: SweepResult) -> Report:
+        versus = result.versus_best()
         rows = [
             Row(
                 o.trial.name,
@@ -76,6 +80,7 @@ class Report:
                 REUSED if o.reused else o.status.value,
                 o.run_id,
                 o.error,
+                versus.get(Configuration.key_and_name(o.trial)[1]) if o.ok else None,
             )
             for o in result.ranked()
         ]
@@ -87,6 +92,7 @@ class Report:
                 len(c.outcomes),
                 {k: c.mean(k) for k in keys},
                 {k: c.std(k) for k in keys},
+                versus.get(c.name),
             )
             for c in (result.configurations() if result.seeded else ())
         ]
@@ -101,7 +107,19 @@ class Report:
             result.ranking,
             tuple(result.notes),
             configurations,
+            plan.settings.eval.tie_level,
         )
+
+    def tied(self) -> list[str]:
+        """What the best cannot be told apart from, by the folds: the configurations (or
+        trials) not significantly worse than it, the best first; one name when it stands out."""
+        ranked: Sequence[Row | ConfigRow] = self.configurations or self.rows
+        names = [
+            r.name if isinstance(r, ConfigRow) else r.trial
+            for r in ranked
+            if r.p_worse is not None and r.p_worse >= self.tie_level
+        ]
+        return names
 
 
 def print_results(result: SweepResult, console: Console | None = None) -> None:
@@ -134,6 +152,13 @@ def print_report(report: Report, console: Console | None = None) -> None:
         )
     elif scored:
         line(f"Best: {scored[0].trial} ({best_scores(scored[0].metrics, ranking)})")
+    tied = report.tied()
+    if len(tied) > 1:
+        others = ", ".join(tied[1:6]) + (f" and {len(tied) - 6} more" if len(tied) > 6 else "")
+        line(
+            f"A tie at the top: {len(tied) - 1} more not significantly worse than the best on "
+            f"the shared folds (corrected t-test, eval.tie_level={report.tie_level:g}): {others}"
+        )
     for note in report.notes:
         line(note)
     line(
@@ -159,13 +184,29 @@ def _configurations_table(report: Report) -> Table:
     table = Table(title=title)
     ranked_by = f"mean {ranking.key} (± std)"
     test = f"mean test {ranking.metric} (± std)"
-    for column in ("rank", "configuration", "seeds", *dict.fromkeys([ranked_by, test])):
+    compared = any(c.p_worse is not None for c in configs)
+    versus = [VERSUS] if compared else []
+    for column in ("rank", "configuration", "seeds", *dict.fromkeys([ranked_by, test]), *versus):
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for rank, config in enumerate(configs[:MAX_ROWS], start=1):
         keys = dict.fromkeys([ranking.key, ranking.metric])
         cells = [_mean_and_spread(config, key) for key in keys]
+        if compared:
+            cells.append(versus_best(config.p_worse, rank, report.tie_level))
         table.add_row(str(rank), shown(config.name), f"{config.seeds}/{config.trials}", *cells)
     return table
+
+
+VERSUS = "vs best"  # the column that says which rows the folds cannot tell from the best
+
+
+def versus_best(p_worse: float | None, rank: int, level: float) -> str:
+    """ "best", "tie (p=0.41)" or "worse (p=0.003)": the row against the best, on their folds."""
+    if p_worse is None:
+        return ""
+    if rank == 1:
+        return "best"
+    return f"{'tie' if p_worse >= level else 'worse'} (p={p_worse:.2g})"
 
 
 def _mean_and_spread(config: ConfigRow, key: str) -> str:
@@ -182,7 +223,9 @@ def _trials_table(report: Report) -> Table:
     # The CV column ranks; the test columns are the held-out rows no choice was made on.
     cv_column = [f"cv {ranking.metric} (± std)"] if ranking.cv else []
     test_columns = [f"test {m}" if ranking.cv else m for m in ranking.metrics]
-    for column in ("rank", "trial", *cv_column, *test_columns, "fit s", "status"):
+    compared = any(r.p_worse is not None for r in rows)
+    versus = [VERSUS] if compared else []
+    for column in ("rank", "trial", *cv_column, *versus, *test_columns, "fit s", "status"):
         table.add_column(
             column,
             justify="left" if column in ("trial", "status") else "right",
@@ -196,6 +239,8 @@ def _trials_table(report: Report) -> Table:
     for rank, row in enumerate(rows[:MAX_ROWS], start=1):
         m = row.metrics
         cells = [f"{m[k]:.4g}" if k in m else "" for k in ranking.metrics]
+        if compared:
+            cells.insert(0, versus_best(row.p_worse, rank, report.tie_level))
         if ranking.cv:
             mean, std = cv_mean(ranking.metric), cv_std(ranking.metric)
             cells.insert(0, f"{m[mean]:.4g} ± {m.get(std, 0):.3g}" if mean in m else "")

@@ -144,6 +144,7 @@ def build_plan(
             "models": ",".join(dict.fromkeys(t.model_name for t in trials)),
             "eval.cv": str(settings.eval.cv),
             "eval.metric": settings.eval.metric,
+            "eval.tie_level": str(settings.eval.tie_level),
         },
     )
 
