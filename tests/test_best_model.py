@@ -146,8 +146,8 @@ def test_a_champion_that_cannot_score_tonights_data_is_replaced_in_one_line(
     assert second.returncode == 0, second.stderr[-3000:]
     [line] = [x for x in second.stdout.splitlines() if x.startswith("Registry:")]
     assert re.fullmatch(
-        rf"Registry: {NAME} version 2 \(mse [0-9.]+; version 1 cannot score this data "
-        r"\(\w+\)\)",
+        rf"Registry: {NAME} version 2 is the champion \(mse [0-9.]+; version 1 cannot score this "
+        r"data: \w+\)",
         line,
     ), line
 

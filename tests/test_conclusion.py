@@ -37,7 +37,10 @@ def planned(tmp_path: Path) -> Plan:
 def ran(plan: Plan, tracker: Tracker) -> SweepResult:
     """The plan's trials fitted and logged under a new sweep run."""
     [group] = plan.groups
-    split = preprocess(group.data, group.preprocess, group.seed, plan.settings.storage.root)
+    settings = plan.settings
+    split = preprocess(
+        group.data, group.preprocess, group.seed, settings.storage.root, settings.eval.cv
+    )
     parent = tracker.start_sweep(plan.sweep_id, plan.sweep_params)
     result = SweepResult(plan.with_parent(parent), parent)
     result.splits[group.id] = split

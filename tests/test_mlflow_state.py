@@ -61,8 +61,9 @@ def assert_said_exactly(mlflow_server: str, experiment: str) -> None:
     [winner] = [r for r in children if "best_model_uri" in r.data.tags]
     versions = client.search_model_versions(f"name = '{experiment}'")
     assert len(versions) == 1 and versions[0].run_id == winner.info.run_id
-    champion = client.get_model_version_by_alias(experiment, "champion")
-    assert str(champion.version) == str(versions[0].version)
+    for alias in ("champion", "challenger"):  # the first version is both
+        found = client.get_model_version_by_alias(experiment, alias)
+        assert str(found.version) == str(versions[0].version)
 
 
 def test_answers_lost_after_the_server_acted_change_nothing(
@@ -75,13 +76,13 @@ def test_answers_lost_after_the_server_acted_change_nothing(
             (f"{API}/runs/update", b'"FINISHED"'): {1, 3},  # trials' ends
             (f"{API}/runs/outputs", b""): {1},  # the best model linked to its run
             (f"{API}/model-versions/create", b""): {1},  # the registered version
-            (f"{API}/registered-models/alias", b""): {1},  # made champion
+            (f"{API}/registered-models/alias", b""): {1},  # made challenger (then champion)
         }
     )
     experiment, stdout = lost_sweep(mlflow_server, workdir, losses)
     assert len(losses.lost) == 7, losses.lost  # every loss above happened
     assert_said_exactly(mlflow_server, experiment)
-    assert f"Registry: {experiment} version 1 (mse " in stdout
+    assert f"Registry: {experiment} version 1 is the champion (mse " in stdout
 
 
 def test_random_lost_answers_leave_no_run_unexplained(mlflow_server: str, workdir: Path) -> None:

@@ -125,7 +125,7 @@ def stored_test_split(workdir: Path, name: str = "test.parquet") -> pd.DataFrame
     return pd.read_parquet(split / name)
 
 
-def test_register_best_adds_only_better_versions_and_report_reprints_each_sweep(
+def test_register_best_promotes_on_evidence_and_report_reprints_each_sweep(
     workdir: Path,
 ) -> None:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
@@ -133,45 +133,60 @@ def test_register_best_adds_only_better_versions_and_report_reprints_each_sweep(
     # decisions below are the registry's alone (champion and challenger on the same test rows).
     register = ["mlflow.register_best=diabetes-regressor", "eval.cv=0"]
     outputs = []
-    for models in ("model=lasso", "model=rf", "model=lasso model.alpha=1.0,0.5"):
+    # A lasso regularised into the mean, then random forests (clearly better), then lassos
+    # close to the forests' score (alpha=1: not clearly better, nor worse).
+    for models in ("model=lasso model.alpha=30", "model=rf", "model=lasso model.alpha=30,1"):
         done = run_sweeper([*models.split(), *register, "-m"], cwd=workdir)
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
-    lasso, rf, lasso_again = sweeps(uri, "sweeper")
+    weak, rf, lasso = sweeps(uri, "sweeper")
     client = MlflowClient(uri)
     versions = sorted(
         client.search_model_versions("name = 'diabetes-regressor'"), key=lambda v: int(v.version)
     )
-    best = [min(r.data.metrics["mse"] for r in s.children) for s in (lasso, rf, lasso_again)]
-    assert best[1] < best[0]  # rf beats lasso on this data; the second lasso grid does not
-    assert best[2] > best[1]
-    assert [int(v.version) for v in versions] == [1, 2]
-    assert [float(v.tags["mse"]) for v in versions] == [best[0], best[1]]
-    assert "Registry: diabetes-regressor version 1" in outputs[0]
-    assert "Registry: diabetes-regressor version 2" in outputs[1]
-    assert "Registry: kept diabetes-regressor version 2" in outputs[2]
-    # version 2 is the rf sweep's best trial's model
+    best = [min(r.data.metrics["mse"] for r in s.children) for s in (weak, rf, lasso)]
+    # Every sweep's best is a version: the challenger; the champion moved once, on evidence.
+    assert [int(v.version) for v in versions] == [1, 2, 3]
+    assert [float(v.tags["mse"]) for v in versions] == best
     best_rf = min(rf.children, key=lambda r: r.data.metrics["mse"])
     assert versions[1].run_id == best_rf.info.run_id
+    aliases = {
+        k: str(v) for k, v in client.get_registered_model("diabetes-regressor").aliases.items()
+    }
+    assert aliases == {"champion": "2", "challenger": "3", "previous_champion": "1"}
+    assert outputs[0].count("Registry: diabetes-regressor version 1 is the champion (mse ") == 1
+    promoted = next(x for x in outputs[1].splitlines() if x.startswith("Registry:"))
+    assert promoted.startswith(
+        f"Registry: diabetes-regressor version 2 is the champion, replacing version 1: mse "
+        f"{best[1]:.6g} vs the champion's {best[0]:.6g} on tonight's test rows: "
+        f"{best[0] - best[1]:+.3g} (95% interval +"
+    )
+    assert promoted.endswith("; better at level 0.05")
+    kept = next(x for x in outputs[2].splitlines() if x.startswith("Registry:"))
+    assert kept.startswith(
+        "Registry: kept diabetes-regressor version 2 as champion; version 3 is the challenger: "
+        f"mse {best[2]:.6g} vs the champion's {best[1]:.6g}"
+    )
+    assert abs(best[2] - best[1]) < 0.05 * best[1]  # close: only noise could tell them apart
 
     # The report, from MLflow: the latest sweep by default, any by its id.
     reused = [row for row in table_and_link(outputs[2]) if "reused" in row]
-    assert len(reused) == 1 and "lasso alpha=1 " in reused[0]  # the first sweep had it
+    assert len(reused) == 1 and "lasso alpha=30 " in reused[0]  # the first sweep had it
     latest = run_sweeper([], cwd=workdir, module="sweeper.report")
     assert latest.returncode == 0, latest.stderr
     assert table_and_link(latest.stdout) == table_and_link(outputs[2])
-    assert "Registry: kept diabetes-regressor version 2" in latest.stdout
+    assert kept in latest.stdout
     by_id = run_sweeper([rf.sweep_id], cwd=workdir, module="sweeper.report")
     assert by_id.returncode == 0, by_id.stderr
     assert table_and_link(by_id.stdout) == table_and_link(outputs[1])
 
     # A sweep that never wrote its results table (killed) is read from its trials' runs.
-    artifacts = workdir / "mlartifacts" / lasso_again.parent.info.run_id / "artifacts"
+    artifacts = workdir / "mlartifacts" / lasso.parent.info.run_id / "artifacts"
     (artifacts / "results" / "results.csv").unlink()
-    from_runs = run_sweeper([lasso_again.sweep_id], cwd=workdir, module="sweeper.report")
+    from_runs = run_sweeper([lasso.sweep_id], cwd=workdir, module="sweeper.report")
     assert from_runs.returncode == 0, from_runs.stderr
     _, runs, _ = compare_link(from_runs.stdout)
-    assert sorted(runs) == sorted(r.info.run_id for r in lasso_again.children)  # no reused
+    assert sorted(runs) == sorted(r.info.run_id for r in lasso.children)  # no reused
 
     missing = run_sweeper(["20990101-000000-abcdef"], cwd=workdir, module="sweeper.report")
     assert missing.returncode == 2

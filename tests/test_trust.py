@@ -97,7 +97,8 @@ def test_a_pickled_champion_is_not_loaded_unless_the_user_opts_in(workdir: Path)
     assert opted_in.returncode == 0, opted_in.stderr[-2000:]
     assert marker.exists()  # what the opt-in's documentation warns of
     [line] = [x for x in opted_in.stdout.splitlines() if x.startswith("Registry:")]
-    assert line.startswith(f"Registry: {NAME} version 4 (mse ") and "version 2 has mse" in line
+    assert line.startswith(f"Registry: {NAME} version 4 is the champion, replacing version 2: mse ")
+    assert "vs the champion's" in line and line.endswith("better at level 0.05")
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "4"
 
 

@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from sweeper.conclusion.promotion import Comparison, Scored, compare
 from sweeper.conclusion.registered import Refused, load_model
 from sweeper.core import faults
 from sweeper.core.faults import Fault
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from sweeper.core.outcomes import Outcome
-    from sweeper.core.settings import TrustSettings
+    from sweeper.core.settings import MlflowSettings, TrustSettings
     from sweeper.tracking.tracker import Tracker
 
 MODEL_TAG = "best_model_uri"  # on the trial's run: where its fitted model was logged
@@ -147,44 +150,68 @@ def register_if_better(
     sweep_id: str,
     ranking: Ranking,
     trust: TrustSettings,
+    rule: MlflowSettings | None = None,
 ) -> str:
-    """A new version of registered model `name`, made its `@champion` when the best trial beats
-    the champion on `ranking`'s metric, both scored on this sweep's raw test rows (tonight's
-    data: a champion cannot be cross-validated without refitting it); a line saying what was
-    decided. The champion is loaded only as data (conclusion.registered): one that would run
-    code is not compared, and so not replaced; the new version is registered beside it."""
+    """Tonight's best as a new version of registered model `name`, `@challenger`; made
+    `@champion` (the champion before it `@previous_champion`) when it beats the champion on
+    evidence: both score this sweep's raw test rows (tonight's data: a champion cannot be
+    cross-validated without refitting it), and the challenger must be better in a paired
+    bootstrap at `rule.promote_level` and by more than `rule.promote_margin` (conclusion.
+    promotion). A line saying what was decided, and why. The champion is loaded only as data
+    (conclusion.registered): one that would run code is not compared, and so not replaced."""
+    from sweeper.core.settings import MlflowSettings
+
+    rule = rule or MlflowSettings()
     champion = registry.champion(tracker, name)
-    metric, challenger = ranking.metric, best.metrics[ranking.metric]
-    reason = "the first version"
-    if champion is not None:
-        shown = f"version {champion.version}"
-        uri = f"models:/{name}/{champion.version}"
-        try:
-            loaded = load_model(
-                uri, shown, tracker.tracking_uri, trust.modules, trust.pickled_models
-            )
-            scores = _score_registered(loaded, split_url, ranking)
-        except Refused as refused:
-            # The champion stays the champion, by its alias even if it had none (the latest
-            # version was: the new one would be tomorrow).
-            registry.set_champion(tracker, name, str(champion.version))
-            version = _register(tracker, name, model, best, sweep_id, metric, challenger)
-            return f"Registry: {name} version {version} registered, not made champion: {refused}"
-        except Fault:
-            raise
-        except Exception as err:  # other columns than tonight's data, a flavour not loadable
-            reason = f"{shown} cannot score this data ({type(err).__name__})"
-        else:
-            held = scores[metric]
-            if ranking.loss({metric: held}) <= ranking.loss({metric: challenger}):
-                return (
-                    f"Registry: kept {name} {shown} ({metric} {held:.6g} on this sweep's test "
-                    f"rows; the best trial has {challenger:.6g})"
-                )
-            reason = f"{shown} has {metric} {held:.6g} on the same test rows"
-    version = _register(tracker, name, model, best, sweep_id, metric, challenger)
-    registry.set_champion(tracker, name, version)
-    return f"Registry: {name} version {version} ({metric} {challenger:.6g}; {reason})"
+    metric, value = ranking.metric, best.metrics[ranking.metric]
+    if champion is not None and champion.run_id == best.run_id:  # nothing new won tonight
+        registry.set_alias(tracker, name, registry.CHAMPION, str(champion.version))
+        registry.set_alias(tracker, name, registry.CHALLENGER, str(champion.version))
+        return f"Registry: kept {name} version {champion.version}: it is tonight's best too"
+    version = _register(tracker, name, model, best, sweep_id, metric, value)
+    registry.set_alias(tracker, name, registry.CHALLENGER, version)
+    if champion is None:
+        registry.set_alias(tracker, name, registry.CHAMPION, version)
+        first = f"{metric} {value:.6g}; the first version"
+        return f"Registry: {name} version {version} is the champion ({first})"
+    held = str(champion.version)
+    shown = f"version {held}"
+    try:
+        loaded = load_model(
+            f"models:/{name}/{held}",
+            shown,
+            tracker.tracking_uri,
+            trust.modules,
+            trust.pickled_models,
+        )
+        challenger = load_model(
+            model.uri, f"version {version}", tracker.tracking_uri, trust.modules, True
+        )
+        comparison = _compare(loaded, challenger, split_url, ranking)
+    except Refused as refused:
+        # The champion stays the champion, by its alias even if it had none (the latest
+        # version was: the new one would be tomorrow).
+        registry.set_alias(tracker, name, registry.CHAMPION, held)
+        return f"Registry: {name} version {version} registered, not made champion: {refused}"
+    except Fault:
+        raise
+    except Exception as err:  # other columns than tonight's data, a flavour not loadable
+        registry.set_alias(tracker, name, registry.PREVIOUS_CHAMPION, held)
+        registry.set_alias(tracker, name, registry.CHAMPION, version)
+        return (
+            f"Registry: {name} version {version} is the champion ({metric} {value:.6g}; "
+            f"{shown} cannot score this data: {type(err).__name__})"
+        )
+    said = comparison.describe(rule.promote_level, rule.promote_margin)
+    if not comparison.promotes(rule.promote_level, rule.promote_margin):
+        registry.set_alias(tracker, name, registry.CHAMPION, held)
+        return (
+            f"Registry: kept {name} {shown} as champion; version {version} is the challenger: "
+            f"{said}"
+        )
+    registry.set_alias(tracker, name, registry.PREVIOUS_CHAMPION, held)
+    registry.set_alias(tracker, name, registry.CHAMPION, version)
+    return f"Registry: {name} version {version} is the champion, replacing {shown}: {said}"
 
 
 def _register(
@@ -200,19 +227,23 @@ def _register(
     return registry.register_version(tracker, name, model.uri, model.run_id, tags)
 
 
-def _score_registered(model: PyFuncModel, split_url: str, ranking: Ranking) -> dict[str, float]:
-    """A registered version scored as its users call it: raw test rows through pyfunc (and,
-    for a metric of probabilities, through its scikit-learn model's `predict_proba`)."""
-    from sweeper.trial.fitting import read_raw_test, score, score_labels
+def _compare(
+    champion: PyFuncModel, challenger: PyFuncModel, split_url: str, ranking: Ranking
+) -> Comparison:
+    """Both models scored as their users call them, on the same raw test rows (and, for a
+    metric of probabilities, through their scikit-learn models' `predict_proba`)."""
+    from sweeper.trial.fitting import read_raw_test
 
     X_raw, y_test = read_raw_test(split_url)
-    predicted = model.predict(X_raw)
-    if ranking.task == ProblemType.regression:
-        return score(y_test, predicted)
-    if ranking.metric not in NEEDS_PROBABILITIES:
-        return score_labels(y_test, predicted)
-    raw = model.get_raw_model()
-    return score_labels(y_test, predicted, raw.predict_proba(X_raw), raw.classes_)
+
+    def answers(model: PyFuncModel) -> Scored:
+        predicted: np.ndarray = np.asarray(model.predict(X_raw))
+        if ranking.task == ProblemType.regression or ranking.metric not in NEEDS_PROBABILITIES:
+            return Scored(predicted)
+        raw = model.get_raw_model()
+        return Scored(predicted, raw.predict_proba(X_raw), raw.classes_)
+
+    return compare(y_test.to_numpy(), answers(champion), answers(challenger), ranking)
 
 
 def _serialization(estimator: BaseEstimator, modules: Sequence[str] = ()) -> dict[str, Any]:

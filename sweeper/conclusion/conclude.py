@@ -143,6 +143,7 @@ def log_best(
             result.plan.sweep_id,
             result.ranking,
             trust,
+            result.plan.settings.mlflow,
         ),
     )
     if decision:

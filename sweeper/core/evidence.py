@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 P_WORSE = "p_worse_than_best"  # the column of results.csv and configs.csv that holds it
 
+
 def worse_p_value(differences: Sequence[float], held_out_per_fit: float) -> float:
     """The one-sided p-value of "the candidate's loss is higher than the best's", from its
     per-fold loss minus the best's on the same folds (over seeds too: one difference per fold of

@@ -102,8 +102,12 @@ class StorageSettings:
 class MlflowSettings:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "sweeper"
-    # A registered model's name: gets a new version when the best trial beats its champion.
+    # A registered model's name: each sweep's best becomes a version of it, `@challenger`, and
+    # takes `@champion` when it beats the champion on tonight's test rows: better in a paired
+    # bootstrap at `promote_level` and by more than `promote_margin` (in the metric's units).
     register_best: Optional[str] = None  # noqa: UP045
+    promote_level: float = 0.05
+    promote_margin: float = 0.0
 
 
 @dataclass
@@ -192,6 +196,11 @@ class Settings:
             raise SweeperError(f"argo.trials_per_pod={per_pod} must be at least 1, or auto")
         if self.eval.cv == 1 or self.eval.cv < 0:
             raise SweeperError(f"eval.cv={self.eval.cv} must be 0 (no folds) or at least 2")
+        if not 0 < self.mlflow.promote_level < 1 or self.mlflow.promote_margin < 0:
+            raise SweeperError(
+                f"mlflow.promote_level={self.mlflow.promote_level} must be between 0 and 1, and "
+                f"mlflow.promote_margin={self.mlflow.promote_margin} at least 0"
+            )
         if not 0 < self.eval.tie_level < 1:
             raise SweeperError(f"eval.tie_level={self.eval.tie_level} must be between 0 and 1")
         bad = [m for m in self.trust.modules if not _MODULE.fullmatch(str(m))]

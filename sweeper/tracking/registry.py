@@ -1,5 +1,6 @@
-"""The model registry: which version of a registered model serves (`@champion`), and new
-versions (made exactly once through a store's faults: tracking.store.RetryingClient)."""
+"""The model registry: which version of a registered model serves (`@champion`), which was
+tonight's best (`@challenger`) and which served before (`@previous_champion`), and new versions
+(made exactly once through a store's faults: tracking.store.RetryingClient)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from sweeper.tracking.tracker import Tracker
 
 CHAMPION = "champion"  # the alias of the version a serving system loads: models:/name@champion
+CHALLENGER = "challenger"  # the latest sweep's best, promoted or not
+PREVIOUS_CHAMPION = "previous_champion"  # the champion before the last promotion: a way back
 
 
 def champion(tracker: Tracker, name: str) -> ModelVersion | None:
@@ -29,9 +32,9 @@ def champion(tracker: Tracker, name: str) -> ModelVersion | None:
     return max(versions, key=lambda v: int(v.version), default=None)
 
 
-def set_champion(tracker: Tracker, name: str, version: str) -> None:
-    """Point `models:/name@champion` at the version (setting an alias again is harmless)."""
-    tracker.client.set_registered_model_alias(name, CHAMPION, version)
+def set_alias(tracker: Tracker, name: str, alias: str, version: str) -> None:
+    """Point `models:/name@alias` at the version (setting an alias again is harmless)."""
+    tracker.client.set_registered_model_alias(name, alias, version)
 
 
 def register_version(
