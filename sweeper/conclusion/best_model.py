@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -88,17 +89,20 @@ def log_best_model(
     # Logged into the trial's run by its id, not by reopening it: the run's status and end time
     # stay the trial's own. Retried whole through a store's faults (each attempt is a new
     # logged model; one that failed half-way is never tagged on the run, so never used).
-    info = faults.retrying(
-        tracker.shown,
-        mlflow.sklearn.log_model,
-        pipeline,
-        name="model",
-        run_id=best.run_id,
-        signature=signature,
-        input_example=example,
-        pip_requirements=_pinned_requirements(),
-        **_serialization(pipeline, modules),
-    )
+    with warnings.catch_warnings():
+        # MLflow warns that it does not check an "any" column: the signature's choice (above).
+        warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
+        info = faults.retrying(
+            tracker.shown,
+            mlflow.sklearn.log_model,
+            pipeline,
+            name="model",
+            run_id=best.run_id,
+            signature=signature,
+            input_example=example,
+            pip_requirements=_pinned_requirements(),
+            **_serialization(pipeline, modules),
+        )
     tracker.set_tag(best.run_id, MODEL_TAG, info.model_uri)
     return LoggedModel(info.model_uri, info.model_id, best.run_id)
 
