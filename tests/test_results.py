@@ -87,7 +87,7 @@ def test_a_sweep_ends_with_its_compare_link_artifacts_and_best_model(finished: F
     html = (artifacts / "results" / "results.html").read_text()
     assert all(r.info.run_name in html for r in sweep.children)
     plots = sorted(p.name for p in (artifacts / "plots").iterdir())
-    assert plots == ["mse_by_trial.png", "mse_vs_lasso.png", "mse_vs_rf.png"]
+    assert plots == ["cv_mse_by_trial.png", "cv_mse_vs_lasso.png", "cv_mse_vs_rf.png"]
     assert all((artifacts / "plots" / p).read_bytes().startswith(PNG) for p in plots)
 
     # The best trial's model: on its own run, a Pipeline with a signature on the data's own

@@ -1,7 +1,8 @@
 """What a sweep leaves on its MLflow parent run for people to look at: the ranked results table
-(CSV and HTML) and PNG plots (MSE per trial grouped by model; each model's MSE against the
-hyperparameters its trials varied); for a classification, the winner's confusion matrix and
-scikit-learn's per-class report on the test rows.
+(CSV and HTML) and PNG plots of the score trials are ranked by (per trial grouped by model, the
+table's winner marked; each model's score against the hyperparameters its trials varied); for a
+classification, also the winner's confusion matrix and scikit-learn's per-class report on the
+test rows.
 
 Runs where the trials were logged (a local worker, the Argo summary pod), never in the process
 that only schedules: it imports pandas and matplotlib.
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeper.core.evidence import P_WORSE
-from sweeper.core.metrics import RECORDED
+from sweeper.core.metrics import METRICS, RECORDED, Ranking
 from sweeper.core.outcomes import Configuration
 from sweeper.safe_text import spreadsheet_cell
 
@@ -123,123 +125,194 @@ _CSS = (
 
 
 def write_plots(result: SweepResult, folder: Path) -> list[Path]:
-    """mse_by_trial.png, and mse_vs_<model>.png for each model whose trials varied a setting."""
+    """What the table ranks by, drawn: `<key>_by_trial.png` (every trial's score, grouped by
+    model, the table's winner marked) and `<key>_vs_<model>.png` for each model whose trials
+    varied a setting; `<key>` is the ranking's (`cv_mse`, `cv_accuracy`, `mse` with eval.cv=0)."""
     _files_only()
-    scored = [o for o in result.ranked() if o.ok and math.isfinite(o.mse)]
+    ranking = result.ranking
+    scored = [o for o in result.ranked() if o.ok and ranking.value(o.metrics) is not None]
     if not scored:
         return []
-    paths = [_plot_by_trial(scored, folder / "mse_by_trial.png")]
+    plot = _Plot(ranking, result.best)
+    paths = [plot.by_trial(scored, folder / f"{ranking.key}_by_trial.png")]
     by_model: dict[str, list[Outcome]] = {}
     for outcome in scored:
         by_model.setdefault(outcome.trial.model_name, []).append(outcome)
     for model, outcomes in by_model.items():
         swept = swept_params([o.trial for o in outcomes])
         if swept:
-            paths.append(_plot_against(model, outcomes, swept, folder / f"mse_vs_{model}.png"))
+            path = folder / f"{ranking.key}_vs_{model}.png"
+            paths.append(plot.against(model, outcomes, swept, path))
     return paths
 
 
 LABELLED_TRIALS = 40  # up to this many trials get a labelled row each; more, a column per model
 
 
-def _plot_by_trial(scored: Sequence[Outcome], path: Path) -> Path:
-    if len(scored) > LABELLED_TRIALS:
-        return _plot_by_model(scored, path)
-    import matplotlib.pyplot as plt
+@dataclass(frozen=True)
+class _Plot:
+    """Plots of the score trials are ranked by, with the winner the table names marked."""
 
-    models = list(dict.fromkeys(o.trial.model_name for o in scored))
-    ordered = sorted(scored, key=lambda o: (models.index(o.trial.model_name), o.mse))
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
-    height = 2 + 0.22 * len(ordered)
-    figure, axes = plt.subplots(figsize=(9, height))
-    positions = list(range(len(ordered)))[::-1]  # first model at the top
-    mse = [o.mse for o in ordered]
-    # Dots on a zoomed axis, not bars from zero: trials often differ by a few percent.
-    low, high = min(mse), max(mse)
-    pad = (high - low) * 0.08 or abs(low) * 0.01 or 1.0
-    colour = [colours[o.trial.model_name] for o in ordered]
-    axes.hlines(positions, low - pad, mse, color=colour, linewidth=1, alpha=0.5)
-    axes.scatter(mse, positions, color=colour, zorder=3)
-    axes.set_xlim(low - pad, high + pad)
-    axes.set_yticks(positions, [o.trial.name for o in ordered], fontsize=8)
-    axes.axvline(low, color="black", linewidth=0.8, linestyle="--")
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[m]) for m in models]
-    axes.legend([*handles, axes.lines[0]], [*models, f"best {low:.4g}"], loc="lower right")
-    axes.set_xlabel("test MSE (lower is better)")
-    axes.set_title("MSE per trial, grouped by model")
-    return _save(figure, path)
+    ranking: Ranking
+    winner: Outcome | None
 
+    def score(self, outcome: Outcome) -> float:
+        return self.ranking.value(outcome.metrics) or math.nan
 
-def _plot_by_model(scored: Sequence[Outcome], path: Path) -> Path:
-    """Many trials: each model's MSEs as a column of dots, the best of each named."""
-    import matplotlib.pyplot as plt
-
-    models = list(dict.fromkeys(o.trial.model_name for o in scored))
-    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(models) + 2), 5))
-    for column, model in enumerate(models):
-        mse = sorted(o.mse for o in scored if o.trial.model_name == model)
-        spread = [column + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(mse))]
-        axes.scatter(spread, mse, s=12, alpha=0.6, color=plt.get_cmap("tab10")(column % 10))
-        best = min((o for o in scored if o.trial.model_name == model), key=lambda o: o.mse)
-        axes.annotate(
-            best.trial.name,
-            (column, best.mse),
-            textcoords="offset points",
-            xytext=(0, -14),
-            ha="center",
-            fontsize=7,
+    @property
+    def label(self) -> str:
+        """ "CV MSE (lower is better)" """
+        name = (
+            self.ranking.metric.upper() if self.ranking.metric in METRICS else self.ranking.metric
         )
-    counts = [sum(o.trial.model_name == m for o in scored) for m in models]
-    axes.set_xticks(
-        range(len(models)), [f"{m}\n({n} trials)" for m, n in zip(models, counts, strict=True)]
-    )
-    axes.set_xlim(-0.6, len(models) - 0.4)
-    axes.margins(y=0.12)  # room for the best trial's name under its dot
-    axes.set_ylabel("test MSE (lower is better)")
-    axes.set_title(f"MSE of {len(scored)} trials, grouped by model")
-    return _save(figure, path)
+        where = "CV" if self.ranking.cv else "test"
+        better = "higher" if self.ranking.maximised else "lower"
+        return f"{where} {name} ({better} is better)"
 
+    def by_trial(self, scored: Sequence[Outcome], path: Path) -> Path:
+        if len(scored) > LABELLED_TRIALS:
+            return self.by_model(scored, path)
+        import matplotlib.pyplot as plt
 
-def _plot_against(
-    model: str, outcomes: Sequence[Outcome], swept: Sequence[str], path: Path
-) -> Path:
-    import matplotlib.pyplot as plt
-
-    figure, panels = plt.subplots(1, len(swept), figsize=(4.5 * len(swept), 3.8), squeeze=False)
-    for axes, key in zip(panels[0], swept, strict=True):
-        values = [o.trial.model.get(key) for o in outcomes]
-        mse = [o.mse for o in outcomes]
-        numbers = [
-            float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+        models = list(dict.fromkeys(o.trial.model_name for o in scored))
+        ordered = sorted(
+            scored,
+            key=lambda o: (models.index(o.trial.model_name), self.ranking.loss(o.metrics)),
+        )
+        colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+        figure, axes = plt.subplots(figsize=(9, 2 + 0.22 * len(ordered)))
+        positions = list(range(len(ordered)))[::-1]  # first model at the top
+        values = [self.score(o) for o in ordered]
+        # Dots on a zoomed axis, not bars from zero: trials often differ by a few percent.
+        low, high = min(values), max(values)
+        pad = (high - low) * 0.08 or abs(low) * 0.01 or 1.0
+        worst_end = high + pad if self.ranking.maximised else low - pad
+        colour = [colours[o.trial.model_name] for o in ordered]
+        axes.hlines(positions, worst_end, values, color=colour, linewidth=1, alpha=0.5)
+        axes.scatter(values, positions, color=colour, zorder=3)
+        axes.set_xlim(low - pad, high + pad)
+        axes.set_yticks(positions, [o.trial.name for o in ordered], fontsize=8)
+        handles: list[Any] = [
+            plt.Line2D([], [], marker="o", linestyle="", color=colours[m]) for m in models
         ]
-        if len(numbers) == len(values):
-            axes.scatter(numbers, mse, alpha=0.7)
-            best = _best_per_value(numbers, mse)
-            axes.plot(
-                list(best),
-                list(best.values()),
-                color="black",
-                linewidth=0.8,
-                label="best at each value",
+        labels: list[str] = list(models)
+        if self.winner in ordered:
+            at = positions[ordered.index(self.winner)]
+            best = self.score(self.winner)
+            axes.axvline(best, color="black", linewidth=0.8, linestyle="--")
+            handles.append(
+                axes.scatter(
+                    [best], [at], marker="*", s=220, color="gold", edgecolors="black", zorder=4
+                )
             )
-            if min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
-                axes.set_xscale("log")
+            labels.append(f"winner {best:.4g}")
+        axes.legend(handles, labels, loc="best")
+        axes.set_xlabel(self.label)
+        axes.set_title(f"{self.ranking.key} per trial, grouped by model")
+        return _save(figure, path)
+
+    def by_model(self, scored: Sequence[Outcome], path: Path) -> Path:
+        """Many trials: each model's scores as a column of dots, the best of each named and
+        the winner starred."""
+        import matplotlib.pyplot as plt
+
+        models = list(dict.fromkeys(o.trial.model_name for o in scored))
+        figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(models) + 2), 5))
+        for column, model in enumerate(models):
+            mine = sorted(
+                (o for o in scored if o.trial.model_name == model),
+                key=lambda o: self.ranking.loss(o.metrics),
+            )
+            values = [self.score(o) for o in mine]
+            spread = [column + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(values))]
+            axes.scatter(spread, values, s=12, alpha=0.6, color=plt.get_cmap("tab10")(column % 10))
+            star = mine[0] is self.winner
+            if star:
+                axes.scatter(
+                    [column],
+                    [values[0]],
+                    marker="*",
+                    s=220,
+                    color="gold",
+                    edgecolors="black",
+                    zorder=4,
+                    label=f"winner {values[0]:.4g}",
+                )
+            axes.annotate(
+                mine[0].trial.name,
+                (column, values[0]),
+                textcoords="offset points",
+                xytext=(0, 14 if self.ranking.maximised else -14),
+                ha="center",
+                fontsize=7,
+            )
+        counts = [sum(o.trial.model_name == m for o in scored) for m in models]
+        axes.set_xticks(
+            range(len(models)), [f"{m}\n({n} trials)" for m, n in zip(models, counts, strict=True)]
+        )
+        axes.set_xlim(-0.6, len(models) - 0.4)
+        axes.margins(y=0.12)  # room for the best trial's name beside its dot
+        axes.set_ylabel(self.label)
+        if self.winner in scored:
+            axes.legend(loc="best")
+        axes.set_title(f"{self.ranking.key} of {len(scored)} trials, grouped by model")
+        return _save(figure, path)
+
+    def against(
+        self, model: str, outcomes: Sequence[Outcome], swept: Sequence[str], path: Path
+    ) -> Path:
+        import matplotlib.pyplot as plt
+
+        figure, panels = plt.subplots(1, len(swept), figsize=(4.5 * len(swept), 3.8), squeeze=False)
+        for axes, key in zip(panels[0], swept, strict=True):
+            values = [o.trial.model.get(key) for o in outcomes]
+            scores = [self.score(o) for o in outcomes]
+            numbers = [
+                float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+            ]
+            if len(numbers) == len(values):
+                positions: list[float] = numbers
+                best = self._best_per_value(numbers, scores)
+                axes.plot(
+                    list(best),
+                    list(best.values()),
+                    color="black",
+                    linewidth=0.8,
+                    label="best at each value",
+                )
+                if min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
+                    axes.set_xscale("log")
+            else:  # None, strings, booleans: one column per distinct value
+                labels = list(dict.fromkeys(str(v) for v in values))
+                positions = [float(labels.index(str(v))) for v in values]
+                axes.set_xticks(range(len(labels)), labels)
+            axes.scatter(positions, scores, alpha=0.7)
+            if self.winner in outcomes:
+                at = outcomes.index(self.winner)
+                axes.scatter(
+                    [positions[at]],
+                    [scores[at]],
+                    marker="*",
+                    s=220,
+                    color="gold",
+                    edgecolors="black",
+                    zorder=4,
+                    label="winner",
+                )
             axes.legend(fontsize=7)
-        else:  # None, strings, booleans: one column per distinct value
-            labels = list(dict.fromkeys(str(v) for v in values))
-            axes.scatter([labels.index(str(v)) for v in values], mse, alpha=0.7)
-            axes.set_xticks(range(len(labels)), labels)
-        axes.set_xlabel(key)
-        axes.set_ylabel("test MSE")
-    figure.suptitle(f"{model}: MSE against its swept settings")
-    return _save(figure, path)
+            axes.set_xlabel(key)
+            axes.set_ylabel(self.label)
+        figure.suptitle(f"{model}: {self.ranking.key} against its swept settings")
+        return _save(figure, path)
 
-
-def _best_per_value(values: Sequence[float], mse: Sequence[float]) -> Mapping[float, float]:
-    best: dict[float, float] = {}
-    for value, error in zip(values, mse, strict=True):
-        best[value] = min(error, best.get(value, math.inf))
-    return dict(sorted(best.items()))
+    def _best_per_value(
+        self, values: Sequence[float], scores: Sequence[float]
+    ) -> Mapping[float, float]:
+        pick = max if self.ranking.maximised else min
+        best: dict[float, float] = {}
+        for value, score in zip(values, scores, strict=True):
+            best[value] = pick(score, best.get(value, score))
+        return dict(sorted(best.items()))
 
 
 def write_label_report(

@@ -1,0 +1,91 @@
+"""The pictures agree with the table: they draw the score trials are ranked by and mark the
+winner the table names, for a regression and a classification alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+
+from sweeper.conclusion import artifacts
+from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.records import Plan, PreprocessGroup, StoredSplit, Trial
+from sweeper.core.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def result_of(scores: dict[float, dict[str, float]], task: str = "regression") -> SweepResult:
+    """A lasso per alpha with the given metrics."""
+    trials = [
+        Trial(i, f"lasso alpha={a}", "lasso", {"_target_": "L", "alpha": a}, "g", (), {})
+        for i, a in enumerate(scores)
+    ]
+    plan = Plan("s", Settings(), (PreprocessGroup("g", {}, {}, 0),), tuple(trials))
+    result = SweepResult(plan, "p")
+    result.outcomes = [Outcome.finished(t, scores[t.model["alpha"]], f"r{t.index}") for t in trials]
+    result.splits = {"g": StoredSplit("u", "k", False, task=task)}
+    return result
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
+    """The figures write_plots saves, by file name, instead of their PNGs."""
+    figures: dict[str, Figure] = {}
+
+    def keep(figure: Figure, path: Path) -> Path:
+        figures[path.name] = figure
+        return path
+
+    monkeypatch.setattr(artifacts, "_save", keep)
+    return figures
+
+
+def star(figure: Figure) -> tuple[float, float]:
+    """Where the winner's star is."""
+    [axes] = figure.axes
+    sized = [c for c in axes.collections if hasattr(c, "get_sizes")]
+    [marked] = [c for c in sized if c.get_sizes().tolist() == [220.0]]
+    [[x, y]] = marked.get_offsets().tolist()
+    return x, y
+
+
+def test_the_winner_marked_is_the_tables_not_the_lowest_test_score(
+    drawn: dict[str, Figure], tmp_path: Path
+) -> None:
+    # alpha=1 wins on CV; alpha=3 has the lowest test MSE, which chose nothing.
+    result = result_of(
+        {
+            0.3: {"cv_mse": 12.0, "mse": 11.0},
+            1.0: {"cv_mse": 10.0, "mse": 12.0},
+            3.0: {"cv_mse": 11.0, "mse": 9.0},
+        }
+    )
+    assert result.best is not None and result.best.trial.name == "lasso alpha=1.0"
+    paths = artifacts.write_plots(result, tmp_path)
+    assert [p.name for p in paths] == ["cv_mse_by_trial.png", "cv_mse_vs_lasso.png"]
+    by_trial = drawn["cv_mse_by_trial.png"]
+    [axes] = by_trial.axes
+    assert axes.get_xlabel() == "CV MSE (lower is better)"
+    x, _ = star(by_trial)
+    assert x == 10.0
+    [line] = [line for line in axes.lines if line.get_linestyle() == "--"]
+    assert line.get_xdata()[0] == 10.0
+    assert star(drawn["cv_mse_vs_lasso.png"]) == (1.0, 10.0)
+
+
+def test_a_classification_gets_its_metric_plots_the_highest_marked(
+    drawn: dict[str, Figure], tmp_path: Path
+) -> None:
+    result = result_of(
+        {
+            0.3: {"cv_accuracy": 0.80, "accuracy": 0.90},
+            1.0: {"cv_accuracy": 0.85, "accuracy": 0.82},
+        },
+        task="classification",
+    )
+    artifacts.write_plots(result, tmp_path)
+    by_trial = drawn["cv_accuracy_by_trial.png"]
+    assert by_trial.axes[0].get_xlabel() == "CV accuracy (higher is better)"
+    assert star(by_trial)[0] == 0.85
