@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 # Part of every key: bump it when the transformation changes so old splits are not reused.
 PREPROCESS_VERSION = 5  # 5: each CV fold preprocessed on its own fitting rows, stored beside
 BUNDLED = ("diabetes",)
+BUNDLED_SOURCE = "sklearn.datasets.load_{}"  # a bundled data set's source, as lineage says it
 
 
 def preprocess(
@@ -58,6 +59,7 @@ def preprocess(
     from steps.transform import transform
 
     frame = _parse(raw, data) if raw is not None else _load_bundled(data)
+    schema = column_types(frame)
     prepared = transform(frame, data, preprocess, seed, cv)
     train, test, raw_test, transformer = (
         prepared.train,
@@ -86,8 +88,10 @@ def preprocess(
     meta = {
         "version": PREPROCESS_VERSION,
         "key": key,
+        "name": data.get("name"),
         "content_sha256": content_hash,
-        "source": redact(data.get("path")) or data.get("name"),
+        "source": redact(data.get("path")) or BUNDLED_SOURCE.format(data.get("name")),
+        "schema": schema,
         "target": data["target"],
         "inputs": [c for c in raw_test.columns if c != TARGET_COLUMN],
         "features": features,
@@ -104,15 +108,7 @@ def preprocess(
         "sha256": {name: hashlib.sha256(content).hexdigest() for name, content in tables.items()},
     }
     storage.write_bytes_atomic(storage.join(url, storage.META), json.dumps(meta, indent=2).encode())
-    return StoredSplit(
-        url,
-        key,
-        False,
-        prepared.report,
-        prepared.warnings,
-        prepared.task.value,
-        prepared.smallest_class,
-    )
+    return _stored_split(url, key, False, meta)
 
 
 def stored_split(
@@ -130,17 +126,41 @@ def stored_split(
 
 def _stored(url: str, key: str) -> StoredSplit | None:
     meta = _complete_meta(url)
-    if meta is None:
-        return None
+    return None if meta is None else _stored_split(url, key, True, meta)
+
+
+def _stored_split(url: str, key: str, reused: bool, meta: Mapping[str, Any]) -> StoredSplit:
     return StoredSplit(
         url,
         key,
-        True,
+        reused,
         meta["report"],
         tuple(meta["warnings"]),
         meta["task"],
         meta.get("smallest_class", 0),
+        str(meta.get("name") or ""),
+        str(meta.get("source") or ""),
+        str(meta.get("content_sha256") or ""),
+        dict(meta.get("schema") or {}),
     )
+
+
+def column_types(frame: pd.DataFrame) -> dict[str, str]:
+    """Each column's type as MLflow's dataset schemas name it."""
+    import pandas as pd
+
+    def kind(column: pd.Series) -> str:
+        if pd.api.types.is_bool_dtype(column):
+            return "boolean"
+        if pd.api.types.is_integer_dtype(column):
+            return "long"
+        if pd.api.types.is_float_dtype(column):
+            return "double"
+        if pd.api.types.is_datetime64_any_dtype(column):
+            return "datetime"
+        return "string"
+
+    return {str(name): kind(frame[name]) for name in frame.columns}
 
 
 def split_key(

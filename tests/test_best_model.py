@@ -4,6 +4,7 @@ columns still in them), logged and registered as such."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -80,6 +81,15 @@ def test_the_best_model_predicts_raw_rows_and_the_registry_holds_it(workdir: Pat
     # What preprocessing did, said on the sweep's run and in the log.
     said = sweep.parent.data.params
     assert said["data.rows_in"] == "400" and said["data.rows_dropped_missing_target"] == "13"
+    # Which data: named by its file, its bytes' digest, where it was read, its columns' types.
+    assert {r.data.params["data.name"] for r in sweep.children} == {"seats"}
+    [seen] = MlflowClient(uri).get_run(sweep.parent.info.run_id).inputs.dataset_inputs
+    assert seen.dataset.name == "seats" and seen.dataset.source_type == "local"
+    assert seen.dataset.digest == hashlib.sha256(path.read_bytes()).hexdigest()[:36]
+    assert json.loads(seen.dataset.source) == {"uri": str(path)}
+    types = {c["name"]: c["type"] for c in json.loads(seen.dataset.schema)["mlflow_colspec"]}
+    assert types["Income"] == "double" and types["Age"] == "long" and types["Store"] == "string"
+    assert [t.key for t in seen.tags] == ["mlflow.data.context"]
     assert int(said["data.rows_train"]) + int(said["data.rows_test"]) == 387
     assert said["data.columns_in"] == "10"  # 12 columns less the target and Urban
     # 7 numeric; ShelveLoc's 3 levels and US's 2; Store's 19 most frequent and one for the rest.

@@ -9,6 +9,7 @@ scikit-learn directly, not read back from the code under test.
 from __future__ import annotations
 
 import io
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,6 +129,12 @@ def test_a_grid_gives_one_finished_run_per_trial(
             assert run.data.metrics[key] == pytest.approx(value), key
     parent = done.sweep.parent
     assert parent.info.status == "FINISHED"
+    # Which data the sweep saw, as MLflow's lineage: the bundled set, its columns' types.
+    [seen] = MlflowClient(mlflow_server).get_run(parent.info.run_id).inputs.dataset_inputs
+    assert seen.dataset.name == "diabetes" and seen.dataset.source_type == "code"
+    assert json.loads(seen.dataset.source) == {"uri": "sklearn.datasets.load_diabetes"}
+    schema = json.loads(seen.dataset.schema)["mlflow_colspec"]
+    assert {c["name"]: c["type"] for c in schema}["bmi"] == "double" and len(schema) == 11
     assert parent.data.metrics["n_trials"] == 3 and parent.data.metrics["n_failed"] == 0
     # The winner is the lowest CV MSE; its test MSE is what the sweep reports of it.
     best = min(runs.values(), key=lambda r: r.data.metrics["cv_mse"])

@@ -47,6 +47,12 @@ class StoredSplit:
     warnings: tuple[str, ...] = ()
     task: str = "regression"  # metrics.ProblemType: what its target asks for
     smallest_class: int = 0  # a classification's: training rows of its rarest class
+    # Which data it is, for the sweep run's lineage (MLflow's dataset inputs): its name, where
+    # it was read from (no credentials), the SHA-256 of its bytes, and its columns' types.
+    name: str = ""
+    source: str = ""
+    content: str = ""
+    schema: dict[str, str] = field(default_factory=dict)  # column → MLflow type name
 
     def describe(self) -> str:
         """ "322 rows in, 59 dropped (missing target), 184 train / 79 test; 19 columns → 22

@@ -16,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.types import Override, OverrideType
@@ -169,13 +171,21 @@ def _settings(configs: Sequence[Mapping[str, Any]]) -> Settings:
     return Settings.of(dict(first)).resolved()
 
 
+# The names conf/data/'s options give: a file given by data.path is named by itself instead.
+_OPTION_NAMES = ("csv", "diabetes")
+_MAX_SEED = 2**32 - 1  # scikit-learn's random_state (NumPy's legacy seeding)
+
+
 def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
     data = dict(cfg["data"])
     for key in ("path", "target"):
         if data.get(key) == "???":
             raise SweeperError(f"data.{key} is required for data={data.get('name')}")
+    data["name"] = _data_name(data)
     preprocess = dict(cfg["preprocess"])
-    seed = int(cfg["seed"])
+    seed = cfg["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= _MAX_SEED:
+        raise SweeperError(f"seed={seed} must be a whole number from 0 to {_MAX_SEED}")
     identity = json.dumps([data, preprocess, seed], sort_keys=True, default=str)
     return PreprocessGroup(
         id=hashlib.sha256(identity.encode()).hexdigest()[:12],
@@ -183,6 +193,15 @@ def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
         preprocess=preprocess,
         seed=seed,
     )
+
+
+def _data_name(data: Mapping[str, Any]) -> Any:
+    """What the data is called in MLflow: its file's name (`carseats` for .../carseats.csv)
+    unless the user named it; a bundled data set's own name."""
+    path, name = data.get("path"), data.get("name")
+    if not path or name not in _OPTION_NAMES:
+        return name
+    return PurePosixPath(urlsplit(str(path)).path).stem or name
 
 
 def _override_items(job: Job) -> dict[str, str]:

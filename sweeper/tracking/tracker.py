@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from sweeper.core import storage
 from sweeper.core.faults import disk_full
 from sweeper.core.processes import lives, started
-from sweeper.core.records import Status, TrialRecord, TrialScore, now_ms
+from sweeper.core.records import Status, StoredSplit, TrialRecord, TrialScore, now_ms
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact, redact_text
 from sweeper.tracking.store import (
@@ -50,6 +50,19 @@ FOLDS_TAG = "cv_folds"
 FOLD_METRIC = "fold_{}"
 
 FoldScores = dict[str, tuple[float, ...]]
+
+
+_MAX_DIGEST = 36  # MLflow's limit on a dataset's digest
+
+
+def _source_type(source: str) -> str:
+    """MLflow's name for where a dataset was read from."""
+    scheme = source.partition("://")[0] if "://" in source else ""
+    if scheme in ("http", "https"):
+        return "http"
+    if scheme:
+        return scheme  # s3, gs, …
+    return "code" if source.startswith("sklearn.") else "local"
 
 
 class FinishedRun(NamedTuple):
@@ -136,7 +149,13 @@ class Tracker:
         database = storage.sqlite_file(self.tracking_uri)
         return None if database is None else (database.parent / "mlartifacts").as_uri()
 
-    def start_sweep(self, sweep_id: str, params: Mapping[str, Any], pid: int | None = None) -> str:
+    def start_sweep(
+        self,
+        sweep_id: str,
+        params: Mapping[str, Any],
+        pid: int | None = None,
+        inputs: Sequence[StoredSplit] = (),
+    ) -> str:
         pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
         tags = {
             "sweep_id": sweep_id,
@@ -149,7 +168,42 @@ class Tracker:
         )
         run_id: str = run.info.run_id
         self._log(run_id, params=params)
+        self.log_inputs(run_id, inputs)
         return run_id
+
+    def log_inputs(self, run_id: str, splits: Sequence[StoredSplit]) -> None:
+        """The data the splits were made from, as the run's dataset inputs (MLflow's lineage:
+        the UI's Datasets column), once per distinct data: its name, its bytes' SHA-256 as the
+        digest, its source without credentials, and its columns' types. Logging one again is
+        harmless (MLflow links a run to a dataset once)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        found = {}
+        for split in splits:
+            if split.content and split.name:
+                found[split.name, split.content] = split
+        datasets = [
+            DatasetInput(
+                Dataset(
+                    name=split.name,
+                    digest=split.content[:_MAX_DIGEST],
+                    source_type=_source_type(split.source),
+                    source=json.dumps({"uri": redact(split.source)}),
+                    schema=json.dumps(
+                        {
+                            "mlflow_colspec": [
+                                {"type": kind, "name": column, "required": True}
+                                for column, kind in split.schema.items()
+                            ]
+                        }
+                    ),
+                ),
+                tags=[InputTag("mlflow.data.context", "training")],
+            )
+            for split in found.values()
+        ]
+        if datasets:
+            unlocked(self.client.log_inputs, run_id, datasets=datasets)
 
     def log_trial(
         self,

@@ -75,7 +75,8 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
         left += to_train(plan.trials_of(group.id), split, finished, settings.eval.cv)
     rows = {group: split.report.get("rows_train", 0) for group, split in splits.items()}
     params = run_params(plan, splits)  # what preprocessing did, the task
-    plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params))
+    inputs = list(splits.values())  # the data, as the run's dataset inputs
+    plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params, inputs=inputs))
     pods = chunks.cut(plan, left, trials_per_pod, rows)
     chunks.write(plan, pods)
     storage.write_record(settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json())

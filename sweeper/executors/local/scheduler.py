@@ -162,7 +162,12 @@ class Scheduler:
             # for an orphan once that worker exits); its params say what preprocessing did.
             params = run_params(self.result.plan, self.splits)
             future = pool.submit(
-                worker.open_sweep, self.settings, self.result.plan.sweep_id, params, os.getpid()
+                worker.open_sweep,
+                self.settings,
+                self.result.plan.sweep_id,
+                params,
+                os.getpid(),
+                list(self.splits.values()),
             )
         elif isinstance(item, WarmStore):
             future = pool.submit(worker.warm_tracking, self.settings)

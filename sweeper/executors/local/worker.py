@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +49,18 @@ def tracker(settings: Settings) -> Tracker:
 
 
 def open_sweep(
-    settings: Settings, sweep_id: str, params: dict[str, str], owner_pid: int
+    settings: Settings,
+    sweep_id: str,
+    params: dict[str, str],
+    owner_pid: int,
+    inputs: Sequence[StoredSplit] = (),
 ) -> tuple[str, list[str]]:
-    """The sweep's parent run, after closing runs orphaned by processes that are gone.
-    `owner_pid`: the process whose end orphans the run (the sweeping process)."""
+    """The sweep's parent run, after closing runs orphaned by processes that are gone, with the
+    data its splits were made from as its inputs. `owner_pid`: the process whose end orphans
+    the run (the sweeping process)."""
     sweeps = tracker(settings)
     orphans = sweeps.end_orphaned_sweeps()
-    return sweeps.start_sweep(sweep_id, params, owner_pid), orphans
+    return sweeps.start_sweep(sweep_id, params, owner_pid, inputs), orphans
 
 
 def warm_tracking(settings: Settings) -> None:
