@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -58,7 +59,7 @@ def preprocess(
 
     from steps.transform import transform
 
-    frame = _parse(raw, data) if raw is not None else _load_bundled(data)
+    frame, read_as = _parse(raw, data) if raw is not None else (_load_bundled(data), [])
     schema = column_types(frame)
     prepared = transform(frame, data, preprocess, seed, cv)
     train, test, raw_test, transformer = (
@@ -98,7 +99,7 @@ def preprocess(
         "n_train": len(train),
         "n_test": len(test),
         "report": prepared.report,
-        "warnings": list(prepared.warnings),
+        "warnings": [*read_as, *prepared.warnings],
         "task": prepared.task.value,
         "classes": list(prepared.classes),
         "smallest_class": prepared.smallest_class,
@@ -249,29 +250,80 @@ def _bundled_files(data: Mapping[str, Any]) -> list[Path]:
     return [folder / f"{name}_data_raw.csv.gz", folder / f"{name}_target.csv.gz"]
 
 
-def _parse(raw: bytes, data: Mapping[str, Any]) -> pd.DataFrame:
+def _parse(raw: bytes, data: Mapping[str, Any]) -> tuple[pd.DataFrame, list[str]]:
+    """The table, and how it was read where that was not plain CSV with `.` decimals (said as
+    the split's warnings)."""
     import pandas as pd
 
     path = str(data["path"])
     shown = redact(path)
+    first_line_text = raw[:65536].decode("utf-8", "replace").partition("\n")[0]
+    delimiter = _delimiter(first_line_text)
+    said = [] if delimiter == "," else [f"data.path {shown} is read as separated by {delimiter!r}"]
     try:
         if path.lower().endswith((".parquet", ".pq")):
-            return pd.read_parquet(io.BytesIO(raw))
-        frame = pd.read_csv(io.BytesIO(raw))
+            return pd.read_parquet(io.BytesIO(raw)), []
+        frame = pd.read_csv(io.BytesIO(raw), sep=delimiter)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         reason = first_line(err)
         raise DataError(f"data.path {shown} is not a readable table: {reason}") from None
     except Exception as err:  # pyarrow raises its own types for a corrupt Parquet file
         raise DataError(f"data.path {shown} is not a readable table: {err}") from None
     # pandas renames a repeated column ("price", "price.1"): found in the header as written.
-    header = next(csv.reader(io.StringIO(raw.decode("utf-8", "replace").partition("\n")[0])), [])
+    header = next(csv.reader(io.StringIO(first_line_text), delimiter=delimiter), [])
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise DataError(
             f"data.path {shown} has more than one column named {repeated[0]!r}: "
             "give each column a name of its own"
         )
-    return frame
+    return frame, [*said, *_numbers_written_as_text(frame, european=delimiter != ",")]
+
+
+# A header without a comma but with one of these is a table separated by it (a spreadsheet's
+# export in a locale whose decimal mark is the comma writes `;`).
+_DELIMITERS = (";", "\t", "|")
+# Numbers as spreadsheets write them: 2,392.5 (thousands by comma), or 2.392,5 and 3,5 (the
+# decimal comma of `;`-separated exports).
+_THOUSANDS = re.compile(r"[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
+_DECIMAL_COMMA = re.compile(r"[-+]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?")
+
+
+def _delimiter(header: str) -> str:
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _numbers_written_as_text(frame: pd.DataFrame, european: bool) -> list[str]:
+    """Text columns whose every value is a number written with thousands separators (or, in a
+    `;`-separated table, decimal commas) are turned into numbers, in place; one line each."""
+    import pandas as pd
+
+    said = []
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        values = frame[column].dropna().astype(str).str.strip()
+        if values.empty or not values.str.contains(",", regex=False).any():
+            continue
+        pattern, kind = (
+            (_DECIMAL_COMMA, "decimal commas") if european else (_THOUSANDS, "thousands separators")
+        )
+        if not values.map(lambda v, p=pattern: p.fullmatch(v) is not None).all():
+            continue
+        example = values[values.str.contains(",", regex=False)].iloc[0]
+        if european:
+            numbers = values.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        else:
+            numbers = values.str.replace(",", "", regex=False)
+        frame[column] = pd.to_numeric(numbers).reindex(frame.index)
+        said.append(
+            f"column '{column}' has numbers written with {kind} ({example!r}): read as numbers"
+        )
+    return said
 
 
 def _to_parquet(table: pd.DataFrame) -> bytes:

@@ -109,6 +109,11 @@ def transform(
         random_state=seed,
         stratify=y if task == ProblemType.classification else None,
     )
+    # A column with no value in any training row tells the models nothing: left out, said once.
+    empty = [c for c in X_train.columns if X_train[c].isna().all()]
+    X_train, X_test = X_train.drop(columns=empty), X_test.drop(columns=empty)
+    if X_train.shape[1] == 0:
+        raise DataError(f"no feature column has a value in the training rows (columns: {empty})")
     # Fitted on the training rows only, so nothing about the test rows leaks into the trials.
     transformer = _transformer(X_train, preprocess).fit(X_train)
     features = [str(f) for f in transformer.get_feature_names_out()]
@@ -125,7 +130,17 @@ def transform(
         "columns_in": X_train.shape[1],
         "features_out": len(features),
     }
-    warnings = [*_grouped_levels(X_train, preprocess)]
+    warnings = [
+        f"column '{c}' has no value in any training row: left out of the features" for c in empty
+    ]
+    warnings += _grouped_levels(X_train, preprocess)
+    scale_target = preprocess.get("scale_target", False)
+    if not isinstance(scale_target, bool):
+        raise DataError(f"preprocess.scale_target={scale_target} must be true or false")
+    if scale_target and task == ProblemType.classification:
+        warnings.append(
+            "preprocess.scale_target is for a regression's target: labels are not scaled"
+        )
     if len(test) < SMALL_TEST_SET:
         warnings.append(
             f"the test set has only {len(test)} rows (data.test_size={data['test_size']}): its "
@@ -312,7 +327,11 @@ def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> ColumnTransf
     numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
     categorical = [c for c in X.columns if c not in numeric]
 
-    numeric_steps: list[Any] = [SimpleImputer(strategy=preprocess.get("impute_numeric", "median"))]
+    # Kept when a CV fold's fitting rows happen to have no value of it (filled with 0), so
+    # every fold has the features the whole training set has.
+    numeric_steps: list[Any] = [
+        SimpleImputer(strategy=preprocess.get("impute_numeric", "median"), keep_empty_features=True)
+    ]
     if scalers[scale] is not None:
         numeric_steps.append(scalers[scale]())
     impute_categorical = preprocess.get("impute_categorical", "most_frequent")

@@ -23,9 +23,11 @@ register_schemas()  # before Hydra composes `conf/config.yaml`, which names them
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
 def run_single(cfg: DictConfig) -> float | None:
+    from sweeper.errors import said_in_one_line
     from sweeper.launching.launcher import run_one
 
-    return run_one(cfg)
+    with said_in_one_line():
+        return run_one(cfg)
 
 
 def main() -> None:

@@ -1,4 +1,8 @@
-"""Errors a user can act on: Hydra prints them as one line, without a traceback."""
+"""Errors a user can act on, said as one line, without a traceback."""
+
+import contextlib
+import sys
+from collections.abc import Iterator
 
 from hydra.errors import CompactHydraException
 
@@ -16,3 +20,15 @@ class SweeperError(CompactHydraException):
 
 class DataError(SweeperError):
     """The input data cannot be used as configured (missing file or column, text target…)."""
+
+
+@contextlib.contextmanager
+def said_in_one_line() -> Iterator[None]:
+    """A SweeperError ends the command with its one line on stderr and exit status 1: said here,
+    at the plugins' and the task's boundary, not by Hydra's report, which adds a hint about a
+    stack trace that would help no one act on it."""
+    try:
+        yield
+    except SweeperError as err:
+        print(err, file=sys.stderr, flush=True)
+        raise SystemExit(1) from None

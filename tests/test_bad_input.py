@@ -130,6 +130,14 @@ CASES = {
         ["data.path={carseats}", "data.target=Sales", "storage.root=/"],
         "storage.root=/ is / itself: give the store a folder of its own",
     ),
+    "negative seed": (
+        ["data.path={carseats}", "data.target=Sales", "seed=-1"],
+        "seed=-1 must be a whole number from 0 to 4294967295",
+    ),
+    "no value in any column": (
+        ["data.path={dir}/no_values.csv", "data.target=y"],
+        "no feature column has a value in the training rows (columns: ['x', 'z'])",
+    ),
 }
 
 
@@ -187,6 +195,7 @@ ON_THE_COMMAND_LINE = (
     "not an estimator",
     "not a trusted module",
     "storage root",
+    "negative seed",
 )
 
 
@@ -201,6 +210,7 @@ def write_tables(folder: Path) -> None:
     rare = "".join(f"{i},{label}\n" for i, label in enumerate(labels))
     (folder / "rare_class.csv").write_text("x,y\n" + rare)
     (folder / "four_rows.csv").write_text("x,y\n1,2\n2,4\n3,5\n4,9\n")
+    (folder / "no_values.csv").write_text("x,y,z\n" + "".join(f",{i}," + "\n" for i in range(9)))
     write_altered_carseats(folder)
 
 
@@ -225,7 +235,10 @@ def test_bad_data_is_named_in_one_line(workdir: Path, case: str) -> None:
     assert result.returncode == 1
     expected = CASES[case][1]
     assert len([x for x in result.stderr.splitlines() if expected in x]) == 1  # one line says it
-    assert "Traceback" not in result.stderr + result.stdout
+    said = result.stderr + result.stdout
+    assert "Traceback" not in said and "HYDRA_FULL_ERROR" not in said
+    assert "progress:" not in said  # nothing ran: no counts of it
+    assert not (workdir / "multirun").exists()  # no folder of a sweep that never was
     assert runs_in(workdir) == 0  # found before the sweep's run was opened
     assert nothing_stored(workdir, case)
 

@@ -213,3 +213,25 @@ def test_model_values_scikit_learn_refuses_are_found_without_a_fit() -> None:
     assert len(errors) == 2
     assert errors[0].startswith("trial 't1': InvalidParameterError: The 'alpha' parameter of Lasso")
     assert errors[1].startswith("trial 't3': TypeError:") and "nonsense" in errors[1]
+
+
+def test_scale_target_lets_svr_fit_a_target_in_large_units(
+    blanks_csv: Path, tmp_path: Path
+) -> None:
+    """Sales in units a thousand times larger: SVR's default epsilon and C are in the target's
+    units, so it predicts almost a constant (r² near 0) unless the target is standardised."""
+    table = pd.read_csv(blanks_csv)
+    path = tmp_path / "large.csv"
+    table.assign(Sales=table["Sales"] * 1000).to_csv(path, index=False)
+    data = {"name": "csv", "path": str(path), "target": "Sales", "drop": [], "test_size": 0.3}
+    svr = {"_target_": "sklearn.svm.SVR"}
+    scores = {}
+    for scale in (False, True):
+        recipe = {**preprocess_recipe("standard"), "scale_target": scale}
+        split = fitting.Split.read(preprocess(data, recipe, SEED, str(tmp_path / "s"), cv=5).url)
+        score, fitted = fitting.fit_and_score(svr, split)
+        scores[scale] = score.metrics
+    assert scores[False]["r2"] < 0.1 and scores[True]["r2"] > 0.6
+    assert scores[True]["cv_r2"] > 0.6
+    # Predictions come back in the target's own units.
+    assert fitted.predict(split.X_test).mean() == pytest.approx(split.y_test.mean(), rel=0.1)

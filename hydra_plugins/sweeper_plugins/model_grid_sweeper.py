@@ -30,17 +30,19 @@ class ModelGridSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
+        from sweeper.errors import said_in_one_line
         from sweeper.planning.expand import expand
 
         config, context, launcher = self.config, self.hydra_context, self.launcher
         assert config is not None and context is not None and launcher is not None
         loader = context.config_loader
-        jobs = expand(
-            arguments,
-            self.params,
-            default_model=str(config.hydra.runtime.choices.model),
-            compose=lambda overrides: loader.load_sweep_config(config, overrides),
-            parser=OverridesParser.create(config_loader=loader),
-        )
+        with said_in_one_line():
+            jobs = expand(
+                arguments,
+                self.params,
+                default_model=str(config.hydra.runtime.choices.model),
+                compose=lambda overrides: loader.load_sweep_config(config, overrides),
+                parser=OverridesParser.create(config_loader=loader),
+            )
         # Failed trials were reported by name; the process's exit status says so (sweeper.app).
         return [list(launcher.launch(jobs, initial_job_idx=0))]

@@ -24,12 +24,17 @@ class SweeperLauncher(Launcher):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        from sweeper.errors import said_in_one_line
         from sweeper.launching.launcher import Launch
 
-        self.launch_state = Launch(config, hydra_context, task_function)
+        with said_in_one_line():
+            self.launch_state = Launch(config, hydra_context, task_function)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        from sweeper.errors import said_in_one_line
+
         assert self.launch_state is not None, "Hydra calls setup first"
-        return self.launch_state.launch(job_overrides, initial_job_idx)
+        with said_in_one_line():
+            return self.launch_state.launch(job_overrides, initial_job_idx)

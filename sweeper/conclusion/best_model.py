@@ -137,11 +137,11 @@ def best_pipeline(
     arrays), so it predicts what the trial scored."""
     from sklearn.pipeline import Pipeline
 
-    from sweeper.trial.fitting import build_estimator, load_split, read_transformer
+    from sweeper.trial.fitting import load_split, read_transformer, split_estimator
 
     if fitted is None:
         split = load_split(split_url)
-        fitted = build_estimator(model, modules).fit(split.X_train, split.y_train)
+        fitted = split_estimator(model, split, modules).fit(split.X_train, split.y_train)
     return Pipeline([("preprocess", read_transformer(split_url)), ("model", fitted)])
 
 

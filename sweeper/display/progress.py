@@ -189,11 +189,12 @@ class Progress:
         if self._display is None:
             self._display = _Live(self) if _is_terminal(sys.stdout) else _Quiet(self)
 
-    def stop(self) -> None:
-        """End the display, leaving the final counts on screen or in the log."""
+    def stop(self, leave: bool = True) -> None:
+        """End the display, leaving the final counts on screen or in the log (`leave`; not
+        when the input was refused: no trial ran, and the refusal is the one line to read)."""
         display, self._display = self._display, None
         if display is not None:
-            display.stop()
+            display.stop(leave)
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -226,10 +227,11 @@ class _Quiet:
         self.shown, self.shown_at = counts, self.progress.clock()
         log.info("progress: %s", self.progress.line(counts))
 
-    def stop(self) -> None:
+    def stop(self, leave: bool = True) -> None:
         self.stopped.set()
         self.thread.join()
-        self._emit(self.progress.counts())
+        if leave:
+            self._emit(self.progress.counts())
 
 
 class _Live:
@@ -262,9 +264,10 @@ class _Live:
         grid.add_row(bar, self.progress.line(counts))
         return grid
 
-    def stop(self) -> None:
+    def stop(self, leave: bool = True) -> None:
         for handler, stream in self.moved:
             handler.setStream(stream)
+        self.live.transient = not leave  # rich erases a transient display when it stops
         self.live.stop()  # draws the final counts once more and leaves them
 
 

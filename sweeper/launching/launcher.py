@@ -9,7 +9,9 @@ JobReturn after it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -62,7 +64,11 @@ class Launch:
         composing = _Composing(self, job_overrides, initial_job_idx)
         last = self.study is None or self.launched >= self.study.budget
         batch = Batch(self._definition(job_overrides), composing.jobs, last=last)
-        outcomes = sweep.run(batch)
+        try:
+            outcomes = sweep.run(batch)
+        except SweeperError:  # refused input: its sweep leaves no folders behind
+            composing.discard()
+            raise
         if outcomes is None:  # the trials ran elsewhere; no job of them ran here
             return []
         return composing.returns(outcomes, sweep.result.ranking)
@@ -85,6 +91,7 @@ class _Composing:
         self.composed: list[Job] | None = None
         self.hydra_cfg: DictConfig | None = None
         self.folders: Future[list[Path]] | None = None
+        self.made: Path | None = None  # the sweep's folder, when this batch made it
 
     def jobs(self) -> list[Job]:
         if self.composed is None:
@@ -96,6 +103,7 @@ class _Composing:
                 first_index=self.first,
             )
             sweep_dir = Path(config.hydra.sweep.dir).resolve()
+            self.made = None if sweep_dir.exists() else sweep_dir
             writer = ThreadPoolExecutor(1)  # only for a batch whose jobs are composed here
             self.folders = writer.submit(write_job_dirs, sweep_dir, self.composed, config)
             writer.shutdown(wait=False)  # the write goes on; `returns` waits for it
@@ -105,6 +113,19 @@ class _Composing:
                     config=self._job_config(job), task_function=self.launch.task_function
                 )
         return self.composed
+
+    def discard(self) -> None:
+        """Remove the folders this batch made (the sweep's, and parents it left empty)."""
+        if self.folders is None or self.made is None:
+            return
+        with contextlib.suppress(Exception):  # whatever stopped the writer, nothing to remove
+            self.folders.result()
+        shutil.rmtree(self.made, ignore_errors=True)
+        cwd = Path.cwd().resolve()
+        for parent in self.made.parents:  # `multirun/<date>/`, `multirun/`, if left empty
+            if parent == cwd or not parent.is_relative_to(cwd) or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
     def returns(self, ran: Sequence[Outcome], ranking: Ranking) -> list[JobReturn]:
         jobs = self.jobs()

@@ -63,6 +63,7 @@ class Split:
     y_test: np.ndarray  # numbers for a regression, the labels as the data has them otherwise
     task: ProblemType = ProblemType.regression
     folds: tuple[Fold, ...] = field(default=(), repr=False)
+    scale_target: bool = False  # the recipe's `scale_target`: models fit the standardised target
 
     @classmethod
     def read(cls, url: str) -> Split:
@@ -76,6 +77,7 @@ class Split:
             y_test=y_test.to_numpy(),
             task=ProblemType(meta.get("task", ProblemType.regression)),
             folds=tuple(Fold.read(url, number) for number in range(meta.get("cv", 0))),
+            scale_target=bool((meta.get("preprocess") or {}).get("scale_target")),
         )
 
 
@@ -129,7 +131,7 @@ def fit_and_score(
     chosen). The scores, and the model fitted on all training rows (the one a winner is logged
     as)."""
     started_ms = now_ms()
-    estimator = build_estimator(model, modules)
+    estimator = split_estimator(model, split, modules)
     metrics, per_fold = cross_validate(estimator, split) if split.folds else ({}, {})
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
@@ -229,6 +231,21 @@ def score(y_true: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
         float(r2_score(y_true, predicted)),
     )
     return dict(zip(METRICS, values, strict=True))  # mse, rmse, mae, r2
+
+
+def split_estimator(
+    model: Mapping[str, Any], split: Split, modules: Sequence[str] = ()
+) -> BaseEstimator:
+    """The model config's estimator as the split's recipe has it fitted: with `scale_target`, a
+    regressor fits the standardised target and predicts in the target's own units (scikit-learn's
+    TransformedTargetRegressor), which models that are not scale-free (SVR, kNN, MLPs) need."""
+    estimator = build_estimator(model, modules)
+    if not split.scale_target or split.task != ProblemType.regression:
+        return estimator
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    return TransformedTargetRegressor(regressor=estimator, transformer=StandardScaler())
 
 
 def build_estimator(model: Mapping[str, Any], modules: Sequence[str] = ()) -> BaseEstimator:

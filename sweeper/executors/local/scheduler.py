@@ -110,7 +110,8 @@ class Scheduler:
                 self._not_run(self.waiting, reason, refused=False)
                 self.waiting = []
         finally:
-            self.progress.stop()  # before the results table is printed
+            # Before the results table is printed; refused input prints no counts, only itself.
+            self.progress.stop(leave=not self.result.input_errors)
         if was_open:  # the batches so far; the first batch's was written when the run opened
             self._write_plan()
         return sorted(self.result.outcomes[done:], key=lambda o: o.trial.index)
