@@ -1,13 +1,19 @@
 """The paired test that says which configurations the folds cannot tell apart, against the
-formula of scikit-learn's model-comparison example, worked out with SciPy's Student t."""
+formula of scikit-learn's model-comparison example, worked out with SciPy's Student t; and the
+one-standard-error rule that picks the simplest configuration near the best."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.stats
+from rich.console import Console
 
 from sweeper.core.evidence import held_out_per_fit, worse_p_value
+from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.records import Plan, PreprocessGroup, StoredSplit, Trial
+from sweeper.core.settings import EvalSettings, Settings
+from sweeper.display.table import print_results
 
 pytestmark = pytest.mark.unit
 
@@ -35,3 +41,54 @@ def test_identical_scores_tie_and_a_constant_loss_is_worse() -> None:
     assert worse_p_value([0.0] * 5, held_out_per_fit(5)) == 1.0
     assert worse_p_value([0.2] * 5, held_out_per_fit(5)) == 0.0
     assert worse_p_value([-0.2] * 5, held_out_per_fit(5)) == 1.0
+
+
+def lassos(choose: str, folds: dict[float, list[float]]) -> SweepResult:
+    """A sweep of lassos whose CV MSE on each of 5 folds is given, per alpha."""
+    trials = [
+        Trial(
+            i,
+            f"lasso alpha={a}",
+            "lasso",
+            {"_target_": "L", "alpha": a},
+            "g",
+            (f"model.alpha={a}",),
+            {},
+            simpler={"alpha": "higher"},
+        )
+        for i, a in enumerate(folds)
+    ]
+    settings = Settings(eval=EvalSettings(cv=5, choose=choose))
+    plan = Plan("s", settings, (PreprocessGroup("g", {}, {}, 0),), tuple(trials))
+    result = SweepResult(plan, "p")
+    result.outcomes = [
+        Outcome.finished(
+            t,
+            {"cv_mse": float(np.mean(folds[t.model["alpha"]])), "mse": 1.0},
+            f"r{t.index}",
+            {"mse": tuple(folds[t.model["alpha"]])},
+        )
+        for t in trials
+    ]
+    result.splits = {"g": StoredSplit("u", "k", False)}
+    return result
+
+
+def test_the_simplest_within_one_standard_error_is_chosen_when_asked() -> None:
+    best = [9.0, 11.0, 10.0, 10.5, 9.5]  # mean 10, standard error 0.354
+    folds = {
+        0.1: best,
+        1.0: [x + 0.3 for x in best],  # within one standard error, and simpler
+        10.0: [x + 0.5 for x in best],  # simpler still, but beyond it
+        0.01: [x + 0.1 for x in best],  # within, but more complex
+    }
+    se = np.std(best, ddof=1) / np.sqrt(5)
+    assert 0.3 < se < 0.5
+    assert lassos("best", folds).best.trial.name == "lasso alpha=0.1"  # type: ignore[union-attr]
+    chosen = lassos("simplest", folds)
+    assert chosen.best is not None and chosen.best.trial.name == "lasso alpha=1.0"
+    console = Console(width=200, record=True)
+    print_results(chosen, console)
+    said = console.export_text()
+    assert "Best: lasso alpha=0.1 (cv_mse 10; test mse 1)" in said
+    assert "Chosen: lasso alpha=1.0 (cv_mse 10.3" in said and "eval.choose=simplest" in said

@@ -19,7 +19,15 @@ pytestmark = pytest.mark.unit
 def result_of(scores: dict[float, dict[str, float]], task: str = "regression") -> SweepResult:
     """A lasso per alpha with the given metrics."""
     trials = [
-        Trial(i, f"lasso alpha={a}", "lasso", {"_target_": "L", "alpha": a}, "g", (), {})
+        Trial(
+            i,
+            f"lasso alpha={a}",
+            "lasso",
+            {"_target_": "L", "alpha": a},
+            "g",
+            (f"model.alpha={a}",),
+            {},
+        )
         for i, a in enumerate(scores)
     ]
     plan = Plan("s", Settings(), (PreprocessGroup("g", {}, {}, 0),), tuple(trials))

@@ -126,6 +126,20 @@ class Configuration:
         return scored[0] if scored else None
 
 
+def _complexity(model: dict[str, Any], simpler: dict[str, str]) -> tuple[float, ...]:
+    """How complex a model config is, by its `simpler` settings in order (lower is simpler):
+    a setting that is None (no limit: `max_depth: null`) is the most complex."""
+    key = []
+    for name, direction in simpler.items():
+        value = model.get(name)
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None:
+            key.append(math.inf)
+        else:
+            key.append(float(number) if direction == "lower" else -float(number))
+    return tuple(key)
+
+
 def _fold_losses(config: Configuration, ranking: Ranking) -> dict[str, list[float]]:
     """A configuration's per-fold losses of the ranking metric, by the split (group) they are
     on: lower is better, as `Ranking.loss`."""
@@ -216,11 +230,32 @@ class SweepResult:
 
     @property
     def best(self) -> Outcome | None:
-        """The best trial; across seeds, the best trial of the best configuration (by mean)."""
+        """The best trial; across seeds, the best trial of the best configuration (by mean);
+        with `eval.choose=simplest`, the best trial of the simplest configuration within one
+        standard error of the best (`simplest`)."""
+        chosen = self.simplest() if self.plan.settings.eval.choose == "simplest" else None
+        if chosen is not None:
+            return chosen.best
         if self.seeded:
             return next((c.best for c in self.configurations() if c.best is not None), None)
         ranked = self.ranked()
         return ranked[0] if ranked and ranked[0].ok else None
+
+    def simplest(self) -> Configuration | None:
+        """The one-standard-error rule: of the best configuration's model, the simplest
+        configuration (its model config's `simpler`) whose mean CV loss is within one standard
+        error of the best's (the spread of the best's per-fold scores over folds and seeds,
+        over the square root of their number). None without folds to measure it by."""
+        ranking = self.ranking
+        ranked = [c for c in self.configurations() if c.finished]
+        losses = [v for f in _fold_losses(ranked[0], ranking).values() for v in f] if ranked else []
+        if len(losses) < 2:
+            return None
+        top = ranked[0]
+        threshold = top.loss + statistics.stdev(losses) / math.sqrt(len(losses))
+        near = [c for c in ranked if c.model_name == top.model_name and c.loss <= threshold]
+        simpler = top.outcomes[0].trial.simpler
+        return min(near, key=lambda c: (_complexity(c.outcomes[0].trial.model, simpler), c.loss))
 
     def summary_metrics(self) -> dict[str, float]:
         metrics = {

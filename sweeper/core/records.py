@@ -108,6 +108,9 @@ class Trial:
     resources: dict[str, Any] = field(default_factory=dict)  # Kubernetes requests/limits
     seed: int = 0  # the sweep's seed: shuffles those folds
     estimator_type: str | None = None  # its model config's: regressor or classifier
+    # Its model config's notion of simpler (eval.choose=simplest): each setting's direction,
+    # "lower" or "higher", the first deciding first: {n_estimators: lower, max_depth: lower}.
+    simpler: dict[str, str] = field(default_factory=dict)
 
 
 _TRIAL_FIELDS = {f.name for f in dataclasses.fields(Trial)}

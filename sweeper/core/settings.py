@@ -125,6 +125,9 @@ class EvalSettings:
     # A configuration is marked tied with the best unless the paired test on their shared folds
     # finds it worse at this level (core.evidence).
     tie_level: float = 0.05
+    # best: the best CV score wins; simplest: the simplest configuration of the best's model
+    # within one standard error of it (each model config's `simpler` says what is simpler).
+    choose: str = "best"
 
 
 @dataclass
@@ -200,6 +203,12 @@ class Settings:
             raise SweeperError(
                 f"mlflow.promote_level={self.mlflow.promote_level} must be between 0 and 1, and "
                 f"mlflow.promote_margin={self.mlflow.promote_margin} at least 0"
+            )
+        if self.eval.choose not in ("best", "simplest"):
+            raise SweeperError(f"eval.choose={self.eval.choose} is not one of best, simplest")
+        if self.eval.choose == "simplest" and not self.eval.cv:
+            raise SweeperError(
+                "eval.choose=simplest needs CV folds to measure a standard error (eval.cv=0)"
             )
         if not 0 < self.eval.tie_level < 1:
             raise SweeperError(f"eval.tie_level={self.eval.tie_level} must be between 0 and 1")

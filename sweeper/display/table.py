@@ -69,6 +69,7 @@ class Report:
     notes: Sequence[str] = field(default_factory=tuple)
     configurations: Sequence[ConfigRow] = ()  # when several seeds ran: what is ranked
     tie_level: float = 0.05  # eval.tie_level: worse than the best only below this p-value
+    chosen: str | None = None  # eval.choose=simplest's trial, when it is not the top row
 
     @classmethod
     def of(cls, result: SweepResult) -> Report:
@@ -108,6 +109,7 @@ class Report:
             tuple(result.notes),
             configurations,
             plan.settings.eval.tie_level,
+            _chosen(result, rows),
         )
 
     def tied(self) -> list[str]:
@@ -120,6 +122,13 @@ class Report:
             if r.p_worse is not None and r.p_worse >= self.tie_level
         ]
         return names
+
+
+def _chosen(result: SweepResult, rows: Sequence[Row]) -> str | None:
+    best = result.best
+    if result.plan.settings.eval.choose != "simplest" or best is None:
+        return None
+    return None if rows and rows[0].trial == best.trial.name else best.trial.name
 
 
 def print_results(result: SweepResult, console: Console | None = None) -> None:
@@ -152,6 +161,12 @@ def print_report(report: Report, console: Console | None = None) -> None:
         )
     elif scored:
         line(f"Best: {scored[0].trial} ({best_scores(scored[0].metrics, ranking)})")
+    chosen = next((r for r in scored if r.trial == report.chosen), None)
+    if chosen is not None:
+        line(
+            f"Chosen: {chosen.trial} ({best_scores(chosen.metrics, ranking)}), the simplest "
+            "within one standard error of the best (eval.choose=simplest): its model is logged"
+        )
     tied = report.tied()
     if len(tied) > 1:
         others = ", ".join(tied[1:6]) + (f" and {len(tied) - 6} more" if len(tied) > 6 else "")

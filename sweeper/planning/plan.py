@@ -134,6 +134,7 @@ def build_plan(
                 resources=cfg.get("resources") or {},
                 seed=group.seed,
                 estimator_type=cfg.get("estimator_type"),
+                simpler=_simpler(cfg.get("simpler"), job.model_name),
             )
         )
     return Plan(
@@ -193,6 +194,16 @@ def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
         preprocess=preprocess,
         seed=seed,
     )
+
+
+def _simpler(spec: Any, model_name: str) -> dict[str, str]:
+    """A model config's `simpler`, checked: settings of it, each `lower` or `higher`."""
+    found = dict(spec or {})
+    bad = {k: v for k, v in found.items() if v not in ("lower", "higher")}
+    if bad:
+        key, value = next(iter(bad.items()))
+        raise SweeperError(f"model {model_name}: simpler.{key}={value} must be lower or higher")
+    return {str(k): str(v) for k, v in found.items()}
 
 
 def _data_name(data: Mapping[str, Any]) -> Any:
