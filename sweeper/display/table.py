@@ -137,7 +137,7 @@ def print_results(result: SweepResult, console: Console | None = None) -> None:
 
 def print_report(report: Report, console: Console | None = None) -> None:
     # Logs and pipes get a wide table rather than rich's 80 columns: rows stay greppable.
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     rows, ranking = report.rows, report.ranking
     if report.configurations:
         console.print(_configurations_table(report))
@@ -216,12 +216,12 @@ VERSUS = "vs best"  # the column that says which rows the folds cannot tell from
 
 
 def versus_best(p_worse: float | None, rank: int, level: float) -> str:
-    """ "best", "tie (p=0.41)" or "worse (p=0.003)": the row against the best, on their folds."""
+    """ "best", "tie p=0.41" or "worse p=0.003": the row against the best, on their folds."""
     if p_worse is None:
         return ""
     if rank == 1:
         return "best"
-    return f"{'tie' if p_worse >= level else 'worse'} (p={p_worse:.2g})"
+    return f"{'tie' if p_worse >= level else 'worse'} p={p_worse:.2g}"
 
 
 def _mean_and_spread(config: ConfigRow, key: str) -> str:
