@@ -194,6 +194,12 @@ def test_register_best_promotes_on_evidence_and_report_reprints_each_sweep(
         "error: sweep 20990101-000000-abcdef is not in experiment 'sweeper' at sqlite:///mlflow.db"
     )
 
+    # The same sweep again: its best (reused) is version 3 already, not registered twice.
+    again = run_sweeper(["model=lasso", "model.alpha=30,1", *register, "-m"], cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert kept in again.stdout
+    assert len(client.search_model_versions("name = 'diabetes-regressor'")) == 3
+
 
 def test_report_shows_the_latest_sweep_as_it_ended(finished: Finished) -> None:
     latest = run_sweeper([], cwd=finished.workdir, module="sweeper.report")

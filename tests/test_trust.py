@@ -247,7 +247,8 @@ def test_on_argo_the_plan_and_summary_pods_trust_no_more(
     assert again.returncode == 0, again.stderr[-2000:]
     assert not marker.exists()
     [line] = [x for x in again.stdout.splitlines() if x.startswith("Registry:")]
-    assert "version 3 registered, not made champion: version 1 is stored as a cloudpickle" in line
+    # The same best trial: its version is not registered twice.
+    assert "version 2 registered, not made champion: version 1 is stored as a cloudpickle" in line
 
     # The same manifest, its definition altered after it was rendered.
     [plan] = [t for t in manifest["spec"]["templates"] if t["name"] == "plan"]

@@ -172,7 +172,10 @@ def register_if_better(
         registry.set_alias(tracker, name, registry.CHAMPION, str(champion.version))
         registry.set_alias(tracker, name, registry.CHALLENGER, str(champion.version))
         return f"Registry: kept {name} version {champion.version}: it is tonight's best too"
-    version = _register(tracker, name, model, best, sweep_id, metric, value)
+    assert best.run_id is not None
+    version = registry.version_of_run(tracker, name, best.run_id) or _register(
+        tracker, name, model, best, sweep_id, metric, value
+    )
     registry.set_alias(tracker, name, registry.CHALLENGER, version)
     if champion is None:
         registry.set_alias(tracker, name, registry.CHAMPION, version)

@@ -32,6 +32,13 @@ def champion(tracker: Tracker, name: str) -> ModelVersion | None:
     return max(versions, key=lambda v: int(v.version), default=None)
 
 
+def version_of_run(tracker: Tracker, name: str, run_id: str) -> str | None:
+    """The version of `name` registered from this run already, if any (the same trial, reused
+    by a later sweep, is not registered twice)."""
+    found = tracker.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return str(max(int(v.version) for v in found)) if found else None
+
+
 def set_alias(tracker: Tracker, name: str, alias: str, version: str) -> None:
     """Point `models:/name@alias` at the version (setting an alias again is harmless)."""
     tracker.client.set_registered_model_alias(name, alias, version)
