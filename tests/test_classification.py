@@ -121,3 +121,14 @@ def test_integer_labels_with_data_task_classification(workdir: Path) -> None:
     )
     assert regression.returncode == 0, regression.stderr[-3000:]
     assert "ranked by CV MSE" in regression.stdout
+
+
+def test_a_classification_sweep_says_no_warning_a_user_cannot_act_on(workdir: Path) -> None:
+    """svc's trials (SVC once warned of its deprecated `probability` at every fit) and the
+    winner's logging print no warning of scikit-learn's, pandas' or MLflow's."""
+    carseats = data_file("carseats.csv")
+    args = ["data=csv", f"data.path={carseats}", "data.target=US", "model=svc,logistic", "-m"]
+    done = run_sweeper(args, cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr
+    assert "Warning" not in said and "warnings.warn" not in said, said[-3000:]
