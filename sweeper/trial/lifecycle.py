@@ -130,10 +130,14 @@ def run_trial(
         if marker is not None:
             marker.unlink(missing_ok=True)
     run_id = _record(tracker, sweep, record, held, score=score)
+    folds = score.folds
     if sweep.ranked_by is not None:
         ranking = Ranking.of(sweep.ranked_by, sweep.cv, ProblemType(split.task))
         kept.offer(sweep.sweep_id, run_id, ranking.loss(score.metrics), fitted)
-    return Outcome.finished(trial, score.metrics, run_id, score.folds)
+        # Trials are compared by their ranking metric's folds: the outcome (one per trial, held
+        # by the sweeping process) keeps those; every metric's are in MLflow.
+        folds = {m: v for m, v in folds.items() if m == ranking.metric}
+    return Outcome.finished(trial, score.metrics, run_id, folds)
 
 
 def _claim(
