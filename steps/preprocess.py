@@ -277,7 +277,7 @@ def _parse(raw: bytes, data: Mapping[str, Any]) -> tuple[pd.DataFrame, list[str]
             f"data.path {shown} has more than one column named {repeated[0]!r}: "
             "give each column a name of its own"
         )
-    return frame, [*said, *_numbers_written_as_text(frame, european=delimiter != ",")]
+    return frame, [*said, *_numbers_written_as_text(frame, european=delimiter == ";")]
 
 
 # A header without a comma but with one of these is a table separated by it (a spreadsheet's

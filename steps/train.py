@@ -72,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sweep-id")
     parser.add_argument("--name", help="run name, e.g. 'lasso alpha=0.1'")
     parser.add_argument("--params", default="{}", help="MLflow params as a JSON object")
-    parser.add_argument("--cv", type=int, default=0, help="CV folds of the training rows (0: none)")
-    parser.add_argument("--seed", type=int, default=42, help="shuffles the CV folds")
+    parser.add_argument(
+        "--cv", type=int, default=0, help="CV folds the split was preprocessed with (0: none)"
+    )
     trust.add_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -98,7 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         group="",
         overrides=(),
         params=params,
-        seed=args.seed,
     )
     tracker = Tracker(args.tracking_uri, args.experiment)
     # A split given by URL alone: the run records no trial key, so no later sweep reuses it.

@@ -97,3 +97,16 @@ def test_a_classification_gets_its_metric_plots_the_highest_marked(
     by_trial = drawn["cv_accuracy_by_trial.png"]
     assert by_trial.axes[0].get_xlabel() == "CV accuracy (higher is better)"
     assert star(by_trial)[0] == 0.85
+
+
+def test_many_trials_get_a_column_per_model_the_winner_starred(
+    drawn: dict[str, Figure], tmp_path: Path
+) -> None:
+    """More than LABELLED_TRIALS: a column of dots per model; a perfect score (0) is drawn too."""
+    scores = {float(a): {"cv_mse": float(a), "mse": 1.0} for a in range(45)}
+    result = result_of(scores)
+    artifacts.write_plots(result, tmp_path)
+    by_model = drawn["cv_mse_by_trial.png"]
+    [axes] = by_model.axes
+    assert axes.get_ylabel() == "CV MSE (lower is better)"
+    assert star(by_model)[1] == 0.0  # the winner, alpha=0, with its score of 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from sweeper.core.metrics import ProblemType, Ranking
 from sweeper.core.records import PreprocessGroup, Trial
 from sweeper.core.settings import TrustSettings
 from sweeper.tracking.tracker import Tracker
-from sweeper.trial.fitting import read_raw_test
+from sweeper.trial.fitting import read_raw_test, score_labels
 from sweeper.trial.lifecycle import SweepRef, run_trial
 
 NIGHTS = 20
@@ -109,3 +110,32 @@ def test_the_bootstrap_says_what_the_rows_say() -> None:
     labels = (y > 0).astype(int)
     right = compare(labels, Scored(np.zeros(300, int)), Scored(labels), accuracy)
     assert right.improvement == pytest.approx(np.mean(labels == 1)) and right.p_value < 0.01
+
+
+@pytest.mark.unit
+def test_a_resample_a_metric_is_undefined_on_counts_against_the_challenger() -> None:
+    """ROC AUC of a class-less resample is not a number: not a reason to promote, nor a crash,
+    nor a warning at every resample."""
+    rng = np.random.default_rng(0)
+    y = np.array(["a"] * 150 + ["b"] * 148 + ["c"] * 2)  # "c" is missing from most resamples
+    proba = rng.dirichlet([1, 1, 1], size=300)
+    same = Scored(np.array(["a", "b", "c"])[proba.argmax(1)], proba, np.array(["a", "b", "c"]))
+    roc_auc = Ranking("roc_auc", 0, ProblemType.classification)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = compare(y, same, same, roc_auc, resamples=200)
+    assert found.improvement == 0 and found.p_value == 1.0 and not found.promotes(0.05, 0.0)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("metric", ["log_loss", "roc_auc", "balanced_accuracy", "f1_macro"])
+def test_each_classification_metric_is_scikit_learns_on_the_rows(metric: str) -> None:
+    rng = np.random.default_rng(2)
+    classes = np.array(["no", "yes"])
+    y = rng.choice(classes, 200)
+    proba = rng.dirichlet([2, 2], size=200)
+    scored = Scored(classes[proba.argmax(1)], proba, classes)
+    found = compare(y, scored, scored, Ranking(metric, 0, ProblemType.classification), 50)
+    assert found.champion == pytest.approx(
+        score_labels(y, scored.predicted, proba, classes)[metric]
+    )

@@ -157,7 +157,8 @@ class _Plot:
     winner: Outcome | None
 
     def score(self, outcome: Outcome) -> float:
-        return self.ranking.value(outcome.metrics) or math.nan
+        value = self.ranking.value(outcome.metrics)
+        return math.nan if value is None else value
 
     @property
     def label(self) -> str:
@@ -226,17 +227,17 @@ class _Plot:
             values = [self.score(o) for o in mine]
             spread = [column + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(values))]
             axes.scatter(spread, values, s=12, alpha=0.6, color=plt.get_cmap("tab10")(column % 10))
-            star = mine[0] is self.winner
-            if star:
+            if self.winner in mine:
+                at = mine.index(self.winner)
                 axes.scatter(
-                    [column],
-                    [values[0]],
+                    [spread[at]],
+                    [values[at]],
                     marker="*",
                     s=220,
                     color="gold",
                     edgecolors="black",
                     zorder=4,
-                    label=f"winner {values[0]:.4g}",
+                    label=f"winner {values[at]:.4g}",
                 )
             axes.annotate(
                 mine[0].trial.name,

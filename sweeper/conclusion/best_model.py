@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweeper.conclusion.promotion import Comparison, Scored, compare
+from sweeper.conclusion.promotion import Scored, compare
 from sweeper.conclusion.registered import Refused, load_model
 from sweeper.core import faults
 from sweeper.core.faults import Fault
 from sweeper.core.metrics import NEEDS_PROBABILITIES, ProblemType, Ranking
 from sweeper.tracking import registry
-from sweeper.trial.fitting import skops_types
+from sweeper.trial.fitting import read_raw_test, skops_types
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,8 +73,6 @@ def log_best_model(
     A trial reused from an earlier sweep keeps the model that sweep logged."""
     import mlflow
     import mlflow.sklearn
-
-    from sweeper.trial.fitting import read_raw_test
 
     assert best.run_id is not None
     run = tracker.get_run(best.run_id)
@@ -183,32 +181,31 @@ def register_if_better(
         return f"Registry: {name} version {version} is the champion ({first})"
     held = str(champion.version)
     shown = f"version {held}"
+
+    def load(uri: str, named: str) -> PyFuncModel:
+        return load_model(uri, named, tracker.tracking_uri, trust.modules, trust.pickled_models)
+
     try:
-        loaded = load_model(
-            f"models:/{name}/{held}",
-            shown,
-            tracker.tracking_uri,
-            trust.modules,
-            trust.pickled_models,
-        )
-        challenger = load_model(
-            model.uri, f"version {version}", tracker.tracking_uri, trust.modules, True
-        )
-        comparison = _compare(loaded, challenger, split_url, ranking)
+        # Both loaded as data: tonight's may be a reused trial's, logged by another sweep.
+        challenger = _answers(load(model.uri, f"version {version}"), split_url, ranking)
+        try:
+            held_answers = _answers(load(f"models:/{name}/{held}", shown), split_url, ranking)
+        except (Refused, Fault):
+            raise
+        except Exception as err:  # other columns than tonight's data, a flavour not loadable
+            registry.set_alias(tracker, name, registry.PREVIOUS_CHAMPION, held)
+            registry.set_alias(tracker, name, registry.CHAMPION, version)
+            return (
+                f"Registry: {name} version {version} is the champion ({metric} {value:.6g}; "
+                f"{shown} cannot score this data: {type(err).__name__})"
+            )
     except Refused as refused:
         # The champion stays the champion, by its alias even if it had none (the latest
         # version was: the new one would be tomorrow).
         registry.set_alias(tracker, name, registry.CHAMPION, held)
         return f"Registry: {name} version {version} registered, not made champion: {refused}"
-    except Fault:
-        raise
-    except Exception as err:  # other columns than tonight's data, a flavour not loadable
-        registry.set_alias(tracker, name, registry.PREVIOUS_CHAMPION, held)
-        registry.set_alias(tracker, name, registry.CHAMPION, version)
-        return (
-            f"Registry: {name} version {version} is the champion ({metric} {value:.6g}; "
-            f"{shown} cannot score this data: {type(err).__name__})"
-        )
+    y_test = read_raw_test(split_url)[1].to_numpy()
+    comparison = compare(y_test, held_answers, challenger, ranking)
     said = comparison.describe(rule.promote_level, rule.promote_margin)
     if not comparison.promotes(rule.promote_level, rule.promote_margin):
         registry.set_alias(tracker, name, registry.CHAMPION, held)
@@ -234,23 +231,15 @@ def _register(
     return registry.register_version(tracker, name, model.uri, model.run_id, tags)
 
 
-def _compare(
-    champion: PyFuncModel, challenger: PyFuncModel, split_url: str, ranking: Ranking
-) -> Comparison:
-    """Both models scored as their users call them, on the same raw test rows (and, for a
-    metric of probabilities, through their scikit-learn models' `predict_proba`)."""
-    from sweeper.trial.fitting import read_raw_test
-
-    X_raw, y_test = read_raw_test(split_url)
-
-    def answers(model: PyFuncModel) -> Scored:
-        predicted: np.ndarray = np.asarray(model.predict(X_raw))
-        if ranking.task == ProblemType.regression or ranking.metric not in NEEDS_PROBABILITIES:
-            return Scored(predicted)
-        raw = model.get_raw_model()
-        return Scored(predicted, raw.predict_proba(X_raw), raw.classes_)
-
-    return compare(y_test.to_numpy(), answers(champion), answers(challenger), ranking)
+def _answers(model: PyFuncModel, split_url: str, ranking: Ranking) -> Scored:
+    """A model's answers on the split's raw test rows, as its users call it (and, for a metric
+    of probabilities, through its scikit-learn model's `predict_proba`)."""
+    X_raw, _ = read_raw_test(split_url)
+    predicted: np.ndarray = np.asarray(model.predict(X_raw))
+    if ranking.task == ProblemType.regression or ranking.metric not in NEEDS_PROBABILITIES:
+        return Scored(predicted)
+    raw = model.get_raw_model()
+    return Scored(predicted, raw.predict_proba(X_raw), raw.classes_)
 
 
 def _serialization(estimator: BaseEstimator, modules: Sequence[str] = ()) -> dict[str, Any]:

@@ -8,6 +8,8 @@ metric's own units). A champion better on one test set by noise stays the champi
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 RESAMPLES = 2000
+_CHUNK = 100  # resamples drawn at once: 100 x the test rows' indices in memory
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,20 @@ def compare(
 ) -> Comparison:
     """The challenger against the champion on the same rows, by `ranking.metric`."""
     y = np.asarray(y)
-    rows = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
+    rng = np.random.default_rng(seed)
     sign = 1.0 if ranking.maximised else -1.0
     held, new = (_metric(ranking.metric, y, scored, None)[0] for scored in (champion, challenger))
-    held_rs, new_rs = (
-        _metric(ranking.metric, y, scored, rows) for scored in (champion, challenger)
-    )
-    gains = sign * (new_rs - held_rs)
-    low, high = np.quantile(gains, [0.025, 0.975])
-    not_better = (np.sum(gains <= 0) + 1) / (resamples + 1)
+    gains = []
+    for start in range(0, resamples, _CHUNK):  # a chunk of resamples at a time: bounded memory
+        rows = rng.integers(0, len(y), size=(min(_CHUNK, resamples - start), len(y)))
+        held_rs, new_rs = (_metric(ranking.metric, y, s, rows) for s in (champion, challenger))
+        gains.append(sign * (new_rs - held_rs))
+    gain = np.concatenate(gains)
+    # A resample the metric is not defined on (one class only, for roc_auc) shows nothing
+    # better: it counts against the challenger.
+    finite = gain[np.isfinite(gain)]
+    low, high = np.quantile(finite, [0.025, 0.975]) if len(finite) else (np.nan, np.nan)
+    not_better = (resamples - np.sum(finite > 0) + 1) / (resamples + 1)
     return Comparison(
         ranking.metric,
         float(held),
@@ -103,14 +111,33 @@ def _metric(name: str, y: np.ndarray, scored: Scored, rows: np.ndarray | None) -
         values = np.abs(y - predicted)[rows].mean(axis=1)
     elif name == "accuracy":
         values = (y == predicted)[rows].mean(axis=1)
+    elif name == "log_loss" and scored.proba is not None and scored.classes is not None:
+        column = {label: i for i, label in enumerate(scored.classes.tolist())}
+        given = scored.proba[np.arange(len(y)), [column.get(label, 0) for label in y.tolist()]]
+        values = -np.log(np.clip(given, 1e-15, 1.0))[rows].mean(axis=1)
     else:
-        from sweeper.trial.fitting import score_labels
-
-        proba = scored.proba
-        values = [
-            score_labels(
-                y[line], predicted[line], proba[line] if proba is not None else None, scored.classes
-            )[name]
-            for line in rows
-        ]
+        values = [_labels_metric(name, y[line], scored, line) for line in rows]
     return np.asarray(values, dtype="float64")
+
+
+def _labels_metric(name: str, y: np.ndarray, scored: Scored, line: np.ndarray) -> float:
+    """A classification metric on one resample, as `fitting.score_labels` computes it; NaN where
+    it is not defined there (a resample with one class has no ROC AUC), which scikit-learn
+    would warn of at every resample."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+
+    predicted = scored.predicted[line]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if name == "balanced_accuracy":
+                return float(balanced_accuracy_score(y, predicted))
+            if name == "f1_macro":
+                return float(f1_score(y, predicted, average="macro"))
+            assert name == "roc_auc" and scored.proba is not None and scored.classes is not None
+            proba, labels = scored.proba[line], scored.classes
+            if len(labels) == 2:
+                return float(roc_auc_score(y == labels[1], proba[:, 1]))
+            return float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels))
+        except ValueError:
+            return math.nan

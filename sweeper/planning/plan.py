@@ -185,6 +185,8 @@ def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
     data["name"] = _data_name(data)
     preprocess = dict(cfg["preprocess"])
     seed = cfg["seed"]
+    if isinstance(seed, str) and seed.strip().isdigit():  # `${oc.env:SEED}` is text
+        seed = int(seed)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= _MAX_SEED:
         raise SweeperError(f"seed={seed} must be a whole number from 0 to {_MAX_SEED}")
     identity = json.dumps([data, preprocess, seed], sort_keys=True, default=str)

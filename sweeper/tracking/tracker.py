@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
+log = logging.getLogger(__name__)
+
 PARENT_TAG = "mlflow.parentRunId"
 # Unless the user set them: a tracking server that is down fails in seconds, not minutes (MLflow's
 # own default is 7 retries with long backoff); ending a run prints no link (a sweep prints its
@@ -177,6 +179,7 @@ class Tracker:
         digest, its source without credentials, and its columns' types. Logging one again is
         harmless (MLflow links a run to a dataset once)."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         found = {}
         for split in splits:
@@ -202,8 +205,12 @@ class Tracker:
             )
             for split in found.values()
         ]
-        if datasets:
+        if not datasets:
+            return
+        try:
             unlocked(self.client.log_inputs, run_id, datasets=datasets)
+        except MlflowException as err:  # lineage is worth a line, not the sweep (an old server)
+            log.warning("The sweep's data is not recorded as its run's input: %s", problem(err))
 
     def log_trial(
         self,

@@ -118,7 +118,13 @@ def run_trial(
         marker.write_text(str(trial.index))
     try:
         with claims.renewing(tracker, held) if held else contextlib.nullcontext():
-            score, fitted = fit_and_score(trial.model, load_split(split.url), sweep.trusted_modules)
+            loaded = load_split(split.url)
+            if len(loaded.folds) != sweep.cv:  # another version's split, or another eval.cv
+                raise ValueError(
+                    f"the split {split.url} holds {len(loaded.folds)} CV folds, the sweep's "
+                    f"eval.cv is {sweep.cv}: preprocess it with eval.cv={sweep.cv}"
+                )
+            score, fitted = fit_and_score(trial.model, loaded, sweep.trusted_modules)
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
             with contextlib.suppress(Exception), without_retries():
