@@ -46,13 +46,17 @@ def test_s3_data_and_storage(
     assert first.returncode == 0, first.stderr
 
     [key] = fs.ls(f"{bucket}/store/preprocess")
-    assert sorted(Path(p).name for p in fs.ls(key)) == [
-        "meta.json",
-        "test.parquet",
-        "test_raw.parquet",
-        "train.parquet",
-        "transformer.skops",
-    ]
+    folds = [f"fold-{i}-{part}.parquet" for i in range(5) for part in ("fit", "held_out")]
+    assert sorted(Path(p).name for p in fs.ls(key)) == sorted(
+        [
+            *folds,  # eval.cv=5: each fold preprocessed apart
+            "meta.json",
+            "test.parquet",
+            "test_raw.parquet",
+            "train.parquet",
+            "transformer.skops",
+        ]
+    )
     train = pd.read_parquet(io.BytesIO(fs.cat(f"{key}/train.parquet")))[TARGET_COLUMN]
     test = pd.read_parquet(io.BytesIO(fs.cat(f"{key}/test.parquet")))[TARGET_COLUMN]
     baseline = float(np.mean((test - train.mean()) ** 2))
