@@ -79,6 +79,9 @@ def transform(
             "target under: rename it"
         )
     rows_in = len(frame)
+    # A blank is NaN however the table was read (a Parquet file's text columns may hold None).
+    for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
+        frame[column] = frame[column].where(frame[column].notna(), np.nan)
     target = data["target"]
     drop = list(data.get("drop") or [])
     missing = [c for c in drop if c not in columns]
@@ -115,7 +118,7 @@ def transform(
     if X_train.shape[1] == 0:
         raise DataError(f"no feature column has a value in the training rows (columns: {empty})")
     # Fitted on the training rows only, so nothing about the test rows leaks into the trials.
-    transformer = _transformer(X_train, preprocess).fit(X_train)
+    transformer = _transformer(X_train, preprocess, served=True).fit(X_train)
     features = [str(f) for f in transformer.get_feature_names_out()]
     train = _as_table(transformer.transform(X_train), features, y_train)
     test = _as_table(transformer.transform(X_test), features, y_test)
@@ -309,7 +312,11 @@ def _grouped_levels(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> list[str]
     return found
 
 
-def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> ColumnTransformer:
+def _transformer(
+    X: pd.DataFrame, preprocess: Mapping[str, Any], served: bool = False
+) -> ColumnTransformer:
+    """The recipe as a ColumnTransformer for these columns; `served`: the one the winner's
+    pipeline carries, which also fills a text blank given as None (rows built in Python)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -326,6 +333,11 @@ def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> ColumnTransf
         )
     numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
     categorical = [c for c in X.columns if c not in numeric]
+    # Counting each level's rows (for max_categories) is a Python loop over every value in
+    # scikit-learn: done only when some text column has more levels than that; fewer give the
+    # same features either way.
+    if max_categories is not None and all(X[c].nunique() <= max_categories for c in categorical):
+        max_categories = None
 
     # Kept when a CV fold's fitting rows happen to have no value of it (filled with 0), so
     # every fold has the features the whole training set has.
@@ -335,11 +347,16 @@ def _transformer(X: pd.DataFrame, preprocess: Mapping[str, Any]) -> ColumnTransf
     if scalers[scale] is not None:
         numeric_steps.append(scalers[scale]())
     impute_categorical = preprocess.get("impute_categorical", "most_frequent")
+    # A blank in a text column is NaN as pandas reads a file (and as `transform` leaves the
+    # rows), and None in rows built in Python (a served model's callers): the first imputer sees
+    # only NaN, the second, in the served recipe only, None; on the training rows it changes
+    # nothing, so the CV folds' recipes go without it.
+    fills_none = [
+        SimpleImputer(missing_values=None, strategy=impute_categorical, fill_value="missing")
+    ]
     categorical_steps = [
         SimpleImputer(strategy=impute_categorical, fill_value="missing"),
-        # A blank in a text column is NaN as pandas reads a file, and None in rows built in
-        # Python (a served model's callers): the first imputer sees only NaN, this one None.
-        SimpleImputer(missing_values=None, strategy=impute_categorical, fill_value="missing"),
+        *(fills_none if served else []),
         # Rarer levels beyond max_categories become one "infrequent" feature, as do levels
         # the training rows never had.
         OneHotEncoder(
