@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import secrets
 import sys
@@ -57,7 +58,13 @@ def served(model: str, rows: pd.DataFrame, workdir: Path) -> list[float]:
         headers={"Content-Type": "application/json"},
     )
     log = workdir / "scoring-server.log"
-    with serving(command, f"{url}/ping", log), urllib.request.urlopen(request, timeout=30) as got:
+    # MLflow starts `uvicorn` by name: from this environment, as an activated one would.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path}
+    with (
+        serving(command, f"{url}/ping", log, env=env),
+        urllib.request.urlopen(request, timeout=30) as got,
+    ):
         return list(json.loads(got.read())["predictions"])
 
 
