@@ -9,10 +9,8 @@ import pytest
 import scipy.stats
 from rich.console import Console
 
+from support.results import lassos
 from sweeper.core.evidence import held_out_per_fit, worse_p_value
-from sweeper.core.outcomes import Outcome, SweepResult
-from sweeper.core.records import Plan, PreprocessGroup, StoredSplit, Trial
-from sweeper.core.settings import EvalSettings, Settings
 from sweeper.display.table import print_results
 
 pytestmark = pytest.mark.unit
@@ -43,37 +41,6 @@ def test_identical_scores_tie_and_a_constant_loss_is_worse() -> None:
     assert worse_p_value([-0.2] * 5, held_out_per_fit(5)) == 1.0
 
 
-def lassos(choose: str, folds: dict[float, list[float]]) -> SweepResult:
-    """A sweep of lassos whose CV MSE on each of 5 folds is given, per alpha."""
-    trials = [
-        Trial(
-            i,
-            f"lasso alpha={a}",
-            "lasso",
-            {"_target_": "L", "alpha": a},
-            "g",
-            (f"model.alpha={a}",),
-            {},
-            simpler={"alpha": "higher"},
-        )
-        for i, a in enumerate(folds)
-    ]
-    settings = Settings(eval=EvalSettings(cv=5, choose=choose))
-    plan = Plan("s", settings, (PreprocessGroup("g", {}, {}, 0),), tuple(trials))
-    result = SweepResult(plan, "p")
-    result.outcomes = [
-        Outcome.finished(
-            t,
-            {"cv_mse": float(np.mean(folds[t.model["alpha"]])), "mse": 1.0},
-            f"r{t.index}",
-            {"mse": tuple(folds[t.model["alpha"]])},
-        )
-        for t in trials
-    ]
-    result.splits = {"g": StoredSplit("u", "k", False)}
-    return result
-
-
 def test_the_simplest_within_one_standard_error_is_chosen_when_asked() -> None:
     best = [9.0, 11.0, 10.0, 10.5, 9.5]  # mean 10, standard error 0.354
     folds = {
@@ -84,8 +51,10 @@ def test_the_simplest_within_one_standard_error_is_chosen_when_asked() -> None:
     }
     se = np.std(best, ddof=1) / np.sqrt(5)
     assert 0.3 < se < 0.5
-    assert lassos("best", folds).best.trial.name == "lasso alpha=0.1"  # type: ignore[union-attr]
-    chosen = lassos("simplest", folds)
+    metrics = {a: {"cv_mse": float(np.mean(f)), "mse": 1.0} for a, f in folds.items()}
+    best_of = lassos(metrics, folds).best
+    assert best_of is not None and best_of.trial.name == "lasso alpha=0.1"
+    chosen = lassos(metrics, folds, choose="simplest")
     assert chosen.best is not None and chosen.best.trial.name == "lasso alpha=1.0"
     console = Console(width=200, record=True)
     print_results(chosen, console)

@@ -8,33 +8,10 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
+from support.results import lassos
 from sweeper.conclusion import artifacts
-from sweeper.core.outcomes import Outcome, SweepResult
-from sweeper.core.records import Plan, PreprocessGroup, StoredSplit, Trial
-from sweeper.core.settings import Settings
 
 pytestmark = pytest.mark.unit
-
-
-def result_of(scores: dict[float, dict[str, float]], task: str = "regression") -> SweepResult:
-    """A lasso per alpha with the given metrics."""
-    trials = [
-        Trial(
-            i,
-            f"lasso alpha={a}",
-            "lasso",
-            {"_target_": "L", "alpha": a},
-            "g",
-            (f"model.alpha={a}",),
-            {},
-        )
-        for i, a in enumerate(scores)
-    ]
-    plan = Plan("s", Settings(), (PreprocessGroup("g", {}, {}, 0),), tuple(trials))
-    result = SweepResult(plan, "p")
-    result.outcomes = [Outcome.finished(t, scores[t.model["alpha"]], f"r{t.index}") for t in trials]
-    result.splits = {"g": StoredSplit("u", "k", False, task=task)}
-    return result
 
 
 @pytest.fixture
@@ -63,7 +40,7 @@ def test_the_winner_marked_is_the_tables_not_the_lowest_test_score(
     drawn: dict[str, Figure], tmp_path: Path
 ) -> None:
     # alpha=1 wins on CV; alpha=3 has the lowest test MSE, which chose nothing.
-    result = result_of(
+    result = lassos(
         {
             0.3: {"cv_mse": 12.0, "mse": 11.0},
             1.0: {"cv_mse": 10.0, "mse": 12.0},
@@ -86,7 +63,7 @@ def test_the_winner_marked_is_the_tables_not_the_lowest_test_score(
 def test_a_classification_gets_its_metric_plots_the_highest_marked(
     drawn: dict[str, Figure], tmp_path: Path
 ) -> None:
-    result = result_of(
+    result = lassos(
         {
             0.3: {"cv_accuracy": 0.80, "accuracy": 0.90},
             1.0: {"cv_accuracy": 0.85, "accuracy": 0.82},
@@ -104,7 +81,7 @@ def test_many_trials_get_a_column_per_model_the_winner_starred(
 ) -> None:
     """More than LABELLED_TRIALS: a column of dots per model; a perfect score (0) is drawn too."""
     scores = {float(a): {"cv_mse": float(a), "mse": 1.0} for a in range(45)}
-    result = result_of(scores)
+    result = lassos(scores)
     artifacts.write_plots(result, tmp_path)
     by_model = drawn["cv_mse_by_trial.png"]
     [axes] = by_model.axes

@@ -23,6 +23,8 @@ from sweeper.safe_text import spreadsheet_cell
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.collections import PathCollection
     from matplotlib.figure import Figure
     from sklearn.pipeline import Pipeline
 
@@ -201,11 +203,7 @@ class _Plot:
             at = positions[ordered.index(self.winner)]
             best = self.score(self.winner)
             axes.axvline(best, color="black", linewidth=0.8, linestyle="--")
-            handles.append(
-                axes.scatter(
-                    [best], [at], marker="*", s=220, color="gold", edgecolors="black", zorder=4
-                )
-            )
+            handles.append(_star(axes, best, at))
             labels.append(f"winner {best:.4g}")
         axes.legend(handles, labels, loc="best")
         axes.set_xlabel(self.label)
@@ -229,16 +227,7 @@ class _Plot:
             axes.scatter(spread, values, s=12, alpha=0.6, color=plt.get_cmap("tab10")(column % 10))
             if self.winner in mine:
                 at = mine.index(self.winner)
-                axes.scatter(
-                    [spread[at]],
-                    [values[at]],
-                    marker="*",
-                    s=220,
-                    color="gold",
-                    edgecolors="black",
-                    zorder=4,
-                    label=f"winner {values[at]:.4g}",
-                )
+                _star(axes, spread[at], values[at], f"winner {values[at]:.4g}")
             axes.annotate(
                 mine[0].trial.name,
                 (column, values[0]),
@@ -290,16 +279,7 @@ class _Plot:
             axes.scatter(positions, scores, alpha=0.7)
             if self.winner in outcomes:
                 at = outcomes.index(self.winner)
-                axes.scatter(
-                    [positions[at]],
-                    [scores[at]],
-                    marker="*",
-                    s=220,
-                    color="gold",
-                    edgecolors="black",
-                    zorder=4,
-                    label="winner",
-                )
+                _star(axes, positions[at], scores[at], "winner")
             axes.legend(fontsize=7)
             axes.set_xlabel(key)
             axes.set_ylabel(self.label)
@@ -314,6 +294,13 @@ class _Plot:
         for value, score in zip(values, scores, strict=True):
             best[value] = pick(score, best.get(value, score))
         return dict(sorted(best.items()))
+
+
+def _star(axes: Axes, x: float, y: float, label: str | None = None) -> PathCollection:
+    """The winner's mark: a gold star over its dot."""
+    return axes.scatter(
+        [x], [y], marker="*", s=220, color="gold", edgecolors="black", zorder=4, label=label
+    )
 
 
 def write_label_report(
