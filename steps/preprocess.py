@@ -91,7 +91,7 @@ def preprocess(
         "key": key,
         "name": data.get("name"),
         "content_sha256": content_hash,
-        "source": redact(data.get("path")) or BUNDLED_SOURCE.format(data.get("name")),
+        "source": _source(data),
         "schema": schema,
         "target": data["target"],
         "inputs": [c for c in raw_test.columns if c != TARGET_COLUMN],
@@ -144,6 +144,15 @@ def _stored_split(url: str, key: str, reused: bool, meta: Mapping[str, Any]) -> 
         str(meta.get("content_sha256") or ""),
         dict(meta.get("schema") or {}),
     )
+
+
+def _source(data: Mapping[str, Any]) -> str:
+    """Where the data was read from, as lineage says it: a local file by its absolute path (a
+    relative one means nothing from another folder), a URL without its credentials."""
+    path = data.get("path")
+    if not path:
+        return BUNDLED_SOURCE.format(data.get("name"))
+    return str(redact(storage.absolute(str(path))))
 
 
 def column_types(frame: pd.DataFrame) -> dict[str, str]:

@@ -93,7 +93,7 @@ def test_the_best_model_predicts_raw_rows_and_the_registry_holds_it(workdir: Pat
     [seen] = MlflowClient(uri).get_run(sweep.parent.info.run_id).inputs.dataset_inputs
     assert seen.dataset.name == "seats" and seen.dataset.source_type == "local"
     assert seen.dataset.digest == hashlib.sha256(path.read_bytes()).hexdigest()[:36]
-    assert json.loads(seen.dataset.source) == {"uri": str(path)}
+    assert json.loads(seen.dataset.source) == {"uri": str(path.resolve())}  # absolute
     types = {c["name"]: c["type"] for c in json.loads(seen.dataset.schema)["mlflow_colspec"]}
     assert types["Income"] == "double" and types["Age"] == "long" and types["Store"] == "string"
     assert [t.key for t in seen.tags] == ["mlflow.data.context"]
