@@ -185,11 +185,12 @@ def register_if_better(
     def load(uri: str, named: str) -> PyFuncModel:
         return load_model(uri, named, tracker.tracking_uri, trust.modules, trust.pickled_models)
 
+    X_raw, y_test = read_raw_test(split_url)  # tonight's test rows, as the data has them
     try:
         # Both loaded as data: tonight's may be a reused trial's, logged by another sweep.
-        challenger = _answers(load(model.uri, f"version {version}"), split_url, ranking)
+        challenger = _answers(load(model.uri, f"version {version}"), X_raw, ranking)
         try:
-            held_answers = _answers(load(f"models:/{name}/{held}", shown), split_url, ranking)
+            held_answers = _answers(load(f"models:/{name}/{held}", shown), X_raw, ranking)
         except (Refused, Fault):
             raise
         except Exception as err:  # other columns than tonight's data, a flavour not loadable
@@ -204,8 +205,7 @@ def register_if_better(
         # version was: the new one would be tomorrow).
         registry.set_alias(tracker, name, registry.CHAMPION, held)
         return f"Registry: {name} version {version} registered, not made champion: {refused}"
-    y_test = read_raw_test(split_url)[1].to_numpy()
-    comparison = compare(y_test, held_answers, challenger, ranking)
+    comparison = compare(y_test.to_numpy(), held_answers, challenger, ranking)
     said = comparison.describe(rule.promote_level, rule.promote_margin)
     if not comparison.promotes(rule.promote_level, rule.promote_margin):
         registry.set_alias(tracker, name, registry.CHAMPION, held)
@@ -231,10 +231,9 @@ def _register(
     return registry.register_version(tracker, name, model.uri, model.run_id, tags)
 
 
-def _answers(model: PyFuncModel, split_url: str, ranking: Ranking) -> Scored:
-    """A model's answers on the split's raw test rows, as its users call it (and, for a metric
-    of probabilities, through its scikit-learn model's `predict_proba`)."""
-    X_raw, _ = read_raw_test(split_url)
+def _answers(model: PyFuncModel, X_raw: pd.DataFrame, ranking: Ranking) -> Scored:
+    """A model's answers on raw test rows, as its users call it (and, for a metric of
+    probabilities, through its scikit-learn model's `predict_proba`)."""
     predicted: np.ndarray = np.asarray(model.predict(X_raw))
     if ranking.task == ProblemType.regression or ranking.metric not in NEEDS_PROBABILITIES:
         return Scored(predicted)
