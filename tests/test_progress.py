@@ -47,7 +47,7 @@ def trial(index: int) -> Trial:
 
 def finished(index: int, mse: float, reused: bool = False) -> Outcome:
     if reused:
-        return Outcome.reused_from(trial(index), {"mse": mse}, f"run-{index}")
+        return Outcome.finished(trial(index), {"mse": mse}, f"run-{index}", reused=True)
     return Outcome.finished(trial(index), {"mse": mse}, f"run-{index}")
 
 

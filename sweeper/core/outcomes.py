@@ -30,24 +30,16 @@ class Outcome:
     folds: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @classmethod
-    def reused_from(
-        cls,
-        trial: Trial,
-        metrics: dict[str, float],
-        run_id: str,
-        folds: dict[str, tuple[float, ...]] | None = None,
-    ) -> Outcome:
-        return cls(trial, Status.FINISHED, metrics, run_id=run_id, reused=True, folds=folds or {})
-
-    @classmethod
     def finished(
         cls,
         trial: Trial,
         metrics: dict[str, float],
         run_id: str,
         folds: dict[str, tuple[float, ...]] | None = None,
+        reused: bool = False,
     ) -> Outcome:
-        return cls(trial, Status.FINISHED, metrics, run_id=run_id, folds=folds or {})
+        """`reused`: an earlier sweep finished it; the run is that sweep's."""
+        return cls(trial, Status.FINISHED, metrics, run_id=run_id, reused=reused, folds=folds or {})
 
     @classmethod
     def failed(cls, trial: Trial, error: BaseException | str, run_id: str | None) -> Outcome:

@@ -81,7 +81,7 @@ def reused(trial: Trial, split: StoredSplit, finished: Finished, cv: int) -> Out
     found = finished.get(trial_key(split.key, trial.model, cv))
     if found is None:
         return None
-    return Outcome.reused_from(trial, found.metrics, found.run_id, found.folds)
+    return Outcome.finished(trial, found.metrics, found.run_id, found.folds, reused=True)
 
 
 def to_train(
@@ -163,7 +163,7 @@ def _claim(
     metrics, folds = dict(run.data.metrics), fold_scores(run)
     if run.data.tags.get(PARENT_TAG) == sweep.parent_run_id:
         return Outcome.finished(trial, metrics, run.info.run_id, folds)
-    return Outcome.reused_from(trial, metrics, run.info.run_id, folds)
+    return Outcome.finished(trial, metrics, run.info.run_id, folds, reused=True)
 
 
 def record_failure(
