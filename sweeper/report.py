@@ -120,6 +120,7 @@ def _rows_from_results(tracker: Tracker, parent: str) -> list[Row]:
                 record.get("run_id") or None,
                 record.get("error") or None,
                 float(record[P_WORSE]) if record.get(P_WORSE) else None,
+                record.get("rung_reached") or "",
             )
         )
     return rows

@@ -49,6 +49,7 @@ def results_table(result: SweepResult) -> pd.DataFrame:
     swept = swept_params(result.plan.trials)
     recorded = [k for k in RECORDED if any(k in o.metrics for o in result.outcomes)]
     versus, level = result.versus_best(), result.plan.settings.eval.tie_level
+    halving = any(o.trial.rung is not None for o in result.outcomes)
     rows = []
     for rank, outcome in enumerate(result.ranked(), start=1):
         trial = outcome.trial
@@ -58,7 +59,9 @@ def results_table(result: SweepResult) -> pd.DataFrame:
         if versus:
             p = versus.get(Configuration.key_and_name(trial)[1]) if outcome.ok else None
             row.update(_versus_columns(p, level))
-        row["status"] = "reused" if outcome.reused else outcome.status.value
+        if halving:
+            row["rung"], row["rung_reached"] = trial.rung, outcome.rung_reached
+        row["status"] = outcome.shown_status
         row["run_id"] = outcome.run_id
         row["error"] = outcome.error
         rows.append(row)
@@ -132,11 +135,19 @@ def write_plots(result: SweepResult, folder: Path) -> list[Path]:
     varied a setting; `<key>` is the ranking's (`cv_mse`, `cv_accuracy`, `mse` with eval.cv=0)."""
     _files_only()
     ranking = result.ranking
-    scored = [o for o in result.ranked() if o.ok and ranking.value(o.metrics) is not None]
+    # Scores of a halving's stopped configurations are on less: drawn against the resource only.
+    scored = [
+        o
+        for o in result.ranked()
+        if o.ok and not o.stopped and ranking.value(o.metrics) is not None
+    ]
     if not scored:
         return []
     plot = _Plot(ranking, result.best)
     paths = [plot.by_trial(scored, folder / f"{ranking.key}_by_trial.png")]
+    climbed = [o for o in result.ranked() if len(o.rungs) > 1 or o.stopped]
+    if climbed:
+        paths.append(plot.by_resource(climbed, folder / f"{ranking.key}_by_resource.png"))
     by_model: dict[str, list[Outcome]] = {}
     for outcome in scored:
         by_model.setdefault(outcome.trial.model_name, []).append(outcome)
@@ -280,10 +291,44 @@ class _Plot:
             if self.winner in outcomes:
                 at = outcomes.index(self.winner)
                 _star(axes, positions[at], scores[at], "winner")
-            axes.legend(fontsize=7)
+            if axes.get_legend_handles_labels()[0]:
+                axes.legend(fontsize=7)
             axes.set_xlabel(key)
             axes.set_ylabel(self.label)
         figure.suptitle(f"{model}: {self.ranking.key} against its swept settings")
+        return _save(figure, path)
+
+    def by_resource(self, outcomes: Sequence[Outcome], path: Path) -> Path:
+        """search=halving: each configuration's score at every rung it reached against the
+        resource it had there (a line per configuration, coloured by model; a cross where it
+        was stopped, the winner starred)."""
+        import matplotlib.pyplot as plt
+
+        models = list(dict.fromkeys(o.trial.model_name for o in outcomes))
+        colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+        figure, axes = plt.subplots(figsize=(8, 5))
+        thin = len(outcomes) > LABELLED_TRIALS  # many lines: lighter, so the crowd reads
+        for outcome in outcomes:
+            amounts = [r.amount for r in outcome.rungs]
+            scores = [r.score for r in outcome.rungs]
+            colour = colours[outcome.trial.model_name]
+            axes.plot(amounts, scores, color=colour, alpha=0.3 if thin else 0.7, linewidth=1)
+            if outcome.stopped and amounts:
+                axes.scatter(amounts[-1:], scores[-1:], color=colour, marker="x", zorder=3)
+        if self.winner is not None and self.winner.rungs:
+            last = self.winner.rungs[-1]
+            _star(axes, last.amount, last.score, f"winner: {self.winner.trial.name}")
+        handles: list[Any] = [plt.Line2D([], [], color=colours[m]) for m in models]
+        handles.append(plt.Line2D([], [], marker="x", linestyle="", color="grey"))
+        labels = [*models, "stopped"]
+        if self.winner is not None and self.winner.rungs:
+            handles.append(plt.Line2D([], [], marker="*", linestyle="", color="gold"))
+            labels.append("winner")
+        axes.legend(handles, labels, fontsize=8)
+        axes.set_xscale("log")
+        axes.set_xlabel("resource at the rung (training rows per fold, or the model's budget)")
+        axes.set_ylabel(self.label)
+        axes.set_title(f"Successive halving: {self.ranking.key} at each rung, per configuration")
         return _save(figure, path)
 
     def _best_per_value(

@@ -166,7 +166,34 @@ def log_results(tracker: Tracker, result: SweepResult) -> list[str]:
     """The results table and plots on the sweep's run."""
     notes: list[str] = []
     _attempt(notes, "the results table and plots", lambda: _log_results(tracker, result))
+    if any(o.rungs for o in result.outcomes):
+        _attempt(notes, "the halving's rungs", lambda: _log_rungs(tracker, result))
     return notes
+
+
+# search=halving's tags on a configuration's run: the last rung it reached, and whether it
+# was stopped there (scored on less than the full resource: never the best).
+RUNG_TAG, STOPPED_TAG = "halving.rung", "halving.stopped"
+RUNG_METRIC = "rung_{}"  # its ranking score at every rung reached, step = the resource
+
+
+def _log_rungs(tracker: Tracker, result: SweepResult) -> None:
+    """Each configuration this sweep took through more than one rung, as one run: the run of
+    the last rung it reached, holding its score at every rung (`rung_<key>`, step = resource),
+    with the runs of its lower rungs nested under it. Another sweep's runs are left as they
+    are."""
+    key = RUNG_METRIC.format(result.ranking.key)
+    for outcome in result.outcomes:
+        if not outcome.rungs or outcome.reused or outcome.run_id is None:
+            continue
+        below = [
+            r.run_id
+            for r in outcome.rungs
+            if r.run_id not in (None, outcome.run_id) and not r.reused
+        ]
+        scores = {key: [(r.amount, r.score) for r in outcome.rungs]}
+        tags = {RUNG_TAG: str(outcome.trial.rung), STOPPED_TAG: str(outcome.stopped).lower()}
+        tracker.log_rungs(outcome.run_id, scores, tags, below)
 
 
 def _log_results(tracker: Tracker, result: SweepResult) -> None:

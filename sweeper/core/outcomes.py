@@ -10,12 +10,23 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sweeper.core import evidence, overrides
 from sweeper.core.metrics import ProblemType, Ranking
 from sweeper.core.records import Plan, Status, StoredSplit, Trial
+
+
+@dataclass(frozen=True)
+class RungScore:
+    """A search=halving configuration at one rung it reached: the resource it had, its ranking
+    score there, and the run that scored it (`reused`: another sweep's)."""
+
+    amount: int
+    score: float
+    run_id: str | None = None
+    reused: bool = False
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,10 @@ class Outcome:
     reused: bool = False  # finished by an earlier sweep: its run is that sweep's
     # Each metric's score on each CV fold, in the split's fold order (paired across trials).
     folds: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # search=halving: stopped below the last rung (scored on less: never the best), and its
+    # score at every rung it reached.
+    stopped: bool = False
+    rungs: tuple[RungScore, ...] = ()
 
     @classmethod
     def finished(
@@ -69,8 +84,40 @@ class Outcome:
             return f"{self.trial.name}: {self.status} {self.error}"
         reused = " (reused)" if self.reused else ""
         keys = dict.fromkeys([ranking.key, ranking.metric] if ranking else ["mse"])
-        shown = " ".join(f"{k}={self.metrics.get(k, math.nan):.6g}" for k in keys)
-        return f"{self.trial.name}: {shown}{reused}"
+        shown = " ".join(f"{k}={self.metrics[k]:.6g}" for k in keys if k in self.metrics)
+        return f"{self.trial.name}: {shown}{reused}{self.stage}"
+
+    @property
+    def shown_status(self) -> str:
+        """As tables show it: "stopped" (search=halving, below the last rung), "reused" (an
+        earlier sweep's run), else its Status."""
+        if self.stopped:
+            return "stopped"
+        return "reused" if self.reused else self.status.value
+
+    @property
+    def rung_reached(self) -> str:
+        """search=halving's last rung for it, as tables show it: "1 (72 rows)", "2 (in full)";
+        empty for a trial of any other search."""
+        if self.trial.rung is None:
+            return ""
+        if not self.trial.partial:
+            return f"{self.trial.rung} (in full)"
+        amount = self.trial.rows or self.trial.model.get(self.trial.budget or "")
+        unit = "rows" if self.trial.rows else self.trial.budget
+        return f"{self.trial.rung} ({amount:,} {unit})"
+
+    @property
+    def stage(self) -> str:
+        """search=halving's rung, when it is one: " (rung 1: 1,440 rows, stopped)"."""
+        if self.trial.rung is None:
+            return ""
+        if not self.trial.partial:
+            return f" (rung {self.trial.rung}: in full)"
+        amount = self.trial.rows or self.trial.model.get(self.trial.budget or "")
+        unit = "rows" if self.trial.rows else self.trial.budget
+        how = ", stopped" if self.stopped else ""
+        return f" (rung {self.trial.rung}: {amount:,} {unit}{how})"
 
 
 # What trials of one configuration may differ in: the seed, and how much is held out for testing.
@@ -95,7 +142,8 @@ class Configuration:
 
     @property
     def finished(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.ok]
+        """Its trials scored in full (not stopped by search=halving on less)."""
+        return [o for o in self.outcomes if o.ok and not o.stopped]
 
     def mean(self, key: str) -> float | None:
         values = [o.metrics[key] for o in self.finished if key in o.metrics]
@@ -176,7 +224,14 @@ class SweepResult:
         """Best first; trials without a score after all scored ones, in plan order."""
         ranking = self.ranking
         return sorted(
-            self.outcomes, key=lambda o: (not o.ok, ranking.loss(o.metrics), o.trial.index)
+            self.outcomes,
+            key=lambda o: (
+                not o.ok,
+                o.stopped,
+                -(o.trial.rung or 0),
+                ranking.loss(o.metrics),
+                o.trial.index,
+            ),
         )
 
     def configurations(self) -> list[Configuration]:
@@ -231,7 +286,7 @@ class SweepResult:
         if self.seeded:
             return next((c.best for c in self.configurations() if c.best is not None), None)
         ranked = self.ranked()
-        return ranked[0] if ranked and ranked[0].ok else None
+        return ranked[0] if ranked and ranked[0].ok and not ranked[0].stopped else None
 
     def simplest(self) -> Configuration | None:
         """The one-standard-error rule: of the best configuration's model, the simplest
@@ -274,6 +329,10 @@ class SweepResult:
                 "folds": o.folds,
                 "error": o.error,
                 "run_id": o.run_id,
+                "rung": o.trial.rung,
+                "rows": o.trial.rows,
+                "stopped": o.stopped,
+                "rungs": [asdict(r) for r in o.rungs],
             }
             for o in self.ranked()
         ]
@@ -297,6 +356,10 @@ class SweepResult:
             trial = trials.get(int(row["index"]))
             if trial is None:
                 continue
+            if row.get("rung") is not None:  # search=halving: the rung it ended at
+                rung, rows = int(row["rung"]), row.get("rows")
+                partial = bool(row.get("stopped"))
+                trial = replace(trial, rung=rung, rows=rows, partial=partial)
             result.outcomes.append(
                 Outcome(
                     trial,
@@ -306,6 +369,8 @@ class SweepResult:
                     row.get("run_id"),
                     bool(row.get("reused")),
                     {m: tuple(v) for m, v in (row.get("folds") or {}).items()},
+                    bool(row.get("stopped")),
+                    tuple(RungScore(**r) for r in row.get("rungs") or ()),
                 )
             )
         result.splits = {

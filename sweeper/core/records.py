@@ -111,6 +111,15 @@ class Trial:
     # Its model config's notion of simpler (eval.choose=simplest): each setting's direction,
     # "lower" or "higher", the first deciding first: {n_estimators: lower, max_depth: lower}.
     simpler: dict[str, str] = field(default_factory=dict)
+    # Its model config's budget parameter (`budget:`, e.g. n_estimators): search=halving's
+    # resource with search.resource=budget.
+    budget: str | None = None
+    # search=halving: the rung this trial is (0 first; None: not halving), and, below the last
+    # rung, the training rows each CV fold fits on (search.resource=rows; None: all of them).
+    # A trial below the last rung (`partial`) is scored by CV only: no test score, no model.
+    rung: int | None = None
+    rows: int | None = None
+    partial: bool = False
 
 
 _TRIAL_FIELDS = {f.name for f in dataclasses.fields(Trial)}
@@ -150,18 +159,25 @@ class TrialRecord:
         """`cv`: the sweep's `eval.cv`, the folds the trial is scored on (part of its key)."""
         if split is None:
             return cls(name=trial.name, params=trial.params, index=trial.index)
-        key = trial_key(split.key, trial.model, cv)
+        key = trial_key(split.key, trial.model, cv, trial.rows)
         params = {**trial.params, "data.task": split.task}  # `auto` resolved by preprocessing
+        if trial.rows is not None:
+            params["rows"] = str(trial.rows)
         return cls(trial.name, params, trial.index, key, split.key)
 
 
-def trial_key(split_key: str, model: Mapping[str, Any], cv: int = 0) -> str:
+def trial_key(
+    split_key: str, model: Mapping[str, Any], cv: int = 0, rows: int | None = None
+) -> str:
     """A trial's identity: its resolved model config (by value), the stored split (settings and
-    the input's bytes) it trains on and its CV folds (shuffled with the split's seed). The same
-    key means the same result: it is not trained twice."""
+    the input's bytes) it trains on, its CV folds (shuffled with the split's seed) and, for a
+    halving rung on fewer rows, how many each fold fits on. The same key means the same
+    result: it is not trained twice."""
     parts: list[Any] = [split_key, _by_value(model)]
     if cv:  # without folds, the identity trials had before CV existed
         parts.append({"cv": cv})
+    if rows is not None:  # all rows: the identity of the grid's trial of that configuration
+        parts.append({"rows": rows})
     identity = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()[:20]
 

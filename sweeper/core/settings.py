@@ -26,7 +26,7 @@ from sweeper.safe_text import first_line
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # The groups every trial of a sweep must agree on.
-SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow", "sweep", "eval", "trust")
+SWEEP_WIDE = ("backend", "local", "argo", "storage", "mlflow", "sweep", "eval", "search", "trust")
 
 
 class Backend(TextEnum):
@@ -130,6 +130,33 @@ class EvalSettings:
     choose: str = "best"
 
 
+class SearchKind(TextEnum):
+    """How the grid's configurations are searched: all of them in full, or halving."""
+
+    grid = "grid"
+    halving = "halving"
+
+
+@dataclass
+class SearchSettings:
+    """`conf/search/`: how much each configuration of the grid is trained (sweeper.search).
+
+    grid: every configuration in full. halving: successive halving, as scikit-learn's
+    HalvingGridSearchCV: every configuration starts on `min_resources`, the best 1/`factor` of
+    each rung go on with `factor` times more, up to `max_resources`, where a configuration is
+    trained and scored like any grid trial. `resource`: `rows`, the training rows each CV fold
+    fits on (a stratified sample for a classification), or `budget`, each model config's own
+    budget parameter (its `budget:`, e.g. n_estimators). `min_resources` null: as few as leave
+    one configuration (or `factor`) at the last rung; `max_resources` null: every fold's
+    training rows, or the model config's own value of its budget parameter."""
+
+    kind: str = SearchKind.grid  # text in the config: Hydra's per-job YAML has no enums
+    resource: str = "rows"
+    factor: int = 3
+    min_resources: Optional[int] = None  # noqa: UP045
+    max_resources: Optional[int] = None  # noqa: UP045
+
+
 @dataclass
 class TrustSettings:
     """What the sweep lets run besides scikit-learn (core.trust): `modules`, packages whose
@@ -152,6 +179,7 @@ class Settings:
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     sweep: SweepOptions = field(default_factory=SweepOptions)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
     trust: TrustSettings = field(default_factory=TrustSettings)
 
     @classmethod
@@ -212,6 +240,7 @@ class Settings:
             )
         if not 0 < self.eval.tie_level < 1:
             raise SweeperError(f"eval.tie_level={self.eval.tie_level} must be between 0 and 1")
+        self._check_search()
         bad = [m for m in self.trust.modules if not _MODULE.fullmatch(str(m))]
         if bad:
             raise SweeperError(f"trust.modules: {bad[0]!r} is not a module name (e.g. xgboost)")
@@ -219,6 +248,33 @@ class Settings:
             raise SweeperError(
                 f"eval.metric={self.eval.metric} is not one of "
                 + "; ".join(f"{task}: {', '.join(names)}" for task, names in METRICS_OF.items())
+            )
+
+    def _check_search(self) -> None:
+        search = self.search
+        if search.kind not in tuple(SearchKind):
+            raise SweeperError(f"search.kind={search.kind} is not one of grid, halving")
+        if search.kind != SearchKind.halving:
+            return
+        if search.resource not in ("rows", "budget"):
+            raise SweeperError(f"search.resource={search.resource} is not one of rows, budget")
+        if search.factor < 2:
+            raise SweeperError(f"search.factor={search.factor} must be at least 2")
+        low, high = search.min_resources, search.max_resources
+        if (low is not None and low < 1) or (high is not None and high < 1):
+            raise SweeperError("search.min_resources and search.max_resources must be at least 1")
+        if low is not None and high is not None and low > high:
+            raise SweeperError(
+                f"search.min_resources={low} is more than search.max_resources={high}"
+            )
+        if self.eval.cv < 2:
+            raise SweeperError(
+                "search=halving ranks configurations by CV: eval.cv must be at least 2"
+            )
+        if self.backend != Backend.local:
+            raise SweeperError(
+                f"search=halving runs on backend=local only; backend={self.backend} sweeps "
+                "every configuration in full (search=grid)"
             )
 
     def portable(self) -> dict[str, Any]:
@@ -257,6 +313,7 @@ def register_schemas() -> None:
         ("mlflow", MlflowSettings),
         ("sweep", SweepOptions),
         ("eval", EvalSettings),
+        ("search", SearchSettings),
         ("trust", TrustSettings),
     ):
         store.store(group="schema", name=name, node=node, provider="sweeper")

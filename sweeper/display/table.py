@@ -26,6 +26,7 @@ from sweeper.safe_text import command_line, redact, shown
 # A long sweep's table shows its leaders; every trial is in results.json and in MLflow.
 MAX_ROWS = 30
 REUSED = "reused"  # a row's status when an earlier sweep finished the trial
+STOPPED = "stopped"  # search=halving stopped it below the last rung: scored on less
 SCORED = (Status.FINISHED.value, REUSED)
 UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 
@@ -40,6 +41,7 @@ class Row:
     run_id: str | None = None
     error: str | None = None
     p_worse: float | None = None  # that its configuration is worse than the best (None: untested)
+    rung: str = ""  # search=halving's last rung for it: "1 (72 rows)"
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,11 @@ class Report:
             Row(
                 o.trial.name,
                 o.metrics,
-                REUSED if o.reused else o.status.value,
+                o.shown_status,
                 o.run_id,
                 o.error,
                 versus.get(Configuration.key_and_name(o.trial)[1]) if o.ok else None,
+                o.rung_reached,
             )
             for o in result.ranked()
         ]
@@ -148,8 +151,14 @@ def print_report(report: Report, console: Console | None = None) -> None:
         console.print(shown(text), markup=False, highlight=False, soft_wrap=True)
 
     for row in rows:
-        if row.status not in SCORED:
+        if row.status not in (*SCORED, STOPPED):
             line(f"{row.status}: {row.trial}: {row.error}")
+    stopped = sum(r.status == STOPPED for r in rows)
+    if stopped:
+        line(
+            f"Halving stopped {stopped} of {len(rows)} configurations below the last rung: "
+            "their scores are on less (rows or budget), never the best"
+        )
     scored = [r for r in rows if r.status in SCORED and ranking.key in r.metrics]
     if report.configurations:
         best = report.configurations[0]
@@ -240,7 +249,8 @@ def _trials_table(report: Report) -> Table:
     test_columns = [f"test {m}" if ranking.cv else m for m in ranking.metrics]
     compared = any(r.p_worse is not None for r in rows)
     versus = [VERSUS] if compared else []
-    for column in ("rank", "trial", *cv_column, *versus, *test_columns, "fit s", "status"):
+    rungs = ["rung"] if any(r.rung for r in rows) else []
+    for column in ("rank", "trial", *cv_column, *versus, *rungs, *test_columns, "fit s", "status"):
         table.add_column(
             column,
             justify="left" if column in ("trial", "status") else "right",
@@ -259,6 +269,8 @@ def _trials_table(report: Report) -> Table:
         if ranking.cv:
             mean, std = cv_mean(ranking.metric), cv_std(ranking.metric)
             cells.insert(0, f"{m[mean]:.4g} ± {m.get(std, 0):.3g}" if mean in m else "")
+        if rungs:
+            cells.insert(len(cells) - len(ranking.metrics), row.rung)
         fit = f"{m[FIT_SECONDS]:.2f}" if FIT_SECONDS in m else ""
         table.add_row(str(rank), shown(row.trial), *cells, fit, row.status)
     return table

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweeper.core import overrides, trust
 from sweeper.core.overrides import MODEL_GROUP, MODEL_VALUE
 from sweeper.core.records import Plan, PreprocessGroup, Trial, trial_params
-from sweeper.core.settings import SWEEP_WIDE, Settings
+from sweeper.core.settings import SWEEP_WIDE, SearchKind, Settings
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact_text
 
@@ -135,6 +135,7 @@ def build_plan(
                 seed=group.seed,
                 estimator_type=cfg.get("estimator_type"),
                 simpler=_simpler(cfg.get("simpler"), job.model_name),
+                budget=_budget(cfg.get("budget"), job.model_name),
             )
         )
     return Plan(
@@ -148,8 +149,23 @@ def build_plan(
             "eval.cv": str(settings.eval.cv),
             "eval.metric": settings.eval.metric,
             "eval.tie_level": str(settings.eval.tie_level),
+            **_search_params(settings),
         },
     )
+
+
+def _search_params(settings: Settings) -> dict[str, str]:
+    """The sweep run's record of how it searched (search=halving's settings; grid: nothing)."""
+    search = settings.search
+    if search.kind != SearchKind.halving:
+        return {}
+    return {
+        "search": str(search.kind),
+        "search.resource": search.resource,
+        "search.factor": str(search.factor),
+        "search.min_resources": str(search.min_resources),
+        "search.max_resources": str(search.max_resources),
+    }
 
 
 def _check_targets(model: Mapping[str, Any], settings: Settings) -> None:
@@ -196,6 +212,15 @@ def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
         preprocess=preprocess,
         seed=seed,
     )
+
+
+def _budget(name: Any, model_name: str) -> str | None:
+    """A model config's `budget`: the name of one of its settings (search=halving's resource)."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SweeperError(f"model {model_name}: budget={name} must name one of its settings")
+    return name
 
 
 def _simpler(spec: Any, model_name: str) -> dict[str, str]:

@@ -360,6 +360,33 @@ class Tracker:
     def get_run(self, run_id: str) -> Run:
         return self.client.get_run(run_id)
 
+    def log_rungs(
+        self,
+        run_id: str,
+        scores: Mapping[str, Sequence[tuple[int, float]]],
+        tags: Mapping[str, str],
+        below: Sequence[str] = (),
+    ) -> None:
+        """search=halving's record of one configuration on the run of the last rung it reached:
+        each metric's score at every rung as metric steps (step = the rung's resource), and its
+        tags; the runs of its rungs `below` are nested under it."""
+        from mlflow.entities import Metric, RunTag
+
+        timestamp = now_ms()
+        values = [
+            Metric(key, float(value), timestamp, amount)
+            for key, steps in scores.items()
+            for amount, value in steps
+        ]
+        unlocked(
+            self.client.log_batch,
+            run_id,
+            metrics=values,
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        for lower in below:
+            self.set_tag(lower, PARENT_TAG, run_id)
+
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         unlocked(self.client.set_tag, run_id, key, redact_text(value)[:_MAX_TAG])
 

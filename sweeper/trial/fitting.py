@@ -123,16 +123,25 @@ def read_transformer(split_url: str) -> ColumnTransformer:
 
 
 def fit_and_score(
-    model: Mapping[str, Any], split: Split, modules: Sequence[str] = ()
-) -> tuple[TrialScore, BaseEstimator]:
+    model: Mapping[str, Any],
+    split: Split,
+    modules: Sequence[str] = (),
+    rows: int | None = None,
+    final: bool = True,
+) -> tuple[TrialScore, BaseEstimator | None]:
     """Instantiate the model config (a Hydra `_target_` mapping); score it on each of the
     split's CV folds (the mean and spread rank it, the per-fold scores tell ties apart); then
     fit it on all training rows and score it on the test rows (the honest estimate, once it is
     chosen). The scores, and the model fitted on all training rows (the one a winner is logged
-    as)."""
+    as). A halving rung below the last (not `final`) is scored by CV only, each fold fitting on
+    `rows` of its training rows (None: all): no test score, no model."""
     started_ms = now_ms()
     estimator = split_estimator(model, split, modules)
-    metrics, per_fold = cross_validate(estimator, split) if split.folds else ({}, {})
+    tic = time.perf_counter()
+    metrics, per_fold = cross_validate(estimator, split, rows) if split.folds else ({}, {})
+    if not final:
+        metrics[FIT_SECONDS] = time.perf_counter() - tic
+        return TrialScore(metrics, started_ms, now_ms(), per_fold), None
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - tic
@@ -143,16 +152,21 @@ def fit_and_score(
 
 
 def cross_validate(
-    estimator: BaseEstimator, split: Split
+    estimator: BaseEstimator, split: Split, rows: int | None = None
 ) -> tuple[dict[str, float], dict[str, tuple[float, ...]]]:
     """`cv_<metric>` (the mean over the split's folds) and `cv_<metric>_std` for every metric,
     and each metric's score on each fold; each fold is fitted once, on a fresh clone, and scored
-    on the rows it left out."""
+    on the rows it left out. `rows`: each fold fits on that many of its training rows (the
+    same ones for every model: `fold_sample`), and is scored on all it left out."""
     from sklearn.base import clone
 
     scores = []
-    for fold in split.folds:
-        fitted = clone(estimator).fit(fold.X_fit, fold.y_fit)
+    for number, fold in enumerate(split.folds):
+        X_fit, y_fit = fold.X_fit, fold.y_fit
+        if rows is not None and rows < len(y_fit):
+            chosen = fold_sample(y_fit, rows, split.task, seed=number)
+            X_fit, y_fit = X_fit[chosen], y_fit[chosen]
+        fitted = clone(estimator).fit(X_fit, y_fit)
         scores.append(evaluate(fitted, fold.X_held_out, fold.y_held_out, split.task))
     metrics, per_fold = {}, {}
     for metric in scores[0]:
@@ -161,6 +175,26 @@ def cross_validate(
         metrics[cv_std(metric)] = float(values.std())
         per_fold[metric] = tuple(float(v) for v in values)
     return metrics, per_fold
+
+
+def fold_sample(y: np.ndarray, rows: int, task: ProblemType, seed: int) -> np.ndarray:
+    """Which `rows` of a fold's training rows a halving rung fits on, in their order: the same
+    for every configuration (fixed by the fold), nested (a larger rung keeps a smaller one's
+    rows: the first of one permutation), and for a classification stratified: each class
+    in its share, every class at least once (as scikit-learn's StratifiedShuffleSplit)."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    if task == ProblemType.regression:
+        return np.sort(order[:rows])
+    # Round-robin over the classes in proportion: the first `rows` of a per-class interleave.
+    labels = np.asarray(y)[order]
+    classes, counts = np.unique(labels, return_counts=True)
+    rank = np.empty(len(order), dtype="float64")
+    for label, count in zip(classes, counts, strict=True):
+        mine = np.flatnonzero(labels == label)
+        # The i-th row of a class sits at (i + 0.5) / count of the way: classes interleave.
+        rank[mine] = (np.arange(len(mine)) + 0.5) / count
+    by_rank = order[np.argsort(rank, kind="stable")]
+    return np.sort(by_rank[:rows])
 
 
 def evaluate(

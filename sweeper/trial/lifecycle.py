@@ -78,7 +78,7 @@ def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finish
 
 def reused(trial: Trial, split: StoredSplit, finished: Finished, cv: int) -> Outcome | None:
     """The trial as an earlier sweep finished it on this very split and folds, if one did."""
-    found = finished.get(trial_key(split.key, trial.model, cv))
+    found = finished.get(trial_key(split.key, trial.model, cv, trial.rows))
     if found is None:
         return None
     return Outcome.finished(trial, found.metrics, found.run_id, found.folds, reused=True)
@@ -124,7 +124,9 @@ def run_trial(
                     f"the split {split.url} holds {len(loaded.folds)} CV folds, the sweep's "
                     f"eval.cv is {sweep.cv}: preprocess it with eval.cv={sweep.cv}"
                 )
-            score, fitted = fit_and_score(trial.model, loaded, sweep.trusted_modules)
+            score, fitted = fit_and_score(
+                trial.model, loaded, sweep.trusted_modules, rows=trial.rows, final=not trial.partial
+            )
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
             with contextlib.suppress(Exception), without_retries():
@@ -139,7 +141,8 @@ def run_trial(
     folds = score.folds
     if sweep.ranked_by is not None:
         ranking = Ranking.of(sweep.ranked_by, sweep.cv, ProblemType(split.task))
-        kept.offer(sweep.sweep_id, run_id, ranking.loss(score.metrics), fitted)
+        if fitted is not None:  # a halving rung below the last fits no model on all rows
+            kept.offer(sweep.sweep_id, run_id, ranking.loss(score.metrics), fitted)
         # Trials are compared by their ranking metric's folds: the outcome (one per trial, held
         # by the sweeping process) keeps those; every metric's are in MLflow.
         folds = {m: v for m, v in folds.items() if m == ranking.metric}

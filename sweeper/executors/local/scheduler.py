@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -20,8 +21,10 @@ from typing import Any
 
 from sweeper.core import cost, storage
 from sweeper.core.faults import Fault
+from sweeper.core.metrics import ProblemType
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
+from sweeper.core.settings import SearchKind
 from sweeper.display.progress import Progress
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import private, worker
@@ -35,6 +38,7 @@ from sweeper.executors.local.head_start import (
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import OpenRun, WarmStore
 from sweeper.planning.task import misfits
+from sweeper.search.halving import Halving, halving
 from sweeper.trial import lifecycle
 from sweeper.trial.lifecycle import Finished, SweepRef
 from sweeper.trial.splits import announce_split, run_params
@@ -72,6 +76,8 @@ class Scheduler:
         self.head = HeadStart((), self.settings.storage.root, self.settings.eval.cv)
         # group id → its split and finished trials, looked up before any worker (`cached`)
         self.looked_up: dict[str, tuple[StoredSplit, Finished]] = {}
+        # search=halving: each group's halving, and the trials it found finished before
+        self.halvings: dict[str, tuple[Halving, Finished]] = {}
 
     def open(self, groups: Sequence[PreprocessGroup] = (), found: LookedUp | None = None) -> None:
         """Open the tracking store in a worker while the first batch's input is checked; its
@@ -258,6 +264,12 @@ class Scheduler:
             self.unchecked.discard(group.id)
             if not self.unchecked and not self.result.input_errors:
                 self._submit(OpenRun())
+        if self.settings.search.kind == SearchKind.halving:
+            rows, floor = _rows(split, self.settings.eval.cv)
+            search = halving(trials, self.settings.search, self.result.ranking, rows, floor)
+            self.halvings[group.id] = (search, finished)
+            trials = search.start()
+            log.info("Group %s: %s", group.id, search.describe())
         to_train = []
         for trial in trials:
             earlier = lifecycle.reused(trial, split, finished, self.settings.eval.cv)
@@ -265,10 +277,13 @@ class Scheduler:
                 self._settle(earlier)
             else:
                 to_train.append(trial)
+        self._start(to_train)
+
+    def _start(self, trials: list[Trial]) -> None:
         if self.result.parent_run_id:
-            self._release(to_train)
+            self._release(trials)
         else:
-            self.waiting.extend(to_train)
+            self.waiting.extend(trials)
 
     def _not_run(self, trials: list[Trial], error: str, refused: bool = True) -> None:
         if refused:
@@ -293,6 +308,30 @@ class Scheduler:
             self._settle(outcome)
 
     def _settle(self, outcome: Outcome) -> None:
+        if outcome.trial.rung is not None:  # a halving's rung: the halving decides what it ends
+            self._rung_settled(outcome)
+            return
+        self._ended(outcome)
+
+    def _rung_settled(self, outcome: Outcome) -> None:
+        """Tell the group's halving; start what it promotes (those finished before are told in
+        turn), and report the configurations it decided."""
+        search, finished = self.halvings[outcome.trial.group]
+        split, told = self.splits[outcome.trial.group], [outcome]
+        while told:
+            promoted, decided = search.settle(told.pop())
+            for final in decided:
+                self._ended(final)
+            to_train = []
+            for trial in promoted:
+                earlier = lifecycle.reused(trial, split, finished, self.settings.eval.cv)
+                if earlier is not None:
+                    told.append(earlier)
+                else:
+                    to_train.append(trial)
+            self._start(to_train)
+
+    def _ended(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
         # A worker no trial is left for, while others run theirs, prepares the sweep's end
@@ -301,6 +340,7 @@ class Scheduler:
             self.prepared is None
             and few
             and self.last_batch
+            and not self.halvings  # a halving's next rung may still come: no end to prepare
             and all(isinstance(work, Trial) for work in self.pending.work.values())
         ):
             now = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
@@ -340,3 +380,12 @@ class Scheduler:
 
     def _isolate_next(self) -> None:
         self.isolation.next(lambda trial, pool: self._submit(trial, pool))
+
+
+def _rows(split: StoredSplit, cv: int) -> tuple[int, int]:
+    """search=halving's rows: the fewest training rows a CV fold of the split fits on (a fold
+    holds out ⌈n/cv⌉ at most), and the fewest a rung may fit on (scikit-learn's: twice the
+    folds, twice again for a classification, whose number of classes the split does not say)."""
+    rows = split.report.get("rows_train", 0)
+    classes = 2 if split.task == ProblemType.classification else 1
+    return rows - math.ceil(rows / cv), 2 * cv * classes

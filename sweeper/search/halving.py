@@ -1,0 +1,264 @@
+"""Successive halving over a grid's configurations (search=halving), as scikit-learn's
+HalvingGridSearchCV schedules it, decided the same whatever order trials finish in.
+
+Every configuration starts at rung 0 on the least resource; the best ceil(n/`factor`) of a
+rung's n go on to the next with `factor` times more, until the last rung's full resource, where a
+configuration is trained like a grid trial (CV, then the test rows and a model). The ranking is
+the sweep's (CV mean of its metric), ties broken by the configuration's place in the plan.
+
+Without barriers between rungs: a configuration is promoted as soon as it is certain to be in its
+rung's top ceil(n/factor) — fewer of the rung's configurations are better than it than that
+number, counting every one not finished yet as better — and stopped as soon as that many
+finished better. So workers go on with the next rung while a rung's last trials still run,
+and the survivors are exactly those of the rung-by-rung algorithm: the same on any number of
+workers, on a re-run, and on the executor that runs rungs as stages. (ASHA promotes whatever is
+in the top of those finished so far; its survivors depend on which trial happened to finish
+first.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sweeper.core.metrics import Ranking
+from sweeper.core.outcomes import Outcome, RungScore
+from sweeper.core.records import Trial
+from sweeper.core.settings import SearchSettings
+from sweeper.errors import SweeperError
+
+ROWS = "rows"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many configurations each rung has (at most), and how much resource each gets."""
+
+    sizes: tuple[int, ...]  # configurations per rung: n, ceil(n/factor), …
+    factor: int
+    min_resources: int | None  # None: as few as leave `sizes[-1]` at the last rung (exhaust)
+    floor: int = 1  # the least resource a rung may have (rows: enough to fit every fold)
+
+    @classmethod
+    def of(
+        cls, configurations: int, search: SearchSettings, maximum: int, floor: int = 1
+    ) -> Schedule:
+        """scikit-learn's: as many rungs as halving n configurations down to one takes
+        (1 + ⌊log_factor n⌋), fewer when `min_resources` leaves no room for them below
+        `maximum` (the least of the configurations' full resource) at `factor` times a rung."""
+        rungs = 1 + _whole_log(max(configurations, 1), search.factor)
+        if search.min_resources is not None:
+            rungs = min(rungs, 1 + _whole_log(maximum // search.min_resources, search.factor))
+        sizes = [configurations]
+        for _ in range(rungs - 1):
+            sizes.append(math.ceil(sizes[-1] / search.factor))
+        return cls(tuple(sizes), search.factor, search.min_resources, floor)
+
+    @property
+    def last(self) -> int:
+        return len(self.sizes) - 1
+
+    def amounts(self, maximum: int) -> tuple[int, ...]:
+        """Each rung's resource, up to `maximum` (all rows, a model's full budget) at the last:
+        `min_resources` times factor^rung, the least being maximum // factor^(rungs - 1)
+        unless set, and never below `floor`."""
+        least = self.min_resources
+        if least is None:
+            least = maximum // self.factor**self.last
+        least = max(least, min(self.floor, maximum))
+        found = [min(least * self.factor**rung, maximum) for rung in range(self.last)]
+        return (*found, maximum)
+
+
+@dataclass
+class _Rung:
+    size: int  # configurations that reach it: as planned, until the rung before is complete
+    scored: dict[int, float] = field(default_factory=dict)  # configuration → loss (inf: failed)
+    promoted: set[int] = field(default_factory=set)
+    stopped: set[int] = field(default_factory=set)
+
+    def place(self, index: int) -> int:
+        """How many finished configurations of the rung are better (ties: by plan order)."""
+        mine = (self.scored[index], index)
+        return sum((loss, other) < mine for other, loss in self.scored.items())
+
+
+class Halving:
+    """One split's successive halving: `start` gives rung 0's trials; `settle` each rung trial's
+    outcome, which gives what to train next and the configurations now decided (their final
+    outcome: stopped below the last rung, or finished at it, or failed)."""
+
+    def __init__(
+        self,
+        configurations: Sequence[Trial],
+        schedule: Schedule,
+        amounts: Mapping[int, tuple[int, ...]],
+        resource: str,
+        ranking: Ranking,
+    ) -> None:
+        """`amounts`: each configuration's (by trial index) resource at every rung."""
+        self.configurations = {t.index: t for t in configurations}
+        self.schedule, self.amounts, self.resource = schedule, amounts, resource
+        self.ranking = ranking
+        self.rungs = [_Rung(size) for size in schedule.sizes]
+        self.reached: dict[int, list[Outcome]] = {i: [] for i in self.configurations}
+        self.decided: set[int] = set()
+
+    def describe(self) -> str:
+        """ "successive halving of 27 configurations: 27, 9, 3, 1 on 1,259, 3,777, 11,331,
+        34,000 rows (factor 3)" """
+        sizes = ", ".join(map(str, self.schedule.sizes))
+        amounts = set(self.amounts.values())
+        if len(amounts) == 1:
+            unit = (
+                "rows"
+                if self.resource == ROWS
+                else next(iter({t.budget for t in self.configurations.values()}))
+            )
+            on = ", ".join(f"{a:,}" for a in next(iter(amounts))) + f" {unit}"
+        else:
+            on = "each model's budget from 1/" + f"{self.schedule.factor**self.schedule.last}"
+        return (
+            f"successive halving of {len(self.configurations)} configurations: {sizes} "
+            f"on {on} (factor {self.schedule.factor})"
+        )
+
+    def start(self) -> list[Trial]:
+        return [self.trial(index, 0) for index in self.configurations]
+
+    def trial(self, index: int, rung: int) -> Trial:
+        """A configuration's trial at a rung: its own model config at the last, with less of the
+        resource below it."""
+        config = self.configurations[index]
+        amount, last = self.amounts[index][rung], rung == self.schedule.last
+        if self.resource == ROWS:
+            return dataclasses.replace(
+                config, rung=rung, rows=None if last else amount, partial=not last
+            )
+        assert config.budget is not None
+        model = {**config.model, config.budget: amount}
+        params = {**config.params, f"model.{config.budget}": str(amount)}
+        return dataclasses.replace(config, model=model, params=params, rung=rung, partial=not last)
+
+    def settle(self, outcome: Outcome) -> tuple[list[Trial], list[Outcome]]:
+        """What came of a configuration's trial at its rung: the trials to start now (those
+        certain to go on) and the configurations decided now."""
+        index, number = outcome.trial.index, outcome.trial.rung or 0
+        self.reached[index].append(outcome)
+        rung = self.rungs[number]
+        rung.scored[index] = self.ranking.loss(outcome.metrics) if outcome.ok else math.inf
+        decided = []
+        if number == self.schedule.last or not outcome.ok:
+            rung.stopped.add(index)
+            decided.append(self._final(index))
+        trials, stopped = self._decide(number)
+        return trials, decided + stopped
+
+    def _decide(self, number: int) -> tuple[list[Trial], list[Outcome]]:
+        """Promote and stop what is certain at this rung; once it is complete, the next rung's
+        size is known (fewer when fewer could go on), which may decide more there."""
+        trials: list[Trial] = []
+        decided: list[Outcome] = []
+        while number < self.schedule.last:
+            rung, following = self.rungs[number], self.rungs[number + 1]
+            keep = self.schedule.sizes[number + 1]
+            unfinished = rung.size - len(rung.scored)
+            for index in sorted(rung.scored.keys() - rung.promoted - rung.stopped):
+                place = rung.place(index)
+                if place >= keep:
+                    rung.stopped.add(index)
+                    decided.append(self._final(index))
+                elif place + unfinished < keep:  # finite: a failed one was stopped on arrival
+                    rung.promoted.add(index)
+                    trials.append(self.trial(index, number + 1))
+            if unfinished > 0 or following.size == len(rung.promoted):
+                break
+            following.size = len(rung.promoted)  # complete, and fewer went on than planned
+            number += 1
+        return trials, decided
+
+    def _final(self, index: int) -> Outcome:
+        """A decided configuration as the sweep reports it: its last rung's outcome, with the
+        score of every rung it reached; stopped when that rung is not the last."""
+        self.decided.add(index)
+        reached = self.reached[index]
+        top = reached[-1]
+        history = []
+        for outcome in reached:
+            value = self.ranking.value(outcome.metrics) if outcome.ok else None
+            if value is not None:
+                amount = self.amounts[index][outcome.trial.rung or 0]
+                history.append(RungScore(amount, value, outcome.run_id, outcome.reused))
+        stopped = top.ok and (top.trial.rung or 0) < self.schedule.last
+        return dataclasses.replace(top, stopped=stopped, rungs=tuple(history))
+
+    @property
+    def done(self) -> bool:
+        return len(self.decided) == len(self.configurations)
+
+
+def _whole_log(number: int, base: int) -> int:
+    """⌊log_base number⌋ in whole numbers (a float's log puts 3^3 at 2.9999…)."""
+    found = 0
+    while base ** (found + 1) <= number:
+        found += 1
+    return found
+
+
+def halving(
+    configurations: Sequence[Trial],
+    search: SearchSettings,
+    ranking: Ranking,
+    rows: int,
+    floor: int = 1,
+) -> Halving:
+    """One split's halving of these configurations: `rows`, the fewest training rows any CV
+    fold fits on; `floor`, the fewest rows a rung may fit on (every fold and class fitted).
+    Each configuration's full resource: `max_resources`, else all `rows` or its model config's
+    own value of its budget parameter."""
+    if search.resource == ROWS:
+        maxima = {t.index: min(search.max_resources or rows, rows) for t in configurations}
+    else:
+        check_budgets(configurations)
+        maxima = {t.index: search.max_resources or _budget_value(t) for t in configurations}
+        floor = 1
+    least = min(maxima.values(), default=1)
+    schedule = Schedule.of(len(configurations), search, least, floor)
+    amounts = {index: schedule.amounts(maximum) for index, maximum in maxima.items()}
+    return Halving(configurations, schedule, amounts, search.resource, ranking)
+
+
+def _budget_value(trial: Trial) -> int:
+    value = trial.model.get(trial.budget or "")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SweeperError(
+            f"model {trial.model_name}: its budget {trial.budget}={value} is not a whole "
+            "number of at least 1; give search.max_resources"
+        )
+    return value
+
+
+def check_budgets(configurations: Sequence[Trial]) -> None:
+    """search.resource=budget: every model config names its budget parameter, and the grid does
+    not vary it (the search does)."""
+    seen: dict[str, set[str]] = {}
+    for trial in configurations:
+        if not trial.budget:
+            raise SweeperError(
+                f"model {trial.model_name} has no `budget:` parameter for "
+                "search.resource=budget; use search.resource=rows"
+            )
+        if trial.budget not in trial.model:
+            raise SweeperError(
+                f"model {trial.model_name}: its budget {trial.budget} is not one of its settings"
+            )
+        seen.setdefault(trial.model_name, set()).add(str(trial.model[trial.budget]))
+    varied = next((name for name, values in seen.items() if len(values) > 1), None)
+    if varied is not None:
+        budget = next(t.budget for t in configurations if t.model_name == varied)
+        raise SweeperError(
+            f"model {varied}: the grid varies {budget}, the budget search=halving gives out; "
+            "leave it out of the grid (search.max_resources sets the most)"
+        )
