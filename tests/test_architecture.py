@@ -28,7 +28,8 @@ ALLOWED = {
     "sweeper.tracking": BASE | {"sweeper.core"},
     "sweeper.trial": BASE | {"sweeper.core", "sweeper.tracking"},
     "steps": BASE | {"sweeper.core", "sweeper.tracking", "sweeper.trial"},
-    "sweeper.planning": BASE | {"sweeper.core"},
+    "sweeper.search": BASE | {"sweeper.core"},  # how a grid is searched: decisions, no fitting
+    "sweeper.planning": BASE | {"sweeper.core", "sweeper.search"},
     "sweeper.display": BASE | {"sweeper.core"},
     "sweeper.conclusion": BASE | {"sweeper.core", "sweeper.tracking", "sweeper.trial"},
     "sweeper.report": BASE
@@ -39,6 +40,7 @@ ALLOWED = {
         "sweeper.tracking",
         "sweeper.trial",
         "sweeper.planning",
+        "sweeper.search",
         "sweeper.display",
         "sweeper.conclusion",
         "sweeper.report",

@@ -178,22 +178,20 @@ RUNG_METRIC = "rung_{}"  # its ranking score at every rung reached, step = the r
 
 
 def _log_rungs(tracker: Tracker, result: SweepResult) -> None:
-    """Each configuration this sweep took through more than one rung, as one run: the run of
-    the last rung it reached, holding its score at every rung (`rung_<key>`, step = resource),
-    with the runs of its lower rungs nested under it. Another sweep's runs are left as they
-    are."""
+    """Each configuration as one run of this sweep: the run of the last rung it reached here,
+    holding its score at every rung (`rung_<key>`, step = resource), with the runs of its lower
+    rungs nested under it. Another sweep's runs (a rung found finished) are left as they are."""
     key = RUNG_METRIC.format(result.ranking.key)
     for outcome in result.outcomes:
-        if not outcome.rungs or outcome.reused or outcome.run_id is None:
+        own = [r.run_id for r in outcome.rungs if r.run_id and not r.reused]
+        if outcome.run_id and not outcome.reused and outcome.run_id not in own:
+            own.append(outcome.run_id)  # a failed last rung: it has no score, it is the run
+        if not own:
             continue
-        below = [
-            r.run_id
-            for r in outcome.rungs
-            if r.run_id not in (None, outcome.run_id) and not r.reused
-        ]
+        holder = own[-1]
         scores = {key: [(r.amount, r.score) for r in outcome.rungs]}
         tags = {RUNG_TAG: str(outcome.trial.rung), STOPPED_TAG: str(outcome.stopped).lower()}
-        tracker.log_rungs(outcome.run_id, scores, tags, below)
+        tracker.log_rungs(holder, scores, tags, own[:-1])
 
 
 def _log_results(tracker: Tracker, result: SweepResult) -> None:

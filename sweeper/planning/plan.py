@@ -30,6 +30,7 @@ from sweeper.core.records import Plan, PreprocessGroup, Trial, trial_params
 from sweeper.core.settings import SWEEP_WIDE, SearchKind, Settings
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact_text
+from sweeper.search.halving import check_budgets
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ def build_plan(
                 budget=_budget(cfg.get("budget"), job.model_name),
             )
         )
+    if settings.search.kind == SearchKind.halving and settings.search.resource == "budget":
+        check_budgets(trials)  # refused now, before anything is preprocessed
     return Plan(
         sweep_id=sweep_id or new_sweep_id(),
         settings=settings,
