@@ -161,7 +161,9 @@ class Scheduler:
                 pool.shutdown()
         shutil.rmtree(self.markers, ignore_errors=True)
 
-    def _submit(self, item: Work, pool: Executor | None = None) -> Future[Any]:
+    def _submit(
+        self, item: Work, pool: Executor | None = None, threads: int | None = None
+    ) -> Future[Any]:
         pool = pool or self.pool
         future: Future[Any]
         if isinstance(item, OpenRun):
@@ -196,9 +198,19 @@ class Scheduler:
                 split,
                 self.markers,
                 item.index in self.deferred,
+                threads,
             )
         self.pending.add(future, item)
         return future
+
+    def _threads(self, trials: list[Trial]) -> int | None:
+        """A halving's trial started alone, with nothing else pending (its last rung, often),
+        gets the cores of the workers that have nothing to do: the sweep waits on it alone.
+        (Not one of several: OpenMP's threads spin while they wait, and two such workers on
+        one core slow each other down many times over.)"""
+        if len(trials) != 1 or trials[0].rung is None or self.here or self.pending:
+            return None
+        return os.cpu_count() or 1
 
     def _until_done(self) -> None:
         while self.pending:
@@ -292,8 +304,9 @@ class Scheduler:
         self.progress.settled(*not_run)
 
     def _release(self, trials: list[Trial]) -> None:
+        threads = self._threads(trials)
         for trial in sorted(trials, key=lambda t: -cost.work_estimate(t.model)):
-            self._submit(trial)
+            self._submit(trial, threads=threads)
             self.progress.released([trial.index])
 
     def _trained(self, trial: Trial, future: Future[Outcome]) -> None:

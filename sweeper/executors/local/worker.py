@@ -117,14 +117,26 @@ def prepare_group(
 
 
 def train_trial(
-    settings: Settings, sweep: SweepRef, trial: Trial, split: StoredSplit, markers: str, wait: bool
+    settings: Settings,
+    sweep: SweepRef,
+    trial: Trial,
+    split: StoredSplit,
+    markers: str,
+    wait: bool,
+    threads: int | None = None,
 ) -> Outcome:
     """Fit, score and log one trial (`wait`: for another process's claim on it; else it comes
     back unsettled); the fitted model of this worker's best trial so far is handed over. While
     it trains, a marker file named after this process holds the trial's index: if the process
-    dies, the sweep knows which trial ran."""
+    dies, the sweep knows which trial ran. `threads`: more BLAS/OpenMP threads than this
+    worker's share, for a trial the sweep waits on alone (a halving's last rung)."""
+    from threadpoolctl import threadpool_limits
+
     marker = Path(markers, str(os.getpid()))
-    outcome = lifecycle.run_trial(tracker(settings), sweep, trial, split, marker=marker, wait=wait)
+    with threadpool_limits(limits=threads) if threads else contextlib.nullcontext():
+        outcome = lifecycle.run_trial(
+            tracker(settings), sweep, trial, split, marker=marker, wait=wait
+        )
     if outcome.ok and not outcome.reused:
         kept.hand_over(handed_over(markers))  # when it is this worker's best so far
     return outcome
