@@ -230,7 +230,7 @@ def test_a_halving_sweep_of_three_models(workdir: Path) -> None:
     assert [r["status"] for r in table] == ["FINISHED"] * 2 + ["stopped"] * 11
     assert table[0]["trial"] == winner and table[0]["rung_reached"] == "2 (in full)"
     assert {r["rung_reached"] for r in table[2:]} == {"1 (72 rows)", "0 (24 rows)"}
-    assert "Halving stopped 11 of 13 configurations below the last rung" in done.stdout
+    assert "Stopped early: 11 of 13 below the last rung" in done.stdout
     plots = client.list_artifacts(sweep.parent.info.run_id, "plots")
     assert "plots/cv_mse_by_resource.png" in {p.path for p in plots}
 

@@ -10,9 +10,13 @@ is loaded when a test is made.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 P_WORSE = "p_worse_than_best"  # the column of results.csv and configs.csv that holds it
 
@@ -37,3 +41,39 @@ def worse_p_value(differences: Sequence[float], held_out_per_fit: float) -> floa
 def held_out_per_fit(cv: int) -> float:
     """k-fold CV holds out 1/k of the training rows and fits on the other (k-1)/k."""
     return 1 / (cv - 1)
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """eval.early_stop for one trial: stop its CV after a fold (from the second on) once its
+    scores so far are worse than the reference's on the same folds (the best trial finished
+    on them yet), by the corrected paired test above at `level` (eval.tie_level): a trial the
+    table would mark worse than the best is not fitted on the rest. The reference is read from
+    `path` at each fold, where the sweep keeps the best so far (a JSON list of per-fold scores
+    of `metric`), so a trial queued before the best finished is stopped against it too."""
+
+    path: str
+    metric: str
+    maximised: bool
+    level: float
+
+    def reference(self) -> list[float]:
+        try:
+            found = json.loads(Path(self.path).read_text())
+        except (OSError, ValueError):  # none finished yet
+            return []
+        return [float(v) for v in found] if isinstance(found, list) else []
+
+    def worse(self, scores: Sequence[float]) -> bool:
+        reference = self.reference()
+        if len(scores) < 2 or len(scores) > len(reference):
+            return False
+        sign = -1.0 if self.maximised else 1.0  # differences of losses: positive is worse
+        differences = [sign * (mine - best) for mine, best in zip(scores, reference, strict=False)]
+        return worse_p_value(differences, held_out_per_fit(len(reference))) < self.level
+
+    def keep(self, reference: Sequence[float]) -> None:
+        """The sweep's side: a new best's per-fold scores, replacing the file whole."""
+        partial = Path(f"{self.path}.partial")
+        partial.write_text(json.dumps(list(reference)))
+        os.replace(partial, self.path)

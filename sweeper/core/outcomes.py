@@ -39,8 +39,8 @@ class Outcome:
     reused: bool = False  # finished by an earlier sweep: its run is that sweep's
     # Each metric's score on each CV fold, in the split's fold order (paired across trials).
     folds: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    # search=halving: stopped below the last rung (scored on less: never the best), and its
-    # score at every rung it reached.
+    # Stopped on less (never the best): by search=halving below the last rung, or by
+    # eval.early_stop before the last fold; and search=halving's score at every rung reached.
     stopped: bool = False
     rungs: tuple[RungScore, ...] = ()
 
@@ -52,9 +52,19 @@ class Outcome:
         run_id: str,
         folds: dict[str, tuple[float, ...]] | None = None,
         reused: bool = False,
+        stopped: bool = False,
     ) -> Outcome:
-        """`reused`: an earlier sweep finished it; the run is that sweep's."""
-        return cls(trial, Status.FINISHED, metrics, run_id=run_id, reused=reused, folds=folds or {})
+        """`reused`: an earlier sweep finished it; the run is that sweep's. `stopped`: its CV
+        was stopped early (eval.early_stop), its scores over the folds it had."""
+        return cls(
+            trial,
+            Status.FINISHED,
+            metrics,
+            run_id=run_id,
+            reused=reused,
+            folds=folds or {},
+            stopped=stopped,
+        )
 
     @classmethod
     def failed(cls, trial: Trial, error: BaseException | str, run_id: str | None) -> Outcome:
@@ -109,10 +119,12 @@ class Outcome:
 
     @property
     def stage(self) -> str:
-        """search=halving's rung, when it is one: " (rung 1: 1,440 rows, stopped)"."""
+        """search=halving's rung, when it is one: " (rung 1: 1,440 rows, stopped)"; how many
+        folds eval.early_stop let it have: " (stopped after 2 folds)"."""
         if self.trial.rung is None:
-            return ""
-        if not self.trial.partial:
+            folds = max((len(v) for v in self.folds.values()), default=0)
+            return f" (stopped after {folds} folds)" if self.stopped else ""
+        if not self.trial.partial and not self.stopped:
             return f" (rung {self.trial.rung}: in full)"
         amount = self.trial.rows or self.trial.model.get(self.trial.budget or "")
         unit = "rows" if self.trial.rows else self.trial.budget

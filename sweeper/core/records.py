@@ -84,6 +84,7 @@ class TrialScore:
     started_ms: int
     ended_ms: int
     folds: dict[str, tuple[float, ...]] = field(default_factory=dict)  # metric → its CV scores
+    stopped: bool = False  # eval.early_stop ended its CV before the last fold: folds are fewer
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,12 @@ def trial_key(
         parts.append({"rows": rows})
     identity = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()[:20]
+
+
+def stopped_key(key: str) -> str:
+    """The identity of a trial eval.early_stop stopped: a result of its own, so the trial's own
+    key (finished in full) is still trained by a sweep that does not stop early."""
+    return f"{key}-stopped"
 
 
 def _by_value(value: Any) -> Any:

@@ -128,6 +128,9 @@ class EvalSettings:
     # best: the best CV score wins; simplest: the simplest configuration of the best's model
     # within one standard error of it (each model config's `simpler` says what is simpler).
     choose: str = "best"
+    # Stop a trial's CV after a fold once its folds so far are worse than the best finished
+    # trial's on the same folds at `tie_level` (the same paired test): stopped, never the best.
+    early_stop: bool = False
 
 
 class SearchKind(TextEnum):
@@ -237,6 +240,14 @@ class Settings:
         if self.eval.choose == "simplest" and not self.eval.cv:
             raise SweeperError(
                 "eval.choose=simplest needs CV folds to measure a standard error (eval.cv=0)"
+            )
+        if self.eval.early_stop and self.eval.cv < 2:
+            raise SweeperError(
+                "eval.early_stop=true stops CV between folds: eval.cv must be at least 2"
+            )
+        if self.eval.early_stop and self.backend != Backend.local:
+            raise SweeperError(
+                f"eval.early_stop runs on backend=local only (backend={self.backend})"
             )
         if not 0 < self.eval.tie_level < 1:
             raise SweeperError(f"eval.tie_level={self.eval.tie_level} must be between 0 and 1")

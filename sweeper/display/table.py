@@ -155,9 +155,10 @@ def print_report(report: Report, console: Console | None = None) -> None:
             line(f"{row.status}: {row.trial}: {row.error}")
     stopped = sum(r.status == STOPPED for r in rows)
     if stopped:
+        how = "below the last rung" if any(r.rung for r in rows) else "before their last fold"
         line(
-            f"Halving stopped {stopped} of {len(rows)} configurations below the last rung: "
-            "their scores are on less (rows or budget), never the best"
+            f"Stopped early: {stopped} of {len(rows)} {how} (their scores are on less: "
+            "never the best)"
         )
     scored = [r for r in rows if r.status in SCORED and ranking.key in r.metrics]
     if report.configurations:

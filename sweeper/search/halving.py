@@ -148,9 +148,10 @@ class Halving:
         index, number = outcome.trial.index, outcome.trial.rung or 0
         self.reached[index].append(outcome)
         rung = self.rungs[number]
-        rung.scored[index] = self.ranking.loss(outcome.metrics) if outcome.ok else math.inf
+        scored = outcome.ok and not outcome.stopped  # eval.early_stop's are out, as failures
+        rung.scored[index] = self.ranking.loss(outcome.metrics) if scored else math.inf
         decided = []
-        if number == self.schedule.last or not outcome.ok:
+        if number == self.schedule.last or not scored:
             rung.stopped.add(index)
             decided.append(self._final(index))
         trials, stopped = self._decide(number)
@@ -191,7 +192,7 @@ class Halving:
             if value is not None:
                 amount = self.amounts[index][outcome.trial.rung or 0]
                 history.append(RungScore(amount, value, outcome.run_id, outcome.reused))
-        stopped = top.ok and (top.trial.rung or 0) < self.schedule.last
+        stopped = top.ok and ((top.trial.rung or 0) < self.schedule.last or top.stopped)
         return dataclasses.replace(top, stopped=stopped, rungs=tuple(history))
 
     @property

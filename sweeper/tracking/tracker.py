@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from sweeper.core import storage
 from sweeper.core.faults import disk_full
 from sweeper.core.processes import lives, started
-from sweeper.core.records import Status, StoredSplit, TrialRecord, TrialScore, now_ms
+from sweeper.core.records import (
+    Status,
+    StoredSplit,
+    TrialRecord,
+    TrialScore,
+    now_ms,
+    stopped_key,
+)
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact, redact_text
 from sweeper.tracking.store import (
@@ -73,6 +80,11 @@ class FinishedRun(NamedTuple):
     run_id: str
     metrics: dict[str, float]
     folds: FoldScores
+    stopped: bool = False  # eval.early_stop stopped its CV (its key is records.stopped_key)
+
+
+# A trial eval.early_stop stopped: after how many folds (its run's key is then stopped_key's).
+STOPPED_AFTER_TAG = "cv.stopped_after"
 
 
 def fold_scores(run: Run) -> FoldScores:
@@ -266,6 +278,10 @@ class Tracker:
         tags = {}
         if error is not None:
             tags = {"error.type": type(error).__name__, "error.message": str(error)[:_MAX_TAG]}
+        if score is not None and score.stopped and record.key is not None:
+            # Its own identity: the trial's key stays free for a sweep that trains it in full.
+            tags["trial_key"] = stopped_key(record.key)
+            tags[STOPPED_AFTER_TAG] = str(max((len(v) for v in folds.values()), default=0))
         text = json.dumps({m: list(v) for m, v in folds.items()}, separators=(",", ":"))
         if folds and len(text) <= _MAX_TAG:  # (more folds than a tag holds: steps only)
             tags[FOLDS_TAG] = text
@@ -304,7 +320,9 @@ class Tracker:
             max_results=_MANY,
         )
         return {
-            r.data.tags["trial_key"]: FinishedRun(r.info.run_id, r.data.metrics, fold_scores(r))
+            r.data.tags["trial_key"]: FinishedRun(
+                r.info.run_id, r.data.metrics, fold_scores(r), STOPPED_AFTER_TAG in r.data.tags
+            )
             for r in runs
             if "trial_key" in r.data.tags
         }

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sweeper.core import storage, trust
+from sweeper.core.evidence import EarlyStop
 from sweeper.core.metrics import FIT_SECONDS, METRICS, ProblemType, cv_mean, cv_std
 from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, now_ms
 from sweeper.safe_text import first_line
@@ -128,20 +129,25 @@ def fit_and_score(
     modules: Sequence[str] = (),
     rows: int | None = None,
     final: bool = True,
+    early_stop: EarlyStop | None = None,
 ) -> tuple[TrialScore, BaseEstimator | None]:
     """Instantiate the model config (a Hydra `_target_` mapping); score it on each of the
     split's CV folds (the mean and spread rank it, the per-fold scores tell ties apart); then
     fit it on all training rows and score it on the test rows (the honest estimate, once it is
     chosen). The scores, and the model fitted on all training rows (the one a winner is logged
     as). A halving rung below the last (not `final`) is scored by CV only, each fold fitting on
-    `rows` of its training rows (None: all): no test score, no model."""
+    `rows` of its training rows (None: all): no test score, no model; so is a trial
+    `early_stop` stopped, over the folds it had."""
     started_ms = now_ms()
     estimator = split_estimator(model, split, modules)
     tic = time.perf_counter()
-    metrics, per_fold = cross_validate(estimator, split, rows) if split.folds else ({}, {})
-    if not final:
+    metrics, per_fold = (
+        cross_validate(estimator, split, rows, early_stop) if split.folds else ({}, {})
+    )
+    stopped = bool(per_fold) and len(next(iter(per_fold.values()))) < len(split.folds)
+    if not final or stopped:
         metrics[FIT_SECONDS] = time.perf_counter() - tic
-        return TrialScore(metrics, started_ms, now_ms(), per_fold), None
+        return TrialScore(metrics, started_ms, now_ms(), per_fold, stopped), None
     tic = time.perf_counter()
     estimator.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - tic
@@ -152,12 +158,16 @@ def fit_and_score(
 
 
 def cross_validate(
-    estimator: BaseEstimator, split: Split, rows: int | None = None
+    estimator: BaseEstimator,
+    split: Split,
+    rows: int | None = None,
+    early_stop: EarlyStop | None = None,
 ) -> tuple[dict[str, float], dict[str, tuple[float, ...]]]:
     """`cv_<metric>` (the mean over the split's folds) and `cv_<metric>_std` for every metric,
     and each metric's score on each fold; each fold is fitted once, on a fresh clone, and scored
     on the rows it left out. `rows`: each fold fits on that many of its training rows (the
-    same ones for every model: `fold_sample`), and is scored on all it left out."""
+    same ones for every model: `fold_sample`), and is scored on all it left out. `early_stop`:
+    the folds end once it says the scores so far are worse than the best's."""
     from sklearn.base import clone
 
     scores = []
@@ -168,6 +178,8 @@ def cross_validate(
             X_fit, y_fit = X_fit[chosen], y_fit[chosen]
         fitted = clone(estimator).fit(X_fit, y_fit)
         scores.append(evaluate(fitted, fold.X_held_out, fold.y_held_out, split.task))
+        if early_stop is not None and early_stop.worse([s[early_stop.metric] for s in scores]):
+            break
     metrics, per_fold = {}, {}
     for metric in scores[0]:
         values = np.array([fold[metric] for fold in scores])

@@ -26,15 +26,17 @@ from sweeper.core.records import (
     Trial,
     TrialRecord,
     TrialScore,
+    stopped_key,
     trial_key,
 )
 from sweeper.tracking import claims
-from sweeper.tracking.tracker import PARENT_TAG, FinishedRun, fold_scores
+from sweeper.tracking.tracker import PARENT_TAG, STOPPED_AFTER_TAG, FinishedRun, fold_scores
 from sweeper.trial import kept
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+    from sweeper.core.evidence import EarlyStop
     from sweeper.tracking.tracker import Tracker
 
 # trial key → its run: the trials of one split that some sweep of the experiment finished.
@@ -47,7 +49,8 @@ class SweepRef:
     trial again (its claims count its own runs only); `ranked_by`: its `eval.metric`, by which
     this process keeps the fitted model of its best trial (trial.kept; None: keeps none);
     `trusted_modules`: its `trust.modules`, whose classes model configs may name (core.trust);
-    `cv`: its `eval.cv`, the folds every trial is scored on."""
+    `cv`: its `eval.cv`, the folds every trial is scored on; `early_stop`: its eval.early_stop,
+    whether a trial some sweep stopped early counts as done."""
 
     sweep_id: str
     parent_run_id: str
@@ -55,6 +58,7 @@ class SweepRef:
     ranked_by: str | None = None
     trusted_modules: tuple[str, ...] = ()
     cv: int = 0
+    early_stop: bool = False
 
     @classmethod
     def of(cls, plan: Plan) -> SweepRef:
@@ -68,6 +72,7 @@ class SweepRef:
             settings.eval.metric,
             tuple(settings.trust.modules),
             settings.eval.cv,
+            settings.eval.early_stop,
         )
 
 
@@ -76,12 +81,18 @@ def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finish
     return {} if rerun else tracker.finished_trials(split.key)
 
 
-def reused(trial: Trial, split: StoredSplit, finished: Finished, cv: int) -> Outcome | None:
-    """The trial as an earlier sweep finished it on this very split and folds, if one did."""
-    found = finished.get(trial_key(split.key, trial.model, cv, trial.rows))
+def reused(
+    trial: Trial, split: StoredSplit, finished: Finished, cv: int, early_stop: bool = False
+) -> Outcome | None:
+    """The trial as an earlier sweep finished it on this very split and folds, if one did; with
+    `early_stop` (the sweep's eval.early_stop), also as one stopped it early."""
+    key = trial_key(split.key, trial.model, cv, trial.rows)
+    found = finished.get(key) or (finished.get(stopped_key(key)) if early_stop else None)
     if found is None:
         return None
-    return Outcome.finished(trial, found.metrics, found.run_id, found.folds, reused=True)
+    return Outcome.finished(
+        trial, found.metrics, found.run_id, found.folds, reused=True, stopped=found.stopped
+    )
 
 
 def to_train(
@@ -99,15 +110,19 @@ def run_trial(
     finished: Finished | None = None,
     marker: Path | None = None,
     wait: bool = True,
+    early_stop: EarlyStop | None = None,
 ) -> Outcome:
     """Reuse, or claim, fit, score and log the trial as a child run of the sweep's run. A trial
     another process holds is waited for (see tracking.claims), or with `wait` False comes back
     unsettled (`Outcome.elsewhere`). A failing fit is logged as a FAILED run, not raised.
     `marker`: a file that holds the trial's index while it fits (a local worker's, so the sweep
-    knows which trial a dead process was running)."""
+    knows which trial a dead process was running). `early_stop`: its CV ends once it is worse
+    than the best finished so far (eval.early_stop)."""
     from sweeper.trial.fitting import fit_and_score, load_split
 
-    earlier = reused(trial, split, finished, sweep.cv) if finished is not None else None
+    earlier = (
+        reused(trial, split, finished, sweep.cv, sweep.early_stop) if finished is not None else None
+    )
     if earlier is not None:
         return earlier
     record = TrialRecord.of(trial, split if split.key else None, sweep.cv)
@@ -125,7 +140,12 @@ def run_trial(
                     f"eval.cv is {sweep.cv}: preprocess it with eval.cv={sweep.cv}"
                 )
             score, fitted = fit_and_score(
-                trial.model, loaded, sweep.trusted_modules, rows=trial.rows, final=not trial.partial
+                trial.model,
+                loaded,
+                sweep.trusted_modules,
+                rows=trial.rows,
+                final=not trial.partial,
+                early_stop=early_stop,
             )
     except Fault:  # the store or the disk, not the trial: unrun, for the next command
         if held is not None:
@@ -146,7 +166,7 @@ def run_trial(
         # Trials are compared by their ranking metric's folds: the outcome (one per trial, held
         # by the sweeping process) keeps those; every metric's are in MLflow.
         folds = {m: v for m, v in folds.items() if m == ranking.metric}
-    return Outcome.finished(trial, score.metrics, run_id, folds)
+    return Outcome.finished(trial, score.metrics, run_id, folds, stopped=score.stopped)
 
 
 def _claim(
@@ -227,7 +247,10 @@ def recorded_outcomes(
         split = splits.get(trial.group)
         if found is not None and found.info.status == Status.FINISHED:
             metrics, folds = dict(found.data.metrics), fold_scores(found)
-            outcomes.append(Outcome.finished(trial, metrics, found.info.run_id, folds))
+            stopped = STOPPED_AFTER_TAG in found.data.tags
+            outcomes.append(
+                Outcome.finished(trial, metrics, found.info.run_id, folds, stopped=stopped)
+            )
         elif found is not None:
             error = found.data.tags.get("error.message", found.info.status)
             outcomes.append(

@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from sweeper.core import cost, storage
+from sweeper.core.evidence import EarlyStop
 from sweeper.core.faults import Fault
 from sweeper.core.metrics import ProblemType
 from sweeper.core.outcomes import Outcome, SweepResult
@@ -78,6 +79,9 @@ class Scheduler:
         self.looked_up: dict[str, tuple[StoredSplit, Finished]] = {}
         # search=halving: each group's halving, and the trials it found finished before
         self.halvings: dict[str, tuple[Halving, Finished]] = {}
+        # eval.early_stop: per (group, rung) the loss of the best trial finished in full so
+        # far; its per-fold scores are in a file its trials' CV is stopped against
+        self.references: dict[tuple[str, int | None], float] = {}
 
     def open(self, groups: Sequence[PreprocessGroup] = (), found: LookedUp | None = None) -> None:
         """Open the tracking store in a worker while the first batch's input is checked; its
@@ -199,6 +203,7 @@ class Scheduler:
                 self.markers,
                 item.index in self.deferred,
                 threads,
+                self._early_stop(item),
             )
         self.pending.add(future, item)
         return future
@@ -284,12 +289,16 @@ class Scheduler:
             log.info("Group %s: %s", group.id, search.describe())
         to_train = []
         for trial in trials:
-            earlier = lifecycle.reused(trial, split, finished, self.settings.eval.cv)
+            earlier = self._reused(trial, split, finished)
             if earlier is not None:  # some sweep already finished this very trial on this split
                 self._settle(earlier)
             else:
                 to_train.append(trial)
         self._start(to_train)
+
+    def _reused(self, trial: Trial, split: StoredSplit, finished: Finished) -> Outcome | None:
+        eval_ = self.settings.eval
+        return lifecycle.reused(trial, split, finished, eval_.cv, eval_.early_stop)
 
     def _start(self, trials: list[Trial]) -> None:
         if self.result.parent_run_id:
@@ -320,7 +329,29 @@ class Scheduler:
         else:
             self._settle(outcome)
 
+    def _early_stop(self, trial: Trial) -> EarlyStop | None:
+        if not self.settings.eval.early_stop:
+            return None
+        ranking = self.result.ranking
+        where = os.path.join(self.markers, f"best-{trial.group}-{trial.rung}.json")
+        return EarlyStop(where, ranking.metric, ranking.maximised, self.settings.eval.tie_level)
+
+    def _reference(self, outcome: Outcome) -> None:
+        """The best trial finished in full on its group's folds (and rung) so far."""
+        ranking = self.result.ranking
+        folds = outcome.folds.get(ranking.metric, ())
+        if not outcome.ok or outcome.stopped or len(folds) != self.settings.eval.cv:
+            return
+        where, loss = (outcome.trial.group, outcome.trial.rung), ranking.loss(outcome.metrics)
+        if where not in self.references or loss < self.references[where]:
+            self.references[where] = loss
+            stop = self._early_stop(outcome.trial)
+            if stop is not None:
+                stop.keep(folds)
+
     def _settle(self, outcome: Outcome) -> None:
+        if self.settings.eval.early_stop:
+            self._reference(outcome)
         if outcome.trial.rung is not None:  # a halving's rung: the halving decides what it ends
             self._rung_settled(outcome)
             return
@@ -337,8 +368,10 @@ class Scheduler:
                 self._ended(final)
             to_train = []
             for trial in promoted:
-                earlier = lifecycle.reused(trial, split, finished, self.settings.eval.cv)
+                earlier = self._reused(trial, split, finished)
                 if earlier is not None:
+                    if self.settings.eval.early_stop:
+                        self._reference(earlier)
                     told.append(earlier)
                 else:
                     to_train.append(trial)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeper.core.evidence import EarlyStop
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial
 from sweeper.core.settings import Settings
@@ -124,18 +125,20 @@ def train_trial(
     markers: str,
     wait: bool,
     threads: int | None = None,
+    early_stop: EarlyStop | None = None,
 ) -> Outcome:
     """Fit, score and log one trial (`wait`: for another process's claim on it; else it comes
     back unsettled); the fitted model of this worker's best trial so far is handed over. While
     it trains, a marker file named after this process holds the trial's index: if the process
     dies, the sweep knows which trial ran. `threads`: more BLAS/OpenMP threads than this
-    worker's share, for a trial the sweep waits on alone (a halving's last rung)."""
+    worker's share, for a trial the sweep waits on alone (a halving's last rung); `early_stop`:
+    the best finished trial's folds, its CV is stopped against (eval.early_stop)."""
     from threadpoolctl import threadpool_limits
 
     marker = Path(markers, str(os.getpid()))
     with threadpool_limits(limits=threads) if threads else contextlib.nullcontext():
         outcome = lifecycle.run_trial(
-            tracker(settings), sweep, trial, split, marker=marker, wait=wait
+            tracker(settings), sweep, trial, split, marker=marker, wait=wait, early_stop=early_stop
         )
     if outcome.ok and not outcome.reused:
         kept.hand_over(handed_over(markers))  # when it is this worker's best so far
