@@ -12,9 +12,15 @@ preprocess once, then the model's script); for W5, scikit-learn's own GridSearch
 random forests on diamonds.csv; W3 both again (sweeper reuses its finished trials); W4 rendering
 10,000 trials as an Argo manifest, and the Argo plan step planning 100,000 trials; W5 a
 cross-validated lasso grid on diamonds.csv (sweeper's default eval.cv=5, logging everything)
-against GridSearchCV(Pipeline(preprocess, model), KFold(5, shuffle), n_jobs=cores). Every
-participant starts from the same existing mlflow.db (SQLite) in a working directory of its own;
-the limits are measured in the same run.
+against GridSearchCV(Pipeline(preprocess, model), KFold(5, shuffle), n_jobs=cores), and sweeper
+with eval.early_stop=true (its fits counted); W6 27 HistGradientBoosting configurations
+(learning_rate x max_depth x min_samples_leaf) on diamonds.csv as a full grid, with
+search=halving, and with HalvingGridSearchCV(factor=3); then over W6_SEEDS seeds, how often
+halving's winner is the full grid's or within one standard error of it. Every participant starts
+from the same existing mlflow.db (SQLite) in a working directory of its own; the limits are
+measured in the same run.
+
+    python bench/run.py --only W5,W6    # those workloads alone (RESULTS.md is not rewritten)
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure
@@ -46,6 +53,14 @@ CORES = os.cpu_count() or 1
 SWEEPER = "sweeper"
 PARTICIPANTS = (SWEEPER, "hydra + joblib", "hydra basic", "article scripts")
 GRIDSEARCH = "GridSearchCV"
+HALVING_PEER = "HalvingGridSearchCV"
+SWEEPER_GRID = "sweeper, full grid"  # W6: what halving is compared with
+EARLY_STOP = "sweeper early_stop"  # W5 with eval.early_stop=true
+W6_GRID: dict[str, list[float | int | None]] = {
+    "learning_rate": [0.05, 0.1, 0.2],
+    "max_depth": [3, 6, None],
+    "min_samples_leaf": [10, 20, 40],
+}
 # A trial's line in sweeper's log: `[2026-12-02 01:16:53,577][HYDRA] [8/8] rf …`
 _TRIAL_LINE = re.compile(
     r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[HYDRA\] \[(\d+)/(\d+)\]", re.M
@@ -63,6 +78,8 @@ class Sizes:
     peers_in_w2: bool  # the smoke run exercises the peers on W1 only
     peers_again: bool  # W3 for the peers too (they have nothing to reuse: the same work again)
     cv_alphas: int  # W5's grid: lasso alpha=1..cv_alphas, 5-fold CV
+    w6_grid: dict[str, list[float | int | None]]  # W6's HistGradientBoosting grid
+    w6_seeds: int  # seeds over which halving's winner is compared with the full grid's
 
 
 FULL = Sizes(
@@ -74,6 +91,8 @@ FULL = Sizes(
     peers_in_w2=True,
     peers_again=True,
     cv_alphas=30,
+    w6_grid=W6_GRID,
+    w6_seeds=10,
 )
 SMOKE = Sizes(
     lasso_trials=4,
@@ -84,6 +103,8 @@ SMOKE = Sizes(
     peers_in_w2=False,
     peers_again=False,
     cv_alphas=2,
+    w6_grid={"learning_rate": [0.1, 0.2], "max_depth": [3, None], "min_samples_leaf": [20]},
+    w6_seeds=1,
 )
 
 
@@ -109,6 +130,8 @@ class Bench:
         self.rows: list[Row] = []
         self.limits: dict[str, dict[str, float]] = {}
         self.after_last_trial: dict[str, float] = {}  # sweeper: last trial's log line → exit
+        self.fits: dict[str, int] = {}  # W5: the model fits each sweeper participant made
+        self.within_one_se: list[bool] = []  # W6, per seed: halving's winner vs the grid's
         self.failures: list[str] = []
 
     # ---- set-up -------------------------------------------------------------------------
@@ -157,35 +180,40 @@ class Bench:
             f"model.alpha=range(1,{self.sizes.cv_alphas + 1})",
         ]
 
+    def w6_args(self) -> list[str]:
+        values = {
+            key: ",".join("null" if v is None else str(v) for v in values)
+            for key, values in self.sizes.w6_grid.items()
+        }
+        return [
+            "data=csv",
+            f"data.path={self.diamonds}",
+            "data.target=price",
+            "model=gbr",
+            *(f"model.{key}={text}" for key, text in values.items()),
+        ]
+
     def run_participant(self, workload: str, participant: str, again: bool = False) -> Row:
-        args_of = {"W1": self.w1_args, "W2": self.w2_args, "W5": self.w5_args}
+        args_of = {"W1": self.w1_args, "W2": self.w2_args, "W5": self.w5_args, "W6": self.w6_args}
         sweep_args = args_of[workload]()
-        # W5 in a folder of its own: its split is computed there, not found from W2's.
-        cwd = self.workdir(participant if workload != "W5" else f"{participant} W5")
-        if participant == SWEEPER and workload == "W5":  # its default: 5-fold CV
+        # W5 and W6 in folders of their own: their splits are computed there, not found.
+        cwd = self.workdir(participant if workload in ("W1", "W2") else f"{participant} {workload}")
+        if participant == SWEEPER and workload == "W6":
+            steps = [[sys.executable, "-m", "sweeper", *sweep_args, "search=halving", "-m"]]
+        elif participant == SWEEPER_GRID:
             steps = [[sys.executable, "-m", "sweeper", *sweep_args, "-m"]]
+        elif participant == EARLY_STOP:
+            steps = [[sys.executable, "-m", "sweeper", *sweep_args, "eval.early_stop=true", "-m"]]
+        elif participant == SWEEPER and workload == "W5":  # its default: 5-fold CV
+            steps = [[sys.executable, "-m", "sweeper", *sweep_args, "-m"]]
+        elif participant == HALVING_PEER:
+            steps = [self.gridsearch("sklearn.ensemble.HistGradientBoostingRegressor", True)]
         elif participant == SWEEPER:
             # The peers fit each trial once and score it on one split: so does sweeper here
             # (its default, 5-fold CV on the training rows, fits each trial six times).
             steps = [[sys.executable, "-m", "sweeper", *sweep_args, "eval.cv=0", "-m"]]
         elif participant == GRIDSEARCH:
-            grid = {"alpha": list(range(1, self.sizes.cv_alphas + 1)), "max_iter": [10000]}
-            steps = [
-                [
-                    sys.executable,
-                    str(PEERS / "gridsearch.py"),
-                    "--data",
-                    str(self.diamonds),
-                    "--target",
-                    "price",
-                    "--model",
-                    "sklearn.linear_model.Lasso",
-                    "--grid",
-                    json.dumps(grid),
-                    "--jobs",
-                    str(CORES),
-                ]
-            ]
+            steps = [self.gridsearch("sklearn.linear_model.Lasso")]
         elif participant.startswith("hydra"):
             launcher = (
                 ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={CORES}"]
@@ -202,12 +230,59 @@ class Bench:
             self._check(f"{workload} {participant}", measured)
             if participant == SWEEPER:
                 self._after_last_trial(total.workload, measured)
+            if participant in (SWEEPER, EARLY_STOP) and workload == "W5":
+                self.fits[participant] = _fits(cwd)
             total.wall_s += measured.wall_s
             total.cpu_s = (total.cpu_s or 0.0) + measured.cpu_s
             total.peak_mb = max(total.peak_mb or 0.0, measured.peak_mb)
         self.rows.append(total)
         print(f"  {total.workload:9} {participant:16} {total.wall_s:7.2f} s", flush=True)
         return total
+
+    def gridsearch(self, model: str, halving: bool = False) -> list[str]:
+        """scikit-learn's own search (bench/peers/gridsearch.py) over W5's or W6's grid."""
+        if halving:
+            grid: dict[str, list[Any]] = dict(self.sizes.w6_grid)
+        else:
+            grid = {"alpha": list(range(1, self.sizes.cv_alphas + 1)), "max_iter": [10000]}
+        return [
+            sys.executable,
+            str(PEERS / "gridsearch.py"),
+            "--data",
+            str(self.diamonds),
+            "--target",
+            "price",
+            "--model",
+            model,
+            "--grid",
+            json.dumps(grid),
+            "--jobs",
+            str(CORES),
+            *(["--halving"] if halving else []),
+        ]
+
+    def halving_quality(self) -> None:
+        """Over W6_SEEDS seeds, each in one folder: the full grid, then halving (its last rung
+        is the grid's trial, found finished); whether halving's winner is the grid's or within
+        one standard error of it (the grid winner's fold scores' spread / sqrt(folds))."""
+        cwd = self.workdir("W6 seeds")
+        for seed in range(self.sizes.w6_seeds):
+            for extra in ([], ["search=halving"]):
+                argv = [sys.executable, "-m", "sweeper", *self.w6_args(), f"seed={seed}", *extra]
+                measured = measure.run([*argv, "-m"], cwd=cwd, env=self.env)
+                self._check(f"W6 seed {seed} {' '.join(extra) or 'grid'}", measured)
+            grid, halving = _last_results(cwd, 2)
+            best = min(grid, key=lambda t: t["metrics"]["cv_mse"])
+            folds = best["folds"]["mse"]
+            se = statistics.stdev(folds) / len(folds) ** 0.5
+            chosen = min(
+                (t for t in halving if t["status"] in ("FINISHED", "reused") and not t["stopped"]),
+                key=lambda t: t["metrics"]["cv_mse"],
+            )
+            in_grid = next(t for t in grid if t["name"] == chosen["name"])
+            near = in_grid["metrics"]["cv_mse"] <= best["metrics"]["cv_mse"] + se
+            self.within_one_se.append(near)
+            print(f"  W6 seed {seed}: grid {best['name']}, halving {chosen['name']}: {near}")
 
     def _after_last_trial(self, workload: str, measured: measure.Measured) -> None:
         """Seconds from the log line of the sweep's last trial to the command's exit."""
@@ -428,9 +503,7 @@ class Bench:
             again = PARTICIPANTS if self.sizes.peers_again else (SWEEPER,)
             for participant in again:
                 self.run_participant(workload, participant, again=True)
-        print("W5", flush=True)
-        for participant in (SWEEPER, GRIDSEARCH):
-            self.run_participant("W5", participant)
+        self.run_cross_validated()
         print("W4, --help", flush=True)
         self.render()
         self.plan_step()
@@ -439,6 +512,58 @@ class Bench:
             ours = self.find(row.workload, SWEEPER)
             if ours is not None and row.participant != "limit":
                 row.vs_sweeper = row.wall_s / ours.wall_s
+
+    def run_cross_validated(self) -> None:
+        print("W5", flush=True)
+        for participant in (SWEEPER, GRIDSEARCH, EARLY_STOP):
+            self.run_participant("W5", participant)
+        fits = self.fits.get(EARLY_STOP), self.fits.get(SWEEPER)
+        row = self.find("W5", EARLY_STOP)
+        if row is not None and all(fits):
+            row.note = f"{fits[0]} of {fits[1]} fits"
+        print("W6", flush=True)
+        for participant in (SWEEPER, SWEEPER_GRID, HALVING_PEER):
+            self.run_participant("W6", participant)
+        self.halving_quality()
+        for row in self.rows:
+            ours = self.find(row.workload, SWEEPER)
+            if ours is not None and row.workload in ("W5", "W6"):
+                row.vs_sweeper = row.wall_s / ours.wall_s
+
+    def cross_validated_goals(self) -> list[tuple[str, str, bool]]:
+        def wall(workload: str, participant: str) -> float:
+            row = self.find(workload, participant)
+            return row.wall_s if row else float("nan")
+
+        fits, full = self.fits.get(EARLY_STOP, 0), self.fits.get(SWEEPER, 0)
+        halving, grid, peer = (
+            wall("W6", SWEEPER),
+            wall("W6", SWEEPER_GRID),
+            wall("W6", HALVING_PEER),
+        )
+        near = sum(self.within_one_se)
+        return [
+            (
+                "W5 eval.early_stop ≤ 0.70x the fits",
+                f"{fits} of {full} fits, {_ratio(fits, full):.2f}x",
+                0 < fits <= 0.7 * full,
+            ),
+            (
+                "W6 halving ≤ 0.33x the full grid",
+                f"{_ratio(halving, grid):.3f}x",
+                halving <= grid / 3,
+            ),
+            (
+                "W6 halving ≤ 0.67x HalvingGridSearchCV",
+                f"{_ratio(halving, peer):.3f}x",
+                halving <= 0.67 * peer,
+            ),
+            (
+                f"W6 halving's winner within 1 SE of the grid's in ≥ 9 of {self.sizes.w6_seeds}",
+                f"{near} of {len(self.within_one_se)}",
+                near >= min(9, self.sizes.w6_seeds),
+            ),
+        ]
 
     def find(self, workload: str, participant: str) -> Row | None:
         for row in self.rows:
@@ -482,6 +607,7 @@ class Bench:
                 wall("W2 again") <= 0.25 * w2,
             ),
             ("W5 ≤ 1.0x GridSearchCV", f"{w5 / w5_peer:.3f}x", w5 <= w5_peer),
+            *self.cross_validated_goals(),
             (
                 "last trial → exit < 1 s (W1, W2, W5)",
                 ", ".join(f"{tails[w]:.2f} s" for w in tails),
@@ -504,6 +630,30 @@ class Bench:
             ),
             ("`python -m sweeper --help` < 1 s", f"{wall('--help'):.2f} s", wall("--help") < 1),
         ]
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def _last_results(cwd: Path, count: int) -> list[list[dict[str, Any]]]:
+    """The trials of the last `count` sweeps in a folder, oldest first, as their results.json
+    records them."""
+    records = sorted(
+        (cwd / "sweeper-store" / "sweeps").glob("*/results.json"), key=lambda p: p.parent.name
+    )
+    return [json.loads(path.read_text())["trials"] for path in records[-count:]]
+
+
+def _fits(cwd: Path) -> int:
+    """The model fits of the folder's last sweep: each trial's folds, and its final fit unless
+    it was stopped."""
+    [trials] = _last_results(cwd, 1)
+    return sum(
+        max((len(v) for v in t["folds"].values()), default=0) + (0 if t["stopped"] else 1)
+        for t in trials
+        if t["status"] in ("FINISHED", "reused")
+    )
 
 
 def machine() -> str:
@@ -530,10 +680,19 @@ def markdown(bench: Bench) -> str:
     lines = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.",
         "",
+        markdown_rows(bench.rows),
+    ]
+    lines += ["", "| goal | measured | met |", "|---|---|---|"]
+    lines += [f"| {g} | {m} | {'yes' if ok else '**no**'} |" for g, m, ok in bench.goals()]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_rows(rows: Sequence[Row]) -> str:
+    lines = [
         "| workload | participant | wall s | CPU s | peak MB | x sweeper | note |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
-    for r in bench.rows:
+    for r in rows:
         cells = [
             r.workload,
             r.participant,
@@ -544,9 +703,7 @@ def markdown(bench: Bench) -> str:
             r.note,
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| goal | measured | met |", "|---|---|---|"]
-    lines += [f"| {g} | {m} | {'yes' if ok else '**no**'} |" for g, m, ok in bench.goals()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def write_outputs(bench: Bench, out: Path) -> None:
@@ -603,13 +760,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
     parser.add_argument("--out", type=Path, default=BENCH, help="where results go (bench/)")
     parser.add_argument("--data-dir", type=Path, default=PROJECT.parent / "shared" / "data")
+    parser.add_argument("--only", help="W5,W6: the cross-validated workloads alone")
     args = parser.parse_args(argv)
     measure.become_subreaper()
     with tempfile.TemporaryDirectory(prefix="sweeper-bench-") as scratch:
         # Resolved here: each participant runs in a folder of its own.
         bench = Bench(SMOKE if args.smoke else FULL, args.data_dir.resolve(), Path(scratch))
-        bench.run()
-        write_outputs(bench, args.out)
+        if args.only:
+            bench.make_template()
+            bench.run_cross_validated()
+            print(markdown_rows(bench.rows))
+            for goal, measured, met in bench.cross_validated_goals():
+                print(f"| {goal} | {measured} | {'yes' if met else '**no**'} |")
+        else:
+            bench.run()
+            write_outputs(bench, args.out)
     if bench.failures:
         print(f"bench: {len(bench.failures)} command(s) failed: {bench.failures}", file=sys.stderr)
         return 1

@@ -70,7 +70,11 @@ def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
         assert ("W1", participant) in seen
     assert {("W1", "limit"), ("W2", "limit"), ("W2", "sweeper")} <= seen
     assert {("W1 again", "sweeper"), ("W2 again", "sweeper"), ("--help", "sweeper")} <= seen
-    assert {("W5", "sweeper"), ("W5", "GridSearchCV")} <= seen
+    assert {("W5", "sweeper"), ("W5", "GridSearchCV"), ("W5", "sweeper early_stop")} <= seen
+    assert {("W6", "sweeper"), ("W6", "sweeper, full grid"), ("W6", "HalvingGridSearchCV")} <= seen
+    [stopping] = [r for r in rows if r["participant"] == "sweeper early_stop"]
+    fits = re.fullmatch(r"(\d+) of (\d+) fits", stopping["note"])  # counted from its results
+    assert fits and 0 < int(fits[1]) <= int(fits[2]) == 2 * 6  # W5's 2 lassos, 5 folds + 1
     for row in rows:
         assert float(row["wall_s"]) > 0
         if row["participant"] != "limit" and row["workload"] != "--help":
@@ -88,3 +92,7 @@ def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
     # Read from sweeper's own log lines: a time for each workload, not "nan".
     tails = r"\| last trial → exit < 1 s \(W1, W2, W5\) \| (\d+\.\d\d s(, )?){3} \|"
     assert re.search(tails, table), table
+    # One seed of W6's quality check ran: halving's winner compared with the full grid's.
+    assert re.search(
+        r"\| W6 halving's winner within 1 SE of the grid's in ≥ 9 of 1 \| 1 of 1 \|", table
+    )

@@ -303,6 +303,16 @@ def test_budget_is_the_models_own_parameter(workdir: Path) -> None:
             "search.factor=1 must be at least 2",
         ),
         (["model=lasso", "search=halving", "backend=argo"], "search=halving runs on backend=local"),
+        (
+            [
+                "hydra/sweeper=optuna",
+                "model=lasso",
+                "model.alpha=interval(0.01,1)",
+                "hydra.sweeper.n_trials=2",
+                "search=halving",
+            ],
+            "search=halving halves a grid; hydra/sweeper=optuna chooses its own trials",
+        ),
     ],
 )
 def test_halving_refuses_what_it_cannot_do(workdir: Path, args: list[str], said: str) -> None:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweeper.core.metrics import Ranking
 from sweeper.core.outcomes import Outcome
-from sweeper.core.settings import Settings
+from sweeper.core.settings import SearchKind, Settings
 from sweeper.errors import SweeperError
 from sweeper.executors.base import Batch
 from sweeper.launching.study import Study
@@ -48,6 +48,11 @@ class Launch:
         # A study's settings are checked now, before the optimiser creates (or resumes) it.
         self.settings = Settings.of(config)
         self.study_sweep = None
+        if self.study is not None and self.settings.search.kind == SearchKind.halving:
+            raise SweeperError(
+                f"search=halving halves a grid; hydra/sweeper={self.study.optimiser} chooses its "
+                "own trials: use one or the other"
+            )
         if self.study is not None:
             if self.settings.eval.metric != "auto":  # else known once the data is read
                 self.study.check(self.settings.ranking())

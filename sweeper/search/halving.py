@@ -112,11 +112,8 @@ class Halving:
         sizes = ", ".join(map(str, self.schedule.sizes))
         amounts = set(self.amounts.values())
         if len(amounts) == 1:
-            unit = (
-                "rows"
-                if self.resource == ROWS
-                else next(iter({t.budget for t in self.configurations.values()}))
-            )
+            budgets = {str(t.budget) for t in self.configurations.values()}
+            unit = "rows" if self.resource == ROWS else "/".join(sorted(budgets))
             on = ", ".join(f"{a:,}" for a in next(iter(amounts))) + f" {unit}"
         else:
             on = "each model's budget from 1/" + f"{self.schedule.factor**self.schedule.last}"
