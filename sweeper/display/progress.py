@@ -116,6 +116,12 @@ class Progress:
             self._waiting.extend(indices)
             self._take(self.clock())
 
+    def went_on(self, index: int) -> None:
+        """A halving's trial finished a rung and goes on (or waits to): not running for now."""
+        with self._lock:
+            self._started.pop(index, None)
+            self._take(self.clock())
+
     def settled(self, *outcomes: Outcome) -> None:
         """These trials ended: finished (trained or reused), failed, or never run."""
         with self._lock:
@@ -132,7 +138,7 @@ class Progress:
                 if not outcome.reused and began is not None:
                     self._trained += 1
                     self._trained_seconds += now - began
-                value = self.ranking.value(outcome.metrics)
+                value = None if outcome.stopped else self.ranking.value(outcome.metrics)
                 if value is not None and (self.ranking.loss(outcome.metrics), index) < self._lead:
                     self.best = (value, index, outcome.trial.name)
                     self._lead = (self.ranking.loss(outcome.metrics), index)

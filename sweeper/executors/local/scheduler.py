@@ -362,6 +362,8 @@ class Scheduler:
         turn), and report the configurations it decided."""
         search, finished = self.halvings[outcome.trial.group]
         split, told = self.splits[outcome.trial.group], [outcome]
+        if outcome.trial.partial:
+            self.progress.went_on(outcome.trial.index)
         while told:
             promoted, decided = search.settle(told.pop())
             for final in decided:
