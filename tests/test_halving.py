@@ -248,9 +248,11 @@ def test_a_halving_sweep_of_three_models(workdir: Path) -> None:
         held.append(float(np.mean((y.iloc[out].to_numpy() - predicted) ** 2)))
     assert by_rung[0]["lasso alpha=1"] == pytest.approx(np.mean(held), rel=1e-9)
 
-    # The same command again trains nothing: every rung is found finished.
+    # The same command again trains nothing: every rung is found finished, before any worker
+    # is started (the halving's decisions replayed on the runs found).
     again = run_sweeper(MIXED, cwd=workdir)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "finished before, no workers" in again.stdout
     assert len(_rung_runs(_every_run(workdir))) == len(runs)
     assert f"Best: {winner} (cv_mse" in again.stdout
 

@@ -23,9 +23,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sweeper.core.metrics import Ranking
+from sweeper.core.metrics import ProblemType, Ranking
 from sweeper.core.outcomes import Outcome, RungScore
-from sweeper.core.records import Trial
+from sweeper.core.records import StoredSplit, Trial
 from sweeper.core.settings import SearchSettings
 from sweeper.errors import SweeperError
 
@@ -195,6 +195,15 @@ class Halving:
     @property
     def done(self) -> bool:
         return len(self.decided) == len(self.configurations)
+
+
+def halving_rows(split: StoredSplit, cv: int) -> tuple[int, int]:
+    """search=halving's rows on a split: the fewest training rows a CV fold fits on (a fold
+    holds out ⌈n/cv⌉ at most), and the fewest a rung may fit on (scikit-learn's: twice the
+    folds, twice again for a classification, whose number of classes the split does not say)."""
+    rows = split.report.get("rows_train", 0)
+    classes = 2 if split.task == ProblemType.classification else 1
+    return rows - math.ceil(rows / cv), 2 * cv * classes
 
 
 def _whole_log(number: int, base: int) -> int:

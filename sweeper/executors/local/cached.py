@@ -12,9 +12,12 @@ hashing it would read it twice, here and in the preprocess task.
 from __future__ import annotations
 
 from sweeper.core import storage
-from sweeper.core.records import Plan, StoredSplit
+from sweeper.core.metrics import ProblemType
+from sweeper.core.records import Plan, StoredSplit, Trial
+from sweeper.core.settings import SearchKind
 from sweeper.errors import DataError
 from sweeper.executors.local import worker
+from sweeper.search.halving import halving, halving_rows
 from sweeper.trial import lifecycle
 from sweeper.trial.lifecycle import Finished
 
@@ -44,7 +47,29 @@ def finished_before(plan: Plan) -> dict[str, tuple[StoredSplit, Finished]] | Non
     for group in plan.groups:
         split = splits[group.id]
         finished = lifecycle.finished_trials(tracker, split, rerun=False)
-        if lifecycle.to_train(plan.trials_of(group.id), split, finished, settings.eval.cv):
+        trials = plan.trials_of(group.id)
+        if settings.search.kind == SearchKind.halving:
+            if not _halved_before(trials, split, finished, plan):
+                return None
+        elif lifecycle.to_train(trials, split, finished, settings.eval.cv):
             return None
         looked_up[group.id] = (split, finished)
     return looked_up
+
+
+def _halved_before(trials: list[Trial], split: StoredSplit, finished: Finished, plan: Plan) -> bool:
+    """search=halving: whether every rung the halving would reach is finished already (its
+    decisions replayed on the runs found)."""
+    settings = plan.settings
+    eval_ = settings.eval
+    rows, floor = halving_rows(split, eval_.cv)
+    ranking = settings.ranking(ProblemType(split.task))
+    search = halving(trials, settings.search, ranking, rows, floor)
+    waiting = search.start()
+    while waiting:
+        earlier = lifecycle.reused(waiting.pop(), split, finished, eval_.cv, eval_.early_stop)
+        if earlier is None:
+            return False
+        promoted, _ = search.settle(earlier)
+        waiting.extend(promoted)
+    return search.done

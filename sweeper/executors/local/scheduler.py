@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -22,7 +21,6 @@ from typing import Any
 from sweeper.core import cost, storage
 from sweeper.core.evidence import EarlyStop
 from sweeper.core.faults import Fault
-from sweeper.core.metrics import ProblemType
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
 from sweeper.core.settings import SearchKind
@@ -39,7 +37,7 @@ from sweeper.executors.local.head_start import (
 from sweeper.executors.local.isolation import Isolation
 from sweeper.executors.local.worker import OpenRun, WarmStore
 from sweeper.planning.task import misfits
-from sweeper.search.halving import Halving, halving
+from sweeper.search.halving import Halving, halving, halving_rows
 from sweeper.trial import lifecycle
 from sweeper.trial.lifecycle import Finished, SweepRef
 from sweeper.trial.splits import announce_split, run_params
@@ -282,7 +280,7 @@ class Scheduler:
             if not self.unchecked and not self.result.input_errors:
                 self._submit(OpenRun())
         if self.settings.search.kind == SearchKind.halving:
-            rows, floor = _rows(split, self.settings.eval.cv)
+            rows, floor = halving_rows(split, self.settings.eval.cv)
             search = halving(trials, self.settings.search, self.result.ranking, rows, floor)
             self.halvings[group.id] = (search, finished)
             trials = search.start()
@@ -428,12 +426,3 @@ class Scheduler:
 
     def _isolate_next(self) -> None:
         self.isolation.next(lambda trial, pool: self._submit(trial, pool))
-
-
-def _rows(split: StoredSplit, cv: int) -> tuple[int, int]:
-    """search=halving's rows: the fewest training rows a CV fold of the split fits on (a fold
-    holds out ⌈n/cv⌉ at most), and the fewest a rung may fit on (scikit-learn's: twice the
-    folds, twice again for a classification, whose number of classes the split does not say)."""
-    rows = split.report.get("rows_train", 0)
-    classes = 2 if split.task == ProblemType.classification else 1
-    return rows - math.ceil(rows / cv), 2 * cv * classes
