@@ -103,7 +103,12 @@ SMOKE = Sizes(
     peers_in_w2=False,
     peers_again=False,
     cv_alphas=2,
-    w6_grid={"learning_rate": [0.1, 0.2], "max_depth": [3, None], "min_samples_leaf": [20]},
+    w6_grid={
+        "learning_rate": [0.1, 0.2],
+        "max_depth": [3, None],
+        "min_samples_leaf": [20],
+        "max_iter": [10],  # the smoke run checks the script, not the model: 10 iterations
+    },
     w6_seeds=1,
 )
 
