@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from sklearn.model_selection import HalvingGridSearchCV, KFold
 
 from support.by_hand import standard_recipe, training_rows
 from support.mlflow_view import SweepRuns, sweeps
-from support.servers import data_file, run_sweeper
+from support.servers import data_file, run_sweeper, start_sweeper_until
 from sweeper.core.metrics import ProblemType, Ranking
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Trial
@@ -337,18 +336,8 @@ FORESTS = [
 
 
 def test_killed_mid_rung_then_run_again_trains_nothing_twice(workdir: Path) -> None:
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *FORESTS],
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert sweep.stdout is not None
-    for line in sweep.stdout:
-        if "stopped)" in line:  # rung 0 is deciding: rung 1's trials are starting
-            break
+    # Once rung 0 is deciding: rung 1's trials are starting.
+    sweep = start_sweeper_until(FORESTS, workdir, "stopped)", stderr=subprocess.STDOUT)
     os.killpg(sweep.pid, signal.SIGKILL)  # power loss: nothing gets to clean up
     sweep.wait()
     before = Counter(r.data.tags["trial_key"] for r in _rung_runs(_every_run(workdir)))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from support.mlflow_view import sweeps
-from support.servers import run_sweeper
+from support.servers import run_sweeper, start_sweeper_until
 from support.store import split_dirs
 from sweeper.core.processes import started
 from sweeper.executors.local.private import remove_orphans
@@ -28,18 +28,7 @@ if TYPE_CHECKING:
 
 def test_a_killed_sweep_resumes_where_it_stopped(workdir: Path) -> None:
     args = ["model=lasso", "model.alpha=range(1,121)", "-m"]  # 120 quick trials
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *args],
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    assert sweep.stdout is not None
-    for line in sweep.stdout:
-        if "[20/120]" in line:
-            break
+    sweep = start_sweeper_until(args, workdir, "[20/120]")
     os.killpg(sweep.pid, signal.SIGKILL)  # power loss: nothing gets to clean up
     sweep.wait()
     left = private_folders_of(sweep.pid)  # its workers' markers and kept models
@@ -252,18 +241,7 @@ LONG_SWEEP = ["model=rf", "model.n_estimators=range(100,185)", "model.max_depth=
 
 def start_long_sweep(workdir: Path) -> subprocess.Popen[str]:
     """85 forests, in a process group of its own, once its first trials have finished."""
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *LONG_SWEEP],
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert sweep.stdout is not None
-    for line in sweep.stdout:
-        if "[2/85]" in line:
-            break
+    sweep = start_sweeper_until(LONG_SWEEP, workdir, "[2/85]", stderr=subprocess.PIPE)
     assert len(running_in_group(sweep.pid)) >= 3  # the sweep, its fork server, its workers
     return sweep
 

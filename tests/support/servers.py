@@ -182,6 +182,27 @@ def run_sweeper(
     )
 
 
+def start_sweeper_until(
+    args: Sequence[str], cwd: Path, seen: str, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """The command a user types, in a process group of its own, once a line of its output holds
+    `seen` (a sweep part way through: to be stopped or killed there). `stderr`: DEVNULL, PIPE,
+    or STDOUT (its log lines read too)."""
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )
+    assert sweep.stdout is not None
+    for line in sweep.stdout:
+        if seen in line:
+            break
+    return sweep
+
+
 def data_file(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.exists():
