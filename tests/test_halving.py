@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -348,3 +349,24 @@ def test_killed_mid_rung_then_run_again_trains_nothing_twice(workdir: Path) -> N
     assert max(after.values()) == 1, "a rung's trial was trained twice"
     assert set(before) < set(after)
     assert len(after) == 27 + 9 + 3 + 1
+
+
+def test_two_halving_sweeps_at_once_train_each_rung_once(workdir: Path) -> None:
+    """The same halving started twice together: claims per rung share the work, both decide
+    the same, and no rung's trial is FINISHED twice."""
+    both = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sweeper", *FORESTS],
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [sweep.communicate(timeout=600)[0] for sweep in both]
+    assert [sweep.returncode for sweep in both] == [0, 0], outputs
+    keys = Counter(r.data.tags["trial_key"] for r in _rung_runs(_every_run(workdir)))
+    assert len(keys) == 27 + 9 + 3 + 1 and max(keys.values()) == 1
+    best = [line for out in outputs for line in out.splitlines() if line.startswith("Best: ")]
+    assert len(best) == 2 and best[0] == best[1]
