@@ -160,6 +160,23 @@ def test_a_rung_trial_is_the_grid_trial_at_the_last_rung_only() -> None:
     assert dataclasses.replace(last, rung=None) == configurations[0]  # the grid's own trial
 
 
+def test_a_rung_is_said_with_its_resource() -> None:
+    """Rows, a budget, or in full; a last rung eval.early_stop stopped too (it has no rows)."""
+    [config] = _configurations(1)
+    ranking = Ranking("mse", 5)
+    rows = Outcome.finished(dataclasses.replace(config, rung=1, rows=1440, partial=True), {}, "r")
+    assert rows.rung_reached == "1 (1,440 rows)" and rows.line(ranking).endswith(
+        "(rung 1: 1,440 rows)"
+    )
+    budget = dataclasses.replace(
+        config, rung=0, partial=True, budget="max_iter", model={"max_iter": 33}
+    )
+    assert Outcome.finished(budget, {}, "r").rung_reached == "0 (33 max_iter)"
+    last = Outcome.finished(dataclasses.replace(config, rung=2), {}, "r", stopped=True)
+    assert last.rung_reached == "2 (in full)"
+    assert last.line(ranking).endswith("(rung 2: in full, stopped)")
+
+
 def test_a_fold_sample_is_nested_and_stratified() -> None:
     y = np.array(["a"] * 80 + ["b"] * 15 + ["c"] * 5)
     small = fold_sample(y, 20, ProblemType.classification, seed=3)

@@ -65,8 +65,10 @@ class EarlyStop:
         return [float(v) for v in found] if isinstance(found, list) else []
 
     def worse(self, scores: Sequence[float]) -> bool:
+        if len(scores) < 2:  # one fold says nothing of its spread: nothing to read yet
+            return False
         reference = self.reference()
-        if len(scores) < 2 or len(scores) > len(reference):
+        if len(scores) > len(reference):
             return False
         sign = -1.0 if self.maximised else 1.0  # differences of losses: positive is worse
         differences = [sign * (mine - best) for mine, best in zip(scores, reference, strict=False)]

@@ -111,11 +111,15 @@ class Outcome:
         empty for a trial of any other search."""
         if self.trial.rung is None:
             return ""
+        return f"{self.trial.rung} ({self._resource()})"
+
+    def _resource(self) -> str:
+        """What its halving rung had: "72 rows", "33 max_iter", or "in full" at the last."""
         if not self.trial.partial:
-            return f"{self.trial.rung} (in full)"
-        amount = self.trial.rows or self.trial.model.get(self.trial.budget or "")
-        unit = "rows" if self.trial.rows else self.trial.budget
-        return f"{self.trial.rung} ({amount:,} {unit})"
+            return "in full"
+        if self.trial.rows:
+            return f"{self.trial.rows:,} rows"
+        return f"{self.trial.model.get(self.trial.budget or '')} {self.trial.budget}"
 
     @property
     def stage(self) -> str:
@@ -124,12 +128,8 @@ class Outcome:
         if self.trial.rung is None:
             folds = max((len(v) for v in self.folds.values()), default=0)
             return f" (stopped after {folds} folds)" if self.stopped else ""
-        if not self.trial.partial and not self.stopped:
-            return f" (rung {self.trial.rung}: in full)"
-        amount = self.trial.rows or self.trial.model.get(self.trial.budget or "")
-        unit = "rows" if self.trial.rows else self.trial.budget
         how = ", stopped" if self.stopped else ""
-        return f" (rung {self.trial.rung}: {amount:,} {unit}{how})"
+        return f" (rung {self.trial.rung}: {self._resource()}{how})"
 
 
 # What trials of one configuration may differ in: the seed, and how much is held out for testing.
