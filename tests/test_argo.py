@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Iterator
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,38 @@ def test_manifest_size_does_not_grow_with_trials(workdir: Path) -> None:
     small_bytes, large_bytes = len(yaml.safe_dump(small)), len(yaml.safe_dump(large))
     assert large_bytes < 64 * 1024
     assert abs(large_bytes - small_bytes) < 64  # only the override's own text differs
+
+
+def test_a_halving_sweep_is_rounds_of_one_workflow(
+    workdir: Path, argo_schema: dict[str, Any]
+) -> None:
+    """search=halving: each group halves in rounds, a promote pod then that round's train pods,
+    the next round calling the same template until one has nothing to train; so the manifest is
+    the same for 2 configurations or 10,000 and whatever number of rungs the plan finds."""
+    args = ["model=lasso", "search=halving", *REMOTE, "-m"]
+    small = render(workdir, ["model.alpha=1,2", *args])
+    large = render(workdir, ["model.alpha=range(1,10001)", *args])
+    for manifest in (small, large):
+        validate(manifest, argo_schema)
+        check_structure(manifest)
+    assert abs(len(yaml.safe_dump(large)) - len(yaml.safe_dump(small))) < 64
+    templates = {t["name"]: t for t in small["spec"]["templates"]}
+    group = {t["name"]: t for t in templates["group"]["dag"]["tasks"]}
+    assert group["round"]["template"] == "round"
+    assert group["round"]["arguments"]["parameters"][1] == {"name": "round", "value": "0"}
+    tasks = {t["name"]: t for t in templates["round"]["dag"]["tasks"]}
+    assert [tasks[n]["template"] for n in ("promote", "pods", "next")] == [
+        "promote",
+        "pods",
+        "round",
+    ]
+    assert tasks["pods"]["continueOn"] == {"failed": True}  # a failed trial is an outcome
+    assert tasks["next"]["depends"] == "pods"
+    promote = templates["promote"]["container"]
+    assert promote["command"] == ["python", "-m", "sweeper.executors.argo.promote_step"]
+    # A grid's groups train their chunks directly, with no rounds.
+    grid = render(workdir, ["model=lasso", "model.alpha=1,2", *REMOTE, "-m"])
+    assert {t["name"] for t in grid["spec"]["templates"]}.isdisjoint({"round", "promote"})
 
 
 def upload_table_with_awkward_column(s3: S3Server, bucket: str) -> tuple[str, str]:
@@ -252,6 +286,89 @@ def test_failed_trials_still_get_a_summary(
     assert [r.info.run_name for r in second.children] == ["knn n_neighbors=1000"]
     assert second.parent.data.metrics["n_reused"] == 1
     assert "knn n_neighbors=5" in again.pods[-1].stdout  # the summary still ranks it
+
+
+def test_a_lost_pod_in_a_halving_round_is_a_failure_and_a_resubmit_resumes(
+    workdir: Path, s3_server: S3Server, mlflow_server: str
+) -> None:
+    """A round's train pod that ends without logging its trial (lost after its retries): the
+    next round counts that trial as failed, so the rounds still end and the summary says so.
+    Submitted again, the new sweep trains only what no sweep finished: nothing twice."""
+    bucket = f"argo-{secrets.token_hex(3)}"
+    s3_server.fs().mkdir(bucket)
+    manifest = render(
+        workdir,
+        [
+            "model=lasso",
+            "model.alpha=0.001,0.01,0.03,0.1,0.3,1,3,10,30",  # rungs of 9, 3 and 1
+            "search=halving",
+            f"storage.root=s3://{bucket}/store",
+            f"mlflow.tracking_uri={mlflow_server}",
+            "mlflow.experiment=argo-halving",
+            f"argo.env={{AWS_ENDPOINT_URL:'{s3_server.endpoint}',AWS_DEFAULT_REGION:us-east-1}}",
+            "argo.secrets=[s3]",
+            "argo.trials_per_pod=2",
+            "-m",
+        ],
+    )
+    credentials = {k: v for k, v in s3_server.env.items() if "KEY" in k}
+
+    def losing(chunk: str) -> Callable[[list[str], dict[str, str], str], list[str]]:
+        """Pods as the runner runs them, but the train pod of `chunk` exits without a trace."""
+
+        def wrap(argv: list[str], pod_env: dict[str, str], pod_tmp: str) -> list[str]:
+            if any(a.endswith(f"-{chunk}.json") for a in argv):
+                return ["false"]
+            args = [a.replace("/tmp/", f"{pod_tmp}/", 1) for a in argv[1:]]
+            env = [f"{k}={v}" for k, v in {**base_env(), **pod_env}.items()]
+            return ["env", "-i", *env, sys.executable, *args]
+
+        return wrap
+
+    first = ArgoRunner(manifest, env=base_env(), secrets={"s3": credentials}, wrap=losing("1-1"))
+    assert first.run() == "Succeeded"  # the rounds went on past the lost pod
+    rounds = [p.stdout for p in first.pods if p.template == "promote"]
+    assert [line.split(": ", 1)[1].strip() for line in rounds] == [
+        "9 trial(s) to train in 5 pod(s)",
+        "3 trial(s) to train in 2 pod(s)",  # the second pod of round 1 is lost
+        "1 trial(s) to train in 1 pod(s)",
+        "nothing left to train",
+    ]
+    [sweep] = sweeps(mlflow_server, "argo-halving")
+    summary = first.pods[-1]
+    assert summary.template == "summary" and summary.returncode == 1  # a trial did not finish
+    assert "its train pod ended without logging it" in summary.stdout
+    assert sweep.parent.data.metrics["n_failed"] == 1
+    client = MlflowClient(mlflow_server)
+    experiment = sweep.parent.info.experiment_id
+
+    def trained() -> Counter[str]:
+        runs = client.search_runs([experiment], "attributes.status = 'FINISHED'", max_results=500)
+        return Counter(r.data.tags["trial_key"] for r in runs if "trial_key" in r.data.tags)
+
+    assert sum(trained().values()) == 9 + 2 + 1
+    # Submitted again (a new workflow, a new sweep): only the lost trial, and what it leads to.
+    metadata = {**manifest["metadata"], "name": manifest["metadata"]["name"] + "-again"}
+    again = ArgoRunner(
+        {**manifest, "metadata": metadata}, env=base_env(), secrets={"s3": credentials}
+    )
+    assert again.run() == "Succeeded"
+    assert again.pods[-1].returncode == 0, again.pods[-1].stderr[-2000:]
+    assert set(trained().values()) == {1}  # no rung trial trained twice
+    _, second = sweeps(mlflow_server, "argo-halving")
+    assert second.parent.data.metrics["n_failed"] == 0
+    # The second sweep trains the lost trial (rung 1 fits on 81 rows a fold), and the last
+    # rung only if that configuration is now rung 1's best: the first sweep's is another's.
+    every = client.search_runs([experiment], max_results=500)
+    own = [r for r in every if r.data.tags.get("sweep_id") == second.sweep_id]
+    [lost] = [r for r in own if r.data.params.get("rows") == "81"]
+    rung_1 = {r.info.run_name: r for r in every if r.data.params.get("rows") == "81"}
+    assert len(rung_1) == 3
+    best = min(rung_1, key=lambda name: rung_1[name].data.metrics["cv_mse"])
+    full = {
+        r.info.run_name for r in own if "trial_key" in r.data.tags and "rows" not in r.data.params
+    }
+    assert full == ({best} if best == lost.info.run_name else set())
 
 
 def test_optuna_batch_executed_as_a_workflow(

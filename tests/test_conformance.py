@@ -9,8 +9,10 @@ scikit-learn directly, not read back from the code under test.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,11 @@ def execute(
 ) -> Execute:
     """Runs `python -m sweeper ARGS -m` on one executor; each call is a new sweep of one
     experiment and one store of this test."""
-    backend = str(request.param)
+    return executor(str(request.param), workdir, s3_server, mlflow_server)
+
+
+def executor(backend: str, workdir: Path, s3_server: S3Server, mlflow_server: str) -> Execute:
+    """`execute` on this backend, with an experiment and a store of its own."""
     bucket = f"conf-{backend}-{secrets.token_hex(3)}"
     s3_server.fs().mkdir(bucket)
     store = f"s3://{bucket}/store"
@@ -74,6 +80,8 @@ def execute(
             runner = ArgoRunner(manifest, env=base_env(), secrets={"s3": keys})
             ok = runner.run() == "Succeeded"
             said = next((p.stderr for p in runner.pods if p.template == "plan"), "")
+            for pod in runner.pods:
+                assert "Traceback" not in pod.stderr, pod.stderr[-3000:]
         found = MlflowClient(mlflow_server).get_experiment_by_name(bucket)
         runs = sweeps(mlflow_server, bucket) if found is not None else []
         return Executed(runs[-1] if runs else None, ok, store, said)
@@ -231,3 +239,48 @@ def test_bad_input_is_refused_before_any_run(execute: Execute, args: list[str], 
     assert not done.ok
     assert said.format(bucket=bucket) in done.said
     assert done.sweep is None  # no sweep's run, so no FAILED run without children
+
+
+# Ten configurations of two models: rungs of 10, 4 and 2 on growing shares of the rows.
+HALVING = ["model=lasso,ridge", "model.alpha=0.003,0.03,0.3,3,30", "search=halving"]
+
+
+def _rungs(client: MlflowClient, sweep: SweepRuns) -> list[dict[str, float]]:
+    """Each rung's configurations and CV MSE, from every trial run the experiment holds: a
+    rung below the last has its `rows` param, the last none."""
+    runs = client.search_runs([sweep.parent.info.experiment_id], max_results=1000)
+    trials = [r for r in runs if "trial_key" in r.data.tags and r.info.status == "FINISHED"]
+    keys = Counter(r.data.tags["trial_key"] for r in trials)
+    assert set(keys.values()) == {1}, keys  # every rung trial trained once
+    amounts = sorted({int(r.data.params["rows"]) for r in trials if "rows" in r.data.params})
+    rungs: list[dict[str, float]] = [{} for _ in range(len(amounts) + 1)]
+    for run in trials:
+        rows = run.data.params.get("rows")
+        rung = amounts.index(int(rows)) if rows else len(amounts)
+        rungs[rung][run.info.run_name] = run.data.metrics["cv_mse"]
+    return rungs
+
+
+def test_halving_gives_the_same_survivors_and_winner_on_every_executor(
+    workdir: Path, s3_server: S3Server, mlflow_server: str
+) -> None:
+    """The Argo workflow halves in rounds (a promote pod replays the halving on the runs
+    MLflow holds); the local pool promotes as trials end. Same survivors, same winner."""
+    client = MlflowClient(mlflow_server)
+    seen = {}
+    for backend in EXECUTORS:
+        done = executor(backend, workdir, s3_server, mlflow_server)(HALVING)
+        assert done.ok and done.sweep is not None, done.said
+        rungs = _rungs(client, done.sweep)
+        assert [len(rung) for rung in rungs] == [10, 4, 2]
+        # Each rung's survivors: the best ceil(n/3) of the rung below, by the scores logged.
+        for below, rung in itertools.pairwise(rungs):
+            assert set(rung) == set(sorted(below, key=below.__getitem__)[: len(rung)])
+        winner = min(rungs[-1], key=rungs[-1].__getitem__)
+        children = done.sweep.by_name()
+        assert len(children) == 10  # one run per configuration, its lower rungs under it
+        assert children[winner].data.tags["best_model_uri"]
+        assert done.sweep.parent.data.metrics["best_cv_mse"] == rungs[-1][winner]
+        tags = {name: run.data.tags["halving.rung"] for name, run in children.items()}
+        seen[backend] = ([set(rung) for rung in rungs], winner, tags, rungs[-1])
+    assert seen["argo"] == seen["local"]

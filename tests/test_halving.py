@@ -321,7 +321,6 @@ def test_budget_is_the_models_own_parameter(workdir: Path) -> None:
             ["model=lasso", "search=halving", "search.factor=1"],
             "search.factor=1 must be at least 2",
         ),
-        (["model=lasso", "search=halving", "backend=argo"], "search=halving runs on backend=local"),
         (
             [
                 "hydra/sweeper=optuna",

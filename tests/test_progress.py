@@ -216,6 +216,34 @@ def test_argo_counts_come_from_train_pods_and_the_plan() -> None:
     assert trial_counts(workflow(*nodes)) == Counts(9, done=3, failed=3)
 
 
+@pytest.mark.unit
+def test_argo_counts_of_a_halving_grow_with_its_rounds() -> None:
+    # search=halving: the plan trains nothing itself; each round's promote pod says its trials.
+    size = {"cpu": "1", "memory": "1Gi", "memory_limit": "2Gi"}
+    groups = [{"group": "a", "to_train": 0, "finished": 0, "pods": []}]
+    plan = pod(
+        "plan",
+        "Succeeded",
+        "p",
+        outputs={"parameters": [{"name": "groups", "value": json.dumps(groups)}]},
+    )
+
+    def promote(suffix: str, prefix: str, trials: list[int]) -> dict[str, Any]:
+        runs = [{"first": 0, "count": len(trials), "trials": trials, **size}] if trials else []
+        values = {"pods": json.dumps(runs), "to_train": str(sum(trials)), "prefix": prefix}
+        parameters = [{"name": k, "value": v} for k, v in values.items()]
+        return pod("promote", "Succeeded", suffix, outputs={"parameters": parameters})
+
+    assert trial_counts(workflow(plan)) == Counts(0)
+    round_0 = [promote("r0", "a-0-", [2, 2, 1]), train("Succeeded", "1", "a-0-0")]
+    round_0 += [train("Failed", "2", "a-0-1"), train("Running", "3", "a-0-2")]
+    assert trial_counts(workflow(plan, *round_0)) == Counts(5, done=2, failed=2, running=1)
+    round_1 = [promote("r1", "a-1-", [2]), train("Succeeded", "4", "a-1-0")]
+    assert trial_counts(workflow(plan, *round_0, *round_1)) == Counts(
+        7, done=4, failed=2, running=1
+    )
+
+
 def results_best(workdir: Path) -> tuple[str, float]:
     [record] = (workdir / "sweeper-store" / "sweeps").glob("*/results.json")
     best = json.loads(record.read_text())["trials"][0]

@@ -282,11 +282,6 @@ class Settings:
             raise SweeperError(
                 "search=halving ranks configurations by CV: eval.cv must be at least 2"
             )
-        if self.backend != Backend.local:
-            raise SweeperError(
-                f"search=halving runs on backend=local only; backend={self.backend} sweeps "
-                "every configuration in full (search=grid)"
-            )
 
     def portable(self) -> dict[str, Any]:
         """What a plan file records: everything but the submitting side's own settings

@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sweeper.core.metrics import ProblemType, Ranking
@@ -220,6 +220,28 @@ class Halving:
     @property
     def done(self) -> bool:
         return len(self.decided) == len(self.configurations)
+
+
+Recorded = Callable[[Trial], Outcome | None]
+
+
+def replay(search: Halving, recorded: Recorded) -> tuple[list[Trial], list[Outcome]]:
+    """Tell `search` every rung trial it asks for that `recorded` has an outcome of (a run
+    found finished or failed), in turn, as if each had just ended: what it waits for that has
+    none (what to train next, in rung and plan order), and the configurations it decided. The
+    decisions do not depend on the order, so a replay of what was recorded is the run itself."""
+    waiting, untold = search.start(), []
+    decided: list[Outcome] = []
+    while waiting:
+        trial = waiting.pop()
+        outcome = recorded(trial)
+        if outcome is None:
+            untold.append(trial)
+            continue
+        promoted, now = search.settle(outcome)
+        waiting.extend(promoted)
+        decided.extend(now)
+    return sorted(untold, key=lambda t: (t.rung or 0, t.index)), decided
 
 
 def halving_rows(split: StoredSplit, cv: int) -> tuple[int, int]:

@@ -2,7 +2,8 @@
 
 No cluster runs here, so this walks the manifest itself: templates are looked up by name, DAG tasks
 run in dependency order, `withParam` fans out over the JSON a previous step wrote and
-`withSequence` over its numbers, a task whose `when` is false is skipped, Argo's `{{…}}`
+`withSequence` over its numbers, a task whose `when` is false is skipped (one that failed with
+`continueOn.failed` lets its dependants run), templates may call themselves, Argo's `{{…}}`
 variables are substituted, and each container's command and args run as a process (optionally
 through a wrapper such as `buildah run`), the items of a fan-out several at a time (at most
 `spec.parallelism` pods at once). An unknown variable, template or secret is an error, as it
@@ -89,9 +90,17 @@ class ArgoRunner:
         tasks = {t["name"]: t for t in template["dag"]["tasks"]}
         needs = {name: _dependencies(task) for name, task in tasks.items()}
         phases: dict[str, str] = {}
+
+        def settled(name: str) -> bool:  # a failed task with continueOn.failed lets on
+            if phases[name] in ("Succeeded", "Skipped"):
+                return True
+            return phases[name] == "Failed" and bool(
+                tasks[name].get("continueOn", {}).get("failed")
+            )
+
         for name in graphlib.TopologicalSorter(needs).static_order():
             task = tasks[name]
-            if any(phases[d] not in ("Succeeded", "Skipped") for d in needs[name]):
+            if not all(settled(d) for d in needs[name]):
                 phases[name] = "Omitted"
                 continue
             if "when" in task and not _true(substitute(task["when"], scope)):
@@ -118,7 +127,7 @@ class ArgoRunner:
                 )
             ok = all(phase in ("Succeeded", "Skipped") for phase, _ in results)
             phases[name] = "Succeeded" if ok else "Failed"
-        ok = all(p in ("Succeeded", "Skipped") for p in phases.values())
+        ok = all(settled(name) for name in phases)
         return ("Succeeded" if ok else "Failed"), {}
 
     def _container(

@@ -103,14 +103,17 @@ def fan_out(plan: Plan, chunks: Sequence[Chunk]) -> list[dict[str, Any]]:
     return items
 
 
-def write(plan: Plan, chunks: Sequence[Chunk]) -> None:
-    """Each chunk as a plan of its own, next to the sweep's plan.json."""
+def write(plan: Plan, chunks: Sequence[Chunk], prefix: str = "") -> None:
+    """Each chunk as a plan of its own, next to the sweep's plan.json; `prefix` before its
+    number names a halving round's (see rounds)."""
     root = plan.settings.storage.root
     files = {}
     for chunk in chunks:
         groups = tuple(g for g in plan.groups if g.id == chunk.group)
         part = dataclasses.replace(plan, groups=groups, trials=chunk.trials)
-        url = storage.sweep_url(root, plan.sweep_id, storage.chunk_record(chunk.number))
+        url = storage.sweep_url(
+            root, plan.sweep_id, storage.chunk_record(f"{prefix}{chunk.number}")
+        )
         files[url] = part.to_json().encode()
     storage.write_many(files)
 

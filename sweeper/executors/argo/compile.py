@@ -14,6 +14,7 @@ shell.
 from __future__ import annotations
 
 import secrets as _random
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from hera.workflows import (
@@ -30,7 +31,7 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from sweeper.core import storage, trust
-from sweeper.core.settings import ArgoSettings, Settings
+from sweeper.core.settings import ArgoSettings, SearchKind, Settings
 from sweeper.executors.argo.checks import check_definition, check_reachable
 from sweeper.executors.argo.names import dns_label, label_value
 from sweeper.planning.definition import Definition
@@ -40,6 +41,7 @@ POD_RESOURCES = ("cpu", "memory", "memory_limit")
 # The pods' own entry points; the plan and summary steps orchestrate, so they live here.
 PLAN_STEP = "sweeper.executors.argo.plan_step"
 SUMMARY_STEP = "sweeper.executors.argo.summary_step"
+PROMOTE_STEP = "sweeper.executors.argo.promote_step"  # search=halving: a round's trials
 
 
 def _resources(given: object) -> m.ResourceRequirements:
@@ -92,7 +94,9 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
     with workflow:
         mutex = dns_label(f"sweeper-{settings.mlflow.experiment}", 63)
         trusted = trust.pod_arguments(settings.trust)
-        _templates(argo, definition.portable().encoded(), settings.storage.root, mutex, trusted)
+        halving = settings.search.kind == SearchKind.halving
+        encoded = definition.portable().encoded()
+        _templates(argo, encoded, settings.storage.root, mutex, trusted, halving)
     return workflow
 
 
@@ -127,9 +131,15 @@ def _lifecycle(workflow: Workflow, argo: ArgoSettings) -> None:
 
 
 def _templates(
-    argo: ArgoSettings, definition: str, root: str, mutex: str, trusted: list[str]
+    argo: ArgoSettings,
+    definition: str,
+    root: str,
+    mutex: str,
+    trusted: list[str],
+    halving: bool = False,
 ) -> None:
-    """`trusted`: the trust settings every pod that builds or loads a model is given."""
+    """`trusted`: the trust settings every pod that builds or loads a model is given.
+    `halving`: each group trains in rounds of successive halving (see rounds)."""
     image = argo.image
     plan_url = storage.sweep_url(root.rstrip("/"), "{{workflow.name}}", storage.PLAN)
     chunk = storage.chunk_record("{{inputs.parameters.chunk}}")
@@ -179,14 +189,8 @@ def _templates(
             volume_mounts=[m.VolumeMount(name="tmp", mount_path="/tmp")],
         )
 
-    plan_args = [
-        "--sweep-id",
-        "{{workflow.name}}",
-        "--outputs",
-        OUTPUTS,
-        "--trials-per-pod",
-        str(argo.trials_per_pod),
-    ]
+    per_pod = ["--trials-per-pod", str(argo.trials_per_pod)]
+    plan_args = ["--sweep-id", "{{workflow.name}}", "--outputs", OUTPUTS, *per_pod]
     plan = step(
         "plan",
         PLAN_STEP,
@@ -219,10 +223,11 @@ def _templates(
     resources = {r: f"{{{{inputs.parameters.{r}}}}}" for r in POD_RESOURCES}
 
     # failFast off: one failing trial must not stop the others from being scheduled.
-    # A run of consecutive chunk numbers that share a pod size: a train pod each.
+    # A run of consecutive chunk numbers that share a pod size: a train pod each. `prefix`
+    # names a halving round's chunks (empty for a grid's).
     with DAG(
         name="pods",
-        inputs=[Parameter(name=n) for n in ("first", "count", *POD_RESOURCES)],
+        inputs=[Parameter(name=n) for n in ("first", "count", "prefix", *POD_RESOURCES)],
         fail_fast=False,
     ) as pods:
         Task(
@@ -232,25 +237,34 @@ def _templates(
                 start=m.IntOrString("{{inputs.parameters.first}}"),
                 count=m.IntOrString("{{inputs.parameters.count}}"),
             ),
-            arguments={"chunk": "{{item}}", **resources},
+            arguments={"chunk": "{{inputs.parameters.prefix}}{{item}}", **resources},
         )
+    fanned = {
+        "first": "{{item.first}}",
+        "count": "{{item.count}}",
+        **{r: f"{{{{item.{r}}}}}" for r in POD_RESOURCES},
+    }
+    rounds = _rounds(step, pods, plan_url, per_pod, fanned) if halving else None
 
     with DAG(
         name="group",
         inputs=[Parameter(name=n) for n in ("group", "to_train", "pods")],
         fail_fast=False,
     ) as group:
-        trained = Task(
-            name="pods",
-            template=pods,
-            with_param="{{inputs.parameters.pods}}",
-            when="{{inputs.parameters.to_train}} > 0",  # finished before: no pod at all
-            arguments={
-                "first": "{{item.first}}",
-                "count": "{{item.count}}",
-                **{r: f"{{{{item.{r}}}}}" for r in POD_RESOURCES},
-            },
-        )
+        if rounds is not None:  # search=halving: round 0 decides what it trains
+            trained = Task(
+                name="round",
+                template=rounds,
+                arguments={"group": "{{inputs.parameters.group}}", "round": "0"},
+            )
+        else:
+            trained = Task(
+                name="pods",
+                template=pods,
+                with_param="{{inputs.parameters.pods}}",
+                when="{{inputs.parameters.to_train}} > 0",  # finished before: no pod at all
+                arguments={**fanned, "prefix": ""},
+            )
         (
             Task(
                 name="preprocess",
@@ -272,3 +286,65 @@ def _templates(
                 "pods": "{{item.pods}}",
             },
         )
+
+
+def _rounds(
+    step: Callable[..., Container],
+    pods: DAG,
+    plan_url: str,
+    per_pod: list[str],
+    fanned: dict[str, str],
+) -> DAG:
+    """search=halving's rounds (see rounds): a promote pod decides what the round trains, its
+    train pods train it, and the next round follows until one has nothing to train. Recursive,
+    so the manifest does not depend on how many rungs the plan step finds."""
+    promote = step(
+        "promote",
+        PROMOTE_STEP,
+        [
+            "--plan",
+            plan_url,
+            "--group",
+            "{{inputs.parameters.group}}",
+            "--round",
+            "{{inputs.parameters.round}}",
+            "--outputs",
+            OUTPUTS,
+            *per_pod,
+        ],
+        inputs=[Parameter(name="group"), Parameter(name="round")],
+        outputs=[
+            Parameter(name=name, value_from=m.ValueFrom(path=f"{OUTPUTS}/{name}"))
+            for name in ("pods", "to_train", "prefix", "next")
+        ],
+    )
+    decided = "{{tasks.promote.outputs.parameters.%s}}"
+    with DAG(
+        name="round", inputs=[Parameter(name="group"), Parameter(name="round")], fail_fast=False
+    ) as rounds:
+        decide = Task(
+            name="promote",
+            template=promote,
+            arguments={
+                "group": "{{inputs.parameters.group}}",
+                "round": "{{inputs.parameters.round}}",
+            },
+        )
+        # A failed trial is an outcome the next round is decided with: go on after it.
+        trained = Task(
+            name="pods",
+            template=pods,
+            with_param=decided % "pods",
+            when=f"{decided % 'to_train'} > 0",
+            continue_on=m.ContinueOn(failed=True),
+            arguments={**fanned, "prefix": decided % "prefix"},
+        )
+        following = Task(
+            name="next",
+            template="round",
+            when=f"{decided % 'to_train'} > 0",
+            arguments={"group": "{{inputs.parameters.group}}", "round": decided % "next"},
+        )
+        decide >> trained
+        trained >> following
+    return rounds

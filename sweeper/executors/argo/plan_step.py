@@ -26,8 +26,10 @@ from typing import Any
 
 from sweeper.core import storage
 from sweeper.core.records import Plan, Trial
+from sweeper.core.settings import SearchKind
 from sweeper.errors import SweeperError
 from sweeper.executors.argo import chunks
+from sweeper.executors.argo.rounds import group_halving
 from sweeper.planning.definition import Definition, plan_from_definition
 from sweeper.planning.task import misfits
 from sweeper.tracking.tracker import Tracker
@@ -70,6 +72,9 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
     left: list[Trial] = []
     for group in plan.groups:
+        if settings.search.kind == SearchKind.halving:  # its rounds decide what to train
+            print(f"group {group.id}: {group_halving(plan, group.id, splits[group.id]).describe()}")
+            continue
         split = splits[group.id]
         finished = finished_trials(tracker, split, settings.sweep.rerun)
         left += to_train(plan.trials_of(group.id), split, finished, settings.eval.cv)
@@ -80,7 +85,10 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
     pods = chunks.cut(plan, left, trials_per_pod, rows)
     chunks.write(plan, pods)
     storage.write_record(settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json())
-    return Planned(plan, chunks.fan_out(plan, pods), len(pods))
+    fan_out = chunks.fan_out(plan, pods)
+    if settings.search.kind == SearchKind.halving:  # nothing trained yet, nothing known finished
+        fan_out = [{**item, "finished": 0} for item in fan_out]
+    return Planned(plan, fan_out, len(pods))
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class Planned:
     pods: int  # train pods it asks for
 
 
-def _trials_per_pod(text: str) -> int | str:
+def trials_per_pod(text: str) -> int | str:
     if text == chunks.AUTO:
         return text
     if text.isdigit() and int(text) >= 1:
@@ -106,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outputs", required=True, help="folder for Argo output parameters")
     parser.add_argument(
         "--trials-per-pod",
-        type=_trials_per_pod,
+        type=trials_per_pod,
         default=chunks.AUTO,
         help="trials a pod trains, or auto (by estimated cost)",
     )
@@ -127,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     (outputs / "groups.json").write_text(json.dumps(planned.fan_out, separators=(",", ":")))
     (outputs / "parent_run_id").write_text(plan.parent_run_id or "")
     to_train = sum(g["to_train"] for g in planned.fan_out)
+    if plan.settings.search.kind == SearchKind.halving:
+        print(
+            f"sweep {plan.sweep_id}: {len(plan.trials)} configurations in "
+            f"{len(plan.groups)} group(s), halved in rounds (each decides what it trains)"
+        )
+        return 0
     print(
         f"sweep {plan.sweep_id}: {len(plan.trials)} trials in {len(plan.groups)} group(s); "
         f"{to_train} to train in {planned.pods} pod(s), "

@@ -19,8 +19,9 @@ from sweeper.core import storage, trust
 from sweeper.core.faults import Fault
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Plan, Status
-from sweeper.core.settings import TrustSettings
+from sweeper.core.settings import SearchKind, TrustSettings
 from sweeper.display.table import print_results
+from sweeper.executors.argo.rounds import halving_outcomes
 from sweeper.tracking.tracker import Tracker
 from sweeper.trial.lifecycle import recorded_outcomes
 from sweeper.trial.splits import recorded_splits
@@ -35,7 +36,10 @@ def summarise(plan_url: str, trusting: TrustSettings | None = None) -> SweepResu
     tracker = Tracker(settings.mlflow.tracking_uri, settings.mlflow.experiment)
     result = SweepResult(plan, plan.parent_run_id)
     result.splits = recorded_splits(plan)
-    result.outcomes, twice = recorded_outcomes(tracker, plan, result.splits)
+    if settings.search.kind == SearchKind.halving:  # a configuration's outcome: its last rung's
+        result.outcomes, twice = halving_outcomes(tracker, plan, result.splits)
+    else:
+        result.outcomes, twice = recorded_outcomes(tracker, plan, result.splits)
     status = Status.FINISHED if result.n_failed == 0 else Status.FAILED
     end = conclude_sweep(tracker, result, status, settings.register_best)
     result.experiment_id, result.notes = end.experiment_id, list(end.notes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from requests import RequestException
 
@@ -93,9 +93,11 @@ class Watch:
 def trial_counts(workflow: WorkflowModel) -> Counts | None:
     """Trials by state from the node phases: the plan node's `groups` output gives the total
     and each chunk's number of trials (None before it exists); each train pod's phase holds for
-    the trials of its chunk (its `chunk` input). Trials some sweep finished before count as
+    the trials of its chunk (its `chunk` input); a halving round's promote node adds its
+    round's trials and chunks as it decides them. Trials some sweep finished before count as
     done; pods that do not exist yet, or are Pending, leave their trials queued."""
     groups = None
+    rounds: list[dict[str, Any]] = []  # search=halving: each round's promote output
     phases: dict[str, str] = {}  # chunk number → the phase of its furthest attempt
     for node in _nodes(workflow):
         if node.template_name == "train" and node.type == "Pod":
@@ -108,10 +110,20 @@ def trial_counts(workflow: WorkflowModel) -> Counts | None:
                 phases[chunk] = phase
         if node.template_name == "plan" and node.outputs and node.outputs.parameters:
             groups = json.loads(_parameter(node, "groups", outputs=True) or "[]")
+        if node.template_name == "promote" and node.outputs and node.outputs.parameters:
+            rounds.append(
+                {
+                    "to_train": int(_parameter(node, "to_train", outputs=True) or 0),
+                    "finished": 0,
+                    "pods": json.loads(_parameter(node, "pods", outputs=True) or "[]"),
+                    "prefix": _parameter(node, "prefix", outputs=True) or "",
+                }
+            )
     if groups is None:
         return None
+    groups = [*groups, *rounds]
     sizes = {
-        str(run["first"] + i): n
+        f"{g.get('prefix', '')}{run['first'] + i}": n
         for g in groups
         for run in g["pods"]
         for i, n in enumerate(run["trials"])

@@ -17,7 +17,7 @@ from sweeper.core.records import Plan, StoredSplit, Trial
 from sweeper.core.settings import SearchKind
 from sweeper.errors import DataError
 from sweeper.executors.local import worker
-from sweeper.search.halving import halving, halving_rows
+from sweeper.search.halving import halving, halving_rows, replay
 from sweeper.trial import lifecycle
 from sweeper.trial.lifecycle import Finished
 
@@ -65,11 +65,7 @@ def _halved_before(trials: list[Trial], split: StoredSplit, finished: Finished, 
     rows, floor = halving_rows(split, eval_.cv)
     ranking = settings.ranking(ProblemType(split.task))
     search = halving(trials, settings.search, ranking, rows, floor)
-    waiting = search.start()
-    while waiting:
-        earlier = lifecycle.reused(waiting.pop(), split, finished, eval_.cv, eval_.early_stop)
-        if earlier is None:
-            return False
-        promoted, _ = search.settle(earlier)
-        waiting.extend(promoted)
-    return search.done
+    untold, _ = replay(
+        search, lambda trial: lifecycle.reused(trial, split, finished, eval_.cv, eval_.early_stop)
+    )
+    return not untold and search.done
