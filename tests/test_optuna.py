@@ -31,6 +31,24 @@ def best_child(runs: list[Run]) -> Run:
     return min(runs, key=lambda r: r.data.metrics["cv_mse"])
 
 
+def unbarred(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials asked for as soon as one was told, while one asked before that was still
+    running: none in batches, where a batch is asked once the batch before is all told."""
+    found = []
+    for trial in trials:
+        told = [t for t in trials if t.datetime_complete <= trial.datetime_start]
+        if not told:
+            continue  # the first trials
+        last = max(t.datetime_complete for t in told)
+        if any(
+            t.datetime_start < last < t.datetime_complete
+            and t.datetime_complete > trial.datetime_start
+            for t in trials
+        ):
+            found.append(trial)
+    return found
+
+
 def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
     storage = f"sqlite:///{workdir / 'optuna.db'}"
     first = run_sweeper(
@@ -50,6 +68,7 @@ def test_study_is_one_sweep_and_resumes(workdir: Path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     found = study(storage, "lasso")
     assert len(complete(found)) == 6
+    assert unbarred(complete(found)) == []  # Hydra's Optuna sweeper: in batches
 
     [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
     assert len(sweep.children) == 6  # two batches, one parent run
@@ -162,3 +181,40 @@ def test_a_first_batch_of_refused_values_leaves_no_run(workdir: Path) -> None:
     assert "InvalidParameterError: The 'alpha' parameter of Lasso must be" in result.stderr
     assert "Traceback" not in result.stderr
     assert sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper") == []
+
+
+def test_async_asks_as_workers_free_up_and_reports_each_fold(workdir: Path) -> None:
+    """hydra/sweeper=optuna_async on 2 workers, SVR and lasso trials mixed. Hydra's sweeper asks
+    for a batch once every trial asked before it is told; this one asks whenever a trial ends,
+    while the other worker's is still pending (Optuna's own ask and tell times say which). Each
+    trial is told its CV folds as intermediate values first, one step per fold."""
+    done = run_sweeper(
+        [
+            "hydra/sweeper=optuna_async",
+            "model=choice(lasso,svr)",
+            "+model.tol=tag(log,interval(0.00001,0.01))",
+            "hydra.sweeper.n_trials=8",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.sampler.seed=1",
+            "hydra.sweeper.study_name=mixed",
+            "hydra.sweeper.storage=sqlite:///optuna.db",
+            "local.workers=2",
+            "-m",
+        ],
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[1/8] " in done.stdout and "Batch " not in done.stdout  # one stream, no batches
+    found = study(f"sqlite:///{workdir / 'optuna.db'}", "mixed")
+    trials = complete(found)
+    assert len(trials) == 8 and found.trials == trials
+    assert {t.params["model"] for t in trials} == {"lasso", "svr"}
+    assert len(unbarred(trials)) == 6  # every trial after the first two
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    assert len(sweep.children) == 8
+    runs = {(r.data.params["model"], r.data.params["model.tol"]): r for r in sweep.children}
+    for trial in trials:
+        run = runs[(trial.params["model"], str(trial.params["+model.tol"]))]
+        assert trial.value == run.data.metrics["cv_mse"]
+        folds = json.loads(run.data.tags["cv_folds"])["mse"]
+        assert [trial.intermediate_values[step] for step in range(5)] == folds

@@ -9,7 +9,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 if TYPE_CHECKING:
-    from sweeper.launching.launcher import Launch
+    from sweeper.launching.launcher import Launch, Told
 
 
 class SweeperLauncher(Launcher):
@@ -29,6 +29,18 @@ class SweeperLauncher(Launcher):
 
         with said_in_one_line():
             self.launch_state = Launch(config, hydra_context, task_function)
+
+    @property
+    def streams(self) -> bool:
+        """Whether an optimiser may ask for a trial whenever one ends (Launch.stream)."""
+        return self.launch_state is not None and self.launch_state.streams
+
+    def stream(self, first: Sequence[Sequence[str]], initial_job_idx: int, told: Told) -> int:
+        from sweeper.errors import said_in_one_line
+
+        assert self.launch_state is not None, "Hydra calls setup first"
+        with said_in_one_line():
+            return self.launch_state.stream(first, initial_job_idx, told)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

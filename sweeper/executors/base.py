@@ -32,6 +32,11 @@ class Batch:
     _jobs: Sequence[Job] | None = field(default=None, repr=False)
     plan: Plan | None = field(default=None, repr=False)  # set by the sweep that plans it
     ran_as: str | None = None  # the sweep id it ran as, when not the sweep's (an Argo workflow)
+    # A streaming optimiser's batch grows as its trials end: told each trial's outcome, `more`
+    # gives the next trials to run as part of it (None: none now). An executor that can
+    # (`Executor.streams`) runs them without waiting for the batch; `expected`: trials in all.
+    more: Callable[[Outcome], Batch | None] | None = field(default=None, repr=False)
+    expected: int = 0
 
     def jobs(self) -> Sequence[Job]:
         if self._jobs is None:
@@ -81,4 +86,10 @@ class Executor(Protocol):
     def close(self, sweep: Sweep, status: Status | None) -> int:
         """End the sweep: FINISHED/FAILED after its last batch (None: as its trials decide),
         KILLED when cut short. The process's exit status: 0 when all went well."""
+        ...
+
+    @property
+    def streams(self) -> bool:
+        """Whether `run` grows a batch with its `more` trials as they are asked for (the local
+        pool); else an optimiser asks in batches (an Argo workflow each)."""
         ...

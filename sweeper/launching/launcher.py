@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +34,11 @@ from sweeper.planning.definition import Definition
 from sweeper.planning.expand import as_overrides
 from sweeper.planning.plan import Job
 from sweeper.safe_text import redact_text
+
+# A streaming optimiser hears of a trial (its job index, its JobReturn, its CV score on each
+# fold) as soon as it ends, and answers with the overrides of the trials to run next (none: no
+# more), which are numbered on from the last.
+Told = Callable[[int, JobReturn, Sequence[float]], Sequence[Sequence[str]]]
 
 
 class Launch:
@@ -77,6 +82,44 @@ class Launch:
         if outcomes is None:  # the trials ran elsewhere; no job of them ran here
             return []
         return composing.returns(outcomes, sweep.result.ranking)
+
+    @property
+    def streams(self) -> bool:
+        """Whether an optimiser may ask for trials one at a time as workers free up (`stream`):
+        the local pool; Argo runs its trials in batches, a workflow each."""
+        return self.study_sweep is not None and self.study_sweep.streams
+
+    def stream(self, first: Sequence[Sequence[str]], initial_job_idx: int, told: Told) -> int:
+        """An optimiser without batch barriers: `first` are its first trials (one per worker);
+        each trial's JobReturn goes to `told` as soon as the trial ends, which gives the trials
+        to run next (none: it asks for no more). One sweep, one batch that grows; how many
+        trials ran in all."""
+        assert self.study is not None and self.study_sweep is not None
+        sweep, ranking_of = self.study_sweep, lambda: sweep.result.ranking
+        composing: dict[int, _Composing] = {}  # job index → its jobs' composing
+        following = initial_job_idx
+
+        def batch(overrides: Sequence[Sequence[str]], first_index: int) -> Batch:
+            nonlocal following
+            jobs = _Composing(self, overrides, first_index)
+            composing.update({first_index + i: jobs for i in range(len(overrides))})
+            following = first_index + len(overrides)
+            return Batch(self._definition(overrides), jobs.jobs, more=more, expected=budget)
+
+        def more(outcome: Outcome) -> Batch | None:
+            index, ranking = outcome.trial.index, ranking_of()
+            ret = composing.pop(index).returned(outcome, ranking)
+            wanted = told(index, ret, outcome.folds.get(ranking.metric, ()))
+            return batch(wanted, following) if wanted else None
+
+        budget = self.study.budget
+        try:
+            sweep.run(batch(first, initial_job_idx))
+        except SweeperError:  # refused input: its sweep leaves no folders behind
+            for jobs in set(composing.values()):
+                jobs.discard()
+            raise
+        return following - initial_job_idx
 
     def _definition(self, job_overrides: Sequence[Sequence[str]]) -> Definition:
         if self.study is not None:
@@ -133,31 +176,40 @@ class _Composing:
             parent.rmdir()
 
     def returns(self, ran: Sequence[Outcome], ranking: Ranking) -> list[JobReturn]:
-        jobs = self.jobs()
-        assert self.folders is not None and self.hydra_cfg is not None
-        folders = self.folders.result()
         outcomes = {o.trial.index: o for o in ran}
-        callbacks = self.launch.hydra_context.callbacks
-        returns = []
-        for job, folder in zip(jobs, folders, strict=True):
-            outcome = outcomes[job.index]
-            ret = JobReturn(
-                overrides=list(job.overrides),
-                cfg=job.cfg,
-                hydra_cfg=self.hydra_cfg,
-                working_dir=str(folder),
-                task_name=str(self.launch.config.hydra.job.name),
-            )
-            if outcome.ok:
-                # What an optimiser reads back: the value the trial is ranked by.
-                ranked_by = ranking.key
-                ret.status, ret.return_value = JobStatus.COMPLETED, outcome.metrics.get(ranked_by)
-            else:
-                ret.status = JobStatus.FAILED
-                ret.return_value = SweeperError(f"trial '{outcome.trial.name}': {outcome.error}")
-            callbacks.on_job_end(config=self._job_config(job), job_return=ret)
-            returns.append(ret)
-        return returns
+        assert self.folders is not None
+        folders = self.folders.result()
+        jobs = self.jobs()
+        return [
+            self._returned(job, folder, outcomes[job.index], ranking)
+            for job, folder in zip(jobs, folders, strict=True)
+        ]
+
+    def returned(self, outcome: Outcome, ranking: Ranking) -> JobReturn:
+        """One job's JobReturn (a streamed trial's, as soon as it ends)."""
+        jobs = self.jobs()
+        assert self.folders is not None
+        position = next(i for i, job in enumerate(jobs) if job.index == outcome.trial.index)
+        return self._returned(jobs[position], self.folders.result()[position], outcome, ranking)
+
+    def _returned(self, job: Job, folder: Path, outcome: Outcome, ranking: Ranking) -> JobReturn:
+        """The JobReturn Hydra's launchers give for a job; callbacks hear of it."""
+        assert self.hydra_cfg is not None
+        ret = JobReturn(
+            overrides=list(job.overrides),
+            cfg=job.cfg,
+            hydra_cfg=self.hydra_cfg,
+            working_dir=str(folder),
+            task_name=str(self.launch.config.hydra.job.name),
+        )
+        if outcome.ok:
+            # What an optimiser reads back: the value the trial is ranked by.
+            ret.status, ret.return_value = JobStatus.COMPLETED, outcome.metrics.get(ranking.key)
+        else:
+            ret.status = JobStatus.FAILED
+            ret.return_value = SweeperError(f"trial '{outcome.trial.name}': {outcome.error}")
+        self.launch.hydra_context.callbacks.on_job_end(config=self._job_config(job), job_return=ret)
+        return ret
 
     def _job_config(self, job: Job) -> DictConfig:
         """The job's config with its hydra node, as Hydra's own launchers give callbacks; built

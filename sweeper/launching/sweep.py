@@ -86,6 +86,12 @@ class SweepSession:
         batch.plan = plan
         return plan
 
+    @property
+    def streams(self) -> bool:
+        """Whether this sweep's executor runs a streaming optimiser's trials as it asks for
+        them (see Batch.more)."""
+        return bool(self.executor.streams)
+
     def run(self, batch: Batch) -> list[Outcome] | None:
         """Run one batch; the sweep is closed after its last (`batch.last`)."""
         self.batches += 1
@@ -100,8 +106,8 @@ class SweepSession:
                 self._result.stopped_by = str(err)
             self.end(Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
             raise
-        if self.study is not None and outcomes is not None:
-            self._batch_line(outcomes, batch.ran_as)
+        if self.study is not None and outcomes is not None and batch.more is None:
+            self._batch_line(outcomes, batch.ran_as)  # (a streamed study has one: its table)
             self.study.check(self.result.ranking)  # once the data's task is known
         errors = self._result.input_errors if self._result else []
         if batch.last or errors:  # refused input ends the sweep: no table of what did not run

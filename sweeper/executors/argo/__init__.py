@@ -24,6 +24,8 @@ from sweeper.safe_text import redact
 
 
 class ArgoExecutor:
+    streams = False  # an optimiser's trials come in batches: a workflow each
+
     def __init__(self) -> None:
         self.status = 0
         self.workflows: list[str] = []  # an optimiser's batches: a workflow (and sweep) each

@@ -9,7 +9,7 @@ import signal
 from sweeper.core import storage
 from sweeper.core.outcomes import Outcome
 from sweeper.core.processes import ENDING_RUNS, uninterrupted
-from sweeper.core.records import Status
+from sweeper.core.records import Plan, Status
 from sweeper.display.table import print_results
 from sweeper.executors.base import Batch, Sweep
 from sweeper.executors.local import cached
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 class LocalExecutor:
     """The local side of the executor seam; the event loop is `scheduler.Scheduler`."""
 
+    streams = True  # a streaming optimiser's trials join the running batch (Scheduler.run)
+
     def __init__(self) -> None:
         self.scheduler: Scheduler | None = None
 
@@ -31,7 +33,8 @@ class LocalExecutor:
     def open(self, sweep: Sweep, first: Batch) -> None:
         plan = sweep.plan(first)
         storage.check_root(plan.settings.storage.root)
-        looked_up = cached.finished_before(plan) if first.last else None
+        # Nothing to train at all is known only for a batch that will not grow.
+        looked_up = cached.finished_before(plan) if first.last and first.more is None else None
         if looked_up is not None:  # answered here, no worker started
             self.scheduler = Scheduler(sweep.result, 1, pools.in_process)
         else:
@@ -42,8 +45,16 @@ class LocalExecutor:
     def run(self, sweep: Sweep, batch: Batch) -> list[Outcome]:
         assert self.scheduler is not None, "open the sweep first"
         plan = sweep.plan(batch)
+        more = None
+        if batch.more is not None:  # a streaming optimiser: its next trials, planned here
+            asked = batch.more
+
+            def more(outcome: Outcome) -> Plan | None:
+                added = asked(outcome)
+                return None if added is None else sweep.plan(added)
+
         try:
-            return self.scheduler.run(plan, batch.last)
+            return self.scheduler.run(plan, batch.last, more, batch.expected)
         except BaseException:
             # A second Ctrl-C waits until the workers have stopped and the runs are ended.
             with uninterrupted(signal.SIGINT, signal.SIGTERM, say=ENDING_RUNS):

@@ -44,6 +44,7 @@ from sweeper.trial.splits import announce_split, run_params
 
 log = logging.getLogger(__name__)
 Work = PreprocessGroup | Preprocessed | Trial | WarmStore | OpenRun
+Refill = Callable[[Outcome], Plan | None]  # a trial's outcome → the next trials, if any
 
 
 class Scheduler:
@@ -77,6 +78,10 @@ class Scheduler:
         self.looked_up: dict[str, tuple[StoredSplit, Finished]] = {}
         # search=halving: each group's halving, and the trials it found finished before
         self.halvings: dict[str, tuple[Halving, Finished]] = {}
+        self.more: Refill | None = None  # a streaming optimiser's next trials (see run)
+        self.untold: list[Outcome] = []  # outcomes `more` has not heard of yet
+        self.telling = False
+        self.finished: dict[str, Finished] = {}  # group id → what its lookup found
         # eval.early_stop: per (group, rung) the loss of the best trial finished in full so
         # far; its per-fold scores are in a file its trials' CV is stopped against
         self.references: dict[tuple[str, int | None], float] = {}
@@ -95,13 +100,18 @@ class Scheduler:
     def sweep(self) -> SweepRef:
         return SweepRef.of(self.result.plan)
 
-    def run(self, batch: Plan, last: bool = True) -> list[Outcome]:
+    def run(
+        self, batch: Plan, last: bool = True, more: Refill | None = None, total: int = 0
+    ) -> list[Outcome]:
         """Run one batch's trials (already in `result.plan`; `last`: the sweep's last batch);
-        their outcomes, in plan order."""
+        their outcomes, in plan order. `more`: a streaming optimiser's, told each trial's
+        outcome as it settles, which gives the trials to start next (planned into
+        `result.plan`), run as part of this batch; `total`: how many trials it grows to."""
         self.batch, self.last_batch, done = batch, last, len(self.result.outcomes)
+        self.more = more
         was_open = bool(self.result.parent_run_id)
         self.progress = Progress(
-            len(batch.trials), self.workers, self.markers, ranking=self.result.ranking
+            max(total, len(batch.trials)), self.workers, self.markers, ranking=self.result.ranking
         )
         self.progress.start()
         try:
@@ -269,6 +279,7 @@ class Scheduler:
             self._not_run(trials, str(err))
             return
         self.result.splits[group.id] = self.splits[group.id] = split
+        self.finished[group.id] = finished
         self.progress.ranking = self.result.ranking  # the task is known now
         refused = announce_split(group.id, split, self.settings.eval.cv) or misfits(trials, split)
         if refused or errors:
@@ -380,6 +391,9 @@ class Scheduler:
     def _ended(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
         self.progress.settled(outcome)
+        if self.more is not None:
+            self.untold.append(outcome)
+            self._tell()
         # A worker no trial is left for, while others run theirs, prepares the sweep's end
         few = 0 < len(self.pending) < self.workers  # (O(1) first: not a scan per trial)
         if (
@@ -387,12 +401,53 @@ class Scheduler:
             and few
             and self.last_batch
             and not self.halvings  # a halving's next rung may still come: no end to prepare
+            and self.more is None  # nor a streaming optimiser's next trial
             and all(isinstance(work, Trial) for work in self.pending.work.values())
         ):
             now = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
             self.prepared = self.pool.submit(worker.prepare_end, self.settings, now, self.markers)
-        total = len(self.result.plan.trials)  # of the whole sweep, earlier batches included
+        # of the whole sweep, earlier batches included (a streaming one: all it will ask for)
+        total = max(len(self.result.plan.trials), self.progress.total)
         log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line(self.result.ranking))
+
+    def _tell(self) -> None:
+        """Tell `more` each outcome in turn and start what it adds. A loop, not recursion: an
+        added trial found finished before settles at once, and is told after this one."""
+        if self.telling:
+            return
+        self.telling = True
+        try:
+            while self.untold and self.more is not None:
+                added = self.more(self.untold.pop(0))
+                if added is not None:
+                    self._added(added)
+        finally:
+            self.telling = False
+
+    def _added(self, added: Plan) -> None:
+        """A streaming optimiser's next trials, part of the running batch: started at once on a
+        split stored already, else when their group's is (preprocessed once)."""
+        assert self.batch is not None
+        known = {g.id for g in self.batch.groups}
+        self.batch = dataclasses.replace(
+            self.batch,
+            groups=(*self.batch.groups, *(g for g in added.groups if g.id not in known)),
+            trials=(*self.batch.trials, *added.trials),
+        )
+        for group in added.groups:
+            trials = added.trials_of(group.id)
+            if group.id not in self.splits:
+                if group.id not in known:
+                    self._submit(group)  # _preprocessed starts the batch's trials of it
+                continue
+            split, to_train = self.splits[group.id], []
+            for trial in trials:
+                earlier = self._reused(trial, split, self.finished[group.id])
+                if earlier is not None:
+                    self._settle(earlier)
+                else:
+                    to_train.append(trial)
+            self._start(to_train)
 
     def _broken(self, item: Work, future: Future[Any]) -> None:
         if self.isolation.holds(future):  # alone in its pool: this trial killed its worker
