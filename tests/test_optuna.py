@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.entities import Run
 
 from support.mlflow_view import sweeps
@@ -142,6 +143,42 @@ def test_a_failing_batch_ends_the_sweep_run_failed(workdir: Path) -> None:
     assert sweep.parent.data.metrics["n_failed"] == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["eval.early_stop=true"],
+            "hydra.sweeper.pruner and eval.early_stop both stop a trial's CV early: choose one",
+        ),
+        (
+            [
+                "backend=argo",
+                "argo.server=https://argo.example:2746",
+                "storage.root=s3://bucket/sweeps",
+                "mlflow.tracking_uri=http://mlflow.ml.svc:5000",
+            ],
+            "hydra.sweeper.pruner needs backend=local (backend=argo runs an optimiser's "
+            "trials in batches, each in full)",
+        ),
+    ],
+)
+def test_a_pruner_refuses_what_it_cannot_do(workdir: Path, args: list[str], said: str) -> None:
+    result = run_sweeper(
+        [
+            "hydra/sweeper=optuna_async",
+            "hydra/sweeper/pruner=wilcoxon",
+            "model=lasso",
+            "model.alpha=interval(0.1,1)",
+            *args,
+            "-m",
+        ],
+        cwd=workdir,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == said
+    assert not (workdir / "multirun").exists()
+
+
 def test_render_to_is_refused(workdir: Path) -> None:
     result = run_sweeper(
         [
@@ -218,3 +255,42 @@ def test_async_asks_as_workers_free_up_and_reports_each_fold(workdir: Path) -> N
         assert trial.value == run.data.metrics["cv_mse"]
         folds = json.loads(run.data.tags["cv_folds"])["mse"]
         assert [trial.intermediate_values[step] for step in range(5)] == folds
+
+
+def test_a_pruner_stops_a_trials_cv_between_folds(workdir: Path) -> None:
+    """hydra/sweeper/pruner=median: after each fold the worker asks the study's pruner (on
+    every trial told so far), and a pruned trial stops there: PRUNED in Optuna with the folds it
+    had, `stopped` in MLflow after as many, never the best."""
+    done = run_sweeper(
+        [
+            "hydra/sweeper=optuna_async",
+            "hydra/sweeper/pruner=median",
+            "hydra.sweeper.pruner.n_startup_trials=3",
+            "model=lasso",
+            "model.alpha=tag(log,interval(0.001,100))",
+            "hydra.sweeper.n_trials=16",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.sampler.seed=3",
+            "hydra.sweeper.study_name=pruned",
+            "hydra.sweeper.storage=sqlite:///optuna.db",
+            "local.workers=2",
+            "-m",
+        ],
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = study(f"sqlite:///{workdir / 'optuna.db'}", "pruned")
+    pruned = [t for t in found.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and len(complete(found)) + len(pruned) == 16
+    assert all(len(t.intermediate_values) < 5 for t in pruned)
+    assert all(len(t.intermediate_values) == 5 for t in complete(found))
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    runs = {float(r.data.params["model.alpha"]): r for r in sweep.children}
+    for trial in found.trials:
+        run = runs[trial.params["model.alpha"]]
+        folds = json.loads(run.data.tags["cv_folds"])["mse"]
+        assert [trial.intermediate_values[step] for step in range(len(folds))] == folds
+        stopped = run.data.tags.get("cv.stopped_after")
+        assert stopped == (None if trial in complete(found) else str(len(folds)))
+    assert f"Stopped early: {len(pruned)} of 16 before their last fold" in done.stdout
+    assert sweep.parent.data.metrics["best_cv_mse"] == found.best_value

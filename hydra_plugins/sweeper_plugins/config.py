@@ -39,7 +39,51 @@ else:
     @dataclass
     class AsyncOptunaSweeperConf(OptunaSweeperConf):
         _target_: str = "hydra_plugins.sweeper_plugins.optuna_async_sweeper.AsyncOptunaSweeper"
-        defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe_async"}])
+        defaults: list[Any] = field(
+            default_factory=lambda: ["_self_", {"sampler": "tpe_async"}, {"pruner": None}]
+        )
+        # An Optuna pruner asked after each CV fold of every trial (hydra/sweeper/pruner=…).
+        pruner: Optional[Any] = None
+
+    # hydra/sweeper/pruner=…: Optuna's pruners, their settings as Optuna names them.
+    @dataclass
+    class MedianPrunerConf:
+        _target_: str = "optuna.pruners.MedianPruner"
+        n_startup_trials: int = 5
+        n_warmup_steps: int = 0
+        interval_steps: int = 1
+        n_min_trials: int = 1
+
+    @dataclass
+    class SuccessiveHalvingPrunerConf:
+        _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+        min_resource: Any = "auto"
+        reduction_factor: int = 4
+        min_early_stopping_rate: int = 0
+        bootstrap_count: int = 0
+
+    @dataclass
+    class HyperbandPrunerConf:
+        _target_: str = "optuna.pruners.HyperbandPruner"
+        min_resource: int = 1
+        max_resource: Any = "auto"
+        reduction_factor: int = 3
+
+    @dataclass
+    class WilcoxonPrunerConf:
+        _target_: str = "optuna.pruners.WilcoxonPruner"
+        p_threshold: float = 0.1
+        n_startup_steps: int = 2
+
+    for name, node in (
+        ("median", MedianPrunerConf),
+        ("successive_halving", SuccessiveHalvingPrunerConf),
+        ("hyperband", HyperbandPrunerConf),
+        ("wilcoxon", WilcoxonPrunerConf),
+    ):
+        ConfigStore.instance().store(
+            group="hydra/sweeper/pruner", name=name, node=node, provider="sweeper"
+        )
 
     ConfigStore.instance().store(
         group="hydra/sweeper", name="optuna_async", node=AsyncOptunaSweeperConf, provider="sweeper"

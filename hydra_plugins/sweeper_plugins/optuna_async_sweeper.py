@@ -23,5 +23,8 @@ class AsyncOptunaSweeper(Sweeper):
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]] | None:
-        self.sweeper.sweep(arguments)
+        from sweeper.errors import said_in_one_line
+
+        with said_in_one_line():
+            self.sweeper.sweep(arguments)
         return None

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from hydra.core.utils import JobReturn
@@ -9,6 +9,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 if TYPE_CHECKING:
+    from sweeper.core.evidence import FoldStop
     from sweeper.launching.launcher import Launch, Told
 
 
@@ -35,12 +36,18 @@ class SweeperLauncher(Launcher):
         """Whether an optimiser may ask for a trial whenever one ends (Launch.stream)."""
         return self.launch_state is not None and self.launch_state.streams
 
-    def stream(self, first: Sequence[Sequence[str]], initial_job_idx: int, told: Told) -> int:
+    def stream(
+        self,
+        first: Sequence[Sequence[str]],
+        initial_job_idx: int,
+        told: Told,
+        pruning: Callable[[str], FoldStop] | None = None,
+    ) -> int:
         from sweeper.errors import said_in_one_line
 
         assert self.launch_state is not None, "Hydra calls setup first"
         with said_in_one_line():
-            return self.launch_state.stream(first, initial_job_idx, told)
+            return self.launch_state.stream(first, initial_job_idx, told, pruning)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

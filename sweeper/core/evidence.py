@@ -17,6 +17,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 P_WORSE = "p_worse_than_best"  # the column of results.csv and configs.csv that holds it
 
@@ -41,6 +42,21 @@ def worse_p_value(differences: Sequence[float], held_out_per_fit: float) -> floa
 def held_out_per_fit(cv: int) -> float:
     """k-fold CV holds out 1/k of the training rows and fits on the other (k-1)/k."""
     return 1 / (cv - 1)
+
+
+class FoldStop(Protocol):
+    """What a trial's CV asks after each fold: whether to stop here (EarlyStop, or an
+    optimiser's pruner: sweeper.launching.optuna_async.Pruning). Sent to the worker process
+    that fits the trial, so it pickles."""
+
+    @property
+    def metric(self) -> str:
+        """The ranking metric, whose per-fold scores it reads."""
+        ...
+
+    def worse(self, scores: Sequence[float]) -> bool:
+        """`scores`: the trial's per-fold scores of the ranking metric so far."""
+        ...
 
 
 @dataclass(frozen=True)

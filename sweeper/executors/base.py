@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from sweeper.core.evidence import FoldStop
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, Status
 from sweeper.core.settings import Settings
@@ -37,6 +38,8 @@ class Batch:
     # (`Executor.streams`) runs them without waiting for the batch; `expected`: trials in all.
     more: Callable[[Outcome], Batch | None] | None = field(default=None, repr=False)
     expected: int = 0
+    # Its pruner for the ranking metric (known once the data is read), asked after each fold.
+    pruning: Callable[[str], FoldStop] | None = field(default=None, repr=False)
 
     def jobs(self) -> Sequence[Job]:
         if self._jobs is None:

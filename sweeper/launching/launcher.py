@@ -22,6 +22,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sweeper.core.evidence import FoldStop
 from sweeper.core.metrics import Ranking
 from sweeper.core.outcomes import Outcome
 from sweeper.core.settings import SearchKind, Settings
@@ -35,10 +36,10 @@ from sweeper.planning.expand import as_overrides
 from sweeper.planning.plan import Job
 from sweeper.safe_text import redact_text
 
-# A streaming optimiser hears of a trial (its job index, its JobReturn, its CV score on each
-# fold) as soon as it ends, and answers with the overrides of the trials to run next (none: no
-# more), which are numbered on from the last.
-Told = Callable[[int, JobReturn, Sequence[float]], Sequence[Sequence[str]]]
+# A streaming optimiser hears of a trial as soon as it ends (its outcome: job index, per-fold
+# scores, whether its pruner stopped it; its JobReturn; the metric it is ranked by) and answers
+# with the overrides of the trials to run next (none: no more), numbered on from the last.
+Told = Callable[[Outcome, JobReturn, str], Sequence[Sequence[str]]]
 
 
 class Launch:
@@ -89,11 +90,18 @@ class Launch:
         the local pool; Argo runs its trials in batches, a workflow each."""
         return self.study_sweep is not None and self.study_sweep.streams
 
-    def stream(self, first: Sequence[Sequence[str]], initial_job_idx: int, told: Told) -> int:
+    def stream(
+        self,
+        first: Sequence[Sequence[str]],
+        initial_job_idx: int,
+        told: Told,
+        pruning: Callable[[str], FoldStop] | None = None,
+    ) -> int:
         """An optimiser without batch barriers: `first` are its first trials (one per worker);
-        each trial's JobReturn goes to `told` as soon as the trial ends, which gives the trials
-        to run next (none: it asks for no more). One sweep, one batch that grows; how many
-        trials ran in all."""
+        each trial's outcome and JobReturn go to `told` as soon as the trial ends, which gives
+        the trials to run next (none: it asks for no more). One sweep, one batch that grows;
+        how many trials ran in all. `pruning`: its pruner for the ranking metric, asked after
+        each fold of a trial."""
         assert self.study is not None and self.study_sweep is not None
         sweep, ranking_of = self.study_sweep, lambda: sweep.result.ranking
         composing: dict[int, _Composing] = {}  # job index → its jobs' composing
@@ -104,12 +112,13 @@ class Launch:
             jobs = _Composing(self, overrides, first_index)
             composing.update({first_index + i: jobs for i in range(len(overrides))})
             following = first_index + len(overrides)
-            return Batch(self._definition(overrides), jobs.jobs, more=more, expected=budget)
+            definition = self._definition(overrides)
+            return Batch(definition, jobs.jobs, more=more, expected=budget, pruning=pruning)
 
         def more(outcome: Outcome) -> Batch | None:
-            index, ranking = outcome.trial.index, ranking_of()
-            ret = composing.pop(index).returned(outcome, ranking)
-            wanted = told(index, ret, outcome.folds.get(ranking.metric, ()))
+            ranking = ranking_of()
+            ret = composing.pop(outcome.trial.index).returned(outcome, ranking)
+            wanted = told(outcome, ret, ranking.metric)
             return batch(wanted, following) if wanted else None
 
         budget = self.study.budget

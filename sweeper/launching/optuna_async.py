@@ -17,8 +17,13 @@ each) it is Hydra's Optuna sweeper, batches and all.
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, cast, runtime_checkable
 
 import optuna
@@ -31,6 +36,9 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
     OptunaSweeperImpl,
     create_params_from_overrides,
 )
+from sweeper.core.evidence import FoldStop
+from sweeper.core.outcomes import Outcome
+from sweeper.errors import SweeperError
 from sweeper.launching.launcher import Told
 
 log = logging.getLogger(__name__)
@@ -40,13 +48,91 @@ log = logging.getLogger(__name__)
 class Streaming(Protocol):
     """A launcher that runs an optimiser's trials as it asks for them (SweeperLauncher)."""
 
-    def stream(self, first: Sequence[Sequence[str]], initial_job_idx: int, told: Told) -> int: ...
+    def stream(
+        self,
+        first: Sequence[Sequence[str]],
+        initial_job_idx: int,
+        told: Told,
+        pruning: Callable[[str], FoldStop] | None = None,
+    ) -> int: ...
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """The study's pruner asked after each fold of a trial's CV, in the worker that fits it:
+    the trial's scores so far are reported to a copy of the study built from `path`, where the
+    sweeping process keeps every told trial's per-fold values (a JSON list), and the pruner
+    says whether to stop. A stopped trial's run says after how many folds; Optuna gets it as
+    PRUNED, with the folds it had as its intermediate values."""
+
+    path: str
+    pruner: optuna.pruners.BasePruner
+    direction: str  # the study's: minimize or maximize
+    metric: str  # the ranking metric, whose per-fold scores are the intermediate values
+
+    def worse(self, scores: Sequence[float]) -> bool:
+        try:
+            told = json.loads(Path(self.path).read_text())
+        except (OSError, ValueError):  # nothing told yet
+            told = []
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # a study per look: not said
+        direction = StudyDirection[self.direction.upper()]
+        copy = optuna.create_study(direction=direction, pruner=self.pruner)
+        copy.add_trials(
+            [
+                optuna.trial.create_trial(
+                    state=TrialState[entry["state"]],
+                    value=entry.get("value"),
+                    intermediate_values=dict(enumerate(entry["folds"])),
+                )
+                for entry in told
+            ]
+        )
+        trial = copy.ask()
+        for step, score in enumerate(scores):
+            trial.report(score, step)
+        return trial.should_prune()
+
+
+def keep_told(path: str, study: optuna.Study) -> None:
+    """The sweeping process's side of Pruning: every told trial's per-fold values, replacing
+    the file whole."""
+    told = [
+        {
+            "state": t.state.name,
+            "value": t.value,
+            "folds": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+        }
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    ]
+    partial = Path(f"{path}.partial")
+    partial.write_text(json.dumps(told))
+    os.replace(partial, path)
 
 
 class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
+    def __init__(
+        self, *args: Any, pruner: optuna.pruners.BasePruner | None = None, **kwargs: Any
+    ) -> None:
+        """Hydra's Optuna sweeper's settings, and `pruner` (`hydra.sweeper.pruner`, an Optuna
+        pruner: asked after each CV fold of every trial; None: none)."""
+        super().__init__(*args, **kwargs)
+        self.pruner = pruner
+
     def sweep(self, arguments: list[str]) -> None:
         launcher = self.launcher
+        assert self.config is not None
+        if self.pruner is not None and self.config.eval.early_stop:
+            raise SweeperError(
+                "hydra.sweeper.pruner and eval.early_stop both stop a trial's CV early: "
+                "choose one"
+            )
         if not getattr(launcher, "streams", False):  # batches only there: Hydra's own loop
+            if self.pruner is not None:
+                raise SweeperError(
+                    f"hydra.sweeper.pruner needs backend=local (backend={self.config.backend} "
+                    "runs an optimiser's trials in batches, each in full)"
+                )
             return super().sweep(arguments)
         assert isinstance(launcher, Streaming) and self.config is not None
         study, space, fixed = self._study(arguments)
@@ -64,8 +150,8 @@ class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
             state["left"] -= count
             return overrides
 
-        def told(index: int, ret: JobReturn, folds: Sequence[float]) -> Sequence[Sequence[str]]:
-            trial = asked.pop(index)
+        def told(outcome: Outcome, ret: JobReturn, metric: str) -> Sequence[Sequence[str]]:
+            trial = asked.pop(outcome.trial.index)
             state["told"] += 1
             try:
                 value = float(ret.return_value)
@@ -74,14 +160,26 @@ class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
                 log.warning(f"Failed experiment: {err}")
                 failed.append(err)
             else:
-                for step, score in enumerate(folds):
+                for step, score in enumerate(outcome.folds.get(metric, ())):
                     trial.report(score, step)
-                study.tell(trial, value)
+                if outcome.stopped:  # its pruner stopped it after these folds
+                    study.tell(trial, state=TrialState.PRUNED)
+                else:
+                    study.tell(trial, value)
+            if self.pruner is not None:
+                keep_told(told_path, study)
             if len(failed) / state["told"] > self.max_failure_rate:
                 state["left"] = 0  # as Hydra's sweeper stops after such a batch
             return ask(1) if state["left"] > 0 else []
 
-        self.job_idx += launcher.stream(ask(self.n_jobs), self.job_idx, told)
+        direction = self._get_directions()[0]
+        with tempfile.TemporaryDirectory(prefix="sweeper-pruning-") as folder:
+            told_path = f"{folder}/told.json"
+            pruning = None
+            if self.pruner is not None:  # per ranking metric, known once the data is read
+                pruning = functools.partial(Pruning, told_path, self.pruner, direction)
+            first = ask(self.n_jobs)
+            self.job_idx += launcher.stream(first, self.job_idx, told, pruning)
         if failed and len(failed) / state["told"] > self.max_failure_rate:
             log.error(
                 f"Failed {len(failed)} times out of {state['told']} "
@@ -110,6 +208,7 @@ class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
             study_name=self.study_name,
             storage=self.storage,
             sampler=self.sampler,
+            pruner=self.pruner,
             directions=cast(list[StudyDirection], self._get_directions()),
             load_if_exists=True,
         )

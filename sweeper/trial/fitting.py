@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sweeper.core import storage, trust
-from sweeper.core.evidence import EarlyStop
+from sweeper.core.evidence import FoldStop
 from sweeper.core.metrics import FIT_SECONDS, METRICS, ProblemType, cv_mean, cv_std
 from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, now_ms
 from sweeper.safe_text import first_line
@@ -129,7 +129,7 @@ def fit_and_score(
     modules: Sequence[str] = (),
     rows: int | None = None,
     final: bool = True,
-    early_stop: EarlyStop | None = None,
+    early_stop: FoldStop | None = None,
 ) -> tuple[TrialScore, BaseEstimator | None]:
     """Instantiate the model config (a Hydra `_target_` mapping); score it on each of the
     split's CV folds (the mean and spread rank it, the per-fold scores tell ties apart); then
@@ -161,7 +161,7 @@ def cross_validate(
     estimator: BaseEstimator,
     split: Split,
     rows: int | None = None,
-    early_stop: EarlyStop | None = None,
+    early_stop: FoldStop | None = None,
 ) -> tuple[dict[str, float], dict[str, tuple[float, ...]]]:
     """`cv_<metric>` (the mean over the split's folds) and `cv_<metric>_std` for every metric,
     and each metric's score on each fold; each fold is fitted once, on a fresh clone, and scored

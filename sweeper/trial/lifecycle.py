@@ -36,7 +36,7 @@ from sweeper.trial import kept
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-    from sweeper.core.evidence import EarlyStop
+    from sweeper.core.evidence import FoldStop
     from sweeper.tracking.tracker import Tracker
 
 # trial key → its run: the trials of one split that some sweep of the experiment finished.
@@ -110,7 +110,7 @@ def run_trial(
     finished: Finished | None = None,
     marker: Path | None = None,
     wait: bool = True,
-    early_stop: EarlyStop | None = None,
+    early_stop: FoldStop | None = None,
 ) -> Outcome:
     """Reuse, or claim, fit, score and log the trial as a child run of the sweep's run. A trial
     another process holds is waited for (see tracking.claims), or with `wait` False comes back

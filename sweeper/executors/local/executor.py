@@ -54,7 +54,7 @@ class LocalExecutor:
                 return None if added is None else sweep.plan(added)
 
         try:
-            return self.scheduler.run(plan, batch.last, more, batch.expected)
+            return self.scheduler.run(plan, batch.last, more, batch.expected, batch.pruning)
         except BaseException:
             # A second Ctrl-C waits until the workers have stopped and the runs are ended.
             with uninterrupted(signal.SIGINT, signal.SIGTERM, say=ENDING_RUNS):

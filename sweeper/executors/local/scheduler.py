@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from sweeper.core import cost, storage
-from sweeper.core.evidence import EarlyStop
+from sweeper.core.evidence import EarlyStop, FoldStop
 from sweeper.core.faults import Fault
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
@@ -80,6 +80,7 @@ class Scheduler:
         self.halvings: dict[str, tuple[Halving, Finished]] = {}
         self.more: Refill | None = None  # a streaming optimiser's next trials (see run)
         self.untold: list[Outcome] = []  # outcomes `more` has not heard of yet
+        self.pruning: Callable[[str], FoldStop] | None = None  # its pruner (see run)
         self.telling = False
         self.finished: dict[str, Finished] = {}  # group id → what its lookup found
         # eval.early_stop: per (group, rung) the loss of the best trial finished in full so
@@ -101,14 +102,20 @@ class Scheduler:
         return SweepRef.of(self.result.plan)
 
     def run(
-        self, batch: Plan, last: bool = True, more: Refill | None = None, total: int = 0
+        self,
+        batch: Plan,
+        last: bool = True,
+        more: Refill | None = None,
+        total: int = 0,
+        pruning: Callable[[str], FoldStop] | None = None,
     ) -> list[Outcome]:
         """Run one batch's trials (already in `result.plan`; `last`: the sweep's last batch);
         their outcomes, in plan order. `more`: a streaming optimiser's, told each trial's
         outcome as it settles, which gives the trials to start next (planned into
-        `result.plan`), run as part of this batch; `total`: how many trials it grows to."""
+        `result.plan`), run as part of this batch; `total`: how many trials it grows to;
+        `pruning`: its pruner for the ranking metric, asked after each fold of every trial."""
         self.batch, self.last_batch, done = batch, last, len(self.result.outcomes)
-        self.more = more
+        self.more, self.pruning = more, pruning
         was_open = bool(self.result.parent_run_id)
         self.progress = Progress(
             max(total, len(batch.trials)), self.workers, self.markers, ranking=self.result.ranking
@@ -307,7 +314,8 @@ class Scheduler:
 
     def _reused(self, trial: Trial, split: StoredSplit, finished: Finished) -> Outcome | None:
         eval_ = self.settings.eval
-        return lifecycle.reused(trial, split, finished, eval_.cv, eval_.early_stop)
+        stopping = eval_.early_stop or self.pruning is not None  # a stopped run is an answer
+        return lifecycle.reused(trial, split, finished, eval_.cv, stopping)
 
     def _start(self, trials: list[Trial]) -> None:
         if self.result.parent_run_id:
@@ -338,9 +346,14 @@ class Scheduler:
         else:
             self._settle(outcome)
 
-    def _early_stop(self, trial: Trial) -> EarlyStop | None:
-        if not self.settings.eval.early_stop:
-            return None
+    def _early_stop(self, trial: Trial) -> FoldStop | None:
+        """What stops the trial's CV early: a streaming optimiser's pruner, eval.early_stop's
+        test against the best so far, or nothing."""
+        if self.pruning is not None:
+            return self.pruning(self.result.ranking.metric)
+        return self._against_best(trial) if self.settings.eval.early_stop else None
+
+    def _against_best(self, trial: Trial) -> EarlyStop:
         ranking = self.result.ranking
         where = os.path.join(self.markers, f"best-{trial.group}-{trial.rung}.json")
         return EarlyStop(where, ranking.metric, ranking.maximised, self.settings.eval.tie_level)
@@ -354,9 +367,7 @@ class Scheduler:
         where, loss = (outcome.trial.group, outcome.trial.rung), ranking.loss(outcome.metrics)
         if where not in self.references or loss < self.references[where]:
             self.references[where] = loss
-            stop = self._early_stop(outcome.trial)
-            if stop is not None:
-                stop.keep(folds)
+            self._against_best(outcome.trial).keep(folds)
 
     def _settle(self, outcome: Outcome) -> None:
         if self.settings.eval.early_stop:

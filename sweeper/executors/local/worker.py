@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeper.core.evidence import EarlyStop
+from sweeper.core.evidence import FoldStop
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial
 from sweeper.core.settings import Settings
@@ -125,7 +125,7 @@ def train_trial(
     markers: str,
     wait: bool,
     threads: int | None = None,
-    early_stop: EarlyStop | None = None,
+    early_stop: FoldStop | None = None,
 ) -> Outcome:
     """Fit, score and log one trial (`wait`: for another process's claim on it; else it comes
     back unsettled); the fitted model of this worker's best trial so far is handed over. While
