@@ -56,6 +56,9 @@ GRIDSEARCH = "GridSearchCV"
 HALVING_PEER = "HalvingGridSearchCV"
 SWEEPER_GRID = "sweeper, full grid"  # W6: what halving is compared with
 EARLY_STOP = "sweeper early_stop"  # W5 with eval.early_stop=true
+# W6's Optuna study: streamed (hydra/sweeper=optuna_async) and in Hydra's batches
+STUDIES = {"sweeper optuna_async": "optuna_async", "sweeper optuna, batches": "optuna"}
+STUDY_WORKERS = 4
 W6_GRID: dict[str, list[float | int | None]] = {
     "learning_rate": [0.05, 0.1, 0.2],
     "max_depth": [3, 6, None],
@@ -80,6 +83,8 @@ class Sizes:
     cv_alphas: int  # W5's grid: lasso alpha=1..cv_alphas, 5-fold CV
     w6_grid: dict[str, list[float | int | None]]  # W6's HistGradientBoosting grid
     w6_seeds: int  # seeds over which halving's winner is compared with the full grid's
+    study_trials: int  # W6's Optuna study of mixed SVR and lasso trials on 4 workers
+    study_test_size: float  # its txhousing.csv split: the smoke run trains on a tenth
 
 
 FULL = Sizes(
@@ -93,6 +98,8 @@ FULL = Sizes(
     cv_alphas=30,
     w6_grid=W6_GRID,
     w6_seeds=10,
+    study_trials=32,
+    study_test_size=0.3,
 )
 SMOKE = Sizes(
     lasso_trials=4,
@@ -110,6 +117,8 @@ SMOKE = Sizes(
         "max_iter": [10],  # the smoke run checks the script, not the model: 10 iterations
     },
     w6_seeds=1,
+    study_trials=6,
+    study_test_size=0.9,
 )
 
 
@@ -137,6 +146,7 @@ class Bench:
         self.after_last_trial: dict[str, float] = {}  # sweeper: last trial's log line → exit
         self.fits: dict[str, int] = {}  # W5: the model fits each sweeper participant made
         self.within_one_se: list[bool] = []  # W6, per seed: halving's winner vs the grid's
+        self.busy: dict[str, float] = {}  # W6 study: the workers' busy share, per sweeper
         self.failures: list[str] = []
 
     # ---- set-up -------------------------------------------------------------------------
@@ -288,6 +298,45 @@ class Bench:
             near = in_grid["metrics"]["cv_mse"] <= best["metrics"]["cv_mse"] + se
             self.within_one_se.append(near)
             print(f"  W6 seed {seed}: grid {best['name']}, halving {chosen['name']}: {near}")
+
+    def study_busy(self) -> None:
+        """An Optuna study of mixed SVR (seconds each) and lasso (a tenth of that) trials on
+        txhousing.csv, on STUDY_WORKERS workers, streamed and in Hydra's batches of as many
+        (with a seeded random sampler both run the same trials): how busy the workers were. A worker is taken as busy from a trial's claim to the end of
+        its fit (its run's start and end in MLflow: the logging after the fit counts as idle);
+        see _busy_share for the spans."""
+        data = self.diamonds.parent / "txhousing.csv"
+        for participant, sweeper in STUDIES.items():
+            cwd = self.workdir(f"W6 study {sweeper}")
+            argv = [
+                sys.executable,
+                "-W",
+                "ignore::FutureWarning",
+                "-m",
+                "sweeper",
+                "data=csv",
+                f"data.path={data}",
+                "data.target=sales",
+                f"data.test_size={self.sizes.study_test_size}",
+                f"hydra/sweeper={sweeper}",
+                "model=choice(lasso,svr)",
+                "+model.tol=tag(log,interval(0.00001,0.01))",
+                f"hydra.sweeper.n_trials={self.sizes.study_trials}",
+                f"hydra.sweeper.n_jobs={STUDY_WORKERS}",
+                # Random, seeded: both ask for the same trials, whatever they were told.
+                "hydra/sweeper/sampler=random",
+                "hydra.sweeper.sampler.seed=1",
+                f"local.workers={STUDY_WORKERS}",
+                "-m",
+            ]
+            measured = measure.run(argv, cwd=cwd, env=self.env)
+            self._check(f"W6 study {sweeper}", measured)
+            busy, whole = _busy_share(cwd / "mlflow.db", STUDY_WORKERS)
+            self.busy[participant] = busy
+            row = Row("W6 study", participant, measured.wall_s, measured.cpu_s, measured.peak_mb)
+            row.note = f"workers busy {busy:.1%} until the last trial started, {whole:.1%} in all"
+            self.rows.append(row)
+            print(f"  W6 study {participant:24} {measured.wall_s:7.2f} s, {row.note}")
 
     def _after_last_trial(self, workload: str, measured: measure.Measured) -> None:
         """Seconds from the log line of the sweep's last trial to the command's exit."""
@@ -530,6 +579,7 @@ class Bench:
         for participant in (SWEEPER, SWEEPER_GRID, HALVING_PEER):
             self.run_participant("W6", participant)
         self.halving_quality()
+        self.study_busy()
         for row in self.rows:
             ours = self.find(row.workload, SWEEPER)
             if ours is not None and row.workload in ("W5", "W6"):
@@ -567,6 +617,11 @@ class Bench:
                 f"W6 halving's winner within 1 SE of the grid's in ≥ 9 of {self.sizes.w6_seeds}",
                 f"{near} of {len(self.within_one_se)}",
                 near >= min(9, self.sizes.w6_seeds),
+            ),
+            (
+                f"W6 async Optuna study, {STUDY_WORKERS} workers: busy ≥ 95% until its last trial",
+                ", ".join(f"{name} {share:.1%}" for name, share in self.busy.items()),
+                self.busy.get("sweeper optuna_async", 0.0) >= 0.95,
             ),
         ]
 
@@ -648,6 +703,26 @@ def _last_results(cwd: Path, count: int) -> list[list[dict[str, Any]]]:
         (cwd / "sweeper-store" / "sweeps").glob("*/results.json"), key=lambda p: p.parent.name
     )
     return [json.loads(path.read_text())["trials"] for path in records[-count:]]
+
+
+def _busy_share(store: Path, workers: int) -> tuple[float, float]:
+    """The share of `workers` times a span that trials were running (see study_busy): from the
+    first trial's claim until the last trial's (while the optimiser still had trials to give:
+    what its asking decides), and until the last trial's end (with the tail a finite study
+    ends on whatever its asking, its last trials running while other workers have none)."""
+    with sqlite3.connect(store) as db:
+        spans = db.execute(
+            "SELECT r.start_time, r.end_time FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            "WHERE t.key = 'trial_key' AND r.status = 'FINISHED'"
+        ).fetchall()
+    if not spans:
+        return 0.0, 0.0
+    first = min(start for start, _ in spans)
+    shares = []
+    for until in (max(start for start, _ in spans), max(end for _, end in spans)):
+        busy = sum(max(0, min(end, until) - start) for start, end in spans)
+        shares.append(busy / (workers * (until - first)) if until > first else 0.0)
+    return shares[0], shares[1]
 
 
 def _fits(cwd: Path) -> int:

@@ -72,6 +72,12 @@ def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
     assert {("W1 again", "sweeper"), ("W2 again", "sweeper"), ("--help", "sweeper")} <= seen
     assert {("W5", "sweeper"), ("W5", "GridSearchCV"), ("W5", "sweeper early_stop")} <= seen
     assert {("W6", "sweeper"), ("W6", "sweeper, full grid"), ("W6", "HalvingGridSearchCV")} <= seen
+    # W6's Optuna study, streamed and in batches: the same trials, the workers' busy share.
+    studies = {r["participant"]: r["note"] for r in rows if r["workload"] == "W6 study"}
+    assert set(studies) == {"sweeper optuna_async", "sweeper optuna, batches"}
+    for note in studies.values():
+        busy = re.fullmatch(r"workers busy (\d+\.\d)% until the last trial started, .*", note)
+        assert busy and 0 < float(busy[1]) <= 100
     [stopping] = [r for r in rows if r["participant"] == "sweeper early_stop"]
     fits = re.fullmatch(r"(\d+) of (\d+) fits", stopping["note"])  # counted from its results
     assert fits and 0 < int(fits[1]) <= int(fits[2]) == 2 * 6  # W5's 2 lassos, 5 folds + 1

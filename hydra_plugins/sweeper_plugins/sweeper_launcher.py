@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hydra.core.utils import JobReturn
@@ -9,8 +9,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 if TYPE_CHECKING:
-    from sweeper.core.evidence import FoldStop
-    from sweeper.launching.launcher import Launch, Told
+    from sweeper.launching.launcher import Launch, PrunerFor, Told
 
 
 class SweeperLauncher(Launcher):
@@ -41,7 +40,7 @@ class SweeperLauncher(Launcher):
         first: Sequence[Sequence[str]],
         initial_job_idx: int,
         told: Told,
-        pruning: Callable[[str], FoldStop] | None = None,
+        pruning: PrunerFor | None = None,
     ) -> int:
         from sweeper.errors import said_in_one_line
 

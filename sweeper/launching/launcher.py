@@ -30,7 +30,7 @@ from sweeper.errors import SweeperError
 from sweeper.executors.base import Batch
 from sweeper.launching.study import Study
 from sweeper.launching.sweep import SweepSession
-from sweeper.planning.compose import compose_jobs
+from sweeper.planning.compose import Bases, compose_jobs
 from sweeper.planning.definition import Definition
 from sweeper.planning.expand import as_overrides
 from sweeper.planning.plan import Job
@@ -40,6 +40,8 @@ from sweeper.safe_text import redact_text
 # scores, whether its pruner stopped it; its JobReturn; the metric it is ranked by) and answers
 # with the overrides of the trials to run next (none: no more), numbered on from the last.
 Told = Callable[[Outcome, JobReturn, str], Sequence[Sequence[str]]]
+# A streaming optimiser's pruner for the metric the sweep ranks by (known once data is read).
+PrunerFor = Callable[[str], FoldStop]
 
 
 class Launch:
@@ -95,7 +97,7 @@ class Launch:
         first: Sequence[Sequence[str]],
         initial_job_idx: int,
         told: Told,
-        pruning: Callable[[str], FoldStop] | None = None,
+        pruning: PrunerFor | None = None,
     ) -> int:
         """An optimiser without batch barriers: `first` are its first trials (one per worker);
         each trial's outcome and JobReturn go to `told` as soon as the trial ends, which gives
@@ -106,10 +108,11 @@ class Launch:
         sweep, ranking_of = self.study_sweep, lambda: sweep.result.ranking
         composing: dict[int, _Composing] = {}  # job index → its jobs' composing
         following = initial_job_idx
+        bases: Bases = {}  # trials of one model and data share a composition
 
         def batch(overrides: Sequence[Sequence[str]], first_index: int) -> Batch:
             nonlocal following
-            jobs = _Composing(self, overrides, first_index)
+            jobs = _Composing(self, overrides, first_index, bases)
             composing.update({first_index + i: jobs for i in range(len(overrides))})
             following = first_index + len(overrides)
             definition = self._definition(overrides)
@@ -143,8 +146,15 @@ class Launch:
 class _Composing:
     """A batch's jobs, composed on first use; their folders and callbacks follow from them."""
 
-    def __init__(self, launch: Launch, overrides: Sequence[Sequence[str]], first: int) -> None:
-        self.launch, self.overrides, self.first = launch, overrides, first
+    def __init__(
+        self,
+        launch: Launch,
+        overrides: Sequence[Sequence[str]],
+        first: int,
+        bases: Bases | None = None,
+    ) -> None:
+        """`bases`: compositions to use again (a streamed study's, across its trials)."""
+        self.launch, self.overrides, self.first, self.bases = launch, overrides, first, bases
         self.composed: list[Job] | None = None
         self.hydra_cfg: DictConfig | None = None
         self.folders: Future[list[Path]] | None = None
@@ -158,6 +168,7 @@ class _Composing:
                 compose=lambda overrides: loader.load_sweep_config(config, overrides),
                 parser=OverridesParser.create(config_loader=loader),
                 first_index=self.first,
+                bases=self.bases,
             )
             sweep_dir = Path(config.hydra.sweep.dir).resolve()
             self.made = None if sweep_dir.exists() else sweep_dir

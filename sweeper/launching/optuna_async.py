@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast, runtime_checkable
@@ -36,10 +36,9 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
     OptunaSweeperImpl,
     create_params_from_overrides,
 )
-from sweeper.core.evidence import FoldStop
 from sweeper.core.outcomes import Outcome
 from sweeper.errors import SweeperError
-from sweeper.launching.launcher import Told
+from sweeper.launching.launcher import PrunerFor, Told
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class Streaming(Protocol):
         first: Sequence[Sequence[str]],
         initial_job_idx: int,
         told: Told,
-        pruning: Callable[[str], FoldStop] | None = None,
+        pruning: PrunerFor | None = None,
     ) -> int: ...
 
 
@@ -124,8 +123,7 @@ class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
         assert self.config is not None
         if self.pruner is not None and self.config.eval.early_stop:
             raise SweeperError(
-                "hydra.sweeper.pruner and eval.early_stop both stop a trial's CV early: "
-                "choose one"
+                "hydra.sweeper.pruner and eval.early_stop both stop a trial's CV early: choose one"
             )
         if not getattr(launcher, "streams", False):  # batches only there: Hydra's own loop
             if self.pruner is not None:
@@ -178,7 +176,7 @@ class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
             pruning = None
             if self.pruner is not None:  # per ranking metric, known once the data is read
                 pruning = functools.partial(Pruning, told_path, self.pruner, direction)
-            first = ask(self.n_jobs)
+            first = ask(self.n_jobs + 1)
             self.job_idx += launcher.stream(first, self.job_idx, told, pruning)
         if failed and len(failed) / state["told"] > self.max_failure_rate:
             log.error(

@@ -7,8 +7,10 @@ data (`sweeper.core.records.Plan`): JSON in, JSON out, no Hydra objects.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+import os
 import re
 import secrets
 from collections import Counter
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.types import Override, OverrideType
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sweeper.core import overrides, trust
 from sweeper.core.overrides import MODEL_GROUP, MODEL_VALUE
@@ -188,7 +190,22 @@ def _settings(configs: Sequence[Mapping[str, Any]]) -> Settings:
                     f"'{key}' differs between trials ({first.get(key)} vs {cfg.get(key)}); "
                     "it is a setting of the whole sweep"
                 )
-    return Settings.of(dict(first)).resolved()
+    chosen = {key: _container(first.get(key)) for key in SWEEP_WIDE if key in first}
+    return _settings_of(json.dumps(chosen, sort_keys=True, default=str), os.getcwd())
+
+
+def _container(value: Any) -> Any:
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+@functools.lru_cache(maxsize=16)
+def _settings_of(chosen: str, cwd: str) -> Settings:
+    """Settings of a config's sweep-wide part (JSON), made once: OmegaConf's typed merge takes
+    tens of milliseconds, and a streaming optimiser plans each trial apart. (`cwd`: a local
+    storage.root is made absolute against it.)"""
+    return Settings.of(json.loads(chosen)).resolved()
 
 
 # The names conf/data/'s options give: a file given by data.path is named by itself instead.
