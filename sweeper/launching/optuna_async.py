@@ -176,7 +176,7 @@ class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
             pruning = None
             if self.pruner is not None:  # per ranking metric, known once the data is read
                 pruning = functools.partial(Pruning, told_path, self.pruner, direction)
-            first = ask(self.n_jobs + 1)
+            first = ask(self.n_jobs)
             self.job_idx += launcher.stream(first, self.job_idx, told, pruning)
         if failed and len(failed) / state["told"] > self.max_failure_rate:
             log.error(
