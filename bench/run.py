@@ -302,9 +302,9 @@ class Bench:
     def study_busy(self) -> None:
         """An Optuna study of mixed SVR (seconds each) and lasso (a tenth of that) trials on
         txhousing.csv, on STUDY_WORKERS workers, streamed and in Hydra's batches of as many
-        (with a seeded random sampler both run the same trials): how busy the workers were. A worker is taken as busy from a trial's claim to the end of
-        its fit (its run's start and end in MLflow: the logging after the fit counts as idle);
-        see _busy_share for the spans."""
+        (with a seeded random sampler both run the same trials): how busy the workers were. A
+        worker is taken as busy from a trial's claim to the end of its fit (its run's start and
+        end in MLflow: the logging after the fit counts as idle); _busy_share says over what."""
         data = self.diamonds.parent / "txhousing.csv"
         for participant, sweeper in STUDIES.items():
             cwd = self.workdir(f"W6 study {sweeper}")

@@ -9,6 +9,7 @@ size for ten trials or 100,000.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -126,3 +127,21 @@ def _pod_resources(trial: Trial) -> tuple[tuple[str, str], ...]:
         ("memory", str(requests.get("memory", "1Gi"))),
         ("memory_limit", str(limits.get("memory", requests.get("memory", "1Gi")))),
     )
+
+
+def add_trials_per_pod(parser: argparse.ArgumentParser) -> None:
+    """The pod steps' --trials-per-pod: a number of trials, or auto."""
+    parser.add_argument(
+        "--trials-per-pod",
+        type=_trials_per_pod,
+        default=AUTO,
+        help="trials a pod trains, or auto (by estimated cost)",
+    )
+
+
+def _trials_per_pod(text: str) -> int | str:
+    if text == AUTO:
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number of trials (at least 1) or auto")

@@ -98,26 +98,13 @@ class Planned:
     pods: int  # train pods it asks for
 
 
-def trials_per_pod(text: str) -> int | str:
-    if text == chunks.AUTO:
-        return text
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number of trials (at least 1) or auto")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sweeper.executors.argo.plan_step", description=__doc__
     )
     parser.add_argument("--sweep-id", required=True)
     parser.add_argument("--outputs", required=True, help="folder for Argo output parameters")
-    parser.add_argument(
-        "--trials-per-pod",
-        type=trials_per_pod,
-        default=chunks.AUTO,
-        help="trials a pod trains, or auto (by estimated cost)",
-    )
+    chunks.add_trials_per_pod(parser)
     Definition.add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -21,7 +21,6 @@ from sweeper.core import storage
 from sweeper.core.faults import Fault
 from sweeper.core.records import Plan
 from sweeper.executors.argo import chunks
-from sweeper.executors.argo.plan_step import trials_per_pod
 from sweeper.executors.argo.rounds import promote
 from sweeper.tracking.tracker import Tracker
 from sweeper.trial.splits import recorded_split
@@ -35,12 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--group", required=True, help="the preprocess group's id")
     parser.add_argument("--round", type=int, required=True, help="0 first")
     parser.add_argument("--outputs", required=True, help="folder for Argo output parameters")
-    parser.add_argument(
-        "--trials-per-pod",
-        type=trials_per_pod,
-        default=chunks.AUTO,
-        help="trials a pod trains, or auto (by estimated cost)",
-    )
+    chunks.add_trials_per_pod(parser)
     args = parser.parse_args(argv)
     try:
         plan = Plan.from_json(storage.read_bytes(args.plan))
