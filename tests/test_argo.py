@@ -127,7 +127,8 @@ def test_a_halving_sweep_is_rounds_of_one_workflow(
         "pods",
         "round",
     ]
-    assert tasks["pods"]["continueOn"] == {"failed": True}  # a failed trial is an outcome
+    # A failed trial is an outcome, and so is a pod lost after its retries (Error).
+    assert tasks["pods"]["continueOn"] == {"failed": True, "error": True}
     assert tasks["next"]["depends"] == "pods"
     promote = templates["promote"]["container"]
     assert promote["command"] == ["python", "-m", "sweeper.executors.argo.promote_step"]

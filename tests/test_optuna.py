@@ -160,13 +160,19 @@ def test_a_failing_batch_ends_the_sweep_run_failed(workdir: Path) -> None:
             "hydra.sweeper.pruner needs backend=local (backend=argo runs an optimiser's "
             "trials in batches, each in full)",
         ),
+        (
+            ["hydra.sweeper.pruner={_target_:optuna.pruners.SuccessiveHalvingPruner}"],
+            "hydra.sweeper.pruner: SuccessiveHalvingPruner keeps its rungs in the study's own "
+            "trials, which a worker's copy cannot update: use median, percentile or wilcoxon "
+            "(or search=halving for successive halving)",
+        ),
     ],
 )
 def test_a_pruner_refuses_what_it_cannot_do(workdir: Path, args: list[str], said: str) -> None:
     result = run_sweeper(
         [
             "hydra/sweeper=optuna_async",
-            "hydra/sweeper/pruner=wilcoxon",
+            *([] if any("pruner" in a for a in args) else ["hydra/sweeper/pruner=wilcoxon"]),
             "model=lasso",
             "model.alpha=interval(0.1,1)",
             *args,

@@ -235,7 +235,8 @@ def test_argo_counts_of_a_halving_grow_with_its_rounds() -> None:
         return pod("promote", "Succeeded", suffix, outputs={"parameters": parameters})
 
     assert trial_counts(workflow(plan)) == Counts(0)
-    round_0 = [promote("r0", "a-0-", [2, 2, 1]), train("Succeeded", "1", "a-0-0")]
+    retried = {**promote("r0-retry", "a-0-", [2, 2, 1]), "type": "Retry"}  # its pod's outputs
+    round_0 = [retried, promote("r0", "a-0-", [2, 2, 1]), train("Succeeded", "1", "a-0-0")]
     round_0 += [train("Failed", "2", "a-0-1"), train("Running", "3", "a-0-2")]
     assert trial_counts(workflow(plan, *round_0)) == Counts(5, done=2, failed=2, running=1)
     round_1 = [promote("r1", "a-1-", [2]), train("Succeeded", "4", "a-1-0")]

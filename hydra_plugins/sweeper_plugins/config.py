@@ -45,7 +45,8 @@ else:
         # An Optuna pruner asked after each CV fold of every trial (hydra/sweeper/pruner=…).
         pruner: Optional[Any] = None
 
-    # hydra/sweeper/pruner=…: Optuna's pruners, their settings as Optuna names them.
+    # hydra/sweeper/pruner=…: Optuna's pruners that decide from the trials' intermediate values
+    # (each fold's score), their settings as Optuna names them.
     @dataclass
     class MedianPrunerConf:
         _target_: str = "optuna.pruners.MedianPruner"
@@ -55,19 +56,13 @@ else:
         n_min_trials: int = 1
 
     @dataclass
-    class SuccessiveHalvingPrunerConf:
-        _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
-        min_resource: Any = "auto"
-        reduction_factor: int = 4
-        min_early_stopping_rate: int = 0
-        bootstrap_count: int = 0
-
-    @dataclass
-    class HyperbandPrunerConf:
-        _target_: str = "optuna.pruners.HyperbandPruner"
-        min_resource: int = 1
-        max_resource: Any = "auto"
-        reduction_factor: int = 3
+    class PercentilePrunerConf:
+        _target_: str = "optuna.pruners.PercentilePruner"
+        percentile: float = 25.0
+        n_startup_trials: int = 5
+        n_warmup_steps: int = 0
+        interval_steps: int = 1
+        n_min_trials: int = 1
 
     @dataclass
     class WilcoxonPrunerConf:
@@ -77,8 +72,7 @@ else:
 
     for name, node in (
         ("median", MedianPrunerConf),
-        ("successive_halving", SuccessiveHalvingPrunerConf),
-        ("hyperband", HyperbandPrunerConf),
+        ("percentile", PercentilePrunerConf),
         ("wilcoxon", WilcoxonPrunerConf),
     ):
         ConfigStore.instance().store(

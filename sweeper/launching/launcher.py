@@ -109,6 +109,7 @@ class Launch:
         composing: dict[int, _Composing] = {}  # job index → its jobs' composing
         following = initial_job_idx
         bases: Bases = {}  # trials of one model and data share a composition
+        checked: list[bool] = []
 
         def batch(overrides: Sequence[Sequence[str]], first_index: int) -> Batch:
             nonlocal following
@@ -120,6 +121,10 @@ class Launch:
 
         def more(outcome: Outcome) -> Batch | None:
             ranking = ranking_of()
+            if not checked:  # the optimiser's direction, once the data's task is known
+                assert self.study is not None
+                self.study.check(ranking)
+                checked.append(True)
             ret = composing.pop(outcome.trial.index).returned(outcome, ranking)
             wanted = told(outcome, ret, ranking.metric)
             return batch(wanted, following) if wanted else None

@@ -41,6 +41,9 @@ from sweeper.errors import SweeperError
 from sweeper.launching.launcher import PrunerFor, Told
 
 log = logging.getLogger(__name__)
+# Pruners that record their decisions on the study's trials (system attributes, brackets by
+# study name and trial number): a worker's copy of the study has neither.
+STATEFUL_PRUNERS = (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner)
 
 
 @runtime_checkable
@@ -125,6 +128,12 @@ class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
             raise SweeperError(
                 "hydra.sweeper.pruner and eval.early_stop both stop a trial's CV early: choose one"
             )
+        if isinstance(self.pruner, STATEFUL_PRUNERS):
+            raise SweeperError(
+                f"hydra.sweeper.pruner: {type(self.pruner).__name__} keeps its rungs in the "
+                "study's own trials, which a worker's copy cannot update: use median, "
+                "percentile or wilcoxon (or search=halving for successive halving)"
+            )
         if not getattr(launcher, "streams", False):  # batches only there: Hydra's own loop
             if self.pruner is not None:
                 raise SweeperError(
@@ -177,6 +186,8 @@ class AsyncOptunaSweeperImpl(OptunaSweeperImpl):
             if self.pruner is not None:  # per ranking metric, known once the data is read
                 pruning = functools.partial(Pruning, told_path, self.pruner, direction)
             first = ask(self.n_jobs)
+            if not first:  # hydra.sweeper.n_trials=0: nothing to run, as with Hydra's sweeper
+                return
             self.job_idx += launcher.stream(first, self.job_idx, told, pruning)
         if failed and len(failed) / state["told"] > self.max_failure_rate:
             log.error(

@@ -191,7 +191,10 @@ def _settings(configs: Sequence[Mapping[str, Any]]) -> Settings:
                     "it is a setting of the whole sweep"
                 )
     chosen = {key: _container(first.get(key)) for key in SWEEP_WIDE if key in first}
-    return _settings_of(json.dumps(chosen, sort_keys=True, default=str), os.getcwd())
+    text = json.dumps(chosen, sort_keys=True, default=str)
+    # A copy: each plan's settings are its own. (cwd and HOME: what a local root is checked
+    # and made absolute against.)
+    return copy.deepcopy(_settings_of(text, os.getcwd(), os.path.expanduser("~")))
 
 
 def _container(value: Any) -> Any:
@@ -201,10 +204,9 @@ def _container(value: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=16)
-def _settings_of(chosen: str, cwd: str) -> Settings:
+def _settings_of(chosen: str, cwd: str, home: str) -> Settings:
     """Settings of a config's sweep-wide part (JSON), made once: OmegaConf's typed merge takes
-    tens of milliseconds, and a streaming optimiser plans each trial apart. (`cwd`: a local
-    storage.root is made absolute against it.)"""
+    tens of milliseconds, and a streaming optimiser plans each trial apart."""
     return Settings.of(json.loads(chosen)).resolved()
 
 

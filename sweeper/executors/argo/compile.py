@@ -330,13 +330,14 @@ def _rounds(
                 "round": "{{inputs.parameters.round}}",
             },
         )
-        # A failed trial is an outcome the next round is decided with: go on after it.
+        # A failed trial is an outcome the next round is decided with, and so is a lost pod's
+        # (Error, after its retries: its trials count as failed): go on after either.
         trained = Task(
             name="pods",
             template=pods,
             with_param=decided % "pods",
             when=f"{decided % 'to_train'} > 0",
-            continue_on=m.ContinueOn(failed=True),
+            continue_on=m.ContinueOn(failed=True, error=True),
             arguments={**fanned, "prefix": decided % "prefix"},
         )
         following = Task(

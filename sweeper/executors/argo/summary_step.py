@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = summarise(args.plan, trust.from_arguments(args))
+    except FileNotFoundError:  # the plan step refused the input (its log says why)
+        print(f"error: no plan at {args.plan}: the plan step did not finish", file=sys.stderr)
+        return 1
     except Fault as err:  # the store or the disk: the next try (a retry, a resubmit) resumes
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -110,7 +110,8 @@ def trial_counts(workflow: WorkflowModel) -> Counts | None:
                 phases[chunk] = phase
         if node.template_name == "plan" and node.outputs and node.outputs.parameters:
             groups = json.loads(_parameter(node, "groups", outputs=True) or "[]")
-        if node.template_name == "promote" and node.outputs and node.outputs.parameters:
+        # (A retried step has a Retry node too, with its pod's outputs: counted once.)
+        if node.template_name == "promote" and node.type == "Pod" and node.outputs:
             rounds.append(
                 {
                     "to_train": int(_parameter(node, "to_train", outputs=True) or 0),

@@ -83,6 +83,7 @@ class Scheduler:
         self.pruning: Callable[[str], FoldStop] | None = None  # its pruner (see run)
         self.telling = False
         self.finished: dict[str, Finished] = {}  # group id → what its lookup found
+        self.refused: dict[str, str] = {}  # group id → why its input was refused
         # eval.early_stop: per (group, rung) the loss of the best trial finished in full so
         # far; its per-fold scores are in a file its trials' CV is stopped against
         self.references: dict[tuple[str, int | None], float] = {}
@@ -137,7 +138,9 @@ class Scheduler:
         finally:
             # Before the results table is printed; refused input prints no counts, only itself.
             self.progress.stop(leave=not self.result.input_errors)
-        if was_open:  # the batches so far; the first batch's was written when the run opened
+        # The batches so far (the first batch's was written when the run opened, before a
+        # streaming optimiser added to it).
+        if (was_open or more is not None) and self.result.parent_run_id:
             self._write_plan()
         return sorted(self.result.outcomes[done:], key=lambda o: o.trial.index)
 
@@ -283,6 +286,7 @@ class Scheduler:
         except Fault:
             raise  # the store or the disk, not the input
         except Exception as err:
+            self.refused[group.id] = str(err)
             self._not_run(trials, str(err))
             return
         self.result.splits[group.id] = self.splits[group.id] = split
@@ -291,6 +295,7 @@ class Scheduler:
         refused = announce_split(group.id, split, self.settings.eval.cv) or misfits(trials, split)
         if refused or errors:
             self.result.input_errors.extend(errors[1:])
+            self.refused[group.id] = refused or errors[0]
             self._not_run(trials, refused or errors[0])
             return
         if group.id in self.unchecked:  # the run opens once all of the input is sound
@@ -328,6 +333,9 @@ class Scheduler:
             self.result.input_errors.append(error)
         self.result.outcomes.extend(not_run := [Outcome.not_run(t, error) for t in trials])
         self.progress.settled(*not_run)
+        if self.more is not None:  # a streaming optimiser hears of them as failed trials
+            self.untold.extend(not_run)
+            self._tell()
 
     def _release(self, trials: list[Trial]) -> None:
         threads = self._threads(trials)
@@ -447,6 +455,9 @@ class Scheduler:
         )
         for group in added.groups:
             trials = added.trials_of(group.id)
+            if group.id in self.refused:  # its input was refused: so is every trial of it
+                self._not_run(trials, self.refused[group.id], refused=False)
+                continue
             if group.id not in self.splits:
                 if group.id not in known:
                     self._submit(group)  # _preprocessed starts the batch's trials of it
