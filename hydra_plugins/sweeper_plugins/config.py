@@ -56,13 +56,9 @@ else:
         n_min_trials: int = 1
 
     @dataclass
-    class PercentilePrunerConf:
+    class PercentilePrunerConf(MedianPrunerConf):  # the median is its 50th percentile
         _target_: str = "optuna.pruners.PercentilePruner"
         percentile: float = 25.0
-        n_startup_trials: int = 5
-        n_warmup_steps: int = 0
-        interval_steps: int = 1
-        n_min_trials: int = 1
 
     @dataclass
     class WilcoxonPrunerConf:
