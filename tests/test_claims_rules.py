@@ -128,3 +128,23 @@ def test_a_rerun_counts_its_own_sweeps_runs_only(tracker: Tracker, sweep: str) -
     rerun = claims.claim(tracker, sweep, "sweep", record("again"), this_sweep_only=True)
     assert isinstance(rerun, claims.Held) and rerun.run_id != done.run_id
     assert status(tracker, done.run_id) == (Status.FINISHED, "active")
+
+
+def test_lookups_follow_mlflows_pages_past_one_search(
+    tracker: Tracker, sweep: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow answers one search with a page of runs and a token for the next: the finished
+    trials of a split, a sweep's trial runs and a key's claims are every page's, not the first
+    page's (50,000 runs; 3 here)."""
+    import sweeper.tracking.tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "_MANY", 3)
+    keys = [f"paged-{n}" for n in range(7)]
+    for key in keys:
+        paged = TrialRecord(name=key, params={"model": "lasso"}, key=key, split_key="paged")
+        tracker.log_trial(sweep, "someone", paged)
+    assert sorted(tracker.finished_trials("paged")) == sorted(keys)
+    assert len(tracker.trial_runs(sweep)) == 7
+    for key in keys[:2]:
+        claim_run(tracker, sweep, key, None)
+    assert len(tracker.trial_claims(keys[0])) == 2

@@ -52,7 +52,7 @@ _MLFLOW_DEFAULTS = {
 # MLflow refuses longer param values and tag values.
 _MAX_PARAM = 6000
 _MAX_TAG = 5000
-_MANY = 50_000  # more runs than any one search needs
+_MANY = 50_000  # runs one search asks for (MLflow's most for a page); _every follows the pages
 # A trial's score on each CV fold: metric steps `fold_<metric>` for MLflow's charts, and this
 # tag (JSON, metric → scores) for reading them back with the run, without a call per run.
 FOLDS_TAG = "cv_folds"
@@ -297,14 +297,27 @@ class Tracker:
         ended = score.ended_ms if score else now_ms()
         unlocked(self.client.set_terminated, run_id, final.value, end_time=ended)
 
+    def _every(self, wanted: str) -> list[Run]:
+        """Every run of the experiment that MLflow's filter `wanted` finds, page after page:
+        MLflow answers one search with _MANY runs at most, and says with a page token that
+        there are more."""
+        found: list[Run] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string=wanted, max_results=_MANY, page_token=token
+            )
+            found.extend(page)
+            token = getattr(page, "token", None)
+            if not token:
+                return found
+
     def trial_claims(self, trial_key: str, parent_run_id: str | None = None) -> list[Run]:
         """Every run of the experiment for this trial key (one sweep's when `parent_run_id`)."""
         wanted = f"tags.trial_key = '{trial_key}'"
         if parent_run_id is not None:
             wanted += f" and tags.`{PARENT_TAG}` = '{parent_run_id}'"
-        return list(
-            self.client.search_runs([self.experiment_id], filter_string=wanted, max_results=_MANY)
-        )
+        return self._every(wanted)
 
     def drop_run(self, run_id: str) -> None:
         """A claim given up: deleted, so no search (nor the MLflow UI) lists it."""
@@ -312,12 +325,8 @@ class Tracker:
 
     def finished_trials(self, split_key: str) -> dict[str, FinishedRun]:
         """Trials on this split that some sweep of the experiment finished, by trial key."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=(
-                f"tags.split_key = '{split_key}' and attributes.status = '{Status.FINISHED}'"
-            ),
-            max_results=_MANY,
+        runs = self._every(
+            f"tags.split_key = '{split_key}' and attributes.status = '{Status.FINISHED}'"
         )
         return {
             r.data.tags["trial_key"]: FinishedRun(
@@ -360,9 +369,7 @@ class Tracker:
     def trial_runs(self, parent_run_id: str, where: str = "") -> list[Run]:
         """The child runs of a sweep run (`where`: more of MLflow's filter, e.g. a status)."""
         wanted = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {where}" if where else "")
-        return list(
-            self.client.search_runs([self.experiment_id], filter_string=wanted, max_results=_MANY)
-        )
+        return self._every(wanted)
 
     def sweep_runs(self, sweep_id: str | None = None, limit: int = 200) -> list[Run]:
         """Sweep (parent) runs of the experiment, newest first; one sweep's when `sweep_id`."""
