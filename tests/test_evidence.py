@@ -4,6 +4,9 @@ one-standard-error rule that picks the simplest configuration near the best."""
 
 from __future__ import annotations
 
+import json
+from urllib.parse import unquote
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -61,3 +64,25 @@ def test_the_simplest_within_one_standard_error_is_chosen_when_asked() -> None:
     said = console.export_text()
     assert "Best: lasso alpha=0.1 (cv_mse 10; test mse 1)" in said
     assert "Chosen: lasso alpha=1.0 (cv_mse 10.3" in said and "eval.choose=simplest" in said
+
+
+def test_the_compare_link_names_the_top_runs_of_a_large_sweep() -> None:
+    """MLflow's compare page struggles past a hundred runs and a link of every run of a large
+    sweep outgrows what a browser opens: the best COMPARED are named, and the line says so."""
+    from sweeper.display.table import COMPARED, compare_line
+
+    ranked = [f"{n:032x}" for n in range(20_000)]  # MLflow's run ids: 32 hex digits
+    text = compare_line("http://127.0.0.1:5000", ranked, "7")
+    link, said = text.removeprefix("Compare the trials: ").split(" ", 1)
+    assert len(link) <= 8 * 1024
+    assert runs_named(link) == ranked[:COMPARED] and COMPARED == 100
+    assert said == (
+        "(the top 100 of 20,000; every trial is in results/results.csv and under the sweep's run)"
+    )
+    few = compare_line("http://127.0.0.1:5000", ranked[:3], "7")
+    assert few.count(" ") == 3 and runs_named(few) == ranked[:3]
+
+
+def runs_named(link: str) -> list[str]:
+    named: list[str] = json.loads(unquote(link.split("runs=")[1].split("&")[0]))
+    return named
