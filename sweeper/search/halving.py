@@ -136,6 +136,11 @@ class Halving:
     def start(self) -> list[Trial]:
         return [self.trial(index, 0) for index in self.configurations]
 
+    def every_trial(self) -> list[Trial]:
+        """Every trial the halving may train: each configuration at each rung."""
+        rungs = range(self.schedule.last + 1)
+        return [self.trial(index, rung) for index in self.configurations for rung in rungs]
+
     def trial(self, index: int, rung: int) -> Trial:
         """A configuration's trial at a rung: its own model config at the last, with less of the
         resource below it."""
@@ -282,6 +287,18 @@ def halving(
     schedule = Schedule.of(len(configurations), search, least, floor)
     amounts = {index: schedule.amounts(maximum) for index, maximum in maxima.items()}
     return Halving(configurations, schedule, amounts, search.resource, ranking)
+
+
+def on_split(
+    configurations: Sequence[Trial],
+    search: SearchSettings,
+    ranking: Ranking,
+    split: StoredSplit,
+    cv: int,
+) -> Halving:
+    """The halving of these configurations on a stored split: its training rows, in `cv` folds."""
+    rows, floor = halving_rows(split, cv)
+    return halving(configurations, search, ranking, rows, floor)
 
 
 def _budget_value(trial: Trial) -> int:

@@ -6,12 +6,12 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sweeper.core import storage
-from sweeper.core.faults import disk_full
+from sweeper.core.faults import disk_full, retrying
 from sweeper.core.processes import lives, started
 from sweeper.core.records import (
     Status,
@@ -23,6 +23,7 @@ from sweeper.core.records import (
 )
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact, redact_text
+from sweeper.tracking.by_key import KeyIndex, indexable
 from sweeper.tracking.store import (
     RetryingClient,
     problem,
@@ -90,8 +91,13 @@ STOPPED_AFTER_TAG = "cv.stopped_after"
 def fold_scores(run: Run) -> FoldScores:
     """A trial run's per-fold scores (FOLDS_TAG), read as data: anything but a mapping of
     metric names to lists of numbers is ignored (as a run from before they were kept)."""
+    return folds_of(run.data.tags.get(FOLDS_TAG))
+
+
+def folds_of(text: str | None) -> FoldScores:
+    """Per-fold scores from a FOLDS_TAG's text (see fold_scores)."""
     try:
-        found = json.loads(run.data.tags.get(FOLDS_TAG, "{}"))
+        found = json.loads(text or "{}")
         return {
             str(metric): tuple(float(v) for v in values)
             for metric, values in found.items()
@@ -116,10 +122,14 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
+        # A SQL store sweeper opens itself: trials are looked up by key through an index.
+        self.by_key = KeyIndex(tracking_uri) if indexable(tracking_uri) else None
         try:
             with sqlite_creation_lock(tracking_uri):
                 self.client = MlflowClient(tracking_uri)  # creates a new store's tables
                 self.experiment_id = self._experiment_id(experiment, create)
+                if self.by_key is not None and create:
+                    self.by_key.ensure()
         except Exception as err:
             where = str(storage.sqlite_file(tracking_uri) or tracking_uri)
             full = disk_full(err, where, "the tracking store")
@@ -323,8 +333,21 @@ class Tracker:
         """A claim given up: deleted, so no search (nor the MLflow UI) lists it."""
         unlocked(self.client.delete_run, run_id)
 
-    def finished_trials(self, split_key: str) -> dict[str, FinishedRun]:
-        """Trials on this split that some sweep of the experiment finished, by trial key."""
+    def finished_trials(self, split_key: str, keys: Collection[str]) -> dict[str, FinishedRun]:
+        """The trials of these keys (on this split) that some sweep of the experiment finished,
+        by trial key. On a SQL store through the trial-key index (tracking.by_key): its cost
+        is the keys', whatever else the experiment holds; through a server, every finished run
+        of the split is read (MLflow's REST API cannot ask for many tag values at once)."""
+        if not keys:
+            return {}
+        if self.by_key is not None:
+            return {
+                key: FinishedRun(run.run_id, run.metrics, folds_of(run.folds_text), run.stopped)
+                for key, run in retrying(
+                    self.shown, self.by_key.finished, self.experiment_id, keys
+                ).items()
+            }
+        wanted = set(keys)
         runs = self._every(
             f"tags.split_key = '{split_key}' and attributes.status = '{Status.FINISHED}'"
         )
@@ -333,7 +356,7 @@ class Tracker:
                 r.info.run_id, r.data.metrics, fold_scores(r), STOPPED_AFTER_TAG in r.data.tags
             )
             for r in runs
-            if "trial_key" in r.data.tags
+            if r.data.tags.get("trial_key") in wanted
         }
 
     def end_orphaned_sweeps(self) -> list[str]:

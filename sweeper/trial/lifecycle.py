@@ -76,9 +76,16 @@ class SweepRef:
         )
 
 
-def finished_trials(tracker: Tracker, split: StoredSplit, rerun: bool) -> Finished:
-    """What the reuse lookup consults for one split: nothing when the sweep trains every trial."""
-    return {} if rerun else tracker.finished_trials(split.key)
+def finished_trials(
+    tracker: Tracker, split: StoredSplit, rerun: bool, trials: Iterable[Trial], cv: int
+) -> Finished:
+    """What the reuse lookup consults for these trials of one split (each as trained in full,
+    or stopped early): nothing when the sweep trains every trial. A trial not among `trials`
+    (one an optimiser asks for later) is not in it: its claim finds an earlier run instead."""
+    if rerun:
+        return {}
+    keys = [trial_key(split.key, trial.model, cv, trial.rows) for trial in trials]
+    return tracker.finished_trials(split.key, [*keys, *map(stopped_key, keys)])
 
 
 def reused(
@@ -260,7 +267,9 @@ def recorded_outcomes(
             outcomes.append(Outcome.not_run(trial, "its preprocess step did not finish"))
         else:
             if split.key not in finished:
-                finished[split.key] = tracker.finished_trials(split.key)
+                unsettled = [t for t in plan.trials_of(trial.group) if t.index not in by_index]
+                cv = plan.settings.eval.cv
+                finished[split.key] = finished_trials(tracker, split, False, unsettled, cv)
             earlier = reused(trial, split, finished[split.key], plan.settings.eval.cv)
             outcomes.append(earlier or Outcome.not_run(trial, "no run was logged"))
     return outcomes, sum(1 for n in finished_runs.values() if n > 1)
@@ -284,7 +293,8 @@ def run_trials(
         for trial in queue:
             split = split_of[trial.group]
             if split.key not in finished:
-                finished[split.key] = finished_trials(tracker, split, rerun)
+                of_split = [t for t in trials if split_of[t.group].key == split.key]
+                finished[split.key] = finished_trials(tracker, split, rerun, of_split, sweep.cv)
             outcome = run_trial(tracker, sweep, trial, split, finished[split.key], wait=wait)
             if outcome.status == Status.RUNNING:
                 held_elsewhere.append(trial)

@@ -76,8 +76,9 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
             print(f"group {group.id}: {group_halving(plan, group.id, splits[group.id]).describe()}")
             continue
         split = splits[group.id]
-        finished = finished_trials(tracker, split, settings.sweep.rerun)
-        left += to_train(plan.trials_of(group.id), split, finished, settings.eval.cv)
+        trials = plan.trials_of(group.id)
+        finished = finished_trials(tracker, split, settings.sweep.rerun, trials, settings.eval.cv)
+        left += to_train(trials, split, finished, settings.eval.cv)
     rows = {group: split.report.get("rows_train", 0) for group, split in splits.items()}
     params = run_params(plan, splits)  # what preprocessing did, the task
     inputs = list(splits.values())  # the data, as the run's dataset inputs

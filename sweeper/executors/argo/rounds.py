@@ -44,7 +44,7 @@ def group_halving(plan: Plan, group: str, split: StoredSplit) -> Halving:
 
 
 def recorded(
-    tracker: Tracker, plan: Plan, split: StoredSplit, lost_below: float
+    tracker: Tracker, plan: Plan, group: str, split: StoredSplit, lost_below: float
 ) -> tuple[Recorded, int]:
     """A rung trial's outcome as recorded: this sweep's run of it (finished, else failed), or
     another sweep's finished on this split (reused, unless sweep.rerun); a trial of a rung below
@@ -63,7 +63,8 @@ def recorded(
             if run.info.status in (Status.FINISHED, Status.FAILED):
                 own[key] = run
             logged[key] += run.info.status == Status.FINISHED
-    earlier = finished_trials(tracker, split, plan.settings.sweep.rerun)
+    every = group_halving(plan, group, split).every_trial()
+    earlier = finished_trials(tracker, split, plan.settings.sweep.rerun, every, cv)
 
     def outcome(trial: Trial) -> Outcome | None:
         run = own.get(trial_key(split.key, trial.model, cv, trial.rows))
@@ -89,7 +90,7 @@ def promote(
     """Round `number` of a group's halving: its trials to train, written as chunks named
     `<group>-<round>-<n>`, and the promote step's output (chunks.fan_out's item for the group,
     with the chunks' `prefix` and the `next` round)."""
-    lookup, _ = recorded(tracker, plan, split, lost_below=number)
+    lookup, _ = recorded(tracker, plan, group, split, lost_below=number)
     untold, _ = replay(group_halving(plan, group, split), lookup)
     prefix = f"{group}-{number}-"
     cut = chunks.cut(plan, untold, per_pod, {group: split.report.get("rows_train", 0)})
@@ -111,7 +112,7 @@ def halving_outcomes(
             failed = "its preprocess step did not finish"
             outcomes += [Outcome.not_run(t, failed) for t in plan.trials_of(group.id)]
             continue
-        lookup, doubled = recorded(tracker, plan, split, lost_below=math.inf)
+        lookup, doubled = recorded(tracker, plan, group.id, split, lost_below=math.inf)
         _, decided = replay(group_halving(plan, group.id, split), lookup)
         outcomes += decided
         twice += doubled

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from sweeper.core import storage
 from sweeper.core.metrics import ProblemType
-from sweeper.core.records import Plan, StoredSplit, Trial
+from sweeper.core.records import Plan, StoredSplit
 from sweeper.core.settings import SearchKind
 from sweeper.errors import DataError
 from sweeper.executors.local import worker
-from sweeper.search.halving import halving, halving_rows, replay
+from sweeper.search.halving import Halving, on_split, replay
 from sweeper.trial import lifecycle
 from sweeper.trial.lifecycle import Finished
 
@@ -46,25 +46,26 @@ def finished_before(plan: Plan) -> dict[str, tuple[StoredSplit, Finished]] | Non
     looked_up = {}
     for group in plan.groups:
         split = splits[group.id]
-        finished = lifecycle.finished_trials(tracker, split, rerun=False)
         trials = plan.trials_of(group.id)
+        cv = settings.eval.cv
         if settings.search.kind == SearchKind.halving:
-            if not _halved_before(trials, split, finished, plan):
+            ranking = settings.ranking(ProblemType(split.task))
+            search = on_split(trials, settings.search, ranking, split, cv)
+            finished = lifecycle.finished_trials(tracker, split, False, search.every_trial(), cv)
+            if not _halved_before(search, split, finished, plan):
                 return None
-        elif lifecycle.to_train(trials, split, finished, settings.eval.cv):
-            return None
+        else:
+            finished = lifecycle.finished_trials(tracker, split, False, trials, cv)
+            if lifecycle.to_train(trials, split, finished, cv):
+                return None
         looked_up[group.id] = (split, finished)
     return looked_up
 
 
-def _halved_before(trials: list[Trial], split: StoredSplit, finished: Finished, plan: Plan) -> bool:
+def _halved_before(search: Halving, split: StoredSplit, finished: Finished, plan: Plan) -> bool:
     """search=halving: whether every rung the halving would reach is finished already (its
     decisions replayed on the runs found)."""
-    settings = plan.settings
-    eval_ = settings.eval
-    rows, floor = halving_rows(split, eval_.cv)
-    ranking = settings.ranking(ProblemType(split.task))
-    search = halving(trials, settings.search, ranking, rows, floor)
+    eval_ = plan.settings.eval
     untold, _ = replay(
         search, lambda trial: lifecycle.reused(trial, split, finished, eval_.cv, eval_.early_stop)
     )

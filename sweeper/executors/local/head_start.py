@@ -59,18 +59,20 @@ class HeadStart:
         item: PreprocessGroup | Preprocessed,
         pool: Executor,
         settings: Settings,
-        checked: list[Trial] | None,
+        trials: list[Trial],
+        check: bool,
     ) -> tuple[Future[Any], PreprocessGroup | Preprocessed]:
-        """The work that prepares a group (`worker.prepare_group`: preprocessed, looked up and
-        its model values `checked`) and what the scheduler waits for: its preprocessing here,
-        once that started, else the whole of it in `pool` (with the split, once stored here)."""
+        """The work that prepares a group (`worker.prepare_group`: preprocessed, its `trials`
+        looked up and, with `check`, their model values checked) and what the scheduler waits
+        for: its preprocessing here, once that started, else the whole of it in `pool` (with
+        the split, once stored here)."""
         if isinstance(item, Preprocessed):  # stored here: a worker looks it up
-            future = pool.submit(worker.prepare_group, item.group, settings, checked, item.split)
-            return future, item
+            work = (item.group, settings, trials, check, item.split)
+            return pool.submit(worker.prepare_group, *work), item
         here = self.take(item)
         if here is not None:
             return here, Preprocessed(item)
-        return pool.submit(worker.prepare_group, item, settings, checked), item
+        return pool.submit(worker.prepare_group, item, settings, trials, check), item
 
     def take(self, group: PreprocessGroup) -> Future[StoredSplit] | None:
         """The group's preprocessing here, once started (running or done); None when it was not

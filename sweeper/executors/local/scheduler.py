@@ -207,8 +207,8 @@ class Scheduler:
             future.set_result((*self.looked_up.pop(item.id), []))
         elif isinstance(item, PreprocessGroup | Preprocessed):
             assert self.batch is not None
-            checked = self.batch.trials_of(group_of(item).id) if self.checking else None
-            future, item = self.head.prepare(item, pool, self.settings, checked)
+            trials = self.batch.trials_of(group_of(item).id)
+            future, item = self.head.prepare(item, pool, self.settings, trials, self.checking)
         else:
             assert isinstance(item, Trial)
             split = self.splits[item.group]

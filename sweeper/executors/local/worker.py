@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeper.core.evidence import FoldStop
+from sweeper.core.metrics import ProblemType
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial
-from sweeper.core.settings import Settings
+from sweeper.core.settings import SearchKind, Settings
+from sweeper.search.halving import on_split
 from sweeper.tracking.tracker import Tracker
 from sweeper.trial import kept, lifecycle
 from sweeper.trial.lifecycle import Finished, SweepRef
@@ -95,21 +97,28 @@ def prepare_end(settings: Settings, result: SweepResult, markers: str) -> str | 
 def prepare_group(
     group: PreprocessGroup,
     settings: Settings,
-    trials: list[Trial] | None,
+    trials: list[Trial],
+    check: bool,
     split: StoredSplit | None = None,
 ) -> tuple[StoredSplit, Finished, list[str]]:
-    """The group's stored split (`split`: preprocessed already, by the sweeping process), what
-    the reuse lookup finds on it, and what fitting would refuse in the model values of `trials`
-    that are not finished yet (None: none checked). A sweep whose trials are all finished
-    imports no scikit-learn (for a split stored before)."""
+    """The group's stored split (`split`: preprocessed already, by the sweeping process), which
+    of its `trials` (every rung of them, for a halving) some sweep finished, and (`check`) what
+    fitting would refuse in the model values of those not finished yet. A sweep whose trials are
+    all finished imports no scikit-learn (for a split stored before)."""
     if split is None:
         from steps.preprocess import preprocess
 
         split = preprocess(
             group.data, group.preprocess, group.seed, settings.storage.root, settings.eval.cv
         )
-    finished = lifecycle.finished_trials(tracker(settings), split, settings.sweep.rerun)
-    left = lifecycle.to_train(trials or [], split, finished, settings.eval.cv)
+    cv, looked_up = settings.eval.cv, trials
+    if settings.search.kind == SearchKind.halving:
+        ranking = settings.ranking(ProblemType(split.task))
+        looked_up = on_split(trials, settings.search, ranking, split, cv).every_trial()
+    finished = lifecycle.finished_trials(
+        tracker(settings), split, settings.sweep.rerun, looked_up, cv
+    )
+    left = lifecycle.to_train(trials if check else [], split, finished, cv)
     if not left:
         return split, finished, []
     from sweeper.trial.fitting import model_errors
