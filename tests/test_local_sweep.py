@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -211,6 +213,35 @@ def test_a_failing_trial_does_not_stop_the_others(workdir: Path) -> None:
     failed = sweep.by_name()["knn n_neighbors=1000"]
     assert failed.data.tags["error.type"] == "ValueError"
     assert sweep.parent.data.metrics["n_failed"] == 1
+
+
+def test_a_large_sweep_prints_a_bounded_log_and_one_record_per_trial(workdir: Path) -> None:
+    """Past 200 trials a sweep logs its progress, its first 20 failures and its last trial, not
+    a line per trial; past sweep.job_folders trials, Hydra's per-job folders are one line each
+    in jobs.jsonl. Every trial is still a run in MLflow. (knn fails past 309 neighbours: the
+    training rows.)"""
+    args = [*FAILS_AT_FIT, "model.n_neighbors=range(100,400)", "eval.cv=0"]
+    result = run_sweeper([*args, "sweep.job_folders=100", "-m"], cwd=workdir)
+    assert result.returncode == 1  # 90 trials failed
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) < 100, "\n".join(lines)
+    trial_lines = [line for line in lines if "] [" in line and "/300] knn" in line]
+    assert len(trial_lines) == 21, trial_lines  # 20 failures, the last trial
+    assert all("FAILED" in line for line in trial_lines[:20])
+    assert trial_lines[-1].split("] ")[-2].endswith("[300/300")
+    assert sum("More trials failed" in line for line in lines) == 1
+    assert sum(line.startswith("FAILED: knn") for line in lines) == 20  # the table's list
+    assert "… and 70 more not scored: results/results.csv under the sweep's run" in result.stdout
+    assert sum("A line per trial is printed for sweeps of up to 200" in line for line in lines) == 1
+    [sweep_dir] = workdir.glob("multirun/*/*")
+    assert not list(sweep_dir.glob("*/.hydra"))
+    jobs = [json.loads(line) for line in (sweep_dir / "jobs.jsonl").read_text().splitlines()]
+    assert sorted(job["num"] for job in jobs) == list(range(300))
+    first = {*FAILS_AT_FIT, "model.n_neighbors=100", "eval.cv=0", "sweep.job_folders=100"}
+    assert first in [set(job["overrides"]) for job in jobs]
+    [sweep] = sweeps(f"sqlite:///{workdir / 'mlflow.db'}", "sweeper")
+    status = Counter(r.info.status for r in sweep.children)
+    assert status == {"FINISHED": 210, "FAILED": 90}
 
 
 def test_single_run_is_a_sweep_of_one(workdir: Path) -> None:

@@ -22,9 +22,19 @@ import pytest
 from hera.workflows.models import Workflow as WorkflowModel
 
 from support.servers import run_sweeper
+from sweeper.core.metrics import Ranking
 from sweeper.core.outcomes import Outcome
 from sweeper.core.records import Trial
-from sweeper.display.progress import Counts, Progress, clock_time, describe
+from sweeper.display.progress import (
+    QUIET_EVERY,
+    QUIET_SHARE,
+    Counts,
+    Progress,
+    _Quiet,
+    clock_time,
+    describe,
+)
+from sweeper.display.trial_lines import EVERY_TRIAL_UP_TO, FAILURES_SHOWN, TrialLines
 from sweeper.executors.argo.watch import trial_counts
 
 SWEEP = ["model=lasso", "model.alpha=0.01,0.1,1,10", "-m"]
@@ -334,3 +344,47 @@ def test_a_terminal_gets_a_live_display_then_the_table(workdir: Path) -> None:
     assert logged == ["\x1b[2K"] * 4
     table = out.index("ranked by CV MSE")
     assert final < table and "│ lasso alpha=" in out[table:]
+
+
+@pytest.mark.unit
+def test_a_large_sweep_logs_its_failures_and_last_trial_not_every_trial(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def logged(total: int, failing: set[int]) -> list[str]:
+        caplog.clear()
+        lines = TrialLines(total)
+        with caplog.at_level(logging.INFO, logger="sweeper.display.trial_lines"):
+            for n in range(1, total + 1):
+                if n in failing:
+                    outcome = Outcome.failed(trial(n), ValueError("no"), f"run-{n}")
+                else:
+                    outcome = finished(n, float(n))
+                lines.settled(outcome, n, total, Ranking())
+        return [r.getMessage() for r in caplog.records]
+
+    small = logged(EVERY_TRIAL_UP_TO, {3})
+    assert len(small) == EVERY_TRIAL_UP_TO and small[2].startswith("[3/200] lasso alpha=3")
+    failing = set(range(100, 100 + 3 * (FAILURES_SHOWN + 10), 3))  # 30 of 5,000
+    large = logged(5_000, failing)
+    assert large[0].startswith("A line per trial is printed for sweeps of up to 200 trials")
+    shown = sorted(failing)[:FAILURES_SHOWN]
+    assert large[1 : 1 + FAILURES_SHOWN] == [
+        f"[{n}/5000] lasso alpha={n}: FAILED ValueError: no" for n in shown
+    ]
+    assert large[1 + FAILURES_SHOWN :] == [
+        "More trials failed: the table counts them, results.csv lists them",
+        "[5000/5000] lasso alpha=5000: mse=5000",
+    ]
+
+
+@pytest.mark.unit
+def test_plain_progress_lines_thin_out_as_a_sweep_goes_on() -> None:
+    clock = Clock()
+    progress = Progress(total=10, workers=2, clock=clock)
+    quiet = _Quiet(progress)
+    try:
+        assert quiet._every() == QUIET_EVERY  # the first minutes: every 10 s
+        clock.now += 3_000
+        assert quiet._every() == 3_000 / QUIET_SHARE  # ~30 more lines each time it triples
+    finally:
+        quiet.stop(leave=False)

@@ -113,6 +113,9 @@ class MlflowSettings:
 @dataclass
 class SweepOptions:
     rerun: bool = False  # train every trial again, even those already finished in MLflow
+    # Hydra's output folder per trial (`<n>/.hydra/config.yaml`, `overrides.yaml`) for sweeps of
+    # up to this many trials; a larger one writes one line per trial to `jobs.jsonl` instead.
+    job_folders: int = 1000
 
 
 @dataclass

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 QUIET_EVERY = 10.0  # seconds: plain lines come at most this often...
 QUIET_HEARTBEAT = 60.0  # ...and at least this often, so a long trial does not look like a hang
+# ...or, past the first minutes, at most QUIET_SHARE times per time elapsed so far: a day-long
+# sweep logs a few hundred lines, not thousands (~30 more each time the elapsed time triples).
+QUIET_SHARE = 30
 LIVE_REFRESH = 4  # live display updates per second
 
 
@@ -212,8 +215,9 @@ def _is_terminal(stream: TextIO) -> bool:
 
 class _Quiet:
     """Plain `progress: …` lines through logging, beside the executor's per-trial lines: when the
-    counts changed (at most every QUIET_EVERY s), at least every QUIET_HEARTBEAT s, and at the
-    end. From a thread of its own, since the event loop sleeps while trials run."""
+    counts changed (at most every QUIET_EVERY s, or a 30th of the time elapsed), at least every
+    QUIET_HEARTBEAT s (or that 30th), and at the end. From a thread of its own, since the event
+    loop sleeps while trials run."""
 
     def __init__(self, progress: Progress, every: float = QUIET_EVERY) -> None:
         self.progress, self.every = progress, every
@@ -224,10 +228,14 @@ class _Quiet:
         self.thread.start()
 
     def _loop(self) -> None:
-        while not self.stopped.wait(self.every):
+        while not self.stopped.wait(self._every()):
             counts = self.progress.counts()
-            if counts != self.shown or self.progress.clock() - self.shown_at >= QUIET_HEARTBEAT:
+            quiet_for = self.progress.clock() - self.shown_at
+            if counts != self.shown or quiet_for >= max(QUIET_HEARTBEAT, self._every()):
                 self._emit(counts)
+
+    def _every(self) -> float:
+        return max(self.every, self.progress.elapsed() / QUIET_SHARE)
 
     def _emit(self, counts: Counts) -> None:
         self.shown, self.shown_at = counts, self.progress.clock()

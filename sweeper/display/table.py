@@ -21,9 +21,10 @@ from sweeper.core import storage
 from sweeper.core.metrics import FIT_SECONDS, Ranking, cv_mean, cv_std
 from sweeper.core.outcomes import Configuration, SweepResult
 from sweeper.core.records import Status
+from sweeper.display.trial_lines import FAILURES_SHOWN
 from sweeper.safe_text import command_line, redact, shown
 
-# A long sweep's table shows its leaders; every trial is in results.json and in MLflow.
+# A long sweep's table shows its leaders; every trial is in MLflow, results/results.csv included.
 MAX_ROWS = 30
 REUSED = "reused"  # a row's status when an earlier sweep finished the trial
 STOPPED = "stopped"  # search=halving stopped it below the last rung: scored on less
@@ -150,9 +151,14 @@ def print_report(report: Report, console: Console | None = None) -> None:
     def line(text: str) -> None:  # soft wrap: a long link stays one line, whole and clickable
         console.print(shown(text), markup=False, highlight=False, soft_wrap=True)
 
-    for row in rows:
-        if row.status not in (*SCORED, STOPPED):
-            line(f"{row.status}: {row.trial}: {row.error}")
+    unscored = [row for row in rows if row.status not in (*SCORED, STOPPED)]
+    for row in unscored[:FAILURES_SHOWN]:
+        line(f"{row.status}: {row.trial}: {row.error}")
+    if len(unscored) > FAILURES_SHOWN:
+        line(
+            f"… and {len(unscored) - FAILURES_SHOWN} more not scored: results/results.csv "
+            "under the sweep's run lists each with its error"
+        )
     stopped = sum(r.status == STOPPED for r in rows)
     if stopped:
         how = "below the last rung" if any(r.rung for r in rows) else "before their last fold"
@@ -260,7 +266,7 @@ def _trials_table(report: Report) -> Table:
     if len(rows) > MAX_ROWS:
         table.caption = (
             f"{len(rows) - MAX_ROWS} more below rank {MAX_ROWS}: every trial is in MLflow "
-            "and in the sweep's results.json"
+            "and in results/results.csv under the sweep's run"
         )
     for rank, row in enumerate(rows[:MAX_ROWS], start=1):
         m = row.metrics

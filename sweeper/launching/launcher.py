@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -178,7 +179,8 @@ class _Composing:
             sweep_dir = Path(config.hydra.sweep.dir).resolve()
             self.made = None if sweep_dir.exists() else sweep_dir
             writer = ThreadPoolExecutor(1)  # only for a batch whose jobs are composed here
-            self.folders = writer.submit(write_job_dirs, sweep_dir, self.composed, config)
+            folders = len(self.composed) <= self.launch.settings.sweep.job_folders
+            self.folders = writer.submit(write_job_dirs, sweep_dir, self.composed, config, folders)
             writer.shutdown(wait=False)  # the write goes on; `returns` waits for it
             callbacks = self.launch.hydra_context.callbacks
             for job in self.composed:
@@ -252,15 +254,25 @@ class _Composing:
         return config
 
 
-def write_job_dirs(sweep_dir: Path, jobs: Sequence[Job], config: DictConfig) -> list[Path]:
+def write_job_dirs(
+    sweep_dir: Path, jobs: Sequence[Job], config: DictConfig, folders: bool = True
+) -> list[Path]:
     """The sweep's `multirun.yaml` (once) and Hydra's per-job output folders with
-    `.hydra/config.yaml` and `.hydra/overrides.yaml`.
+    `.hydra/config.yaml` and `.hydra/overrides.yaml`; without `folders` (a sweep past
+    sweep.job_folders trials), one line per job in `jobs.jsonl` instead: its number and its
+    overrides. Each job's working folder: its own, else the sweep's.
 
     The same YAML Hydra writes (unresolved, keys in config order), through libyaml's emitter:
     OmegaConf's pure-Python one takes milliseconds per job; no URL's credentials in any."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not (sweep_dir / "multirun.yaml").exists():
         (sweep_dir / "multirun.yaml").write_text(redact_text(OmegaConf.to_yaml(config)))
+    if not folders:
+        with (sweep_dir / "jobs.jsonl").open("a") as lines:
+            for job in jobs:
+                overrides = [redact_text(o) for o in job.overrides]
+                lines.write(json.dumps({"num": job.index, "overrides": overrides}) + "\n")
+        return [sweep_dir] * len(jobs)
     dirs = []
     for job in jobs:
         hydra_dir = sweep_dir / str(job.index) / ".hydra"

@@ -25,6 +25,7 @@ from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial
 from sweeper.core.settings import SearchKind
 from sweeper.display.progress import Progress
+from sweeper.display.trial_lines import TrialLines
 from sweeper.executors.local import pool as pools
 from sweeper.executors.local import private, worker
 from sweeper.executors.local.head_start import (
@@ -72,6 +73,7 @@ class Scheduler:
         self.batch: Plan | None = None
         self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
+        self.trial_lines = TrialLines(len(result.plan.trials))
         self.here = isinstance(self.pool, pools.InProcess)  # nothing to train: no workers
         self.head = HeadStart((), self.settings.storage.root, self.settings.eval.cv)
         # group id → its split and finished trials, looked up before any worker (`cached`)
@@ -427,7 +429,7 @@ class Scheduler:
             self.prepared = self.pool.submit(worker.prepare_end, self.settings, now, self.markers)
         # of the whole sweep, earlier batches included (a streaming one: all it will ask for)
         total = max(len(self.result.plan.trials), self.progress.total)
-        log.info("[%d/%d] %s", len(self.result.outcomes), total, outcome.line(self.result.ranking))
+        self.trial_lines.settled(outcome, len(self.result.outcomes), total, self.result.ranking)
 
     def _tell(self) -> None:
         """Tell `more` each outcome in turn and start what it adds. A loop, not recursion: an
