@@ -53,6 +53,24 @@ def test_a_multirun_fires_each_jobs_start_and_end_with_its_return(workdir: Path)
         assert overrides.is_file() and Path(end["working_dir"]).name == str(end["num"])
 
 
+def test_past_sweep_job_folders_callbacks_still_hear_each_job_with_its_config(
+    workdir: Path,
+) -> None:
+    """A sweep of more trials than sweep.job_folders writes no per-job folders and keeps no
+    composed config per job; a callback still gets each job's config as it would."""
+    args = ["model=lasso", "model.alpha=0.1,0.2,0.3", "eval.cv=0", "sweep.job_folders=2", "-m"]
+    code, events = recorded(workdir, args)
+    assert code == 0
+    starts = {e["num"]: e for e in events if e["event"] == "job_start"}
+    ends = {e["num"]: e for e in events if e["event"] == "job_end"}
+    assert sorted(starts) == sorted(ends) == [0, 1, 2]
+    assert {e["model"] for e in starts.values()} == {"sklearn.linear_model.Lasso"}
+    sweep_dir = (workdir / events[0]["sweep_dir"]).resolve()  # as Hydra has it: relative
+    assert {Path(e["working_dir"]) for e in ends.values()} == {sweep_dir}  # no folder of its own
+    assert {e["alpha"] for e in ends.values()} == {None}  # the return carries no config
+    assert len((sweep_dir / "jobs.jsonl").read_text().splitlines()) == 3
+
+
 def test_a_single_run_fires_hydras_own_run_events(workdir: Path) -> None:
     code, events = recorded(workdir, ["model=lasso", "model.alpha=0.5"])
     assert code == 0

@@ -179,11 +179,12 @@ class _Composing:
             sweep_dir = Path(config.hydra.sweep.dir).resolve()
             self.made = None if sweep_dir.exists() else sweep_dir
             writer = ThreadPoolExecutor(1)  # only for a batch whose jobs are composed here
-            folders = len(self.composed) <= self.launch.settings.sweep.job_folders
-            self.folders = writer.submit(write_job_dirs, sweep_dir, self.composed, config, folders)
+            self.folders = writer.submit(
+                write_job_dirs, sweep_dir, self.composed, config, self._detailed
+            )
             writer.shutdown(wait=False)  # the write goes on; `returns` waits for it
             callbacks = self.launch.hydra_context.callbacks
-            for job in self.composed:
+            for job in self.composed if callbacks.callbacks else ():
                 callbacks.on_job_start(
                     config=self._job_config(job), task_function=self.launch.task_function
                 )
@@ -224,7 +225,9 @@ class _Composing:
         assert self.hydra_cfg is not None
         ret = JobReturn(
             overrides=list(job.overrides),
-            cfg=job.cfg,
+            # A job's composed config costs milliseconds and kilobytes: past sweep.job_folders
+            # trials only a callback gets it (on_job_end's `config`), the return has none.
+            cfg=job.cfg if self._detailed else None,
             hydra_cfg=self.hydra_cfg,
             working_dir=str(folder),
             task_name=str(self.launch.config.hydra.job.name),
@@ -235,14 +238,20 @@ class _Composing:
         else:
             ret.status = JobStatus.FAILED
             ret.return_value = SweeperError(f"trial '{outcome.trial.name}': {outcome.error}")
-        self.launch.hydra_context.callbacks.on_job_end(config=self._job_config(job), job_return=ret)
+        callbacks = self.launch.hydra_context.callbacks
+        if callbacks.callbacks:
+            callbacks.on_job_end(config=self._job_config(job), job_return=ret)
         return ret
 
+    @property
+    def _detailed(self) -> bool:
+        """Whether each job gets Hydra's folder and its composed config in its JobReturn: in a
+        sweep of up to sweep.job_folders trials (this batch's, as Hydra launches it)."""
+        return len(self.overrides) <= self.launch.settings.sweep.job_folders
+
     def _job_config(self, job: Job) -> DictConfig:
-        """The job's config with its hydra node, as Hydra's own launchers give callbacks; built
-        only when a callback is configured."""
-        if not self.launch.hydra_context.callbacks.callbacks:
-            return job.cfg
+        """The job's config with its hydra node, as Hydra's own launchers give callbacks (built
+        only when a callback is configured)."""
         assert self.hydra_cfg is not None
         hydra_cfg = copy.deepcopy(self.hydra_cfg)
         with open_dict(hydra_cfg):

@@ -43,6 +43,7 @@ class Recorder(Callback):
             status=job_return.status.name,
             value=job_return.return_value if ok else str(job_return._return_value),
             working_dir=job_return.working_dir,
+            alpha=None if job_return.cfg is None else job_return.cfg.model.get("alpha"),
         )
 
 
