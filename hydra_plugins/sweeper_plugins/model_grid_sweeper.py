@@ -10,6 +10,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from hydra_plugins.sweeper_plugins.sweeper_launcher import SweeperLauncher
+
 
 class ModelGridSweeper(Sweeper):
     """Expands each chosen model's own grid (see `sweeper.planning.expand`) into one batch."""
@@ -36,6 +38,8 @@ class ModelGridSweeper(Sweeper):
         config, context, launcher = self.config, self.hydra_context, self.launcher
         assert config is not None and context is not None and launcher is not None
         loader = context.config_loader
+        # Our launcher composes each job without parsing again what the expansion parsed.
+        parsed = launcher.parsed if isinstance(launcher, SweeperLauncher) else None
         with said_in_one_line():
             jobs = expand(
                 arguments,
@@ -43,6 +47,7 @@ class ModelGridSweeper(Sweeper):
                 default_model=str(config.hydra.runtime.choices.model),
                 compose=lambda overrides: loader.load_sweep_config(config, overrides),
                 parser=OverridesParser.create(config_loader=loader),
+                parsed=parsed,
             )
         # Failed trials were reported by name; the process's exit status says so (sweeper.app).
         return [list(launcher.launch(jobs, initial_job_idx=0))]

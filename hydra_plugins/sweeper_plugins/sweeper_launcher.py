@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -29,6 +30,13 @@ class SweeperLauncher(Launcher):
 
         with said_in_one_line():
             self.launch_state = Launch(config, hydra_context, task_function)
+
+    @property
+    def parsed(self) -> dict[str, Override]:
+        """Override lines parsed already, by line: a sweeper that parsed them (model_grid's
+        expansion) leaves them here, and each job is composed without parsing them again."""
+        assert self.launch_state is not None, "Hydra calls setup first"
+        return self.launch_state.parsed
 
     @property
     def streams(self) -> bool:

@@ -1,0 +1,168 @@
+"""W7: lasso sweeps of growing size on this machine (local pool, SQLite store, `eval.cv=0`), and
+a sweep into an experiment that already holds the largest one's runs.
+
+    python bench/scale.py                          # 1,000, 10,000 and 100,000 trials (~40 min)
+    python bench/scale.py --sizes 1000,10000       # those sizes only
+    python bench/scale.py --smoke --out D          # tiny sizes: checks the script
+
+For each size, one sweep of that many lasso trials in a fresh folder, then the same command
+again (every trial reused). Measured: the wall time; the seconds from the command's start to its
+first trial's run (MLflow's start time); the trials' cost per trial, over the whole sweep and in
+its first and last tenth (from the runs' end times: flat when a trial costs the same at any
+point); the peak memory of the process tree (PSS); the lines printed; the re-run's wall time.
+Then `INTO` ridge trials twice, into a fresh folder and into the largest sweep's experiment:
+their wall times, and the ratio (1 when the experiment's size costs nothing). It prints a
+markdown table, and writes it to OUT/scale.md with the rows in OUT/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure
+
+BENCH = Path(__file__).resolve().parent
+INTO = 1_000  # trials of the sweep run into a grown experiment
+
+
+@dataclass
+class Scale:
+    trials: int
+    wall_s: float
+    first_trial_s: float  # command start → the first trial's run
+    per_trial_ms: float  # first trial's start → last trial's end, per trial
+    first_tenth_ms: float  # per trial, over the first tenth of the trials to end
+    last_tenth_ms: float  # and over the last tenth
+    peak_mb: float
+    lines: int
+    rerun_s: float  # the same command again: every trial reused
+    rerun_lines: int
+
+
+def lasso(trials: int) -> list[str]:
+    step = 1 / trials  # alpha = step, 2·step, …, 1: `trials` distinct values
+    return ["model=lasso", f"model.alpha=range({step!r},{1 + step / 2!r},{step!r})"]
+
+
+def sweep(cwd: Path, overrides: list[str]) -> measure.Measured:
+    argv = [sys.executable, "-m", "sweeper", *overrides, "eval.cv=0", "-m"]
+    measured = measure.run(argv, cwd=cwd, timeout=7200)
+    if measured.returncode != 0:
+        raise SystemExit(f"{' '.join(overrides)} failed:\n{measured.output[-3000:]}")
+    return measured
+
+
+def run_times(database: Path) -> list[tuple[int, int]]:
+    """Each trial run's start and end (ms), in the order they ended (read with SQL: MLflow's
+    client would take longer than the sweep)."""
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT r.start_time, r.end_time FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            "WHERE t.key = 'mlflow.parentRunId' AND r.status = 'FINISHED' ORDER BY r.end_time"
+        ).fetchall()
+    return [(int(start), int(end)) for start, end in rows]
+
+
+def scale(trials: int, cwd: Path) -> Scale:
+    measured = sweep(cwd, lasso(trials))
+    started_at = measured.ended_at - measured.wall_s
+    times = run_times(cwd / "mlflow.db")
+    assert len(times) == trials, f"{len(times)} runs for {trials} trials"
+    first_start, last_end = min(s for s, _ in times), times[-1][1]
+    tenth = max(1, trials // 10)
+
+    def per_trial(ends: list[int]) -> float:
+        return (ends[-1] - ends[0]) / max(1, len(ends) - 1)
+
+    ends = [end for _, end in times]
+    again = sweep(cwd, lasso(trials))
+    return Scale(
+        trials,
+        measured.wall_s,
+        first_start / 1000 - started_at,
+        (last_end - first_start) / trials,
+        per_trial(ends[:tenth]),
+        per_trial(ends[-tenth:]),
+        measured.peak_mb,
+        len(measured.output.splitlines()),
+        again.wall_s,
+        len(again.output.splitlines()),
+    )
+
+
+def into(grown: Path, scratch: Path, trials: int) -> tuple[float, float]:
+    """The same ridge sweep into a fresh folder and into a copy of the grown experiment."""
+    ridge = ["model=ridge", *lasso(trials)[1:]]
+    fresh = scratch / "into-empty"
+    fresh.mkdir()
+    full = scratch / "into-grown"
+    shutil.copytree(grown, full)
+    empty_s = sweep(fresh, ridge).wall_s
+    grown_s = sweep(full, ridge).wall_s
+    return empty_s, grown_s
+
+
+def markdown(rows: list[Scale], empty_s: float, grown_s: float, grown: int) -> str:
+    lines = [
+        "| trials | wall | to the first trial | per trial (first → last tenth) | peak memory "
+        "| lines | re-run (lines) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        tenths = f"{r.first_tenth_ms:.1f} → {r.last_tenth_ms:.1f}"
+        lines.append(
+            f"| {r.trials:,} | {r.wall_s:.1f} s | {r.first_trial_s:.1f} s "
+            f"| {r.per_trial_ms:.1f} ms ({tenths}) | {r.peak_mb / 1024:.2f} GB "
+            f"| {r.lines} | {r.rerun_s:.1f} s ({r.rerun_lines}) |"
+        )
+    lines.append("")
+    lines.append(
+        f"{INTO:,} ridge trials into an empty experiment: {empty_s:.1f} s; into one holding "
+        f"{grown:,} runs: {grown_s:.1f} s ({grown_s / empty_s:.2f} times)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--smoke", action="store_true", help="100 and 300 trials, 100 into them")
+    parser.add_argument("--out", type=Path, default=BENCH)
+    args = parser.parse_args(argv)
+    sizes = [100, 300] if args.smoke else [int(n) for n in args.sizes.split(",")]
+    trials_into = 100 if args.smoke else INTO
+    measure.become_subreaper()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sweeper-scale-") as scratch:
+        for trials in sizes:
+            cwd = Path(scratch, f"lasso-{trials}")
+            cwd.mkdir()
+            rows.append(scale(trials, cwd))
+            print(json.dumps(asdict(rows[-1])), flush=True)
+        largest = Path(scratch, f"lasso-{max(sizes)}")
+        empty_s, grown_s = into(largest, Path(scratch), trials_into)
+    table = markdown(rows, empty_s, grown_s, max(sizes))
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.md").write_text(table)
+    (args.out / "scale.json").write_text(
+        json.dumps(
+            {"sizes": [asdict(r) for r in rows], "into": {"empty_s": empty_s, "grown_s": grown_s}},
+            indent=1,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
