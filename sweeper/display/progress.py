@@ -105,7 +105,10 @@ class Progress:
         self.best: tuple[float, int, str] | None = None
         self._lead = (math.inf, -1)  # the best's (loss, index): what a newcomer must beat
         self._lock = threading.Lock()  # the display reads from its own thread
-        self._waiting: deque[int] = deque()  # released, no worker free yet (by the model)
+        # Released, no worker free yet (by the model), in order; the set says which of the
+        # deque's are still waiting (one may end first: found and dropped in O(1) at any size).
+        self._waiting: deque[int] = deque()
+        self._still_waiting: set[int] = set()
         self._started: dict[int, float] = {}  # trial index → when a worker took it
         self._trained = 0  # finished trials this sweep trained (not reused)
         self._trained_seconds = 0.0
@@ -116,7 +119,9 @@ class Progress:
     def released(self, indices: Iterable[int]) -> None:
         """These trials were handed to the worker pool, in this order."""
         with self._lock:
+            indices = list(indices)
             self._waiting.extend(indices)
+            self._still_waiting.update(indices)
             self._take(self.clock())
 
     def went_on(self, index: int) -> None:
@@ -132,8 +137,8 @@ class Progress:
             for outcome in outcomes:
                 index = outcome.trial.index
                 began = self._started.pop(index, None)
-                if began is None and index in self._waiting:  # the model was behind the pool
-                    self._waiting.remove(index)
+                if began is None:  # the model was behind the pool
+                    self._still_waiting.discard(index)
                 if not outcome.ok:
                     self.failed += 1
                     continue
@@ -149,7 +154,10 @@ class Progress:
 
     def _take(self, now: float) -> None:
         while self._waiting and len(self._started) < self.workers:
-            self._started[self._waiting.popleft()] = now
+            index = self._waiting.popleft()
+            if index in self._still_waiting:
+                self._still_waiting.discard(index)
+                self._started[index] = now
 
     # What is shown.
 
