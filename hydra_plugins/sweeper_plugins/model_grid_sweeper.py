@@ -3,14 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
-
-from hydra_plugins.sweeper_plugins.sweeper_launcher import SweeperLauncher
 
 
 class ModelGridSweeper(Sweeper):
@@ -38,8 +37,10 @@ class ModelGridSweeper(Sweeper):
         config, context, launcher = self.config, self.hydra_context, self.launcher
         assert config is not None and context is not None and launcher is not None
         loader = context.config_loader
-        # Our launcher composes each job without parsing again what the expansion parsed.
-        parsed = launcher.parsed if isinstance(launcher, SweeperLauncher) else None
+        # Our launcher composes each job without parsing again what the expansion parsed. (By
+        # its attribute: Hydra's plugin scan loads plugin modules anew, so the class this module
+        # imports is not the one Hydra instantiated.)
+        parsed: dict[str, Override] | None = getattr(launcher, "parsed", None)
         with said_in_one_line():
             jobs = expand(
                 arguments,
