@@ -103,6 +103,9 @@ def _versus_columns(p_worse: float | None, level: float) -> dict[str, Any]:
     return {P_WORSE: p_worse, "tied_with_best": tied}
 
 
+HTML_ROWS = 1_000  # rows of results.html, the best first (results.csv has every trial)
+
+
 def write_tables(result: SweepResult, folder: Path) -> list[Path]:
     """results.csv and results.html (a page MLflow's artifact viewer shows as is), and
     configs.csv (the configurations' means over their seeds)."""
@@ -112,12 +115,14 @@ def write_tables(result: SweepResult, folder: Path) -> list[Path]:
     write_csv(configs_table(result), folder / "configs.csv")
     ranked_by = result.ranking.describe()
     title = f"Sweep {result.plan.sweep_id}: {len(table)} trials ranked by {ranked_by}"
-    body = table.drop(columns=["error"]).to_html(
-        index=False, float_format=lambda v: f"{v:.6g}", na_rep="", border=0
-    )
+    shown = table.drop(columns=["error"]).head(HTML_ROWS)
+    body = shown.to_html(index=False, float_format=lambda v: f"{v:.6g}", na_rep="", border=0)
+    more = ""
+    if len(table) > HTML_ROWS:  # a browser chokes on 100,000 rows; nobody reads them here
+        more = f"<p>The top {HTML_ROWS:,} of {len(table):,}: results.csv has every trial.</p>"
     html_path.write_text(
         "<!doctype html><meta charset='utf-8'>"
-        f"<title>{title}</title><style>{_CSS}</style><h3>{title}</h3>{body}\n"
+        f"<title>{title}</title><style>{_CSS}</style><h3>{title}</h3>{body}{more}\n"
     )
     return [csv_path, html_path, folder / "configs.csv"]
 

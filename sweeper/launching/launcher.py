@@ -55,6 +55,7 @@ class Launch:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
         self.study = Study.of(config)
         self.launched = 0
+        self.task_name = str(config.hydra.job.name)  # each JobReturn's (read once: ~0.1 ms)
         # Override lines parsed already (Hydra's parser takes ~0.5 ms a line): the model_grid
         # sweeper's expansion leaves its axes' values here, parsed without the parser.
         self.parsed: dict[str, Override] = {}
@@ -235,7 +236,7 @@ class _Composing:
             cfg=job.cfg if self._detailed else None,
             hydra_cfg=self.hydra_cfg,
             working_dir=str(folder),
-            task_name=str(self.launch.config.hydra.job.name),
+            task_name=self.launch.task_name,
         )
         if outcome.ok:
             # What an optimiser reads back: the value the trial is ranked by.
