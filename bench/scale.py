@@ -136,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--smoke", action="store_true", help="100 and 300 trials, 100 into them")
+    parser.add_argument("--smoke", action="store_true", help="60 and 250 trials, 60 into them")
     parser.add_argument("--out", type=Path, default=BENCH)
     args = parser.parse_args(argv)
-    sizes = [100, 300] if args.smoke else [int(n) for n in args.sizes.split(",")]
-    trials_into = 100 if args.smoke else INTO
+    sizes = [60, 250] if args.smoke else [int(n) for n in args.sizes.split(",")]
+    trials_into = 60 if args.smoke else INTO
     measure.become_subreaper()
     rows = []
     with tempfile.TemporaryDirectory(prefix="sweeper-scale-") as scratch:

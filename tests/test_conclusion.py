@@ -123,3 +123,26 @@ def test_a_model_logged_early_for_a_trial_a_later_one_beat_is_withdrawn(planned:
     winner_uri = client.get_run(best.run_id or "").data.tags["best_model_uri"]
     assert client.get_run(result.parent_run_id).data.tags["best_model_uri"] == winner_uri
     assert winner_uri != early_uri
+
+
+def test_results_html_shows_the_best_rows_of_a_large_sweep_and_says_so(
+    planned: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeper.conclusion import artifacts
+    from sweeper.core.outcomes import Outcome
+
+    monkeypatch.setattr(artifacts, "HTML_ROWS", 2)  # 1,000 in a sweep
+    result = SweepResult(planned, "parent")
+    result.outcomes = [  # the last trial best (the lowest cv_mse), the first worst
+        Outcome.finished(t, {"cv_mse": 10.0 - t.index, "mse": 1.0}, f"run-{t.index}")
+        for t in planned.trials
+    ]
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    artifacts.write_tables(result, folder)
+    html = (folder / "results.html").read_text()
+    names = [t.name for t in planned.trials]
+    assert names[2] in html and names[1] in html and names[0] not in html
+    assert "The top 2 of 3: results.csv has every trial." in html
+    with (folder / "results.csv").open() as table:
+        assert [row["trial"] for row in csv.DictReader(table)] == names[::-1]

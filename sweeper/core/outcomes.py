@@ -263,8 +263,10 @@ class SweepResult:
         "worse than the best" (1.0 for the best itself), by the corrected resampled t-test on
         the per-fold scores they share (module `evidence`). Empty without folds."""
         ranking = self.ranking
+        if not ranking.cv:  # nothing to compare on (and 100,000 trials to group for nothing)
+            return {}
         ranked = [c for c in self.configurations() if c.finished]
-        best = _fold_losses(ranked[0], ranking) if ranking.cv and ranked else {}
+        best = _fold_losses(ranked[0], ranking) if ranked else {}
         if not best:
             return {}
         found = {ranked[0].name: 1.0}
@@ -285,7 +287,10 @@ class SweepResult:
     def seeded(self) -> bool:
         """Some configuration finished on more than one split (`seed=1,2,3`): configurations,
         not trials, are what is ranked."""
-        return any(len(c.finished) > 1 for c in self.configurations())
+        varied = any(
+            overrides.key(line) in SPLIT_KEYS for t in self.plan.trials for line in t.overrides
+        )  # else every configuration is one trial: no need to group them to know
+        return varied and any(len(c.finished) > 1 for c in self.configurations())
 
     @property
     def best(self) -> Outcome | None:

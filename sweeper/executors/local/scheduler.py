@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import shutil
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
@@ -44,6 +45,8 @@ from sweeper.trial.lifecycle import Finished, SweepRef
 from sweeper.trial.splits import announce_split, run_params
 
 log = logging.getLogger(__name__)
+
+AHEAD = 2  # trials handed to the pool per worker: one running, one to start at once after it
 Work = PreprocessGroup | Preprocessed | Trial | WarmStore | OpenRun
 Refill = Callable[[Outcome], Plan | None]  # a trial's outcome → the next trials, if any
 
@@ -70,6 +73,9 @@ class Scheduler:
         self.deferred: set[int] = set()  # trials another process held: waited for this time
         self.prepared: Future[str | None] | None = None  # worker.prepare_end, once sent
         self.pending: pools.Pending[Work] = pools.Pending()
+        # Trials released, not handed to the pool yet: it gets AHEAD per worker at a time, so
+        # that 100,000 released trials are a queue here, not 100,000 futures and work items.
+        self.queued: deque[tuple[Trial, int | None]] = deque()
         self.batch: Plan | None = None
         self.last_batch = True
         self.progress, self.abandoned = Progress(0, workers), False
@@ -233,12 +239,15 @@ class Scheduler:
         gets the cores of the workers that have nothing to do: the sweep waits on it alone.
         (Not one of several: OpenMP's threads spin while they wait, and two such workers on
         one core slow each other down many times over.)"""
-        if len(trials) != 1 or trials[0].rung is None or self.here or self.pending:
+        if len(trials) != 1 or trials[0].rung is None or self.here or self.pending or self.queued:
             return None
         return os.cpu_count() or 1
 
     def _until_done(self) -> None:
-        while self.pending:
+        while True:
+            self._fill()
+            if not self.pending:
+                return
             future, item = self.pending.finished()
             if isinstance(future.exception(), BrokenProcessPool):
                 self._broken(item, future)
@@ -342,8 +351,17 @@ class Scheduler:
     def _release(self, trials: list[Trial]) -> None:
         threads = self._threads(trials)
         for trial in sorted(trials, key=lambda t: -cost.work_estimate(t.model)):
+            self.queued.append((trial, threads))
+        self._fill()
+
+    def _fill(self) -> None:
+        """Hand queued trials to the pool while it holds fewer than AHEAD per worker."""
+        in_pool = sum(isinstance(work, Trial) for work in self.pending.work.values())
+        while self.queued and in_pool < AHEAD * self.workers:
+            trial, threads = self.queued.popleft()
             self._submit(trial, threads=threads)
             self.progress.released([trial.index])
+            in_pool += 1
 
     def _trained(self, trial: Trial, future: Future[Outcome]) -> None:
         if self.isolation.holds(future):
@@ -352,7 +370,7 @@ class Scheduler:
         outcome = future.result()  # a failing trial is logged by its worker, not raised
         if outcome.status == Status.RUNNING:  # another process holds it: after the queue
             self.deferred.add(trial.index)
-            self._submit(trial)
+            self.queued.append((trial, None))
         else:
             self._settle(outcome)
 
@@ -416,7 +434,7 @@ class Scheduler:
             self.untold.append(outcome)
             self._tell()
         # A worker no trial is left for, while others run theirs, prepares the sweep's end
-        few = 0 < len(self.pending) < self.workers  # (O(1) first: not a scan per trial)
+        few = 0 < len(self.pending) < self.workers and not self.queued  # (O(1) first)
         if (
             self.prepared is None
             and few
