@@ -15,7 +15,6 @@ A tracking server's database is its operators': sweeper cannot add the index the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Collection, Iterator
@@ -152,11 +151,6 @@ class KeyIndex:
                     ).first()
                 self._indexed_by = f" INDEXED BY {INDEX}" if has else ""
         return self._indexed_by
-
-    def close(self) -> None:
-        if self._engine is not None:
-            with contextlib.suppress(Exception):
-                self._engine.dispose()
 
 
 def _batches(items: list[Any]) -> Iterator[list[Any]]:
