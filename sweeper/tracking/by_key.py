@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sweeper.core.records import Status
+from sweeper.safe_text import redact_text
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -91,7 +92,7 @@ class KeyIndex:
             log.warning(
                 "MLflow's tags table could not be indexed by trial key (%s): lookups read "
                 "every trial's key",
-                str(err.orig if hasattr(err, "orig") else err).splitlines()[0],
+                redact_text(str(getattr(err, "orig", None) or err).splitlines()[0]),
             )
 
     def finished(self, experiment_id: str, keys: Collection[str]) -> dict[str, KeyedRun]:
