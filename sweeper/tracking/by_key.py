@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDEX = "sweeper_trial_key"
+# The tags this module reads; tracking.tracker writes them under the same names.
 KEY_TAG, FOLDS_TAG, STOPPED_TAG = "trial_key", "cv_folds", "cv.stopped_after"
 _BATCH = 500  # keys (or runs) per query: far below SQLite's and PostgreSQL's limits on variables
 _SCHEMES = ("sqlite", "postgresql")  # the stores whose tables sweeper may index

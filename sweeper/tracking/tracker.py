@@ -23,6 +23,7 @@ from sweeper.core.records import (
 )
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact, redact_text
+from sweeper.tracking import by_key
 from sweeper.tracking.by_key import KeyIndex, indexable
 from sweeper.tracking.store import (
     RetryingClient,
@@ -56,7 +57,7 @@ _MAX_TAG = 5000
 _MANY = 50_000  # runs one search asks for (MLflow's most for a page); _every follows the pages
 # A trial's score on each CV fold: metric steps `fold_<metric>` for MLflow's charts, and this
 # tag (JSON, metric → scores) for reading them back with the run, without a call per run.
-FOLDS_TAG = "cv_folds"
+FOLDS_TAG = by_key.FOLDS_TAG
 FOLD_METRIC = "fold_{}"
 
 FoldScores = dict[str, tuple[float, ...]]
@@ -85,7 +86,7 @@ class FinishedRun(NamedTuple):
 
 
 # A trial eval.early_stop stopped: after how many folds (its run's key is then stopped_key's).
-STOPPED_AFTER_TAG = "cv.stopped_after"
+STOPPED_AFTER_TAG = by_key.STOPPED_TAG
 
 
 def fold_scores(run: Run) -> FoldScores:
