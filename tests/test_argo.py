@@ -233,6 +233,7 @@ def test_executed_workflow_matches_the_local_backend(
         listed = client.list_artifacts(sweep.parent.info.run_id, "results")
         assert sorted(Path(a.path).name for a in listed) == [
             "configs.csv",
+            "report.html",
             "results.csv",
             "results.html",
         ]

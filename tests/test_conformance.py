@@ -156,6 +156,7 @@ def test_a_grid_gives_one_finished_run_per_trial(
     listed = client.list_artifacts(parent.info.run_id, "results")
     assert sorted(Path(a.path).name for a in listed) == [
         "configs.csv",
+        "report.html",
         "results.csv",
         "results.html",
     ]

@@ -250,6 +250,10 @@ def test_a_halving_sweep_of_three_models(workdir: Path) -> None:
     assert "Stopped early: 11 of 13 below the last rung" in done.stdout
     plots = client.list_artifacts(sweep.parent.info.run_id, "plots")
     assert "plots/cv_mse_by_resource.png" in {p.path for p in plots}
+    report = client.download_artifacts(sweep.parent.info.run_id, "results/report.html")
+    page = Path(report).read_text()
+    assert "Successive halving: the score at each rung" in page
+    assert f'"name":"winner: {winner}"' in page  # its rung curve, drawn apart
 
     # A rung-0 score by hand: the fold's recipe fitted on all its training rows, the model on
     # the 24 of them the rung has, scored on every row the fold holds out.

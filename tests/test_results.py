@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from support.browser import CHROMIUM_FLAGS, chromium, render_file
 from support.mlflow_view import SweepRuns, sweeps
 from support.servers import free_port, run_sweeper, serving, with_database
 from sweeper.core.records import TARGET_COLUMN
@@ -86,6 +86,7 @@ def test_a_sweep_ends_with_its_compare_link_artifacts_and_best_model(finished: F
     assert {"n_estimators", "max_depth", "alpha"} <= set(rows[0])
     html = (artifacts / "results" / "results.html").read_text()
     assert all(r.info.run_name in html for r in sweep.children)
+    assert (artifacts / "results" / "report.html").is_file()  # opened in Chromium below
     plots = sorted(p.name for p in (artifacts / "plots").iterdir())
     assert plots == ["cv_mse_by_trial.png", "cv_mse_vs_lasso.png", "cv_mse_vs_rf.png"]
     assert all((artifacts / "plots" / p).read_bytes().startswith(PNG) for p in plots)
@@ -244,26 +245,25 @@ def test_the_compare_link_shows_every_trial_and_its_mse_in_chromium(finished: Fi
     assert re.search(r">\s*mse\s*<", dom), "the mse metric is not on the page"
 
 
-def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
-    return found
-
-
-# Headless in a container: no sandbox (root), no GPU, nothing fetched but the page itself.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-extensions",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--window-size=1400,1100",
-    "--virtual-time-budget=30000",  # let MLflow's single-page app fetch and render the runs
-]
+def test_the_sweeps_report_renders_in_chromium_with_the_winner_marked(finished: Finished) -> None:
+    """results/report.html of a real sweep, opened from disk as MLflow's artifact viewer serves
+    it: every figure drawn, no script error, the winner named, starred and first in its table."""
+    artifacts = parent_artifacts(finished.uri, finished.sweep, finished.workdir / "for-report")
+    page = render_file(artifacts / "results" / "report.html", finished.workdir)
+    assert page.errors == []
+    by_cv = sorted(finished.sweep.children, key=lambda r: r.data.metrics["cv_mse"])
+    winner = by_cv[0].info.run_name
+    dom = page.dom
+    assert f'The winner: <span class="winner">★ {winner}</span>' in dom
+    first_row = dom[dom.index('<tr class="winner-row">') :].split("</tr>")[0]
+    assert f"<td>1</td><td>{winner}</td>" in first_row and "★ winner" in first_row
+    # Plotly drew each figure: parallel coordinates, and per model its settings and importance
+    # (rf: 2 settings, lasso: 1; importance needs 10 trials, so neither model has one here).
+    assert dom.count('class="plotly-graph-div') == 3
+    assert dom.count('class="main-svg"') >= 3
+    assert "log10(alpha)" in dom  # lasso's alpha spans decades: a log axis
+    assert f"winner: {winner}" in dom  # the star's legend on its model's panel
+    assert "trials drawn" not in dom  # 9 trials: nothing sampled
 
 
 def table_and_link(output: str) -> list[str]:

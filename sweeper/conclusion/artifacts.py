@@ -106,10 +106,13 @@ def _versus_columns(p_worse: float | None, level: float) -> dict[str, Any]:
 HTML_ROWS = 1_000  # rows of results.html, the best first (results.csv has every trial)
 
 
-def write_tables(result: SweepResult, folder: Path) -> list[Path]:
+def write_tables(
+    result: SweepResult, folder: Path, table: pd.DataFrame | None = None
+) -> list[Path]:
     """results.csv and results.html (a page MLflow's artifact viewer shows as is), and
-    configs.csv (the configurations' means over their seeds)."""
-    table = results_table(result)
+    configs.csv (the configurations' means over their seeds); `table` is results_table(result)
+    when the caller has it already."""
+    table = results_table(result) if table is None else table
     csv_path, html_path = folder / "results.csv", folder / "results.html"
     write_csv(table, csv_path)
     write_csv(configs_table(result), folder / "configs.csv")

@@ -195,13 +195,16 @@ def _log_rungs(tracker: Tracker, result: SweepResult) -> None:
 
 
 def _log_results(tracker: Tracker, result: SweepResult) -> None:
-    from sweeper.conclusion.artifacts import write_plots, write_tables
+    from sweeper.conclusion.artifacts import results_table, write_plots, write_tables
+    from sweeper.conclusion.report_page import write_report
 
     with tempfile.TemporaryDirectory(prefix="sweeper-results-") as folder:
         tables, plots = Path(folder, "results"), Path(folder, "plots")
         tables.mkdir()
         plots.mkdir()
-        write_tables(result, tables)
+        table = results_table(result)
+        write_tables(result, tables, table)
+        write_report(result, table, tables / "report.html")
         write_plots(result, plots)
         tracker.log_artifacts(result.parent_run_id, tables, "results")
         if any(plots.iterdir()):

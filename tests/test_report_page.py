@@ -1,0 +1,133 @@
+"""The sweep's HTML report (sweeper.conclusion.report_page) at the size the tool is for: a result
+of 100,000 trials over two models, written and opened in headless Chromium; and the importance
+it shows, on trials whose score depends on one setting only."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from support.browser import render_file
+from support.in_process import batch, hydra_configs, local_settings
+from sweeper.conclusion.artifacts import results_table
+from sweeper.conclusion.report_page import (
+    BEST_ALWAYS,
+    PARALLEL_LINES,
+    POINTS_PER_MODEL,
+    TOP_ROWS,
+    setting_importance,
+    write_report,
+)
+from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.records import Trial
+from sweeper.planning.plan import build_plan
+
+TRIALS = 100_000
+
+
+def many_trials(tmp_path: Path, n: int) -> SweepResult:
+    """n trials, lasso and rf alternating, scored by a known function of their settings plus
+    noise; every 97th fails."""
+    settings = local_settings(tmp_path)
+    with hydra_configs():
+        plan = build_plan(
+            batch(
+                [
+                    ["model=lasso", "model.alpha=0.1", *settings],
+                    ["model=rf", "model.n_estimators=10", "model.max_depth=3", *settings],
+                ]
+            ).jobs()
+        )
+    lasso, rf = plan.trials
+    draw = random.Random(0)
+    trials: list[Trial] = []
+    for i in range(n):
+        if i % 2:
+            alpha = 10 ** draw.uniform(-4, 1)
+            model, name = {**lasso.model, "alpha": alpha}, f"lasso alpha={alpha:.6g} #{i}"
+            trials.append(dataclasses.replace(lasso, index=i, name=name, model=model))
+        else:
+            n_estimators, depth = draw.choice([10, 50, 100, 200]), draw.choice([None, 2, 4, 8])
+            model = {**rf.model, "n_estimators": n_estimators, "max_depth": depth}
+            name = f"rf n_estimators={n_estimators} max_depth={depth} #{i}"
+            trials.append(dataclasses.replace(rf, index=i, name=name, model=model))
+    result = SweepResult(dataclasses.replace(plan, trials=trials), "parent")
+
+    def cv_mse(trial: Trial) -> float:
+        if trial.model_name == "lasso":
+            return 4 + 0.3 * (math.log10(trial.model["alpha"]) + 2) ** 2 + draw.gauss(0, 0.1)
+        depth = trial.model["max_depth"]
+        return (
+            3.5 + 5 / trial.model["n_estimators"] + (2 / depth if depth else 0) + draw.gauss(0, 0.2)
+        )
+
+    result.outcomes = [
+        Outcome.failed(t, "ValueError: boom", None)
+        if t.index % 97 == 0
+        else Outcome.finished(t, {"cv_mse": (s := cv_mse(t)), "mse": s + 0.1}, f"run-{t.index}")
+        for t in trials
+    ]
+    return result
+
+
+def test_the_report_of_100000_trials_opens_in_chromium_sampled_and_with_the_winner_marked(
+    tmp_path: Path,
+) -> None:
+    result = many_trials(tmp_path, TRIALS)
+    page = write_report(result, results_table(result), tmp_path / "report.html")
+    finished = [o for o in result.outcomes if o.ok]
+    winner = min(finished, key=lambda o: o.metrics["cv_mse"])
+    rendered = render_file(page, tmp_path)
+    assert rendered.errors == []
+    dom = rendered.dom
+    assert f"Sweep {result.plan.sweep_id}: 100,000 trials" in dom
+    assert f"{len(finished):,} finished, {TRIALS - len(finished):,} failed." in dom
+    assert f"★ {winner.trial.name}</span> with cv_mse {winner.metrics['cv_mse']:.6g}" in dom
+    # The table: the best TOP_ROWS, the winner first and marked.
+    rows = re.findall(r"<tr[^>]*><td>(\d+)</td><td>([^<]+)</td>", dom)
+    assert [int(rank) for rank, _ in rows] == list(range(1, TOP_ROWS + 1))
+    ranked = sorted(finished, key=lambda o: o.metrics["cv_mse"])
+    assert [name for _, name in rows] == [o.trial.name for o in ranked[:TOP_ROWS]]
+    assert f'<tr class="winner-row"><td>1</td><td>{winner.trial.name}</td>' in dom
+    # Drawn: parallel coordinates, then per model its settings and their importance.
+    assert dom.count('class="plotly-graph-div') == 5
+    assert dom.count('class="parcoords"') == 1
+    assert "log10(alpha)" in dom and "n_estimators" in dom and "max_depth" in dom
+    # Sampled, and said so: the best and an even sample over the rest.
+    kept = min(BEST_ALWAYS, PARALLEL_LINES // 2)
+    assert f"{PARALLEL_LINES:,} of {len(finished):,} trials drawn: the best {kept:,}" in dom
+    per_model = {m: sum(o.trial.model_name == m for o in finished) for m in ("rf", "lasso")}
+    for count in per_model.values():
+        best = min(BEST_ALWAYS, POINTS_PER_MODEL // 2)
+        assert f"{POINTS_PER_MODEL:,} of {count:,} trials drawn: the best {best:,}" in dom
+    assert f"winner: {winner.trial.name}" in dom
+
+
+@pytest.mark.unit
+def test_importance_goes_to_the_setting_the_score_depends_on() -> None:
+    draw = random.Random(1)
+    rows = pd.DataFrame(
+        [
+            {
+                "alpha": (alpha := 10 ** draw.uniform(-3, 2)),
+                "fit_intercept": draw.choice([True, False]),
+                "selection": draw.choice(["cyclic", "random"]),
+                "cv_mse": (math.log10(alpha) - 0.5) ** 2 + draw.gauss(0, 0.05),
+            }
+            for _ in range(400)
+        ]
+    )
+    found = setting_importance(rows, ["alpha", "fit_intercept", "selection"], "cv_mse")
+    assert found is not None
+    shares, fit = found
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["alpha"] > 0.9
+    assert fit.trials == 400 and fit.r2 > 0.9
+    rows["cv_mse"] = 1.0  # every trial scored the same: nothing to attribute
+    assert setting_importance(rows, ["alpha", "fit_intercept", "selection"], "cv_mse") is None
