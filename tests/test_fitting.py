@@ -202,17 +202,26 @@ def test_model_values_scikit_learn_refuses_are_found_without_a_fit() -> None:
         return Trial(index, f"t{index}", "lasso", model, "g", (), {})
 
     lasso = "sklearn.linear_model.Lasso"
+    bagging = {"_target_": "sklearn.ensemble.BaggingRegressor", "estimator": {"_target_": lasso}}
     errors = fitting.model_errors(
         [
             trial(0, {"_target_": lasso, "alpha": 1.0}),
             trial(1, {"_target_": lasso, "alpha": -1}),
             trial(2, {"_target_": lasso, "alpha": -1}),  # the same values: said once
             trial(3, {"_target_": lasso, "nonsense": 2}),
+            # A shape built before: only its new value is checked, and still refused.
+            trial(4, {"_target_": lasso, "alpha": 2.0, "max_iter": 0}),
+            trial(5, {"_target_": lasso, "alpha": 3.0, "max_iter": 10}),
+            trial(6, {"_target_": lasso, "alpha": 4.0, "max_iter": -5}),
+            # Nested configs are checked as the estimators they build (not as dicts), each time.
+            *(trial(7 + n, {**bagging, "n_estimators": n + 2}) for n in range(2)),
         ]
     )
-    assert len(errors) == 2
+    assert len(errors) == 4, errors
     assert errors[0].startswith("trial 't1': InvalidParameterError: The 'alpha' parameter of Lasso")
     assert errors[1].startswith("trial 't3': TypeError:") and "nonsense" in errors[1]
+    assert errors[2].startswith("trial 't4': InvalidParameterError: The 'max_iter' parameter")
+    assert errors[3].startswith("trial 't6': InvalidParameterError: The 'max_iter' parameter")
 
 
 def test_scale_target_lets_svr_fit_a_target_in_large_units(

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sweeper.core.settings import Settings, TrustSettings
 from sweeper.core.text_enum import TextEnum
@@ -126,12 +126,33 @@ class Trial:
 _TRIAL_FIELDS = {f.name for f in dataclasses.fields(Trial)}
 
 
+class TrialValues(NamedTuple):
+    """What looking a trial up (its key) and checking its model values need of it: what is sent
+    to a worker for that, 100,000 of them in a tenth of the bytes and time of whole Trials."""
+
+    name: str
+    model: dict[str, Any]
+    rows: int | None = None
+
+    @classmethod
+    def of(cls, trial: Trial) -> TrialValues:
+        return cls(trial.name, trial.model, trial.rows)
+
+
 def trial_params(
-    model_name: str, model: Mapping[str, Any], group: PreprocessGroup
+    model_name: str, model: Mapping[str, Any], group_params: Mapping[str, Any]
 ) -> dict[str, str]:
-    """What MLflow records for a trial: its model's values and its group's settings."""
+    """What MLflow records for a trial: its model's values and its group's settings
+    (`group_params`, the same for every trial of the group)."""
     params = {"model": model_name, "model.class": model.get("_target_", "")}
     params.update({f"model.{k}": _text(v) for k, v in model.items() if not k.startswith("_")})
+    params.update(group_params)
+    return params
+
+
+def group_params(group: PreprocessGroup) -> dict[str, Any]:
+    """What MLflow records of a trial's preprocess group: its data, preprocessing and seed."""
+    params: dict[str, Any] = {}
     for key, value in group.data.items():
         params[f"data.{key}"] = redact(value) if key == "path" else _text(value)
     params.update({f"preprocess.{k}": _text(v) for k, v in group.preprocess.items()})
@@ -248,9 +269,10 @@ class Plan:
     def from_json(cls, text: str | bytes) -> Plan:
         record = json.loads(text)
         groups = {g["id"]: PreprocessGroup(**g) for g in record["groups"]}
+        of_group = {key: group_params(group) for key, group in groups.items()}
 
         def trial(t: dict[str, Any]) -> Trial:
-            params = trial_params(t["model_name"], t["model"], groups[t["group"]])
+            params = trial_params(t["model_name"], t["model"], of_group[t["group"]])
             # A plan another version wrote (an older step image's) may hold keys this one has
             # dropped, such as a per-trial `cv`: the sweep's settings hold it now.
             known = {k: v for k, v in t.items() if k in _TRIAL_FIELDS}

@@ -62,6 +62,31 @@ def check_names(model: Mapping[str, Any], modules: Sequence[str] = ()) -> None:
             _check_name(node["_target_"], where, modules)
 
 
+SCALARS = (str, int, float, bool, type(None))  # a flat model config's values (fast to test)
+
+
+class NameCheck:
+    """`check_names` for the many model configs of one sweep. Most of them are flat (a class
+    and its values) and differ in their values only: a flat config's names (its target, its
+    keys) are checked once per shape, and each config's text values for interpolations."""
+
+    def __init__(self, modules: Sequence[str] = ()) -> None:
+        self.modules = modules
+        self._shapes: set[tuple[str, ...]] = set()
+
+    def __call__(self, model: Mapping[str, Any]) -> None:
+        flat = all(isinstance(v, SCALARS) for v in model.values())
+        shape = (str(model.get("_target_")), *map(str, model)) if flat else None
+        if shape is None or shape not in self._shapes:
+            check_names(model, self.modules)
+            if shape is not None:
+                self._shapes.add(shape)
+            return
+        for key, value in model.items():
+            if isinstance(value, str) and "${" in value:
+                check_names({key: value}, self.modules)  # raises, saying where
+
+
 def check_classes(model: Mapping[str, Any], modules: Sequence[str] = ()) -> type:
     """`check_names`, then import each target and check that it is a class of a trusted module
     (a nested one: a kernel, a splitter, a pipeline's step); the model's own, an estimator

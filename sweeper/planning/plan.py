@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sweeper.core import overrides, trust
 from sweeper.core.overrides import MODEL_GROUP, MODEL_VALUE
-from sweeper.core.records import Plan, PreprocessGroup, Trial, trial_params
+from sweeper.core.records import Plan, PreprocessGroup, Trial, group_params, trial_params
 from sweeper.core.settings import SWEEP_WIDE, SearchKind, Settings
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact_text
@@ -115,16 +115,17 @@ def build_plan(
         raise SweeperError("the sweep has no trials")
     configs = [job.config for job in jobs]
     settings = _settings(configs)
-    varying = _varying_keys(jobs)
+    items = {job.index: _override_items(job) for job in jobs}
+    varying = _varying_keys(list(items.values()))
     varying += [k for k in name_keys if k not in varying and k != "model"]
-    names = _trial_names(jobs, varying)
-    groups: dict[str, PreprocessGroup] = {}
+    names = _trial_names(jobs, items, varying)
+    groups = _Groups()
+    names_check = trust.NameCheck(settings.trust.modules)
     trials = []
     for job, cfg in zip(jobs, configs, strict=True):
-        group = _group(cfg)
-        groups.setdefault(group.id, group)
+        group = groups.of(cfg)
         model = cfg["model"]
-        _check_targets(model, settings)
+        _check_targets(model, names_check)
         trials.append(
             Trial(
                 index=job.index,
@@ -133,7 +134,7 @@ def build_plan(
                 model=model,
                 group=group.id,
                 overrides=job.overrides,
-                params=trial_params(job.model_name, model, group),
+                params=trial_params(job.model_name, model, groups.params[group.id]),
                 resources=cfg.get("resources") or {},
                 seed=group.seed,
                 estimator_type=cfg.get("estimator_type"),
@@ -146,7 +147,7 @@ def build_plan(
     return Plan(
         sweep_id=sweep_id or new_sweep_id(),
         settings=settings,
-        groups=tuple(groups.values()),
+        groups=tuple(groups.found.values()),
         trials=tuple(trials),
         sweep_params={
             "n_trials": str(len(trials)),
@@ -173,10 +174,10 @@ def _search_params(settings: Settings) -> dict[str, str]:
     }
 
 
-def _check_targets(model: Mapping[str, Any], settings: Settings) -> None:
+def _check_targets(model: Mapping[str, Any], check: trust.NameCheck) -> None:
     """Configs name classes, not calls: refused by name here, before any process imports them."""
     try:
-        trust.check_names(model, settings.trust.modules)
+        check(model)
     except trust.Untrusted as err:
         raise SweeperError(str(err)) from None
 
@@ -213,6 +214,30 @@ def _settings_of(chosen: str, cwd: str, home: str) -> Settings:
 # The names conf/data/'s options give: a file given by data.path is named by itself instead.
 _OPTION_NAMES = ("csv", "diabetes")
 _MAX_SEED = 2**32 - 1  # scikit-learn's random_state (NumPy's legacy seeding)
+
+
+class _Groups:
+    """The preprocess groups of a plan's trials, each worked out once: jobs composed from one
+    base share its data and preprocess sections (compose.Job.config), so 100,000 trials of one
+    group hash those sections once, not 100,000 times."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, PreprocessGroup] = {}
+        self.params: dict[str, dict[str, Any]] = {}  # trial_params' share of each group
+        self._shared: dict[tuple[int, int, str], tuple[Any, Any, PreprocessGroup]] = {}
+
+    def of(self, cfg: Mapping[str, Any]) -> PreprocessGroup:
+        data, preprocess, seed = cfg["data"], cfg["preprocess"], cfg["seed"]
+        shared = (id(data), id(preprocess), repr(seed))
+        known = self._shared.get(shared)
+        if known is not None and known[0] is data and known[1] is preprocess:
+            return known[2]
+        group = _group(cfg)
+        self._shared[shared] = (data, preprocess, group)  # held: their ids stay theirs
+        if group.id not in self.found:
+            self.found[group.id] = group
+            self.params[group.id] = group_params(group)
+        return self.found[group.id]
 
 
 def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
@@ -272,9 +297,9 @@ def _override_items(job: Job) -> dict[str, str]:
     return items
 
 
-def _varying_keys(jobs: Sequence[Job]) -> list[str]:
-    """Override keys whose value differs between jobs: what tells one trial from another."""
-    per_job = [_override_items(job) for job in jobs]
+def _varying_keys(per_job: Sequence[Mapping[str, str]]) -> list[str]:
+    """Override keys whose value differs between jobs (each job's overrides as key → value):
+    what tells one trial from another."""
     values: dict[str, set[str]] = {}
     for items in per_job:
         for key, value in items.items():
@@ -286,38 +311,58 @@ def _varying_keys(jobs: Sequence[Job]) -> list[str]:
     ]
 
 
-def _trial_names(jobs: Sequence[Job], varying: Sequence[str]) -> dict[int, str]:
+def _trial_names(
+    jobs: Sequence[Job], items: Mapping[int, Mapping[str, str]], varying: Sequence[str]
+) -> dict[int, str]:
     """Each job's trial name (by its index): floats to 4 significant digits, and to as many more
     as tell apart two trials that would otherwise read the same (alpha=999952 and alpha=999950
     are both 1e+06 at 4)."""
-    names = {job.index: _trial_name(job, varying) for job in jobs}
+    shown = _ShownKeys(varying)
+    names = {job.index: _trial_name(job, items[job.index], shown) for job in jobs}
     for digits in (6, 8, 10, 12, 17):
         counts = Counter(names.values())
         clashing = [job for job in jobs if counts[names[job.index]] > 1]
         if not clashing:
             break
         for job in clashing:
-            names[job.index] = _trial_name(job, varying, digits)
+            names[job.index] = _trial_name(job, items[job.index], shown, digits)
     return names
 
 
-def _trial_name(job: Job, varying: Sequence[str], digits: int = 4) -> str:
+class _ShownKeys:
+    """Which varying keys a trial's name shows, in order: its model's values in its grid's order
+    (then its config's), then anything else. The same for every job of a model that sets the
+    same keys, so worked out once for each."""
+
+    def __init__(self, varying: Sequence[str]) -> None:
+        self.varying = varying
+        self._known: dict[tuple[str, tuple[bool, ...]], list[str]] = {}
+
+    def of(self, job: Job, items: Mapping[str, str]) -> list[str]:
+        present = tuple(k in items for k in self.varying)
+        known = self._known.get((job.model_name, present))
+        if known is None:
+            grid = [f"{MODEL_VALUE}{k}" for k in job.config.get("grid") or {}]
+            config = [f"{MODEL_VALUE}{k}" for k in job.config.get(MODEL_GROUP) or {}]
+            order = {key: i for i, key in enumerate(dict.fromkeys([*grid, *config]))}
+            known = sorted(
+                (k for k in self.varying if k in items),
+                key=lambda k: (not k.startswith(MODEL_VALUE), order.get(k, len(order))),
+            )
+            self._known[(job.model_name, present)] = known
+        return known
+
+
+def _trial_name(job: Job, items: Mapping[str, str], shown: _ShownKeys, digits: int = 4) -> str:
     """ "rf n_estimators=100 max_depth=4 seed=2": the model's values in its grid's order (then its
     config's), whatever order the command line gave them, floats to `digits` significant digits
     (the exact value is in the params); then anything else that varies. No URL's credentials:
     the name is a run's name and a registered version's tag."""
-    items = _override_items(job)
-    grid = [f"{MODEL_VALUE}{k}" for k in job.config.get("grid") or {}]
-    config = [f"{MODEL_VALUE}{k}" for k in job.config.get(MODEL_GROUP) or {}]
-    order = {key: i for i, key in enumerate(dict.fromkeys([*grid, *config]))}
-    shown_keys = sorted(
-        (k for k in varying if k in items),
-        key=lambda k: (not k.startswith(MODEL_VALUE), order.get(k, len(order))),
-    )
-    shown = [
-        f"{k.removeprefix(MODEL_VALUE)}={_shown(job, k, items[k], digits)}" for k in shown_keys
+    values = [
+        f"{k.removeprefix(MODEL_VALUE)}={_shown(job, k, items[k], digits)}"
+        for k in shown.of(job, items)
     ]
-    return redact_text(" ".join([job.model_name, *shown]))
+    return redact_text(" ".join([job.model_name, *values]))
 
 
 def _shown(job: Job, key: str, text: str, digits: int = 4) -> str:

@@ -20,7 +20,7 @@ import pandas as pd
 from sweeper.core import storage, trust
 from sweeper.core.evidence import FoldStop
 from sweeper.core.metrics import FIT_SECONDS, METRICS, ProblemType, cv_mean, cv_std
-from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, now_ms
+from sweeper.core.records import TARGET_COLUMN, Trial, TrialScore, TrialValues, now_ms
 from sweeper.safe_text import first_line
 
 if TYPE_CHECKING:
@@ -313,51 +313,76 @@ def build_estimator(model: Mapping[str, Any], modules: Sequence[str] = ()) -> Ba
     return built
 
 
-def model_errors(trials: Sequence[Trial], modules: Sequence[str] = ()) -> list[str]:
-    """What fitting would refuse in the trials' model values, one line each, found without
-    fitting: a class that does not exist, an unknown argument, `alpha=-1`. The sweep's run opens
-    only when there are none. scikit-learn checks each parameter on its own, so each distinct
-    (class, parameter, value) is checked once: 100,000 alphas cost seconds, not minutes."""
-    errors, seen = [], set()
-    accepted: set[tuple[str, ...]] = set()
+def model_errors(trials: Sequence[Trial | TrialValues], modules: Sequence[str] = ()) -> list[str]:
+    """What fitting would refuse in the trials' model values, one line each (the same values
+    once), found without fitting: a class that does not exist, an unknown argument, `alpha=-1`.
+    The sweep's run opens only when there are none. scikit-learn checks each parameter on its
+    own, so each distinct (class, parameter, value) is checked once, and a flat config of a
+    shape built before is not built again: 100,000 alphas cost a second, not minutes."""
+    errors, said = [], set()
+    check = ModelCheck(modules)
     for trial in trials:
-        identity = json.dumps(trial.model, sort_keys=True, default=str)
-        if identity in seen:
-            continue
-        seen.add(identity)
         try:
-            check_model(trial.model, accepted, modules)
+            check(trial.model)
         except Exception as err:
-            errors.append(f"trial '{trial.name}': {type(err).__name__}: {first_line(err)}")
+            identity = json.dumps(trial.model, sort_keys=True, default=str)
+            if identity not in said:
+                said.add(identity)
+                errors.append(f"trial '{trial.name}': {type(err).__name__}: {first_line(err)}")
     return errors
 
 
-def check_model(
-    model: Mapping[str, Any],
-    accepted: set[tuple[str, ...]] | None = None,
-    modules: Sequence[str] = (),
-) -> None:
-    """Raise what fitting the model config would raise for its values: scikit-learn's own
-    parameter check, which its estimators run first thing in `fit`. `accepted`: the (class,
-    parameter, value) already checked, skipped here; those checked now are added (a class's
-    defaults once, then the values its configs give)."""
-    from sklearn.utils._param_validation import validate_parameter_constraints
+class ModelCheck:
+    """Raises what fitting a model config would raise for its values: scikit-learn's own
+    parameter check, which its estimators run first thing in `fit`. Remembers what it checked:
+    the (class, parameter, value) triples that passed, and the flat shapes (a target and its
+    keys) whose estimator was built, so that a config differing from those only in values is
+    checked on its new values alone, without building it again."""
 
-    estimator = build_estimator(model, modules)
-    constraints = getattr(estimator, "_parameter_constraints", None)  # scikit-learn >= 1.2's
-    if not isinstance(constraints, dict):
-        return
-    cls = type(estimator)
-    name = f"{cls.__module__}.{cls.__qualname__}"
-    given = {k for k in model if not k.startswith("_")}
-    defaults_checked = accepted is not None and (name,) in accepted
-    params = {k: model[k] for k in given} if defaults_checked else estimator.get_params(deep=False)
-    keys = {k: (name, k, repr(v)) for k, v in params.items()}
-    new = {k: params[k] for k, key in keys.items() if accepted is None or key not in accepted}
-    validate_parameter_constraints(constraints, new, caller_name=cls.__name__)
-    if accepted is not None:
-        accepted.update(keys[k] for k in new)
-        accepted.add((name,))
+    def __init__(self, modules: Sequence[str] = ()) -> None:
+        self.modules = modules
+        self.accepted: set[tuple[str, str, str]] = set()
+        self._defaults: set[str] = set()  # classes whose default values were checked
+        self._built: dict[tuple[str, ...], tuple[type, dict[str, Any]]] = {}
+
+    def __call__(self, model: Mapping[str, Any]) -> None:
+        flat = all(isinstance(v, trust.SCALARS) for v in model.values())
+        shape = (str(model.get("_target_")), *map(str, model)) if flat else None
+        known = self._built.get(shape) if shape is not None else None
+        if known is not None and not any(
+            isinstance(v, str) and "${" in v for v in model.values()
+        ):  # the names were checked with this shape; its text values hold no interpolation
+            cls, constraints = known
+            given = {k: v for k, v in model.items() if not k.startswith("_")}
+        else:
+            estimator = build_estimator(model, self.modules)
+            cls = type(estimator)
+            found = getattr(estimator, "_parameter_constraints", None)  # scikit-learn >= 1.2's
+            if not isinstance(found, dict):
+                return
+            constraints = found
+            if shape is not None:
+                self._built[shape] = (cls, constraints)
+            params = estimator.get_params(deep=False)  # nested configs built into estimators
+            if self._name(cls) not in self._defaults:
+                self._check(cls, constraints, params)
+                self._defaults.add(self._name(cls))
+            given = {k: params[k] for k in model if not k.startswith("_") and k in params}
+        self._check(cls, constraints, given)
+
+    def _check(self, cls: type, constraints: dict[str, Any], params: Mapping[str, Any]) -> None:
+        from sklearn.utils._param_validation import validate_parameter_constraints
+
+        name = self._name(cls)
+        keys = {k: (name, k, repr(v)) for k, v in params.items()}
+        new = {k: params[k] for k, key in keys.items() if key not in self.accepted}
+        if new:
+            validate_parameter_constraints(constraints, new, caller_name=cls.__name__)
+            self.accepted.update(keys[k] for k in new)
+
+    @staticmethod
+    def _name(cls: type) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def limit_threads(threads: int) -> None:

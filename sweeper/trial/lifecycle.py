@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sweeper.core.faults import Fault, without_retries
 from sweeper.core.metrics import ProblemType, Ranking
@@ -26,12 +26,15 @@ from sweeper.core.records import (
     Trial,
     TrialRecord,
     TrialScore,
+    TrialValues,
     stopped_key,
     trial_key,
 )
 from sweeper.tracking import claims
 from sweeper.tracking.tracker import PARENT_TAG, STOPPED_AFTER_TAG, FinishedRun, fold_scores
 from sweeper.trial import kept
+
+AnyTrial = TypeVar("AnyTrial", bound=Trial | TrialValues)
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -77,7 +80,11 @@ class SweepRef:
 
 
 def finished_trials(
-    tracker: Tracker, split: StoredSplit, rerun: bool, trials: Iterable[Trial], cv: int
+    tracker: Tracker,
+    split: StoredSplit,
+    rerun: bool,
+    trials: Iterable[Trial | TrialValues],
+    cv: int,
 ) -> Finished:
     """What the reuse lookup consults for these trials of one split (each as trained in full,
     or stopped early): nothing when the sweep trains every trial. A trial not among `trials`
@@ -93,6 +100,8 @@ def reused(
 ) -> Outcome | None:
     """The trial as an earlier sweep finished it on this very split and folds, if one did; with
     `early_stop` (the sweep's eval.early_stop), also as one stopped it early."""
+    if not finished:  # a sweep whose trials no sweep finished before: no key to compute
+        return None
     key = trial_key(split.key, trial.model, cv, trial.rows)
     found = finished.get(key) or (finished.get(stopped_key(key)) if early_stop else None)
     if found is None:
@@ -103,10 +112,12 @@ def reused(
 
 
 def to_train(
-    trials: Iterable[Trial], split: StoredSplit, finished: Finished, cv: int
-) -> list[Trial]:
+    trials: Iterable[AnyTrial], split: StoredSplit, finished: Finished, cv: int
+) -> list[AnyTrial]:
     """The trials no sweep has finished on this split and folds yet: what an executor starts."""
-    return [trial for trial in trials if reused(trial, split, finished, cv) is None]
+    if not finished:
+        return list(trials)
+    return [t for t in trials if trial_key(split.key, t.model, cv, t.rows) not in finished]
 
 
 def run_trial(

@@ -18,8 +18,8 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from sweeper.core.records import PreprocessGroup, StoredSplit, Trial
-from sweeper.core.settings import Settings
+from sweeper.core.records import PreprocessGroup, StoredSplit, Trial, TrialValues
+from sweeper.core.settings import SearchKind, Settings
 from sweeper.executors.local import worker
 from sweeper.trial.lifecycle import Finished
 
@@ -66,13 +66,14 @@ class HeadStart:
         looked up and, with `check`, their model values checked) and what the scheduler waits
         for: its preprocessing here, once that started, else the whole of it in `pool` (with
         the split, once stored here)."""
+        sent = _sent(trials, settings)
         if isinstance(item, Preprocessed):  # stored here: a worker looks it up
-            work = (item.group, settings, trials, check, item.split)
+            work = (item.group, settings, sent, check, item.split)
             return pool.submit(worker.prepare_group, *work), item
         here = self.take(item)
         if here is not None:
             return here, Preprocessed(item)
-        return pool.submit(worker.prepare_group, item, settings, trials, check), item
+        return pool.submit(worker.prepare_group, item, settings, sent, check), item
 
     def take(self, group: PreprocessGroup) -> Future[StoredSplit] | None:
         """The group's preprocessing here, once started (running or done); None when it was not
@@ -95,3 +96,11 @@ class HeadStart:
                 future.set_exception(err)
             else:
                 future.set_result(split)
+
+
+def _sent(trials: list[Trial], settings: Settings) -> list[Trial] | list[TrialValues]:
+    """What a worker needs of the trials it looks up: their values (a grid), or whole Trials
+    (a halving makes its rungs' trials from them)."""
+    if settings.search.kind == SearchKind.halving:
+        return trials
+    return [TrialValues.of(trial) for trial in trials]

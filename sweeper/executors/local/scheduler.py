@@ -137,7 +137,8 @@ class Scheduler:
             for group in batch.groups:
                 self._submit(group)
             if not was_open and not self.here:  # not waited for: a worker idle meanwhile
-                self.pool.submit(worker.warm_fitting, [t.model for t in batch.trials])
+                targets = {str(t.model.get("_target_", "")) for t in batch.trials}
+                self.pool.submit(worker.warm_fitting, sorted(targets))
             self._until_done()
             if self.waiting:  # their sweep never started: its input was refused
                 reason = self.result.input_errors[0] if self.result.input_errors else "not run"
@@ -278,9 +279,9 @@ class Scheduler:
             workers,
             parent_run_id,
         )
-        self._write_plan()
-        self._release(self.waiting)
+        self._release(self.waiting)  # the first trials start while the plan is written down
         self.waiting = []
+        self._write_plan()
 
     def _write_plan(self) -> None:
         plan = self.result.plan

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sweeper.core.evidence import FoldStop
 from sweeper.core.metrics import ProblemType
 from sweeper.core.outcomes import Outcome, SweepResult
-from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial
+from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial, TrialValues
 from sweeper.core.settings import SearchKind, Settings
 from sweeper.search.halving import on_split
 from sweeper.tracking.tracker import Tracker
@@ -72,14 +72,14 @@ def warm_tracking(settings: Settings) -> None:
     tracker(settings)
 
 
-def warm_fitting(models: list[Mapping[str, Any]]) -> None:
-    """Import the trials' estimator modules the fork server did not (a model config may name
-    any), in a worker idle while the input is preprocessed and looked up."""
+def warm_fitting(targets: list[str]) -> None:
+    """Import the modules of the trials' estimators (their `_target_`s) the fork server did
+    not (a model config may name any), in a worker idle while the input is preprocessed and
+    looked up."""
     import importlib
 
     import sklearn.metrics  # noqa: F401
 
-    targets = {str(model.get("_target_", "")) for model in models}
     for module in sorted({target.rpartition(".")[0] for target in targets} - {""}):
         with contextlib.suppress(ImportError):  # said by the check of the model values
             importlib.import_module(module)
@@ -97,14 +97,15 @@ def prepare_end(settings: Settings, result: SweepResult, markers: str) -> str | 
 def prepare_group(
     group: PreprocessGroup,
     settings: Settings,
-    trials: list[Trial],
+    trials: Sequence[Trial] | Sequence[TrialValues],
     check: bool,
     split: StoredSplit | None = None,
 ) -> tuple[StoredSplit, Finished, list[str]]:
     """The group's stored split (`split`: preprocessed already, by the sweeping process), which
-    of its `trials` (every rung of them, for a halving) some sweep finished, and (`check`) what
-    fitting would refuse in the model values of those not finished yet. A sweep whose trials are
-    all finished imports no scikit-learn (for a split stored before)."""
+    of its `trials` (every rung of them, for a halving, which sends whole Trials; a grid sends
+    their values) some sweep finished, and (`check`) what fitting would refuse in the model
+    values of those not finished yet. A sweep whose trials are all finished imports no
+    scikit-learn (for a split stored before)."""
     if split is None:
         from steps.preprocess import preprocess
 
@@ -114,11 +115,14 @@ def prepare_group(
     cv, looked_up = settings.eval.cv, trials
     if settings.search.kind == SearchKind.halving:
         ranking = settings.ranking(ProblemType(split.task))
-        looked_up = on_split(trials, settings.search, ranking, split, cv).every_trial()
+        configs = [t for t in trials if isinstance(t, Trial)]
+        assert len(configs) == len(trials), "a halving's configurations come as whole Trials"
+        looked_up = on_split(configs, settings.search, ranking, split, cv).every_trial()
     finished = lifecycle.finished_trials(
         tracker(settings), split, settings.sweep.rerun, looked_up, cv
     )
-    left = lifecycle.to_train(trials if check else [], split, finished, cv)
+    candidates: list[Trial | TrialValues] = list(trials) if check else []
+    left = lifecycle.to_train(candidates, split, finished, cv)
     if not left:
         return split, finished, []
     from sweeper.trial.fitting import model_errors
