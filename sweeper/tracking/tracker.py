@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -54,7 +54,7 @@ _MLFLOW_DEFAULTS = {
 # MLflow refuses longer param values and tag values.
 _MAX_PARAM = 6000
 _MAX_TAG = 5000
-_MANY = 50_000  # runs one search asks for (MLflow's most for a page); _every follows the pages
+_MANY = 50_000  # runs one search asks for (MLflow's most for a page); _pages follows the pages
 # A trial's score on each CV fold: metric steps `fold_<metric>` for MLflow's charts, and this
 # tag (JSON, metric → scores) for reading them back with the run, without a call per run.
 FOLDS_TAG = by_key.FOLDS_TAG
@@ -309,19 +309,22 @@ class Tracker:
         unlocked(self.client.set_terminated, run_id, final.value, end_time=ended)
 
     def _every(self, wanted: str) -> list[Run]:
-        """Every run of the experiment that MLflow's filter `wanted` finds, page after page:
-        MLflow answers one search with _MANY runs at most, and says with a page token that
-        there are more."""
-        found: list[Run] = []
+        """Every run of the experiment that MLflow's filter `wanted` finds."""
+        return [run for page in self._pages(wanted) for run in page]
+
+    def _pages(self, wanted: str) -> Iterator[list[Run]]:
+        """The runs MLflow's filter `wanted` finds, a page at a time: MLflow answers one search
+        with _MANY runs at most, and says with a page token that there are more. A reader that
+        keeps a little of each run holds one page of full runs, not all of them."""
         token = None
         while True:
             page = self.client.search_runs(
                 [self.experiment_id], filter_string=wanted, max_results=_MANY, page_token=token
             )
-            found.extend(page)
+            yield list(page)
             token = getattr(page, "token", None)
             if not token:
-                return found
+                return
 
     def trial_claims(self, trial_key: str, parent_run_id: str | None = None) -> list[Run]:
         """Every run of the experiment for this trial key (one sweep's when `parent_run_id`)."""
@@ -349,14 +352,15 @@ class Tracker:
                 ).items()
             }
         wanted = set(keys)
-        runs = self._every(
+        pages = self._pages(
             f"tags.split_key = '{split_key}' and attributes.status = '{Status.FINISHED}'"
         )
         return {
             r.data.tags["trial_key"]: FinishedRun(
                 r.info.run_id, r.data.metrics, fold_scores(r), STOPPED_AFTER_TAG in r.data.tags
             )
-            for r in runs
+            for page in pages
+            for r in page
             if r.data.tags.get("trial_key") in wanted
         }
 
