@@ -64,7 +64,11 @@ def _starting_nothing(item: pytest.Item) -> Iterator[None]:
     if item.get_closest_marker("unit") is None:
         yield
         return
+    import platform
+
     import matplotlib.font_manager  # noqa: F401  (its first import may run fc-list: not the test's)
+
+    platform.processor()  # its first call (MLflow's import makes it) may run `uname -p`: cached
 
     refused: list[str] = []
 
