@@ -10,9 +10,12 @@ again (every trial reused). Measured: the wall time; the seconds from the comman
 first trial's run (MLflow's start time); the trials' cost per trial, over the whole sweep and in
 its first and last tenth (from the runs' end times: flat when a trial costs the same at any
 point); the peak memory of the process tree (PSS); the lines printed; the re-run's wall time.
-Then `INTO` ridge trials twice, into a fresh folder and into the largest sweep's experiment:
-their wall times, and the ratio (1 when the experiment's size costs nothing). It prints a
-markdown table, and writes it to OUT/scale.md with the rows in OUT/scale.json.
+Then the Argo summary of the largest sweep: its plan step and summary step run as processes, as
+their pods run them, on the same store (every trial found finished): wall time and peak memory
+against the pod's limit (`argo.step_resources`, 2 GiB by default). Then `INTO` ridge trials
+twice, into a fresh folder and into the largest sweep's experiment: their wall times, and the
+ratio (1 when the experiment's size costs nothing). It prints a markdown table, and writes it to
+OUT/scale.md with the rows in OUT/scale.json.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure
+
+from sweeper.planning.definition import Definition
 
 BENCH = Path(__file__).resolve().parent
 INTO = 1_000  # trials of the sweep run into a grown experiment
@@ -98,6 +103,59 @@ def scale(trials: int, cwd: Path) -> Scale:
     )
 
 
+@dataclass
+class Summary:
+    """backend=argo's plan and summary steps on the largest sweep's store."""
+
+    trials: int
+    plan_s: float
+    plan_mb: float
+    summary_s: float
+    summary_mb: float
+
+
+def argo_summary(grown: Path, trials: int) -> Summary:
+    """The plan pod's and the summary pod's commands (compile.py), run here on `grown`'s store
+    and storage root; the preprocess pod's in between (its split is reused)."""
+    definition = Definition(
+        overrides=(
+            *lasso(trials),
+            "eval.cv=0",
+            f"storage.root={grown / 'sweeper-store'}",
+            f"mlflow.tracking_uri=sqlite:///{grown / 'mlflow.db'}",
+        ),
+        multirun=True,
+    )
+    sweep_id, outputs = "argo-summary", grown / "argo-outputs"
+    steps = [sys.executable, "-m"]
+    plan = measure.run(
+        [
+            *steps,
+            "sweeper.executors.argo.plan_step",
+            "--sweep-id",
+            sweep_id,
+            "--outputs",
+            str(outputs),
+            "--definition",
+            definition.encoded(),
+        ],
+        cwd=grown,
+    )
+    if plan.returncode != 0:
+        raise SystemExit(f"the plan step failed:\n{plan.output[-3000:]}")
+    plan_url = str(grown / "sweeper-store" / "sweeps" / sweep_id / "plan.json")
+    for group in json.loads((outputs / "groups.json").read_text()):
+        command = ["steps.preprocess", "--plan", plan_url, "--group", group["group"]]
+        if measure.run([*steps, *command], cwd=grown).returncode != 0:
+            raise SystemExit("the preprocess step failed")
+    summary = measure.run(
+        [*steps, "sweeper.executors.argo.summary_step", "--plan", plan_url], cwd=grown
+    )
+    if summary.returncode != 0:
+        raise SystemExit(f"the summary step failed:\n{summary.output[-3000:]}")
+    return Summary(trials, plan.wall_s, plan.peak_mb, summary.wall_s, summary.peak_mb)
+
+
 def into(grown: Path, scratch: Path, trials: int) -> tuple[float, float]:
     """The same ridge sweep into a fresh folder and into a copy of the grown experiment."""
     ridge = ["model=ridge", *lasso(trials)[1:]]
@@ -110,7 +168,9 @@ def into(grown: Path, scratch: Path, trials: int) -> tuple[float, float]:
     return empty_s, grown_s
 
 
-def markdown(rows: list[Scale], empty_s: float, grown_s: float, grown: int) -> str:
+def markdown(
+    rows: list[Scale], summary: Summary, empty_s: float, grown_s: float, grown: int
+) -> str:
     lines = [
         "| trials | wall | to the first trial | per trial (first → last tenth) | peak memory "
         "| lines | re-run (lines) |",
@@ -123,6 +183,13 @@ def markdown(rows: list[Scale], empty_s: float, grown_s: float, grown: int) -> s
             f"| {r.per_trial_ms:.1f} ms ({tenths}) | {r.peak_mb / 1024:.2f} GB "
             f"| {r.lines} | {r.rerun_s:.1f} s ({r.rerun_lines}) |"
         )
+    lines.append("")
+    lines.append(
+        f"backend=argo at {summary.trials:,} trials, on that store: the plan step "
+        f"{summary.plan_s:.1f} s (peak {summary.plan_mb / 1024:.2f} GB), the summary step "
+        f"{summary.summary_s:.1f} s (peak {summary.summary_mb / 1024:.2f} GB; its pod's limit "
+        "is 2 GiB)."
+    )
     lines.append("")
     lines.append(
         f"{INTO:,} ridge trials into an empty experiment: {empty_s:.1f} s; into one holding "
@@ -150,14 +217,20 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(scale(trials, cwd))
             print(json.dumps(asdict(rows[-1])), flush=True)
         largest = Path(scratch, f"lasso-{max(sizes)}")
+        summary = argo_summary(largest, max(sizes))
+        print(json.dumps(asdict(summary)), flush=True)
         empty_s, grown_s = into(largest, Path(scratch), trials_into)
-    table = markdown(rows, empty_s, grown_s, max(sizes))
+    table = markdown(rows, summary, empty_s, grown_s, max(sizes))
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.md").write_text(table)
     (args.out / "scale.json").write_text(
         json.dumps(
-            {"sizes": [asdict(r) for r in rows], "into": {"empty_s": empty_s, "grown_s": grown_s}},
+            {
+                "sizes": [asdict(r) for r in rows],
+                "argo_summary": asdict(summary),
+                "into": {"empty_s": empty_s, "grown_s": grown_s},
+            },
             indent=1,
         )
     )

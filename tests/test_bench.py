@@ -105,8 +105,8 @@ def test_benchmark_smoke_run_writes_every_participant(tmp_path: Path) -> None:
 
 
 def test_scale_smoke_run_measures_each_size_and_a_sweep_into_the_largest(tmp_path: Path) -> None:
-    """bench/scale.py (W7) at tiny sizes: a row per size from the sweeps' own runs, and the
-    sweep into the grown experiment."""
+    """bench/scale.py (W7) at tiny sizes: a row per size from the sweeps' own runs, the Argo
+    summary of the largest, and the sweep into the grown experiment."""
     result = subprocess.run(
         [sys.executable, str(BENCH / "scale.py"), "--smoke", "--out", str(tmp_path)],
         cwd=PROJECT,
@@ -123,5 +123,7 @@ def test_scale_smoke_run_measures_each_size_and_a_sweep_into_the_largest(tmp_pat
         assert row["rerun_s"] > 0 and row["peak_mb"] > 0
     # A line per trial up to 200 trials, not past it (the table and the rest: ~50 lines).
     assert rows[0]["lines"] > 60 and rows[1]["lines"] < 100
+    summary = measured["argo_summary"]  # backend=argo's plan and summary steps on that store
+    assert summary["trials"] == 250 and summary["summary_s"] > 0 and summary["summary_mb"] > 0
     assert measured["into"]["empty_s"] > 0 and measured["into"]["grown_s"] > 0
     assert "| 250 |" in (tmp_path / "scale.md").read_text()
