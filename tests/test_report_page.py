@@ -131,3 +131,17 @@ def test_importance_goes_to_the_setting_the_score_depends_on() -> None:
     assert fit.trials == 400 and fit.r2 > 0.9
     rows["cv_mse"] = 1.0  # every trial scored the same: nothing to attribute
     assert setting_importance(rows, ["alpha", "fit_intercept", "selection"], "cv_mse") is None
+
+
+def test_a_sweep_where_nothing_finished_gets_a_report_that_says_so(tmp_path: Path) -> None:
+    result = many_trials(tmp_path, 4)
+    result.outcomes = [Outcome.failed(o.trial, "ValueError: boom", None) for o in result.outcomes]
+    page = write_report(result, results_table(result), tmp_path / "report.html")
+    rendered = render_file(page, tmp_path)
+    assert rendered.errors == []
+    assert "No trial finished: there is no winner." in rendered.dom
+    assert "4 failed." in rendered.dom
+    assert 'class="plotly-graph-div' not in rendered.dom  # nothing scored, nothing drawn
+    empty = SweepResult(result.plan, "parent")  # read back with no rows at all
+    page = write_report(empty, results_table(empty), tmp_path / "empty.html")
+    assert "No trial finished" in page.read_text()

@@ -54,6 +54,8 @@ def write_report(result: SweepResult, table: pd.DataFrame, path: Path) -> Path:
     ranking = result.ranking
     best = result.best
     winner = best.trial.name if best is not None else None
+    if table.empty:  # (a plan always has trials; a result read back may have none)
+        table = table.reindex(columns=["rank", "trial", "model", "status"])
     # A stopped configuration (search=halving, eval.early_stop) was scored on less: left out.
     scored = table.iloc[:0]
     if ranking.key in table.columns:  # else nothing was scored
