@@ -146,3 +146,22 @@ def test_results_html_shows_the_best_rows_of_a_large_sweep_and_says_so(
     assert "The top 2 of 3: results.csv has every trial." in html
     with (folder / "results.csv").open() as table:
         assert [row["trial"] for row in csv.DictReader(table)] == names[::-1]
+
+
+def test_the_best_alone_is_what_logging_the_best_model_is_sent(planned: Plan) -> None:
+    """SweepResult.of_best: a worker that logs the best model gets its outcome alone, and the
+    same answer from it (not the other outcomes of a 100,000-trial sweep)."""
+    from sweeper.core.outcomes import Outcome
+
+    result = SweepResult(planned, "parent")
+    result.outcomes = [
+        Outcome.finished(t, {"cv_mse": 5.0 + abs(t.index - 1), "mse": 1.0}, f"run-{t.index}")
+        for t in planned.trials
+    ]
+    alone = result.of_best()
+    assert result.best is not None and result.best.trial.index == 1
+    assert alone.best == result.best and alone.outcomes == [result.best]
+    assert alone.plan.trials == (result.best.trial,) and len(result.plan.trials) == 3
+    assert alone.parent_run_id == "parent" and alone.plan.settings == planned.settings
+    nothing = SweepResult(planned, "parent", [Outcome.failed(planned.trials[0], "boom", None)])
+    assert nothing.of_best().outcomes == [] and nothing.of_best().best is None

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from sweeper.core.faults import Fault
 from sweeper.core.metrics import ProblemType
-from sweeper.core.records import Status
+from sweeper.core.records import Plan, Status
 from sweeper.trial import kept
 
 if TYPE_CHECKING:
@@ -47,7 +47,8 @@ def conclude_sweep(
     if status != Status.KILLED:  # an interrupted sweep ends at once
         notes += log_results(tracker, result)
         notes += log_best(tracker, result, register_best, handed_over=handed_over)
-    return end_sweep(tracker, result, status, notes)
+    metrics = result.summary_metrics()
+    return end_sweep(tracker, result.parent_run_id, result.plan, metrics, status, notes)
 
 
 def load_libraries() -> None:
@@ -66,12 +67,18 @@ def load_libraries() -> None:
 
 
 def end_sweep(
-    tracker: Tracker, result: SweepResult, status: Status, notes: Sequence[str] = ()
+    tracker: Tracker,
+    parent_run_id: str,
+    plan: Plan,
+    metrics: Mapping[str, float],
+    status: Status,
+    notes: Sequence[str] = (),
 ) -> SweepEnd:
+    """The sweep's run ended with its summary `metrics` (SweepResult.summary_metrics). `plan`:
+    the sweep's, its trials not needed (a local sweep sends it without them)."""
     if status != Status.FINISHED:
-        tracker.end_running_trials(result.parent_run_id)
-    tracker.finish_sweep(result.parent_run_id, result.summary_metrics(), status)
-    plan = result.plan
+        tracker.end_running_trials(parent_run_id)
+    tracker.finish_sweep(parent_run_id, dict(metrics), status)
     kept.discard(plan.settings.storage.root, plan.sweep_id)  # the winner's is logged, or never
     return SweepEnd(tracker.experiment_id, tuple(notes))
 

@@ -321,6 +321,15 @@ class SweepResult:
         simpler = top.outcomes[0].trial.simpler
         return min(near, key=lambda c: (_complexity(c.outcomes[0].trial.model, simpler), c.loss))
 
+    def of_best(self) -> SweepResult:
+        """The sweep as logging its best model sees it: the best outcome alone, on a plan holding
+        only its trial (`best` answers the same on it). What a worker that logs the model is
+        sent, instead of 100,000 outcomes; not for counting or tables."""
+        best = self.best
+        chosen = [best] if best is not None else []
+        plan = replace(self.plan, trials=tuple(o.trial for o in chosen))
+        return replace(self, plan=plan, outcomes=chosen, notes=list(self.notes))
+
     def summary_metrics(self) -> dict[str, float]:
         metrics = {
             "n_trials": float(len(self.plan.trials)),

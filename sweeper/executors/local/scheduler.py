@@ -444,8 +444,8 @@ class Scheduler:
             and self.more is None  # nor a streaming optimiser's next trial
             and all(isinstance(work, Trial) for work in self.pending.work.values())
         ):
-            now = dataclasses.replace(self.result, outcomes=list(self.result.outcomes))
-            self.prepared = self.pool.submit(worker.prepare_end, self.settings, now, self.markers)
+            best = self.result.of_best()  # the best so far: all the worker needs
+            self.prepared = self.pool.submit(worker.prepare_end, self.settings, best, self.markers)
         # of the whole sweep, earlier batches included (a streaming one: all it will ask for)
         total = max(len(self.result.plan.trials), self.progress.total)
         self.trial_lines.settled(outcome, len(self.result.outcomes), total, self.result.ranking)

@@ -9,6 +9,7 @@ imports this module, and loads MLflow only to look a stored split's trials up (`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from sweeper.core.evidence import FoldStop
 from sweeper.core.metrics import ProblemType
 from sweeper.core.outcomes import Outcome, SweepResult
-from sweeper.core.records import PreprocessGroup, Status, StoredSplit, Trial, TrialValues
+from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial, TrialValues
 from sweeper.core.settings import SearchKind, Settings
 from sweeper.search.halving import on_split
 from sweeper.tracking.tracker import Tracker
@@ -205,13 +206,15 @@ def conclude_in(
 ) -> SweepEnd:
     """End the sweep's run in the pool's workers: best model and tables side by side, then the
     run's end (see sweeper.conclusion.conclude). `prepared`: `prepare_end`, if it was sent."""
-    tables = pool.submit(log_results, settings, result)
+    tables = pool.submit(log_results, settings, result)  # the one part that reads every outcome
     early = None
     if prepared is not None and prepared.exception() is None:  # else the end does it all
         early = prepared.result()
-    best = pool.submit(log_best, settings, result, markers, early)
+    best = pool.submit(log_best, settings, result.of_best(), markers, early)
     notes = [note for extra in (best, tables) for note in extra.result()]
-    ended: SweepEnd = pool.submit(end_sweep, settings, result, status, notes).result()
+    plan, metrics = dataclasses.replace(result.plan, trials=()), result.summary_metrics()
+    run = result.parent_run_id
+    ended: SweepEnd = pool.submit(end_sweep, settings, run, plan, metrics, status, notes).result()
     return ended
 
 
@@ -232,8 +235,13 @@ def log_best(
 
 
 def end_sweep(
-    settings: Settings, result: SweepResult, status: Status, notes: list[str]
+    settings: Settings,
+    parent_run_id: str,
+    plan: Plan,
+    metrics: dict[str, float],
+    status: Status,
+    notes: list[str],
 ) -> SweepEnd:
     from sweeper.conclusion.conclude import end_sweep
 
-    return end_sweep(tracker(settings), result, status, notes)
+    return end_sweep(tracker(settings), parent_run_id, plan, metrics, status, notes)
