@@ -4,6 +4,7 @@ a sweep into an experiment that already holds the largest one's runs.
     python bench/scale.py                          # 1,000, 10,000 and 100,000 trials (~40 min)
     python bench/scale.py --sizes 1000,10000       # those sizes only
     python bench/scale.py --smoke --out D          # tiny sizes: checks the script
+    python bench/scale.py --production 10000       # on mlflow server + PostgreSQL instead
 
 For each size, one sweep of that many lasso trials in a fresh folder, then the same command
 again (every trial reused). Measured: the wall time; the seconds from the command's start to its
@@ -16,6 +17,10 @@ against the pod's limit (`argo.step_resources`, 2 GiB by default). Then `INTO` r
 twice, into a fresh folder and into the largest sweep's experiment: their wall times, and the
 ratio (1 when the experiment's size costs nothing). It prints a markdown table, and writes it to
 OUT/scale.md with the rows in OUT/scale.json.
+
+With `--production N`: one sweep of N trials and its re-run through `mlflow server` on a
+throwaway PostgreSQL cluster (bench/production.py), the stack a team runs, measured the same
+way; written to OUT/scale-production.md and .json.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sqlite3
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -31,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure
+from production import mlflow_on_postgres
 
 from sweeper.planning.definition import Definition
 
@@ -57,29 +62,41 @@ def lasso(trials: int) -> list[str]:
     return ["model=lasso", f"model.alpha=range({step!r},{1 + step / 2!r},{step!r})"]
 
 
-def sweep(cwd: Path, overrides: list[str]) -> measure.Measured:
-    argv = [sys.executable, "-m", "sweeper", *overrides, "eval.cv=0", "-m"]
+def sweep(cwd: Path, overrides: list[str], tracking: str | None = None) -> measure.Measured:
+    """`tracking`: a tracking server's URI, instead of cwd's mlflow.db."""
+    where = [f"mlflow.tracking_uri={tracking}"] if tracking else []
+    argv = [sys.executable, "-m", "sweeper", *overrides, *where, "eval.cv=0", "-m"]
     measured = measure.run(argv, cwd=cwd, timeout=7200)
     if measured.returncode != 0:
         raise SystemExit(f"{' '.join(overrides)} failed:\n{measured.output[-3000:]}")
     return measured
 
 
-def run_times(database: Path) -> list[tuple[int, int]]:
-    """Each trial run's start and end (ms), in the order they ended (read with SQL: MLflow's
-    client would take longer than the sweep)."""
-    with sqlite3.connect(database) as connection:
+def run_times(database: str) -> list[tuple[int, int]]:
+    """Each trial run's start and end (ms), in the order they ended, from the store's database
+    (a SQLAlchemy URL; read with SQL: MLflow's client would take longer than the sweep)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database)
+    with engine.connect() as connection:
         rows = connection.execute(
-            "SELECT r.start_time, r.end_time FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-            "WHERE t.key = 'mlflow.parentRunId' AND r.status = 'FINISHED' ORDER BY r.end_time"
+            sqlalchemy.text(
+                "SELECT r.start_time, r.end_time FROM runs r JOIN tags t "
+                "ON t.run_uuid = r.run_uuid WHERE t.key = 'mlflow.parentRunId' "
+                "AND r.status = 'FINISHED' ORDER BY r.end_time"
+            )
         ).fetchall()
+    engine.dispose()
     return [(int(start), int(end)) for start, end in rows]
 
 
-def scale(trials: int, cwd: Path) -> Scale:
-    measured = sweep(cwd, lasso(trials))
+def scale(
+    trials: int, cwd: Path, tracking: str | None = None, database: str | None = None
+) -> Scale:
+    """`tracking` and `database`: a tracking server and its database, else cwd's mlflow.db."""
+    measured = sweep(cwd, lasso(trials), tracking)
     started_at = measured.ended_at - measured.wall_s
-    times = run_times(cwd / "mlflow.db")
+    times = run_times(database or f"sqlite:///{cwd / 'mlflow.db'}")
     assert len(times) == trials, f"{len(times)} runs for {trials} trials"
     first_start, last_end = min(s for s, _ in times), times[-1][1]
     tenth = max(1, trials // 10)
@@ -88,7 +105,7 @@ def scale(trials: int, cwd: Path) -> Scale:
         return (ends[-1] - ends[0]) / max(1, len(ends) - 1)
 
     ends = [end for _, end in times]
-    again = sweep(cwd, lasso(trials))
+    again = sweep(cwd, lasso(trials), tracking)
     return Scale(
         trials,
         measured.wall_s,
@@ -168,9 +185,7 @@ def into(grown: Path, scratch: Path, trials: int) -> tuple[float, float]:
     return empty_s, grown_s
 
 
-def markdown(
-    rows: list[Scale], summary: Summary, empty_s: float, grown_s: float, grown: int
-) -> str:
+def rows_table(rows: list[Scale]) -> list[str]:
     lines = [
         "| trials | wall | to the first trial | per trial (first → last tenth) | peak memory "
         "| lines | re-run (lines) |",
@@ -183,6 +198,13 @@ def markdown(
             f"| {r.per_trial_ms:.1f} ms ({tenths}) | {r.peak_mb / 1024:.2f} GB "
             f"| {r.lines} | {r.rerun_s:.1f} s ({r.rerun_lines}) |"
         )
+    return lines
+
+
+def markdown(
+    rows: list[Scale], summary: Summary, empty_s: float, grown_s: float, grown: int
+) -> str:
+    lines = rows_table(rows)
     lines.append("")
     lines.append(
         f"backend=argo at {summary.trials:,} trials, on that store: the plan step "
@@ -205,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--smoke", action="store_true", help="60 and 250 trials, 60 into them")
     parser.add_argument("--out", type=Path, default=BENCH)
+    parser.add_argument(
+        "--production", type=int, metavar="N", help="N trials on mlflow server + PostgreSQL"
+    )
     args = parser.parse_args(argv)
+    if args.production:
+        return production(args.production, args.out)
     sizes = [60, 250] if args.smoke else [int(n) for n in args.sizes.split(",")]
     trials_into = 60 if args.smoke else INTO
     measure.become_subreaper()
@@ -234,6 +261,25 @@ def main(argv: list[str] | None = None) -> int:
             indent=1,
         )
     )
+    return 0
+
+
+def production(trials: int, out: Path) -> int:
+    measure.become_subreaper()
+    with (
+        tempfile.TemporaryDirectory(prefix="sweeper-postgres-") as home,  # its user's
+        tempfile.TemporaryDirectory(prefix="sweeper-scale-production-") as scratch,
+        mlflow_on_postgres(Path(home)) as stack,
+    ):
+        cwd = Path(scratch, f"lasso-{trials}")
+        cwd.mkdir()
+        row = scale(trials, cwd, stack.uri, stack.database)
+    print(json.dumps(asdict(row)), flush=True)
+    table = "\n".join(rows_table([row])) + "\n\nThrough `mlflow server` on PostgreSQL.\n"
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale-production.md").write_text(table)
+    (out / "scale-production.json").write_text(json.dumps(asdict(row), indent=1))
     return 0
 
 
