@@ -11,12 +11,13 @@ command measured.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +43,16 @@ def become_subreaper() -> None:
 
 
 def run(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 1800
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 1800,
+    keep: Collection[int] = (),
 ) -> Measured:
-    """Run argv to completion (and every process it left behind); what it cost."""
+    """Run argv to completion (and every process it left behind); what it cost. `keep`: our
+    own children that serve it (a database, a tracking server), not waited for."""
     log = cwd / f".measure-{time.monotonic_ns()}.log"
-    sampler = _PeakSampler()
+    sampler = _PeakSampler(keep)
     with log.open("w+") as out:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -56,7 +62,7 @@ def run(
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         wall, ended_at = time.perf_counter() - started, time.time()
-        cpu = usage.ru_utime + usage.ru_stime + _reap_descendants(timeout=30)
+        cpu = usage.ru_utime + usage.ru_stime + _reap_descendants(30, keep)
         sampler.stop()
         out.seek(0)
         output = out.read()
@@ -64,25 +70,36 @@ def run(
     return Measured(wall, cpu, sampler.peak_bytes / 2**20, process.returncode, output, ended_at)
 
 
-def _reap_descendants(timeout: float) -> float:
-    """Wait for orphans re-parented to us; the CPU seconds they (and their children) used."""
+def _reap_descendants(timeout: float, keep: Collection[int] = ()) -> float:
+    """Wait for orphans re-parented to us (any child but `keep`); the CPU seconds they (and
+    their children) used."""
     cpu = 0.0
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            pid, _, usage = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
+        orphans = [pid for pid in _children(os.getpid()) if pid not in keep]
+        if not orphans:
             return cpu
-        if pid == 0:
-            if time.monotonic() > deadline:
-                for child in _descendants(os.getpid()):
-                    os.kill(child, 9)
-            time.sleep(0.02)
-            continue
-        cpu += usage.ru_utime + usage.ru_stime
+        for pid in orphans:
+            try:
+                done, _, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if done:
+                cpu += usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            for orphan in orphans:
+                for pid in [orphan, *_descendants(orphan)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, 9)
+        time.sleep(0.02)
 
 
-def _descendants(root: int) -> list[int]:
+def _children(parent: int) -> list[int]:
+    return [pid for pid, ppid in _parents().items() if ppid == parent]
+
+
+def _parents() -> dict[int, int]:
+    """Each process's parent, by pid."""
     parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -92,6 +109,11 @@ def _descendants(root: int) -> list[int]:
                 continue
             # The command name may hold spaces and parentheses: fields start after the last ')'.
             parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def _descendants(root: int) -> list[int]:
+    parents = _parents()
     found, frontier = [], [root]
     while frontier:
         parent = frontier.pop()
@@ -112,7 +134,10 @@ def _pss_bytes(pid: int) -> int:
 
 
 class _PeakSampler:
-    def __init__(self) -> None:
+    """The peak PSS of our descendants but `keep`'s (servers the command uses)."""
+
+    def __init__(self, keep: Collection[int] = ()) -> None:
+        self.keep = set(keep)
         self.peak_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -128,7 +153,8 @@ class _PeakSampler:
         me, pause = os.getpid(), _MIN_PAUSE_S
         while not self._stop.wait(pause):
             started = time.thread_time()
-            total = sum(_pss_bytes(pid) for pid in _descendants(me))
+            served = {p for pid in self.keep for p in [pid, *_descendants(pid)]}
+            total = sum(_pss_bytes(pid) for pid in _descendants(me) if pid not in served)
             self.peak_bytes = max(self.peak_bytes, total)
             spent = time.thread_time() - started  # the kernel's page walks count as ours
             pause = max(_MIN_PAUSE_S, spent / _MAX_SHARE_OF_A_CORE)

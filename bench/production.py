@@ -28,6 +28,7 @@ POSTGRES_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr
 class Stack:
     uri: str  # the tracking server's
     database: str  # its PostgreSQL database, for reading run times with SQL
+    pids: tuple[int, ...]  # the servers: children of this process that a measure leaves alone
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -84,7 +85,7 @@ def mlflow_on_postgres(home: Path) -> Iterator[Stack]:
             server = subprocess.Popen(command, stdout=out, stderr=out)
         uri = f"http://127.0.0.1:{port}"
         _wait(f"{uri}/health", server, "mlflow server", server_log)
-        yield Stack(uri, database)
+        yield Stack(uri, database, (database_server.pid, server.pid))
     finally:
         for process in (server, database_server):
             if process is not None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure
-from production import mlflow_on_postgres
+from production import Stack, mlflow_on_postgres
 
 from sweeper.planning.definition import Definition
 
@@ -62,11 +62,11 @@ def lasso(trials: int) -> list[str]:
     return ["model=lasso", f"model.alpha=range({step!r},{1 + step / 2!r},{step!r})"]
 
 
-def sweep(cwd: Path, overrides: list[str], tracking: str | None = None) -> measure.Measured:
-    """`tracking`: a tracking server's URI, instead of cwd's mlflow.db."""
-    where = [f"mlflow.tracking_uri={tracking}"] if tracking else []
+def sweep(cwd: Path, overrides: list[str], stack: Stack | None = None) -> measure.Measured:
+    """`stack`: a tracking server to sweep into, instead of cwd's mlflow.db."""
+    where = [f"mlflow.tracking_uri={stack.uri}"] if stack else []
     argv = [sys.executable, "-m", "sweeper", *overrides, *where, "eval.cv=0", "-m"]
-    measured = measure.run(argv, cwd=cwd, timeout=7200)
+    measured = measure.run(argv, cwd=cwd, timeout=7200, keep=stack.pids if stack else ())
     if measured.returncode != 0:
         raise SystemExit(f"{' '.join(overrides)} failed:\n{measured.output[-3000:]}")
     return measured
@@ -90,13 +90,11 @@ def run_times(database: str) -> list[tuple[int, int]]:
     return [(int(start), int(end)) for start, end in rows]
 
 
-def scale(
-    trials: int, cwd: Path, tracking: str | None = None, database: str | None = None
-) -> Scale:
-    """`tracking` and `database`: a tracking server and its database, else cwd's mlflow.db."""
-    measured = sweep(cwd, lasso(trials), tracking)
+def scale(trials: int, cwd: Path, stack: Stack | None = None) -> Scale:
+    """`stack`: a tracking server and its database, else cwd's mlflow.db."""
+    measured = sweep(cwd, lasso(trials), stack)
     started_at = measured.ended_at - measured.wall_s
-    times = run_times(database or f"sqlite:///{cwd / 'mlflow.db'}")
+    times = run_times(stack.database if stack else f"sqlite:///{cwd / 'mlflow.db'}")
     assert len(times) == trials, f"{len(times)} runs for {trials} trials"
     first_start, last_end = min(s for s, _ in times), times[-1][1]
     tenth = max(1, trials // 10)
@@ -105,7 +103,7 @@ def scale(
         return (ends[-1] - ends[0]) / max(1, len(ends) - 1)
 
     ends = [end for _, end in times]
-    again = sweep(cwd, lasso(trials), tracking)
+    again = sweep(cwd, lasso(trials), stack)
     return Scale(
         trials,
         measured.wall_s,
@@ -273,7 +271,7 @@ def production(trials: int, out: Path) -> int:
     ):
         cwd = Path(scratch, f"lasso-{trials}")
         cwd.mkdir()
-        row = scale(trials, cwd, stack.uri, stack.database)
+        row = scale(trials, cwd, stack)
     print(json.dumps(asdict(row)), flush=True)
     table = "\n".join(rows_table([row])) + "\n\nThrough `mlflow server` on PostgreSQL.\n"
     print(table)
