@@ -192,7 +192,7 @@ def rows_table(rows: list[Scale]) -> list[str]:
     for r in rows:
         tenths = f"{r.first_tenth_ms:.1f} → {r.last_tenth_ms:.1f}"
         lines.append(
-            f"| {r.trials:,} | {r.wall_s:.1f} s | {r.first_trial_s:.1f} s "
+            f"| {r.trials:,} | {r.wall_s:,.1f} s | {r.first_trial_s:.1f} s "
             f"| {r.per_trial_ms:.1f} ms ({tenths}) | {r.peak_mb / 1024:.2f} GB "
             f"| {r.lines} | {r.rerun_s:.1f} s ({r.rerun_lines}) |"
         )
