@@ -21,6 +21,7 @@ from sweeper.conclusion.report_page import (
     PARALLEL_LINES,
     POINTS_PER_MODEL,
     TOP_ROWS,
+    sample,
     setting_importance,
     write_report,
 )
@@ -145,3 +146,44 @@ def test_a_sweep_where_nothing_finished_gets_a_report_that_says_so(tmp_path: Pat
     empty = SweepResult(result.plan, "parent")  # read back with no rows at all
     page = write_report(empty, results_table(empty), tmp_path / "empty.html")
     assert "No trial finished" in page.read_text()
+
+
+def test_list_settings_infinite_scores_and_early_stops_leave_the_report_whole(
+    tmp_path: Path,
+) -> None:
+    """A setting swept as lists (MLPRegressor's hidden_layer_sizes), a trial whose score
+    overflowed to inf, and a grid trial eval.early_stop stopped (no rungs)."""
+    result = many_trials(tmp_path, 40)
+    listed = {
+        t.index: dataclasses.replace(t, model={**t.model, "max_depth": [t.index % 3 + 1, 2]})
+        for t in result.plan.trials
+        if t.model_name == "rf"
+    }
+    result.plan = dataclasses.replace(
+        result.plan, trials=tuple(listed.get(t.index, t) for t in result.plan.trials)
+    )
+    outcomes = [
+        dataclasses.replace(o, trial=listed.get(o.trial.index, o.trial)) for o in result.outcomes
+    ]
+    diverged, stopped = outcomes[1], outcomes[3]
+    outcomes[1] = dataclasses.replace(diverged, metrics={**diverged.metrics, "cv_mse": math.inf})
+    outcomes[3] = dataclasses.replace(stopped, stopped=True)
+    result.outcomes = outcomes
+    page = write_report(result, results_table(result), tmp_path / "report.html")
+    rendered = render_file(page, tmp_path)
+    assert rendered.errors == []
+    assert "[1, 2]" in rendered.dom and "[3, 2]" in rendered.dom  # categories of the list values
+    assert "Successive halving" not in rendered.dom  # an early stop is no rung
+    assert rendered.dom.count('class="plotly-graph-div') == 5
+
+
+@pytest.mark.unit
+def test_a_sample_keeps_the_best_an_even_spread_and_the_winner_wherever_it_ranks() -> None:
+    rows = pd.DataFrame({"trial": [f"t{i}" for i in range(5_000)], "score": range(5_000)})
+    drawn = sample(rows, 2_000, winner="t4321")
+    assert len(drawn) == 2_000 and "t4321" in set(drawn["trial"])
+    kept = min(BEST_ALWAYS, 1_000)
+    assert list(drawn["trial"][:kept]) == [f"t{i}" for i in range(kept)]
+    spread = drawn["score"].iloc[kept:-1]  # the winner's row last
+    assert spread.is_monotonic_increasing and spread.min() == kept and spread.max() > 4_990
+    assert sample(rows, 10_000) is rows  # small enough: all of it

@@ -172,7 +172,7 @@ def _log_model(
 def log_results(tracker: Tracker, result: SweepResult) -> list[str]:
     """The results table and plots on the sweep's run."""
     notes: list[str] = []
-    _attempt(notes, "the results table and plots", lambda: _log_results(tracker, result))
+    _attempt(notes, "the results table and plots", lambda: _log_results(tracker, result, notes))
     if any(o.rungs for o in result.outcomes):
         _attempt(notes, "the halving's rungs", lambda: _log_rungs(tracker, result))
     return notes
@@ -201,7 +201,9 @@ def _log_rungs(tracker: Tracker, result: SweepResult) -> None:
         tracker.log_rungs(holder, scores, tags, own[:-1])
 
 
-def _log_results(tracker: Tracker, result: SweepResult) -> None:
+def _log_results(tracker: Tracker, result: SweepResult, notes: list[str]) -> None:
+    """The tables, the report and the plots; a report that cannot be made is a note, and the
+    rest is logged all the same."""
     from sweeper.conclusion.artifacts import results_table, write_plots, write_tables
     from sweeper.conclusion.report_page import write_report
 
@@ -211,7 +213,7 @@ def _log_results(tracker: Tracker, result: SweepResult) -> None:
         plots.mkdir()
         table = results_table(result)
         write_tables(result, tables, table)
-        write_report(result, table, tables / "report.html")
+        _attempt(notes, "the report", lambda: write_report(result, table, tables / "report.html"))
         write_plots(result, plots)
         tracker.log_artifacts(result.parent_run_id, tables, "results")
         if any(plots.iterdir()):

@@ -49,6 +49,8 @@ SCORED = ("FINISHED", "reused")  # the results table's statuses of trials scored
 
 def write_report(result: SweepResult, table: pd.DataFrame, path: Path) -> Path:
     """`table` is `artifacts.results_table(result)`: one row per trial, best first."""
+    import numpy as np
+    import pandas as pd
     import plotly.offline
 
     ranking = result.ranking
@@ -56,10 +58,12 @@ def write_report(result: SweepResult, table: pd.DataFrame, path: Path) -> Path:
     winner = best.trial.name if best is not None else None
     if table.empty:  # (a plan always has trials; a result read back may have none)
         table = table.reindex(columns=["rank", "trial", "model", "status"])
+    table = _hashable(table, _swept_columns(table))
     # A stopped configuration (search=halving, eval.early_stop) was scored on less: left out.
     scored = table.iloc[:0]
     if ranking.key in table.columns:  # else nothing was scored
-        scored = table[table["status"].isin(SCORED) & table[ranking.key].notna()]
+        score = pd.to_numeric(table[ranking.key], errors="coerce")
+        scored = table[table["status"].isin(SCORED) & np.isfinite(score)]  # not NaN, not inf
     swept = _swept_columns(table)
     sections = [_header(result, table, winner), _top_table(table, ranking, winner)]
     if len(scored):
@@ -70,7 +74,7 @@ def write_report(result: SweepResult, table: pd.DataFrame, path: Path) -> Path:
             if varied:
                 sections.append(figures.against(str(model), rows, varied))
                 sections.append(figures.importance(str(model), rows, varied))
-    climbed = [o for o in result.ranked() if len(o.rungs) > 1 or o.stopped]
+    climbed = [o for o in result.ranked() if o.rungs and (len(o.rungs) > 1 or o.stopped)]
     if climbed:
         sections.append(_Figures(ranking, winner).rungs(climbed))
     title = html.escape(f"Sweep {result.plan.sweep_id}: {len(table):,} trials")
@@ -82,6 +86,19 @@ def write_report(result: SweepResult, table: pd.DataFrame, path: Path) -> Path:
     )
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _hashable(table: pd.DataFrame, swept: Sequence[str]) -> pd.DataFrame:
+    """The table with each swept list or mapping value as its text (`[100, 50]`): values a
+    figure can group and an axis can label."""
+    if not any(table[c].map(lambda v: isinstance(v, list | tuple | dict)).any() for c in swept):
+        return table
+    table = table.copy()
+    for column in swept:
+        table[column] = table[column].map(
+            lambda v: str(v) if isinstance(v, list | tuple | dict) else v
+        )
+    return table
 
 
 def _swept_columns(table: pd.DataFrame) -> list[str]:
@@ -112,12 +129,18 @@ def _header(result: SweepResult, table: pd.DataFrame, winner: str | None) -> str
 
 
 def _top_table(table: pd.DataFrame, ranking: Ranking, winner: str | None) -> str:
-    """The best rows with the marks of the significance test against the best (tied: not
-    significantly worse at eval.tie_level; worse: significantly)."""
+    """The best rows (and the winner's, wherever it ranks) with the marks of the significance
+    test against the best (tied: not significantly worse at eval.tie_level; worse:
+    significantly)."""
+    import pandas as pd
+
     shown = ["rank", "trial", "model", *_swept_columns(table)]
     shown += [ranking.key] if ranking.key in table.columns else []
     rows = []
-    for record in table.head(TOP_ROWS).to_dict("records"):
+    top = table.head(TOP_ROWS)
+    if winner is not None and not top["trial"].eq(winner).any():  # chosen further down
+        top = pd.concat([top, table[table["trial"].eq(winner)]])
+    for record in top.to_dict("records"):
         cells = [_cell(record.get(c)) for c in shown]
         mark = ""
         if P_WORSE in record and record[P_WORSE] is not None and not _missing(record[P_WORSE]):
@@ -168,9 +191,10 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def sample(rows: pd.DataFrame, limit: int) -> pd.DataFrame:
+def sample(rows: pd.DataFrame, limit: int, winner: str | None = None) -> pd.DataFrame:
     """At most `limit` of `rows` (ranked, best first): the best BEST_ALWAYS (or half the limit),
-    then rows evenly spaced over the rest of the ranking, so the spread of scores is kept."""
+    then rows evenly spaced over the rest of the ranking, so the spread of scores is kept; the
+    `winner`'s row always (eval.choose=simplest may choose one far down the ranking)."""
     import numpy as np
     import pandas as pd
 
@@ -179,7 +203,9 @@ def sample(rows: pd.DataFrame, limit: int) -> pd.DataFrame:
     keep = min(BEST_ALWAYS, limit // 2)
     rest = rows.iloc[keep:]
     picks = np.linspace(0, len(rest) - 1, limit - keep).round().astype(int)
-    return pd.concat([rows.iloc[:keep], rest.iloc[np.unique(picks)]])
+    drawn = pd.concat([rows.iloc[:keep], rest.iloc[np.unique(picks)]])
+    missing = rows[rows["trial"].eq(winner) & ~rows.index.isin(drawn.index)]
+    return pd.concat([drawn.iloc[: limit - len(missing)], missing])
 
 
 @dataclass(frozen=True)
@@ -283,7 +309,7 @@ class _Figures:
         import numpy as np
         import plotly.graph_objects as go
 
-        drawn = sample(scored, PARALLEL_LINES)
+        drawn = sample(scored, PARALLEL_LINES, self.winner)
         drawn = self._winner_last(drawn)
         axes = [_Axis.of("model", drawn["model"])]
         axes += [_Axis.of(c, drawn[c]) for c in swept if drawn[c].nunique(dropna=False) > 1]
@@ -326,7 +352,7 @@ class _Figures:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        drawn = sample(rows, POINTS_PER_MODEL)
+        drawn = sample(rows, POINTS_PER_MODEL, self.winner)
         figure = make_subplots(rows=1, cols=len(varied), shared_yaxes=True)
         score = drawn[self.ranking.key].astype(float)
         is_winner = drawn["trial"].eq(self.winner)
