@@ -77,7 +77,7 @@ def mlflow_on_postgres(home: Path) -> Iterator[Stack]:
         database_server = subprocess.Popen(_as_postgres(postgres), stdout=out, stderr=out)
     server = None
     try:
-        _wait_for_postgres(pg_port, password, database_server, pg_log)
+        _wait_for_postgres(pg_port, database_server, pg_log)
         command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", database]
         command += ["--artifacts-destination", str(home / "artifacts")]
         command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
@@ -93,19 +93,11 @@ def mlflow_on_postgres(home: Path) -> Iterator[Stack]:
                 process.wait(timeout=60)
 
 
-def _wait_for_postgres(
-    port: int, password: str, server: subprocess.Popen[bytes], log: Path
-) -> None:
-    import psycopg2
-
+def _wait_for_postgres(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the cluster accepts connections (Debian's pg_isready asks it)."""
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            psycopg2.connect(
-                host="127.0.0.1", port=port, user="mlflow", password=password, dbname="postgres"
-            ).close()
-            return
-        except psycopg2.OperationalError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"PostgreSQL did not start:\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.3)
+    ready = [str(POSTGRES_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+    while subprocess.run(ready, check=False).returncode != 0:
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"PostgreSQL did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
