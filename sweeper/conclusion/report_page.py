@@ -148,7 +148,7 @@ def _top_table(table: pd.DataFrame, ranking: Ranking, winner: str | None) -> str
             mark = f"{'≈ tied' if tied else '✗ worse'} (p={record[P_WORSE]:.3g})"
         is_winner = record["trial"] == winner
         if is_winner:
-            mark = f"★ winner {mark}".strip()
+            mark = "★ winner"  # (not "tied with the best, p=1": it is the best)
         css = " class='winner-row'" if is_winner else ""
         cells.append(html.escape(mark))
         rows.append(f"<tr{css}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
