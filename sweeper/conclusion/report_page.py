@@ -142,13 +142,13 @@ def _top_table(table: pd.DataFrame, ranking: Ranking, winner: str | None) -> str
         top = pd.concat([top, table[table["trial"].eq(winner)]])
     for record in top.to_dict("records"):
         cells = [_cell(record.get(c)) for c in shown]
-        mark = ""
-        if P_WORSE in record and record[P_WORSE] is not None and not _missing(record[P_WORSE]):
+        mark, p_worse = "", record.get(P_WORSE)
+        if p_worse is not None and not _missing(p_worse) and p_worse < 1.0:  # 1: the best
             tied = bool(record.get("tied_with_best"))
-            mark = f"{'≈ tied' if tied else '✗ worse'} (p={record[P_WORSE]:.3g})"
+            mark = f"{'≈ tied' if tied else '✗ worse'} (p={p_worse:.3g})"
         is_winner = record["trial"] == winner
-        if is_winner:
-            mark = "★ winner"  # (not "tied with the best, p=1": it is the best)
+        if is_winner:  # (eval.choose=simplest may choose one tied with the best)
+            mark = f"★ winner {mark}".strip()
         css = " class='winner-row'" if is_winner else ""
         cells.append(html.escape(mark))
         rows.append(f"<tr{css}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
