@@ -58,25 +58,26 @@ def write_report(result: SweepResult, table: pd.DataFrame, path: Path) -> Path:
     winner = best.trial.name if best is not None else None
     if table.empty:  # (a plan always has trials; a result read back may have none)
         table = table.reindex(columns=["rank", "trial", "model", "status"])
-    table = _hashable(table, _swept_columns(table))
+    swept = _swept_columns(table)
+    table = _hashable(table, swept)
     # A stopped configuration (search=halving, eval.early_stop) was scored on less: left out.
     scored = table.iloc[:0]
     if ranking.key in table.columns:  # else nothing was scored
         score = pd.to_numeric(table[ranking.key], errors="coerce")
         scored = table[table["status"].isin(SCORED) & np.isfinite(score)]  # not NaN, not inf
-    swept = _swept_columns(table)
-    sections = [_header(result, table, winner), _top_table(table, ranking, winner)]
+    figures = _Figures(ranking, winner)
+    sections = [_header(result, table, best), _top_table(table, ranking, swept, winner)]
     if len(scored):
-        figures = _Figures(ranking, winner)
         sections.append(figures.parallel(scored, swept))
         for model, rows in scored.groupby("model", sort=False):
             varied = [c for c in swept if rows[c].nunique(dropna=False) > 1]
             if varied:
                 sections.append(figures.against(str(model), rows, varied))
                 sections.append(figures.importance(str(model), rows, varied))
-    climbed = [o for o in result.ranked() if o.rungs and (len(o.rungs) > 1 or o.stopped)]
-    if climbed:
-        sections.append(_Figures(ranking, winner).rungs(climbed))
+    if any(o.rungs for o in result.outcomes):  # search=halving (else no ranking to sort)
+        climbed = [o for o in result.ranked() if o.rungs and (len(o.rungs) > 1 or o.stopped)]
+        if climbed:
+            sections.append(figures.rungs(climbed))
     title = html.escape(f"Sweep {result.plan.sweep_id}: {len(table):,} trials")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
@@ -111,15 +112,16 @@ def _swept_columns(table: pd.DataFrame) -> list[str]:
     return after_model[: next((i for i, c in enumerate(after_model) if c in ends), None)]
 
 
-def _header(result: SweepResult, table: pd.DataFrame, winner: str | None) -> str:
+def _header(result: SweepResult, table: pd.DataFrame, best: Outcome | None) -> str:
+    """`best`: result.best, worked out once by the caller (at 100,000 trials it sorts them)."""
     counts = table["status"].value_counts()
     statuses = ", ".join(f"{n:,} {status.lower()}" for status, n in counts.items())
-    best = result.best
     line = "No trial finished: there is no winner."
-    if best is not None and winner is not None:
+    if best is not None:
         score = result.ranking.value(best.metrics)
         shown = "" if score is None else f" with {result.ranking.key} {score:.6g}"
-        line = f"The winner: <span class='winner'>★ {html.escape(winner)}</span>{shown}."
+        name = html.escape(best.trial.name)
+        line = f"The winner: <span class='winner'>★ {name}</span>{shown}."
     return (
         f"<p>Ranked by {html.escape(result.ranking.describe())}. {statuses}.</p>"
         f"<p class='best'>{line}</p>"
@@ -128,13 +130,15 @@ def _header(result: SweepResult, table: pd.DataFrame, winner: str | None) -> str
     )
 
 
-def _top_table(table: pd.DataFrame, ranking: Ranking, winner: str | None) -> str:
+def _top_table(
+    table: pd.DataFrame, ranking: Ranking, swept: Sequence[str], winner: str | None
+) -> str:
     """The best rows (and the winner's, wherever it ranks) with the marks of the significance
     test against the best (tied: not significantly worse at eval.tie_level; worse:
     significantly)."""
     import pandas as pd
 
-    shown = ["rank", "trial", "model", *_swept_columns(table)]
+    shown = ["rank", "trial", "model", *swept]
     shown += [ranking.key] if ranking.key in table.columns else []
     rows = []
     top = table.head(TOP_ROWS)
