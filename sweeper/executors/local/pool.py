@@ -38,6 +38,7 @@ WARM_MODULES = [
     "mlflow.sklearn",  # and the best model
     "mlflow.tracking",
     "mlflow.store.tracking.sqlalchemy_store",
+    "sweeper.executors.local.forkserver_frozen",  # last: what the workers share stays shared
 ]
 
 
