@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=json.loads(args.model),
         group="",
         overrides=(),
-        params=params,
+        shared_params=params,  # beside its model's own values
     )
     tracker = Tracker(args.tracking_uri, args.experiment)
     # A split given by URL alone: the run records no trial key, so no later sweep reuses it.

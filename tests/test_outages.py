@@ -172,7 +172,6 @@ def test_a_trial_meeting_an_outage_is_not_a_failed_trial(
         group="g",
         overrides=(),
         model={"_target_": "sklearn.linear_model.Lasso", "alpha": 1.0},
-        params={"model": "lasso"},
     )
     split = StoredSplit(url="s3://gone/preprocess/k1", key="k1", reused=True)
     with pytest.raises(Outage, match=r"S3 at http://127\.0\.0\.1:\d+ \(bucket gone\) did not"):

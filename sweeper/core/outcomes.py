@@ -29,7 +29,7 @@ class RungScore:
     reused: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     trial: Trial
     status: Status  # FINISHED, FAILED, NOT_RUN, or RUNNING (`elsewhere`)

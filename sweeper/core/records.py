@@ -97,15 +97,20 @@ class PreprocessGroup:
     seed: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Trial:
+    """One trial of a plan. A sweep holds 100,000 of them: slots, and what trials of a group
+    have in common held once (`shared_params`), not once a trial."""
+
     index: int
     name: str  # "lasso alpha=0.1": the model and the values that vary in this sweep
     model_name: str
     model: dict[str, Any]  # resolved model config with its `_target_`
     group: str  # PreprocessGroup.id
     overrides: tuple[str, ...]
-    params: dict[str, str]  # what MLflow records for the trial
+    # What MLflow records for the trial beside its model's values: its group's data,
+    # preprocessing and seed (group_params), one mapping shared by the group's trials.
+    shared_params: Mapping[str, str] = field(default_factory=dict, repr=False)
     resources: dict[str, Any] = field(default_factory=dict)  # Kubernetes requests/limits
     seed: int = 0  # the sweep's seed: shuffles those folds
     estimator_type: str | None = None  # its model config's: regressor or classifier
@@ -121,6 +126,11 @@ class Trial:
     rung: int | None = None
     rows: int | None = None
     partial: bool = False
+
+    @property
+    def params(self) -> dict[str, str]:
+        """What MLflow records for the trial (worked out when asked: ~2 KB a trial if kept)."""
+        return trial_params(self.model_name, self.model, self.shared_params)
 
 
 _TRIAL_FIELDS = {f.name for f in dataclasses.fields(Trial)}
@@ -256,7 +266,7 @@ class Plan:
         for group in record["groups"]:
             group["data"]["path"] = redact(group["data"].get("path"))
         # Without params: from the trial's model and group again when read (most of its bytes).
-        fields = [f.name for f in dataclasses.fields(Trial) if f.name != "params"]
+        fields = [f.name for f in dataclasses.fields(Trial) if f.name != "shared_params"]
         # `cv` per trial only for a step image of the previous version, which reads it from each
         # trial (a `:latest` pulled again mid-workflow); this version takes the settings'.
         cv = self.settings.eval.cv
@@ -272,11 +282,11 @@ class Plan:
         of_group = {key: group_params(group) for key, group in groups.items()}
 
         def trial(t: dict[str, Any]) -> Trial:
-            params = trial_params(t["model_name"], t["model"], of_group[t["group"]])
             # A plan another version wrote (an older step image's) may hold keys this one has
             # dropped, such as a per-trial `cv`: the sweep's settings hold it now.
             known = {k: v for k, v in t.items() if k in _TRIAL_FIELDS}
-            return Trial(**{**known, "overrides": tuple(t["overrides"]), "params": params})
+            shared = of_group[t["group"]]
+            return Trial(**{**known, "overrides": tuple(t["overrides"]), "shared_params": shared})
 
         return cls(
             sweep_id=record["sweep_id"],

@@ -151,9 +151,8 @@ class Halving:
                 config, rung=rung, rows=None if last else amount, partial=not last
             )
         assert config.budget is not None
-        model = {**config.model, config.budget: amount}
-        params = {**config.params, f"model.{config.budget}": str(amount)}
-        return dataclasses.replace(config, model=model, params=params, rung=rung, partial=not last)
+        model = {**config.model, config.budget: amount}  # and so its params
+        return dataclasses.replace(config, model=model, rung=rung, partial=not last)
 
     def settle(self, outcome: Outcome) -> tuple[list[Trial], list[Outcome]]:
         """What came of a configuration's trial at its rung: the trials to start now (those
