@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sweeper.core import overrides, trust
 from sweeper.core.overrides import MODEL_GROUP, MODEL_VALUE
-from sweeper.core.records import Plan, PreprocessGroup, Trial, group_params, trial_params
+from sweeper.core.records import Plan, PreprocessGroup, Trial, group_params
 from sweeper.core.settings import SWEEP_WIDE, SearchKind, Settings
 from sweeper.errors import SweeperError
 from sweeper.safe_text import redact_text
@@ -41,7 +41,8 @@ class Job:
 
     `base` is composed once per distinct non-model configuration and shared by its jobs; `values`
     (the job's `model.*` overrides) are applied on top only when `cfg` is asked for. A planner
-    that only needs the resolved values (`config`) gets them without a DictConfig per job."""
+    that only needs the resolved values (`resolved_config`) gets them without a DictConfig per
+    job."""
 
     index: int
     overrides: tuple[str, ...]
@@ -60,10 +61,10 @@ class Job:
         ConfigLoaderImpl._apply_overrides_to_config(list(self.values), cfg)
         return cfg
 
-    @cached_property
-    def config(self) -> dict[str, Any]:
+    def resolved_config(self) -> dict[str, Any]:
         """The resolved config as plain data; its sections other than `model` may be shared
-        with other jobs (read, never change them)."""
+        with other jobs (read, never change them). Not kept: a sweep's jobs live as long as it
+        does, and 100,000 kept configs were ~0.1 GB."""
         if self.resolved_base is not None and all(map(_plain, self.values)):
             model = dict(self.resolved_base[MODEL_GROUP])
             if all(o.key_or_group.removeprefix(MODEL_VALUE) in model for o in self.values):
@@ -113,12 +114,12 @@ def build_plan(
     vary them (an optimiser's search space, asked for a few trials at a time)."""
     if not jobs:
         raise SweeperError("the sweep has no trials")
-    configs = [job.config for job in jobs]
+    configs = [job.resolved_config() for job in jobs]
     settings = _settings(configs)
     items = {job.index: _override_items(job) for job in jobs}
     varying = _varying_keys(list(items.values()))
     varying += [k for k in name_keys if k not in varying and k != "model"]
-    names = _trial_names(jobs, items, varying)
+    names = _trial_names(list(zip(jobs, configs, strict=True)), items, varying)
     groups = _Groups()
     names_check = trust.NameCheck(settings.trust.modules)
     trials = []
@@ -134,7 +135,7 @@ def build_plan(
                 model=model,
                 group=group.id,
                 overrides=job.overrides,
-                params=trial_params(job.model_name, model, groups.params[group.id]),
+                shared_params=groups.params[group.id],
                 resources=cfg.get("resources") or {},
                 seed=group.seed,
                 estimator_type=cfg.get("estimator_type"),
@@ -218,7 +219,7 @@ _MAX_SEED = 2**32 - 1  # scikit-learn's random_state (NumPy's legacy seeding)
 
 class _Groups:
     """The preprocess groups of a plan's trials, each worked out once: jobs composed from one
-    base share its data and preprocess sections (compose.Job.config), so 100,000 trials of one
+    base share its data and preprocess sections (Job.resolved_config), so 100,000 trials of one
     group hash those sections once, not 100,000 times."""
 
     def __init__(self) -> None:
@@ -312,20 +313,22 @@ def _varying_keys(per_job: Sequence[Mapping[str, str]]) -> list[str]:
 
 
 def _trial_names(
-    jobs: Sequence[Job], items: Mapping[int, Mapping[str, str]], varying: Sequence[str]
+    jobs: Sequence[tuple[Job, Mapping[str, Any]]],
+    items: Mapping[int, Mapping[str, str]],
+    varying: Sequence[str],
 ) -> dict[int, str]:
-    """Each job's trial name (by its index): floats to 4 significant digits, and to as many more
-    as tell apart two trials that would otherwise read the same (alpha=999952 and alpha=999950
-    are both 1e+06 at 4)."""
+    """Each job's trial name (by its index; `jobs`: each with its resolved config): floats to 4
+    significant digits, and to as many more as tell apart two trials that would otherwise read
+    the same (alpha=999952 and alpha=999950 are both 1e+06 at 4)."""
     shown = _ShownKeys(varying)
-    names = {job.index: _trial_name(job, items[job.index], shown) for job in jobs}
+    names = {job.index: _trial_name(job, cfg, items[job.index], shown) for job, cfg in jobs}
     for digits in (6, 8, 10, 12, 17):
         counts = Counter(names.values())
-        clashing = [job for job in jobs if counts[names[job.index]] > 1]
+        clashing = [(job, cfg) for job, cfg in jobs if counts[names[job.index]] > 1]
         if not clashing:
             break
-        for job in clashing:
-            names[job.index] = _trial_name(job, items[job.index], shown, digits)
+        for job, cfg in clashing:
+            names[job.index] = _trial_name(job, cfg, items[job.index], shown, digits)
     return names
 
 
@@ -338,12 +341,12 @@ class _ShownKeys:
         self.varying = varying
         self._known: dict[tuple[str, tuple[bool, ...]], list[str]] = {}
 
-    def of(self, job: Job, items: Mapping[str, str]) -> list[str]:
+    def of(self, job: Job, cfg: Mapping[str, Any], items: Mapping[str, str]) -> list[str]:
         present = tuple(k in items for k in self.varying)
         known = self._known.get((job.model_name, present))
         if known is None:
-            grid = [f"{MODEL_VALUE}{k}" for k in job.config.get("grid") or {}]
-            config = [f"{MODEL_VALUE}{k}" for k in job.config.get(MODEL_GROUP) or {}]
+            grid = [f"{MODEL_VALUE}{k}" for k in cfg.get("grid") or {}]
+            config = [f"{MODEL_VALUE}{k}" for k in cfg.get(MODEL_GROUP) or {}]
             order = {key: i for i, key in enumerate(dict.fromkeys([*grid, *config]))}
             known = sorted(
                 (k for k in self.varying if k in items),
@@ -353,20 +356,26 @@ class _ShownKeys:
         return known
 
 
-def _trial_name(job: Job, items: Mapping[str, str], shown: _ShownKeys, digits: int = 4) -> str:
+def _trial_name(
+    job: Job,
+    cfg: Mapping[str, Any],
+    items: Mapping[str, str],
+    shown: _ShownKeys,
+    digits: int = 4,
+) -> str:
     """ "rf n_estimators=100 max_depth=4 seed=2": the model's values in its grid's order (then its
     config's), whatever order the command line gave them, floats to `digits` significant digits
     (the exact value is in the params); then anything else that varies. No URL's credentials:
     the name is a run's name and a registered version's tag."""
     values = [
-        f"{k.removeprefix(MODEL_VALUE)}={_shown(job, k, items[k], digits)}"
-        for k in shown.of(job, items)
+        f"{k.removeprefix(MODEL_VALUE)}={_shown(cfg, k, items[k], digits)}"
+        for k in shown.of(job, cfg, items)
     ]
     return redact_text(" ".join([job.model_name, *values]))
 
 
-def _shown(job: Job, key: str, text: str, digits: int = 4) -> str:
-    value: Any = job.config if key.startswith(MODEL_VALUE) else None
+def _shown(cfg: Mapping[str, Any], key: str, text: str, digits: int = 4) -> str:
+    value: Any = cfg if key.startswith(MODEL_VALUE) else None
     for part in key.split(".") if value is not None else ():
         value = value.get(part) if isinstance(value, Mapping) else None
     return f"{value:.{digits}g}" if isinstance(value, float) else text
