@@ -43,29 +43,39 @@ def swept_params(trials: Sequence[Trial]) -> list[str]:
 
 
 def results_table(result: SweepResult) -> pd.DataFrame:
-    """One row per trial, best first: rank, trial, model, swept values, metrics, status, run."""
+    """One row per trial, best first: rank, trial, model, swept values, metrics, status, run.
+
+    Built a column at a time: a dict per row of 100,000 trials was ~0.1 GB more at the peak of
+    the sweep's end than the columns' lists."""
     import pandas as pd
 
     swept = swept_params(result.plan.trials)
     recorded = [k for k in RECORDED if any(k in o.metrics for o in result.outcomes)]
     versus, level = result.versus_best(), result.plan.settings.eval.tie_level
     halving = any(o.trial.rung is not None for o in result.outcomes)
-    rows = []
-    for rank, outcome in enumerate(result.ranked(), start=1):
-        trial = outcome.trial
-        row: dict[str, Any] = {"rank": rank, "trial": trial.name, "model": trial.model_name}
-        row.update({key: trial.model.get(key) for key in swept})
-        row.update({key: outcome.metrics.get(key) for key in recorded})
-        if versus:
-            p = versus.get(Configuration.key_and_name(trial)[1]) if outcome.ok else None
-            row.update(_versus_columns(p, level))
-        if halving:
-            row["rung"], row["rung_reached"] = trial.rung, outcome.rung_reached
-        row["status"] = outcome.shown_status
-        row["run_id"] = outcome.run_id
-        row["error"] = outcome.error
-        rows.append(row)
-    return pd.DataFrame(rows)
+    ranked = result.ranked()
+    columns: dict[str, list[Any]] = {
+        "rank": list(range(1, len(ranked) + 1)),
+        "trial": [o.trial.name for o in ranked],
+        "model": [o.trial.model_name for o in ranked],
+    }
+    columns.update({key: [o.trial.model.get(key) for o in ranked] for key in swept})
+    columns.update({key: [o.metrics.get(key) for o in ranked] for key in recorded})
+    if versus:
+        against = [
+            _versus_columns(
+                versus.get(Configuration.key_and_name(o.trial)[1]) if o.ok else None, level
+            )
+            for o in ranked
+        ]
+        columns.update({key: [row[key] for row in against] for key in _versus_columns(None, 0)})
+    if halving:
+        columns["rung"] = [o.trial.rung for o in ranked]
+        columns["rung_reached"] = [o.rung_reached for o in ranked]
+    columns["status"] = [o.shown_status for o in ranked]
+    columns["run_id"] = [o.run_id for o in ranked]
+    columns["error"] = [o.error for o in ranked]
+    return pd.DataFrame(columns)
 
 
 def configs_table(result: SweepResult) -> pd.DataFrame:
