@@ -5,6 +5,7 @@ so these tests see the scheduler's and the sweep's own objects."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -63,6 +64,32 @@ def test_a_dying_worker_is_found_and_fails_alone(tmp_path: Path) -> None:
     [sweep] = sweeps(plan.settings.mlflow.tracking_uri, "sweeper")
     assert sweep.by_name()["lasso alpha=13"].data.tags["error.type"] == "WorkerDied"
     assert sweep.parent.info.status == "FAILED"
+
+
+def test_a_sweep_holds_one_copy_of_each_trial_and_workers_share_the_servers_imports(
+    tmp_path: Path,
+) -> None:
+    """What keeps 100,000 trials small (bench/scale.py measures how small): each outcome holds
+    the plan's own Trial, not the copy its worker sent back, and the workers are forked from a
+    fork server whose imports are frozen, out of the collector's reach."""
+    from sweeper.executors.local.pool import new_pool
+
+    settings = local_settings(tmp_path)
+    trials = [["model=lasso", f"model.alpha={a}", *settings] for a in (0.1, 1, 2)]
+    plan = build_plan(batch(trials).jobs())
+    scheduler = Scheduler(SweepResult(plan, ""), 2)
+    scheduler.open()
+    outcomes = scheduler.run(plan)
+    scheduler.close(Status.FINISHED)
+    assert [o.status for o in outcomes] == [Status.FINISHED] * 3
+    by_index = {t.index: t for t in plan.trials}
+    assert all(o.trial is by_index[o.trial.index] for o in outcomes)
+    pool = new_pool(1)
+    try:
+        frozen = pool.submit(gc.get_freeze_count).result()
+    finally:
+        pool.shutdown()
+    assert frozen > 100_000  # scikit-learn, pandas and MLflow's objects, not a handful
 
 
 def test_a_study_is_one_sweep_across_its_batches(
