@@ -1,8 +1,9 @@
 """How a sweep's parent run ends: the results table and plots as artifacts, the best trial's
 model logged (and registered when asked and better), summary metrics, the final status.
 
-The same call ends a local sweep (in a worker) and an Argo sweep (its summary pod). What goes
-wrong while making the extras is reported as a note; the run still ends with its status.
+The same parts end a local sweep (in its workers, the tables written in the sweeping process)
+and an Argo sweep (its summary pod). What goes wrong while making the extras is reported as a
+note; the run still ends with its status.
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ def load_libraries() -> None:
 
     import sweeper.conclusion.artifacts
     import sweeper.conclusion.best_model  # noqa: F401
+
+
+def load_table_libraries() -> None:
+    """Import what `write_results` loads (pandas, plotly, matplotlib; ~0.5 s): the sweeping
+    process does it in a thread while its last trials run."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only
+    import matplotlib.pyplot
+    import plotly.graph_objects  # noqa: F401
+
+    import sweeper.conclusion.artifacts
+    import sweeper.conclusion.report_page  # noqa: F401
 
 
 def end_sweep(
@@ -170,9 +184,47 @@ def _log_model(
 
 
 def log_results(tracker: Tracker, result: SweepResult) -> list[str]:
-    """The results table and plots on the sweep's run."""
+    """The results tables, the report and the plots on the sweep's run (and search=halving's
+    rungs on their runs): written, then logged."""
+    with tempfile.TemporaryDirectory(prefix="sweeper-results-") as folder:
+        return write_results(result, Path(folder)) + log_written(tracker, result, Path(folder))
+
+
+def write_results(result: SweepResult, folder: Path) -> list[str]:
+    """The results tables, the report and the plots as files in `folder` (its `results/` and
+    `plots/`), with no tracking store: a local sweep writes them where its outcomes are, in the
+    sweeping process, instead of sending a worker a copy of 100,000 of them. A report that
+    cannot be made is a note, and the rest is written all the same."""
+    from sweeper.conclusion.artifacts import results_table, write_plots, write_tables
+    from sweeper.conclusion.report_page import write_report
+
     notes: list[str] = []
-    _attempt(notes, "the results table and plots", lambda: _log_results(tracker, result, notes))
+
+    def write() -> None:
+        tables, plots = folder / "results", folder / "plots"
+        tables.mkdir()
+        plots.mkdir()
+        table = results_table(result)
+        write_tables(result, tables, table)
+        _attempt(notes, "the report", lambda: write_report(result, table, tables / "report.html"))
+        write_plots(result, plots)
+
+    _attempt(notes, "the results table and plots", write)
+    return notes
+
+
+def log_written(tracker: Tracker, result: SweepResult, folder: Path) -> list[str]:
+    """What write_results wrote in `folder`, logged on the sweep's run; search=halving's rungs
+    on their runs. `result` needs only its parent run and the outcomes that have rungs."""
+    notes: list[str] = []
+
+    def log_folder() -> None:
+        for name in ("results", "plots"):
+            written = folder / name
+            if written.is_dir() and any(written.iterdir()):
+                tracker.log_artifacts(result.parent_run_id, written, name)
+
+    _attempt(notes, "the results table and plots", log_folder)
     if any(o.rungs for o in result.outcomes):
         _attempt(notes, "the halving's rungs", lambda: _log_rungs(tracker, result))
     return notes
@@ -199,25 +251,6 @@ def _log_rungs(tracker: Tracker, result: SweepResult) -> None:
         scores = {key: [(r.amount, r.score) for r in outcome.rungs]}
         tags = {RUNG_TAG: str(outcome.trial.rung), STOPPED_TAG: str(outcome.stopped).lower()}
         tracker.log_rungs(holder, scores, tags, own[:-1])
-
-
-def _log_results(tracker: Tracker, result: SweepResult, notes: list[str]) -> None:
-    """The tables, the report and the plots; a report that cannot be made is a note, and the
-    rest is logged all the same."""
-    from sweeper.conclusion.artifacts import results_table, write_plots, write_tables
-    from sweeper.conclusion.report_page import write_report
-
-    with tempfile.TemporaryDirectory(prefix="sweeper-results-") as folder:
-        tables, plots = Path(folder, "results"), Path(folder, "plots")
-        tables.mkdir()
-        plots.mkdir()
-        table = results_table(result)
-        write_tables(result, tables, table)
-        _attempt(notes, "the report", lambda: write_report(result, table, tables / "report.html"))
-        write_plots(result, plots)
-        tracker.log_artifacts(result.parent_run_id, tables, "results")
-        if any(plots.iterdir()):
-            tracker.log_artifacts(result.parent_run_id, plots, "plots")
 
 
 def _log_label_report(

@@ -13,12 +13,14 @@ import dataclasses
 import logging
 import os
 import shutil
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from sweeper.conclusion.conclude import load_table_libraries
 from sweeper.core import cost, storage
 from sweeper.core.evidence import EarlyStop, FoldStop
 from sweeper.core.faults import Fault
@@ -448,6 +450,8 @@ class Scheduler:
         ):
             best = self.result.of_best()  # the best so far: all the worker needs
             self.prepared = self.pool.submit(worker.prepare_end, self.settings, best, self.markers)
+            # and this process, which writes the tables at the end, imports what they need
+            threading.Thread(target=load_table_libraries, name="sweeper-end", daemon=True).start()
         # of the whole sweep, earlier batches included (a streaming one: all it will ask for)
         total = max(len(self.result.plan.trials), self.progress.total)
         self.trial_lines.settled(outcome, len(self.result.outcomes), total, self.result.ranking)
