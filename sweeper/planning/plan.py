@@ -122,6 +122,7 @@ def build_plan(
     names = _trial_names(list(zip(jobs, configs, strict=True)), items, varying)
     groups = _Groups()
     names_check = trust.NameCheck(settings.trust.modules)
+    shared = _SharedSections()
     trials = []
     for job, cfg in zip(jobs, configs, strict=True):
         group = groups.of(cfg)
@@ -136,10 +137,10 @@ def build_plan(
                 group=group.id,
                 overrides=job.overrides,
                 shared_params=groups.params[group.id],
-                resources=cfg.get("resources") or {},
+                resources=shared.resources(cfg.get("resources")),
                 seed=group.seed,
                 estimator_type=cfg.get("estimator_type"),
-                simpler=_simpler(cfg.get("simpler"), job.model_name),
+                simpler=shared.simpler(cfg.get("simpler"), job.model_name),
                 budget=_budget(cfg.get("budget"), job.model_name),
             )
         )
@@ -260,6 +261,27 @@ def _group(cfg: Mapping[str, Any]) -> PreprocessGroup:
         preprocess=preprocess,
         seed=seed,
     )
+
+
+class _SharedSections:
+    """One object for each distinct `resources` and `simpler` of a plan's trials (a Trial holds
+    them, read-only): jobs of one base share theirs, and 100,000 trials need not hold 100,000
+    equal dicts."""
+
+    def __init__(self) -> None:
+        self._none: dict[str, Any] = {}
+        self._simpler: dict[tuple[str, int], tuple[Any, dict[str, str]]] = {}
+
+    def resources(self, section: Any) -> dict[str, Any]:
+        return section or self._none
+
+    def simpler(self, spec: Any, model_name: str) -> dict[str, str]:
+        known = self._simpler.get((model_name, id(spec)))
+        if known is not None and known[0] is spec:
+            return known[1]
+        checked = _simpler(spec, model_name)
+        self._simpler[(model_name, id(spec))] = (spec, checked)  # held: its id stays its own
+        return checked
 
 
 def _budget(name: Any, model_name: str) -> str | None:
