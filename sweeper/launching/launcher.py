@@ -15,6 +15,7 @@ import json
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -167,12 +168,17 @@ class _Composing:
         """`bases`: compositions to use again (a streamed study's, across its trials)."""
         self.launch, self.overrides, self.first, self.bases = launch, overrides, first, bases
         self.composed: list[Job] | None = None
+        # What the JobReturns are made from: the composed jobs, or (a sweep past
+        # sweep.job_folders trials, no callbacks) each one's number and overrides alone, so that
+        # 100,000 Jobs and their parsed values are not held while the trials run.
+        self.launched: Sequence[Job | _Launched] | None = None
         self.hydra_cfg: DictConfig | None = None
         self.folders: Future[list[Path]] | None = None
         self.made: Path | None = None  # the sweep's folder, when this batch made it
 
     def jobs(self) -> list[Job]:
         if self.composed is None:
+            assert self.launched is None, "a batch is planned once: its jobs are not kept"
             config, loader = self.launch.config, self.launch.hydra_context.config_loader
             self.composed, self.hydra_cfg = compose_jobs(
                 self.overrides,
@@ -194,6 +200,13 @@ class _Composing:
                 callbacks.on_job_start(
                     config=self._job_config(job), task_function=self.launch.task_function
                 )
+            self.launched = self.composed
+            if not self._detailed and not callbacks.callbacks:
+                self.launched = [_Launched(job.index, job.overrides) for job in self.composed]
+                if self.launch.study is None:  # a grid is one batch: its values are parsed
+                    self.launch.parsed.clear()
+                jobs, self.composed = self.composed, None
+                return jobs  # for the plan; not kept here
         return self.composed
 
     def discard(self) -> None:
@@ -213,7 +226,7 @@ class _Composing:
         outcomes = {o.trial.index: o for o in ran}
         assert self.folders is not None
         folders = self.folders.result()
-        jobs = self.jobs()
+        jobs = self._launched()
         return [
             self._returned(job, folder, outcomes[job.index], ranking)
             for job, folder in zip(jobs, folders, strict=True)
@@ -221,19 +234,27 @@ class _Composing:
 
     def returned(self, outcome: Outcome, ranking: Ranking) -> JobReturn:
         """One job's JobReturn (a streamed trial's, as soon as it ends)."""
-        jobs = self.jobs()
+        jobs = self._launched()
         assert self.folders is not None
         position = next(i for i, job in enumerate(jobs) if job.index == outcome.trial.index)
         return self._returned(jobs[position], self.folders.result()[position], outcome, ranking)
 
-    def _returned(self, job: Job, folder: Path, outcome: Outcome, ranking: Ranking) -> JobReturn:
+    def _launched(self) -> Sequence[Job | _Launched]:
+        if self.launched is None:
+            self.jobs()
+        assert self.launched is not None
+        return self.launched
+
+    def _returned(
+        self, job: Job | _Launched, folder: Path, outcome: Outcome, ranking: Ranking
+    ) -> JobReturn:
         """The JobReturn Hydra's launchers give for a job; callbacks hear of it."""
         assert self.hydra_cfg is not None
         ret = JobReturn(
             overrides=list(job.overrides),
             # A job's composed config costs milliseconds and kilobytes: past sweep.job_folders
             # trials only a callback gets it (on_job_end's `config`), the return has none.
-            cfg=job.cfg if self._detailed else None,
+            cfg=job.cfg if isinstance(job, Job) and self._detailed else None,
             hydra_cfg=self.hydra_cfg,
             working_dir=str(folder),
             task_name=self.launch.task_name,
@@ -246,6 +267,7 @@ class _Composing:
             ret.return_value = SweeperError(f"trial '{outcome.trial.name}': {outcome.error}")
         callbacks = self.launch.hydra_context.callbacks
         if callbacks.callbacks:
+            assert isinstance(job, Job), "a batch with callbacks keeps its jobs"
             callbacks.on_job_end(config=self._job_config(job), job_return=ret)
         return ret
 
@@ -267,6 +289,14 @@ class _Composing:
         with open_dict(config):
             config.hydra = hydra_cfg
         return config
+
+
+@dataclass(frozen=True, slots=True)
+class _Launched:
+    """A job once its trial is planned, as its JobReturn needs it: its number and overrides."""
+
+    index: int
+    overrides: tuple[str, ...]
 
 
 def write_job_dirs(
