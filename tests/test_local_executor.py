@@ -92,6 +92,36 @@ def test_a_sweep_holds_one_copy_of_each_trial_and_workers_share_the_servers_impo
     assert frozen > 100_000  # scikit-learn, pandas and MLflow's objects, not a handful
 
 
+@pytest.mark.parametrize("written_here_past", [0, 1_000])
+def test_the_tables_report_and_plots_reach_the_sweeps_run_wherever_they_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written_here_past: int
+) -> None:
+    """A large sweep's tables are written by the sweeping process and logged by a worker, a
+    small one's by a worker (worker.WRITTEN_HERE_PAST; 0 here makes three trials large): the
+    sweep's run gets the same artifacts either way."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeper.executors.local import worker
+
+    monkeypatch.setattr(worker, "WRITTEN_HERE_PAST", written_here_past)
+    settings = local_settings(tmp_path)
+    trials = [["model=lasso", f"model.alpha={a}", *settings] for a in (0.1, 1, 2)]
+    plan = build_plan(batch(trials).jobs())
+    sweep = SweepSession(plan.settings)
+    assert sweep.run(batch(trials)) is not None
+    [done] = sweeps(plan.settings.mlflow.tracking_uri, "sweeper")
+    client = MlflowClient(plan.settings.mlflow.tracking_uri)
+    run_id = done.parent.info.run_id
+    logged = {
+        f.path for folder in ("results", "plots") for f in client.list_artifacts(run_id, folder)
+    }
+    assert {"results/results.csv", "results/configs.csv", "results/report.html"} <= logged
+    assert any(p.startswith("plots/") and p.endswith("_by_trial.png") for p in logged)
+    table = client.download_artifacts(run_id, "results/results.csv", str(tmp_path))
+    assert Path(table).read_text().count("lasso alpha=") == 3
+    assert done.parent.info.status == "FINISHED"
+
+
 def test_a_study_is_one_sweep_across_its_batches(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -450,8 +450,10 @@ class Scheduler:
         ):
             best = self.result.of_best()  # the best so far: all the worker needs
             self.prepared = self.pool.submit(worker.prepare_end, self.settings, best, self.markers)
-            # and this process, which writes the tables at the end, imports what they need
-            threading.Thread(target=load_table_libraries, name="sweeper-end", daemon=True).start()
+            if worker.written_here(len(self.result.plan.trials)):
+                # this process writes the tables at the end: it imports what they need now
+                warm = threading.Thread(target=load_table_libraries, daemon=True)
+                warm.start()
         # of the whole sweep, earlier batches included (a streaming one: all it will ask for)
         total = max(len(self.result.plan.trials), self.progress.total)
         self.trial_lines.settled(outcome, len(self.result.outcomes), total, self.result.ranking)
