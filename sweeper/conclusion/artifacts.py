@@ -4,8 +4,9 @@ table's winner marked; each model's score against the hyperparameters its trials
 classification, also the winner's confusion matrix and scikit-learn's per-class report on the
 test rows.
 
-Runs where the trials were logged (a local worker, the Argo summary pod), never in the process
-that only schedules: it imports pandas and matplotlib.
+Runs where the outcomes are read: a local worker, the Argo summary pod, or, past
+worker.WRITTEN_HERE_PAST trials, a local sweep's own process (a worker's copy of 100,000
+outcomes costs more than the imports). It imports pandas and matplotlib.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The records a sweep is made of, whatever executes it: its plan (groups and trials), what came of
 each trial, and the JSON of both, in both directions.
 
-Plain data, importable without pandas, scikit-learn or MLflow: the process that only schedules
-trials (a local sweep's main process) never loads them.
+Plain data, importable without pandas, scikit-learn or MLflow: the process that schedules trials
+(a local sweep's main process) loads them only for what it does besides (its head start's
+preprocessing, the tables of a large sweep).
 """
 
 from __future__ import annotations

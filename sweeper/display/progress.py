@@ -4,8 +4,8 @@ A local sweep feeds one `Progress` with its executor's events. In a terminal it 
 live display; anywhere else (CI, pods, cron, pipes) as a plain log line now and then, without
 escape codes. `describe` is the one formatter of those counts: the Argo watch prints it too.
 
-This module is imported by the sweeping process, which never loads MLflow, pandas or
-scikit-learn: it reads outcomes through their attributes and imports rich only to display.
+This module is imported by the sweeping process and needs no MLflow, pandas or scikit-learn:
+it reads outcomes through their attributes and imports rich only to display.
 """
 
 from __future__ import annotations
