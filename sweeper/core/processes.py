@@ -76,13 +76,3 @@ def uninterrupted(*signums: int, say: str | None = None) -> Iterator[None]:
             signal.signal(signum, handler)
         if requested:  # the stop that waited: as it would have been taken
             signal.raise_signal(requested[0])
-
-
-def give_back_memory() -> None:
-    """Return the C heap's free memory to the OS (glibc's malloc_trim; elsewhere nothing).
-    glibc keeps what a large task freed for the process's later allocations: a worker that
-    looked 100,000 trials up held ~50 MB more for the rest of the sweep, measured."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL(None).malloc_trim(0)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from sweeper.core.evidence import FoldStop
 from sweeper.core.metrics import ProblemType
 from sweeper.core.outcomes import Outcome, SweepResult
-from sweeper.core.processes import give_back_memory
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial, TrialValues
 from sweeper.core.settings import SearchKind, Settings
 from sweeper.search.halving import on_split
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from sweeper.conclusion.conclude import SweepEnd
 
 _trackers: dict[tuple[str, str], Tracker] = {}
-_trim_next = False  # whether this process's next trial gives the heap back first (prepare_group)
 
 
 # A sweep's tasks besides preprocessing a group and training a trial, as the scheduler's work.
@@ -127,14 +125,11 @@ def prepare_group(
     )
     candidates: list[Trial | TrialValues] = list(trials) if check else []
     left = lifecycle.to_train(candidates, split, finished, cv)
-    errors: list[str] = []
-    if left:
-        from sweeper.trial.fitting import model_errors
+    if not left:
+        return split, finished, []
+    from sweeper.trial.fitting import model_errors
 
-        errors = model_errors(left, settings.trust.modules)
-    global _trim_next
-    _trim_next = True  # the trials sent are freed once this returns
-    return split, finished, errors
+    return split, finished, model_errors(left, settings.trust.modules)
 
 
 def train_trial(
@@ -155,10 +150,6 @@ def train_trial(
     the best finished trial's folds, its CV is stopped against (eval.early_stop)."""
     from threadpoolctl import threadpool_limits
 
-    global _trim_next
-    if _trim_next:  # a group's trials were looked up here (prepare_group): ~50 MB to give back
-        _trim_next = False
-        give_back_memory()
     marker = Path(markers, str(os.getpid()))
     with threadpool_limits(limits=threads) if threads else contextlib.nullcontext():
         outcome = lifecycle.run_trial(
