@@ -144,4 +144,4 @@ def test_expanded_values_are_what_parsing_their_lines_gives(
     slow, _ = compose_jobs(jobs, composed, OverridesParser.create())
     for quick, hydra_way in zip(fast, slow, strict=True):
         hydra_model = dict(OmegaConf.to_container(hydra_way.cfg, resolve=True)["model"])  # type: ignore[index]
-        assert repr(quick.config["model"]) == repr(hydra_model)
+        assert repr(quick.resolved_config()["model"]) == repr(hydra_model)
