@@ -92,6 +92,45 @@ def test_a_sweep_holds_one_copy_of_each_trial_and_workers_share_the_servers_impo
     assert frozen > 100_000  # scikit-learn, pandas and MLflow's objects, not a handful
 
 
+def test_a_long_sweep_ends_on_a_fresh_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past worker.WRITTEN_HERE_PAST outcomes (0 here makes three trials long) the workers that
+    trained are shut down before the end and one new worker concludes the sweep: it still logs
+    the best model and ends the run."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeper.executors.local import worker
+    from sweeper.executors.local.pool import new_pool
+
+    monkeypatch.setattr(worker, "WRITTEN_HERE_PAST", 0)
+    settings = local_settings(tmp_path)
+    trials = [["model=lasso", f"model.alpha={a}", *settings] for a in (0.1, 1, 2)]
+    plan = build_plan(batch(trials).jobs())
+    pools: list[int] = []
+
+    def counting_pool(workers: int):  # type: ignore[no-untyped-def]
+        pools.append(workers)
+        return new_pool(workers)
+
+    scheduler = Scheduler(SweepResult(plan, ""), 2, counting_pool)
+    scheduler.open()
+    outcomes = scheduler.run(plan)
+    trained = scheduler.pool
+    scheduler.close(Status.FINISHED)
+    assert pools == [2, 1]
+    assert scheduler.pool is not trained and getattr(trained, "_processes", None) is None
+    [done] = sweeps(plan.settings.mlflow.tracking_uri, "sweeper")
+    assert done.parent.info.status == "FINISHED"
+    best = scheduler.result.best
+    assert best is not None and best in outcomes
+    client = MlflowClient(plan.settings.mlflow.tracking_uri)
+    best_run = client.get_run(best.run_id)
+    assert done.parent.data.tags["best_model_uri"] == best_run.data.tags["best_model_uri"]
+    logged = {f.path for f in client.list_artifacts(done.parent.info.run_id, "results")}
+    assert "results/results.csv" in logged
+
+
 @pytest.mark.parametrize("written_here_past", [0, 1_000])
 def test_the_tables_report_and_plots_reach_the_sweeps_run_wherever_they_are_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written_here_past: int

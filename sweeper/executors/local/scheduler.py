@@ -165,6 +165,8 @@ class Scheduler:
                 if self.abandoned:  # the workers were stopped: here, one part after the other
                     ended = worker.conclude_here(self.settings, result, status, self.markers)
                 else:
+                    if worker.written_here(len(result.outcomes)) and not self.here:
+                        self._fresh_worker()
                     ended = worker.conclude_in(
                         self.pool, self.settings, result, status, self.markers, self.prepared
                     )
@@ -187,6 +189,14 @@ class Scheduler:
         self.abandoned = True
         for pool in (p for p in (self.pool, self.isolation.pool) if p is not None):
             pools.stop(pool)
+
+    def _fresh_worker(self) -> None:
+        """End a long sweep on one new worker, forked from the fork server, instead of the ones
+        that trained: each holds tens of MB of its own by then (what its trials and lookups left
+        in its arenas), while this process writes the tables, its own largest moment. The best
+        model is on disk (`handed_over`) and the tracking store in MLflow: nothing is lost."""
+        self.pool.shutdown()
+        self.pool = self.new_pool(1)
 
     def _shutdown(self) -> None:
         for pool in (p for p in (self.pool, self.isolation.pool) if p is not None):
