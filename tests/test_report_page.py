@@ -96,8 +96,10 @@ def test_the_report_of_100000_trials_opens_in_chromium_sampled_and_with_the_winn
     ranked = sorted(finished, key=lambda o: o.metrics["cv_mse"])
     assert [name for _, name in rows] == [o.trial.name for o in ranked[:TOP_ROWS]]
     assert f'<tr class="winner-row"><td>1</td><td>{winner.trial.name}</td>' in dom
-    # Drawn: parallel coordinates, then per model its settings and their importance.
-    assert dom.count('class="plotly-graph-div') == 5
+    # Drawn: parallel coordinates, then per model its settings and, for rf's two, their
+    # importance (lasso varies alpha alone: nothing to rank).
+    assert dom.count('class="plotly-graph-div') == 4
+    assert "rf: which settings matter" in dom and "lasso: which settings matter" not in dom
     assert dom.count('class="parcoords"') == 1
     assert "log10(alpha)" in dom and "n_estimators" in dom and "max_depth" in dom
     # Sampled, and said so: the best and an even sample over the rest.
@@ -174,7 +176,7 @@ def test_list_settings_infinite_scores_and_early_stops_leave_the_report_whole(
     assert rendered.errors == []
     assert "[1, 2]" in rendered.dom and "[3, 2]" in rendered.dom  # categories of the list values
     assert "Successive halving" not in rendered.dom  # an early stop is no rung
-    assert rendered.dom.count('class="plotly-graph-div') == 5
+    assert rendered.dom.count('class="plotly-graph-div') == 4  # lasso's one setting: no importance
 
 
 @pytest.mark.unit

@@ -409,7 +409,9 @@ class _Figures:
 
     def importance(self, model: str, rows: pd.DataFrame, varied: Sequence[str]) -> str:
         """The model's settings by how much its score depends on them (setting_importance)."""
-        if len(rows) < IMPORTANCE_AT_LEAST:
+        if len(rows) < IMPORTANCE_AT_LEAST or len(varied) < 2:
+            # One setting's share is all of it: nothing to rank, and no forest to fit (its
+            # imports, scikit-learn's ensembles and scipy, are the largest part of a report).
             return ""
         import plotly.graph_objects as go
 
