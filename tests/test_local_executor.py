@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gc
 import json
+from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 
 import pytest
@@ -30,20 +32,24 @@ def configs() -> object:
         yield
 
 
+def counting_pools(made: list[int]) -> Callable[[int], Executor]:
+    """A Scheduler's pool maker that notes the number of workers of each pool it makes."""
+    from sweeper.executors.local.pool import new_pool
+
+    def new(workers: int) -> Executor:
+        made.append(workers)
+        return new_pool(workers)
+
+    return new
+
+
 def test_a_dying_worker_is_found_and_fails_alone(tmp_path: Path) -> None:
     settings = local_settings(tmp_path)
     crashing = [CRASHING, "trust.modules=[support]"]  # the tests' own package, trusted
     trials = [["model=lasso", *crashing, f"model.alpha={a}", *settings] for a in (0.1, 13, 1, 2)]
     plan = build_plan(batch(trials).jobs())
     pools: list[int] = []
-
-    def counting_pool(workers: int):  # type: ignore[no-untyped-def]
-        from sweeper.executors.local.pool import new_pool
-
-        pools.append(workers)
-        return new_pool(workers)
-
-    scheduler = Scheduler(SweepResult(plan, ""), 2, counting_pool)
+    scheduler = Scheduler(SweepResult(plan, ""), 2, counting_pools(pools))
     scheduler.open()
     outcomes = scheduler.run(plan)
     scheduler.close(Status.FAILED)
@@ -101,19 +107,13 @@ def test_a_long_sweep_ends_on_a_fresh_worker(
     from mlflow.tracking import MlflowClient
 
     from sweeper.executors.local import worker
-    from sweeper.executors.local.pool import new_pool
 
     monkeypatch.setattr(worker, "WRITTEN_HERE_PAST", 0)
     settings = local_settings(tmp_path)
     trials = [["model=lasso", f"model.alpha={a}", *settings] for a in (0.1, 1, 2)]
     plan = build_plan(batch(trials).jobs())
     pools: list[int] = []
-
-    def counting_pool(workers: int):  # type: ignore[no-untyped-def]
-        pools.append(workers)
-        return new_pool(workers)
-
-    scheduler = Scheduler(SweepResult(plan, ""), 2, counting_pool)
+    scheduler = Scheduler(SweepResult(plan, ""), 2, counting_pools(pools))
     scheduler.open()
     outcomes = scheduler.run(plan)
     trained = scheduler.pool
@@ -123,7 +123,7 @@ def test_a_long_sweep_ends_on_a_fresh_worker(
     [done] = sweeps(plan.settings.mlflow.tracking_uri, "sweeper")
     assert done.parent.info.status == "FINISHED"
     best = scheduler.result.best
-    assert best is not None and best in outcomes
+    assert best is not None and best in outcomes and best.run_id is not None
     client = MlflowClient(plan.settings.mlflow.tracking_uri)
     best_run = client.get_run(best.run_id)
     assert done.parent.data.tags["best_model_uri"] == best_run.data.tags["best_model_uri"]
