@@ -54,6 +54,9 @@ class ArgoSettings:
     watch_timeout: float = 86400.0  # seconds
     poll_seconds: float = 5.0
     schedule: Optional[str] = None  # noqa: UP045  (a cron expression: a CronWorkflow)
+    # A WorkflowTemplate (the definition its parameter's default) for GitOps; with `schedule`,
+    # a CronWorkflow that references it instead of holding the whole sweep.
+    template: bool = False
     name: Optional[str] = None  # noqa: UP045  (the CronWorkflow's; sweeper-<experiment>)
     timezone: Optional[str] = None  # noqa: UP045
     parallelism: Optional[int] = 20  # noqa: UP045  (pods at once; null: as many as fit)

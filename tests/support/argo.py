@@ -35,6 +35,16 @@ def validate(manifest: dict[str, Any], schema: dict[str, Any]) -> None:
 
 
 def render(workdir: Path, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The one manifest the command renders (a Workflow or CronWorkflow)."""
+    [manifest] = render_all(workdir, args, env)
+    return manifest
+
+
+def render_all(
+    workdir: Path, args: list[str], env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every document the command renders (argo.template=true: a WorkflowTemplate, and a
+    CronWorkflow with argo.schedule), each admissible and free of credentials."""
     target = workdir / f"manifest-{secrets.token_hex(3)}.yaml"
     flags = [a for a in args if a.startswith("-")]  # Hydra takes them after the overrides
     overrides = [a for a in args if not a.startswith("-")]
@@ -46,10 +56,11 @@ def render(workdir: Path, args: list[str], env: dict[str, str] | None = None) ->
     assert result.returncode == 0, result.stderr
     text = target.read_text()
     assert TOKEN not in text and SECRET_KEY not in text  # no credential in a manifest
-    manifest: dict[str, Any] = yaml.safe_load(text)
+    manifests: list[dict[str, Any]] = list(yaml.safe_load_all(text))
     # Every rendered manifest is admitted by a namespace that enforces Pod Security "restricted".
-    assert pod_security.violations(manifest) == [], pod_security.violations(manifest)
-    return manifest
+    for manifest in manifests:
+        assert pod_security.violations(manifest) == [], pod_security.violations(manifest)
+    return manifests
 
 
 REMOTE = ["storage.root=s3://bucket/sweeps", "mlflow.tracking_uri=http://mlflow.ml.svc:5000"]

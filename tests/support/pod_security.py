@@ -43,7 +43,7 @@ def violations(manifest: dict[str, Any]) -> list[str]:
     spec = spec.get("workflowSpec", spec)
     pod = spec.get("securityContext") or {}
     found = []
-    for template in spec["templates"]:
+    for template in spec.get("templates", []):  # none in a CronWorkflow that runs a template
         containers = [template[k] for k in ("container", "script") if k in template]
         containers += template.get("initContainers", []) + template.get("sidecars", [])
         if not containers:

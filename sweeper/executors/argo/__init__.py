@@ -15,9 +15,10 @@ from pathlib import Path
 from sweeper.core import storage
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Status
+from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError
 from sweeper.executors.argo.checks import check_reachable
-from sweeper.executors.argo.compile import compile_sweep
+from sweeper.executors.argo.compile import compile_sweep, compile_template
 from sweeper.executors.base import Batch, Sweep
 from sweeper.planning.definition import Definition
 from sweeper.safe_text import redact
@@ -102,6 +103,8 @@ class ArgoExecutor:
 def _run_definition(sweep: Sweep, definition: Definition) -> int:
     """Render, or submit (and watch) the workflow of a whole sweep; the exit status."""
     settings, argo = sweep.settings, sweep.settings.argo
+    if argo.template:
+        return _run_template(definition, settings)
     workflow = compile_sweep(definition, settings)
     if argo.render_to:
         path = Path(argo.render_to).resolve()
@@ -121,6 +124,24 @@ def _run_definition(sweep: Sweep, definition: Definition) -> int:
         assert workflow.name is not None
         _show_results(settings.mlflow.tracking_uri, settings.mlflow.experiment, workflow.name)
     return status
+
+
+def _run_template(definition: Definition, settings: Settings) -> int:
+    """Render the sweep's WorkflowTemplate (and, with argo.schedule, its CronWorkflow) as one
+    YAML file of one document each."""
+    argo = settings.argo
+    if not argo.render_to:
+        raise SweeperError("argo.template=true is rendered only for now: give argo.render_to=FILE")
+    template, cron = compile_template(definition, settings)
+    made = [template] if cron is None else [template, cron]
+    path = Path(argo.render_to).resolve()
+    text = "---\n".join(made_one.to_yaml() for made_one in made)
+    storage.write_bytes_atomic(str(path), text.encode())
+    kinds = " and ".join(f"{type(one).__name__} {one.name}" for one in made)
+    print(
+        f"{kinds} written to {path} (argo template create / argo cron create, or kubectl apply -f)"
+    )
+    return 0
 
 
 def _show_results(tracking_uri: str, experiment: str, sweep_id: str) -> None:

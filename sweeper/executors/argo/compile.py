@@ -1,4 +1,4 @@
-"""The sweep definition compiled into an Argo Workflow or CronWorkflow with Hera.
+"""The sweep definition compiled into an Argo Workflow, CronWorkflow or WorkflowTemplate with Hera.
 
     plan ──► group (one per preprocess group, withParam) ──► exit handler: summary
               └ preprocess ──► pods (per pod size, withParam; when it has trials to train)
@@ -27,6 +27,7 @@ from hera.workflows import (
     SecretEnvFrom,
     Task,
     Workflow,
+    WorkflowTemplate,
 )
 from hera.workflows import models as m
 
@@ -42,6 +43,7 @@ POD_RESOURCES = ("cpu", "memory", "memory_limit")
 PLAN_STEP = "sweeper.executors.argo.plan_step"
 SUMMARY_STEP = "sweeper.executors.argo.summary_step"
 PROMOTE_STEP = "sweeper.executors.argo.promote_step"  # search=halving: a round's trials
+DEFINITION = "definition"  # a WorkflowTemplate's parameter: the encoded definition
 
 
 def _resources(given: object) -> m.ResourceRequirements:
@@ -63,23 +65,72 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
     argo = settings.argo
     experiment = label_value(settings.mlflow.experiment)
     if argo.schedule is not None:
-        name = argo.name or f"sweeper-{settings.mlflow.experiment}"
-        workflow: Workflow | CronWorkflow = CronWorkflow(
-            name=dns_label(name, 52),  # Argo appends a timestamp to each run's name
-            schedules=[argo.schedule],
-            timezone=argo.timezone,
-            concurrency_policy="Forbid",
-            successful_jobs_history_limit=3,
-            failed_jobs_history_limit=3,
-            starting_deadline_seconds=3600,
-            labels={"sweeper/experiment": experiment},
-            workflow_metadata=m.WorkflowMetadata(labels={"sweeper/experiment": experiment}),
-        )
+        name = dns_label(argo.name or f"sweeper-{settings.mlflow.experiment}", 52)
+        workflow: Workflow | CronWorkflow = _cron(name, argo.schedule, argo, experiment)
     else:
         name = f"sweeper-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{_random.token_hex(2)}"
         workflow = Workflow(
             name=name, labels={"sweeper/sweep-id": name, "sweeper/experiment": experiment}
         )
+    _sweep(workflow, name, definition.portable().encoded(), settings)
+    return workflow
+
+
+def compile_template(
+    definition: Definition, settings: Settings
+) -> tuple[WorkflowTemplate, CronWorkflow | None]:
+    """The WorkflowTemplate that runs this definition, kept in Git and synced by a platform's
+    GitOps: the definition is its `definition` parameter's default, so a run may be given
+    another. With argo.schedule, the CronWorkflow that runs it by reference (a change of schedule
+    leaves the template alone)."""
+    check_reachable(settings)
+    check_definition(definition)
+    argo = settings.argo
+    experiment = label_value(settings.mlflow.experiment)
+    name = dns_label(argo.name or f"sweeper-{settings.mlflow.experiment}", 52)
+    encoded = definition.portable().encoded()
+    template = WorkflowTemplate(
+        name=name,
+        labels={"sweeper/experiment": experiment},
+        arguments=[Parameter(name=DEFINITION, value=encoded)],
+    )
+    _sweep(template, name, f"{{{{workflow.parameters.{DEFINITION}}}}}", settings)
+    if argo.schedule is None:
+        return template, None
+    cron = _cron(name, argo.schedule, argo, experiment, m.WorkflowTemplateRef(name=name))
+    cron.namespace = argo.namespace
+    return template, cron
+
+
+def _cron(
+    name: str,
+    schedule: str,
+    argo: ArgoSettings,
+    experiment: str,
+    ref: m.WorkflowTemplateRef | None = None,
+) -> CronWorkflow:
+    """A CronWorkflow on `schedule` whose runs never overlap; it holds the sweep (see
+    `_sweep`) or, with `ref`, runs that WorkflowTemplate. `name`: at most 52 characters, as
+    Argo appends a timestamp to each run's name."""
+    return CronWorkflow(
+        name=name,
+        schedules=[schedule],
+        timezone=argo.timezone,
+        concurrency_policy="Forbid",
+        successful_jobs_history_limit=3,
+        failed_jobs_history_limit=3,
+        starting_deadline_seconds=3600,
+        labels={"sweeper/experiment": experiment},
+        workflow_metadata=m.WorkflowMetadata(labels={"sweeper/experiment": experiment}),
+        workflow_template_ref=ref,
+    )
+
+
+def _sweep(workflow: Workflow, name: str, definition: str, settings: Settings) -> None:
+    """Fill `workflow` (named `name`) with the sweep's steps, their plan step given
+    `definition`: the encoded definition, or a parameter that holds it."""
+    argo = settings.argo
+    experiment = label_value(settings.mlflow.experiment)
     workflow.namespace = argo.namespace
     workflow.entrypoint = "sweep"
     workflow.on_exit = "summary"
@@ -87,17 +138,15 @@ def compile_sweep(definition: Definition, settings: Settings) -> Workflow | Cron
     workflow.active_deadline_seconds = argo.active_deadline_seconds
     workflow.service_account_name = argo.service_account
     pod_labels = {"app.kubernetes.io/name": "sweeper", "sweeper/experiment": experiment}
-    if isinstance(workflow, Workflow) and not isinstance(workflow, CronWorkflow):
-        pod_labels["sweeper/sweep-id"] = name  # a cron run's name is Argo's (its own label)
+    if type(workflow) is Workflow:  # Hera's CronWorkflow and WorkflowTemplate are Workflows
+        pod_labels["sweeper/sweep-id"] = name  # a cron's or template's run is named by Argo
     workflow.pod_metadata = m.Metadata(labels=pod_labels)
     _lifecycle(workflow, argo)
     with workflow:
         mutex = dns_label(f"sweeper-{settings.mlflow.experiment}", 63)
         trusted = trust.pod_arguments(settings.trust)
         halving = settings.search.kind == SearchKind.halving
-        encoded = definition.portable().encoded()
-        _templates(argo, encoded, settings.storage.root, mutex, trusted, halving)
-    return workflow
+        _templates(argo, definition, settings.storage.root, mutex, trusted, halving)
 
 
 def _lifecycle(workflow: Workflow, argo: ArgoSettings) -> None:
