@@ -13,6 +13,7 @@ import pytest
 
 from support.fake_argo import FakeArgo, load_swagger, serve
 from support.servers import SHARED_DATA, run_sweeper
+from sweeper.planning.definition import Definition
 
 SWEEP = [
     "model=rf,lasso",
@@ -180,6 +181,37 @@ def test_cron_is_created_then_updated(argo: FakeArgo, workdir: Path) -> None:
     assert argo.crons[name]["metadata"]["resourceVersion"] == "2"
     assert [a for _, a in argo.requests] == [
         "create_cron",
+        "create_cron",
+        "get_cron",
+        "update_cron",
+    ]
+
+
+def test_a_template_and_its_cron_are_created_then_updated(argo: FakeArgo, workdir: Path) -> None:
+    first = sweeper(["argo.template=true", "argo.schedule=0 2 * * *", "-m"], argo, workdir)
+    assert first.returncode == 0, first.stderr
+    [name] = argo.templates
+    assert list(argo.crons) == [name]
+    assert f"WorkflowTemplate {name} created in namespace ml" in first.stdout
+    assert f"CronWorkflow {name} created in namespace ml: runs at 0 2 * * *" in first.stdout
+    ref = argo.crons[name]["spec"]["workflowSpec"]["workflowTemplateRef"]
+    assert ref == {"name": name}
+    second = sweeper(
+        ["argo.template=true", "argo.schedule=30 3 * * *", "eval.cv=3", "-m"], argo, workdir
+    )
+    assert second.returncode == 0, second.stderr
+    assert f"WorkflowTemplate {name} updated" in second.stdout
+    assert f"CronWorkflow {name} updated" in second.stdout
+    assert argo.templates[name]["metadata"]["resourceVersion"] == "2"
+    assert argo.crons[name]["spec"]["schedules"] == ["30 3 * * *"]
+    [parameter] = argo.templates[name]["spec"]["arguments"]["parameters"]
+    assert "eval.cv=3" in Definition.decoded(parameter["value"]).overrides
+    assert [a for _, a in argo.requests] == [
+        "create_template",
+        "create_cron",
+        "create_template",
+        "get_template",
+        "update_template",
         "create_cron",
         "get_cron",
         "update_cron",

@@ -68,14 +68,3 @@ def test_a_scheduled_template_is_run_by_a_cron_workflow_that_references_it(
     assert "templates" not in spec["workflowSpec"]  # the sweep is the template's alone
     assert spec["schedules"] == ["0 2 * * *"] and spec["concurrencyPolicy"] == "Forbid"
     assert cron["metadata"]["namespace"] == template["metadata"]["namespace"]
-
-
-def test_a_template_is_refused_without_a_file_to_render_to(workdir: Path) -> None:
-    from support.servers import run_sweeper
-
-    result = run_sweeper(
-        ["model=lasso", *REMOTE, "backend=argo", "argo.template=true", "-m"], cwd=workdir
-    )
-    assert result.returncode != 0
-    assert "argo.template=true is rendered only for now" in result.stderr
-    assert not any(p.suffix == ".yaml" for p in workdir.iterdir())  # nothing written

@@ -24,6 +24,7 @@ from support import pod_security
 V1 = "io.argoproj.workflow.v1alpha1."
 WORKFLOW = r"/api/v1/workflows/(?P<ns>[^/]+)/(?P<name>[^/]+)"
 CRON = r"/api/v1/cron-workflows/(?P<ns>[^/]+)"
+TEMPLATE = r"/api/v1/workflow-templates/(?P<ns>[^/]+)"
 # (method, path, the swagger definition of the request body, handler)
 ROUTES = [
     ("POST", r"/api/v1/workflows/(?P<ns>[^/]+)", V1 + "WorkflowCreateRequest", "create_workflow"),
@@ -32,6 +33,9 @@ ROUTES = [
     ("POST", CRON, V1 + "CreateCronWorkflowRequest", "create_cron"),
     ("GET", CRON + "/(?P<name>[^/]+)", None, "get_cron"),
     ("PUT", CRON + "/(?P<name>[^/]+)", V1 + "UpdateCronWorkflowRequest", "update_cron"),
+    ("POST", TEMPLATE, V1 + "WorkflowTemplateCreateRequest", "create_template"),
+    ("GET", TEMPLATE + "/(?P<name>[^/]+)", None, "get_template"),
+    ("PUT", TEMPLATE + "/(?P<name>[^/]+)", V1 + "WorkflowTemplateUpdateRequest", "update_template"),
 ]
 
 
@@ -44,6 +48,7 @@ class FakeArgo:
     pod_logs: dict[str, str] = field(default_factory=dict)  # pod name → its log
     fail_next: dict[str, int] = field(default_factory=dict)  # route → 503s to answer first
     crons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # WorkflowTemplates
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
@@ -98,32 +103,57 @@ class FakeArgo:
         return 200, "\n".join(json.dumps(entry) for entry in stream)
 
     def create_cron(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
-        cron = body["cronWorkflow"]
-        refused = _restricted(cron)
-        if refused:
-            return refused
-        name = cron["metadata"]["name"]
-        if name in self.crons:
-            return 409, {"code": 6, "message": f'cronworkflows "{name}" already exists'}
-        cron["metadata"].update(namespace=ns, resourceVersion="1")
-        self.crons[name] = cron
-        return 200, cron
+        return _created(self.crons, "cronworkflows", ns, body["cronWorkflow"])
 
     def get_cron(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
-        if name not in self.crons:
-            return 404, {"code": 5, "message": "not found"}
-        return 200, self.crons[name]
+        return _got(self.crons, name)
 
     def update_cron(self, ns: str, name: str, body: Any, **_: Any) -> tuple[int, Any]:
-        cron = body["cronWorkflow"]
-        if (
-            cron["metadata"].get("resourceVersion")
-            != self.crons[name]["metadata"]["resourceVersion"]
-        ):
-            return 409, {"code": 10, "message": "the object has been modified"}
-        cron["metadata"]["resourceVersion"] = str(int(cron["metadata"]["resourceVersion"]) + 1)
-        self.crons[name] = cron
-        return 200, cron
+        return _updated(self.crons, name, body["cronWorkflow"])
+
+    def create_template(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
+        return _created(self.templates, "workflowtemplates", ns, body["template"])
+
+    def get_template(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
+        return _got(self.templates, name)
+
+    def update_template(self, ns: str, name: str, body: Any, **_: Any) -> tuple[int, Any]:
+        return _updated(self.templates, name, body["template"])
+
+
+# A CronWorkflow's and a WorkflowTemplate's life on the server: created once (a second create
+# is refused), read, and updated only from the version last read.
+def _created(
+    store: dict[str, dict[str, Any]], resource: str, ns: str, manifest: dict[str, Any]
+) -> tuple[int, Any]:
+    refused = _restricted(manifest)
+    if refused:
+        return refused
+    name = manifest["metadata"]["name"]
+    if name in store:
+        return 409, {"code": 6, "message": f'{resource} "{name}" already exists'}
+    manifest["metadata"].update(namespace=ns, resourceVersion="1")
+    store[name] = manifest
+    return 200, manifest
+
+
+def _got(store: dict[str, dict[str, Any]], name: str) -> tuple[int, Any]:
+    if name not in store:
+        return 404, {"code": 5, "message": "not found"}
+    return 200, store[name]
+
+
+def _updated(
+    store: dict[str, dict[str, Any]], name: str, manifest: dict[str, Any]
+) -> tuple[int, Any]:
+    if manifest["metadata"].get("resourceVersion") != store[name]["metadata"]["resourceVersion"]:
+        return 409, {"code": 10, "message": "the object has been modified"}
+    refused = _restricted(manifest)
+    if refused:
+        return refused
+    manifest["metadata"]["resourceVersion"] = str(int(manifest["metadata"]["resourceVersion"]) + 1)
+    store[name] = manifest
+    return 200, manifest
 
 
 def serve(fake: FakeArgo) -> Iterator[FakeArgo]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweeper.core import storage
 from sweeper.core.outcomes import Outcome, SweepResult
@@ -22,6 +23,9 @@ from sweeper.executors.argo.compile import compile_sweep, compile_template
 from sweeper.executors.base import Batch, Sweep
 from sweeper.planning.definition import Definition
 from sweeper.safe_text import redact
+
+if TYPE_CHECKING:
+    from hera.workflows import CronWorkflow, WorkflowTemplate
 
 
 class ArgoExecutor:
@@ -127,13 +131,15 @@ def _run_definition(sweep: Sweep, definition: Definition) -> int:
 
 
 def _run_template(definition: Definition, settings: Settings) -> int:
-    """Render the sweep's WorkflowTemplate (and, with argo.schedule, its CronWorkflow) as one
-    YAML file of one document each."""
+    """Create or update the sweep's WorkflowTemplate (and, with argo.schedule, its CronWorkflow)
+    on the Argo Server, or render them to one YAML file, a document each."""
     argo = settings.argo
-    if not argo.render_to:
-        raise SweeperError("argo.template=true is rendered only for now: give argo.render_to=FILE")
     template, cron = compile_template(definition, settings)
-    made = [template] if cron is None else [template, cron]
+    made: list[WorkflowTemplate | CronWorkflow] = [template] if cron is None else [template, cron]
+    if not argo.render_to:
+        from sweeper.executors.argo.submit import apply
+
+        return apply(made, argo)
     path = Path(argo.render_to).resolve()
     text = "---\n".join(made_one.to_yaml() for made_one in made)
     storage.write_bytes_atomic(str(path), text.encode())
