@@ -185,14 +185,18 @@ def test_a_pruner_refuses_what_it_cannot_do(workdir: Path, args: list[str], said
     assert not (workdir / "multirun").exists()
 
 
-def test_render_to_is_refused(workdir: Path) -> None:
+@pytest.mark.parametrize(
+    ("override", "setting"),
+    [("argo.render_to=x.yaml", "argo.render_to"), ("argo.template=true", "argo.template")],
+)
+def test_render_to_and_a_template_are_refused(workdir: Path, override: str, setting: str) -> None:
     result = run_sweeper(
         [
             "hydra/sweeper=optuna",
             "model=lasso",
             "model.alpha=interval(0.1,1)",
             "backend=argo",
-            "argo.render_to=x.yaml",
+            override,
             "storage.root=s3://bucket/sweeps",
             "mlflow.tracking_uri=http://mlflow.ml.svc:5000",
             "-m",
@@ -201,7 +205,7 @@ def test_render_to_is_refused(workdir: Path) -> None:
     )
     assert result.returncode == 1
     assert (
-        "argo.render_to cannot feed trial results back to an optimising sweeper "
+        f"{setting} cannot feed trial results back to an optimising sweeper "
         "(hydra/sweeper=optuna); leave it out to submit and watch each batch"
     ) in result.stderr.splitlines()
     assert "Traceback" not in result.stderr

@@ -52,18 +52,25 @@ class ArgoRunner:
     # Templates each of whose pods runs twice at once: what Argo's retry of a pod that is still
     # running (a node that stopped answering) gives.
     twice: frozenset[str] = frozenset()
+    # WorkflowTemplates by name: what a workflowTemplateRef of the manifest names
+    workflow_templates: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         spec = self.manifest["spec"]
         if self.manifest["kind"] == "CronWorkflow":
             spec = spec["workflowSpec"]
+        spec = _referenced(spec, self.workflow_templates)
         self.spec = spec
+        arguments = spec.get("arguments", {}).get("parameters", [])
+        self.parameters = {f"workflow.parameters.{p['name']}": str(p["value"]) for p in arguments}
         self.slots = threading.Semaphore(min(self.at_once, spec.get("parallelism") or 1_000))
         self.templates = {t["name"]: t for t in spec["templates"]}
         meta = self.manifest["metadata"]
         self.workflow_name = meta.get("name") or f"{meta['generateName']}x1y2z"
         if self.manifest["kind"] == "CronWorkflow":
             self.workflow_name = f"{meta['name']}-1764300000"  # as Argo names scheduled runs
+        elif self.manifest["kind"] == "WorkflowTemplate":  # `argo submit --from` it
+            self.workflow_name = f"{meta['name']}-x1y2z"
 
     def run(self) -> str:
         """The workflow's phase, after its entrypoint and its exit handler have run."""
@@ -80,7 +87,7 @@ class ArgoRunner:
         assert set(inputs) == declared, (
             f"{name}: given {sorted(inputs)}, declares {sorted(declared)}"
         )
-        scope = {"workflow.name": self.workflow_name, **(extra or {})}
+        scope = {"workflow.name": self.workflow_name, **self.parameters, **(extra or {})}
         scope.update({f"inputs.parameters.{k}": v for k, v in inputs.items()})
         if "dag" in template:
             return self._dag(template, scope)
@@ -169,6 +176,21 @@ class ArgoRunner:
                 return "Failed", {}
             values = {p["name"]: Path(local(p["valueFrom"]["path"])).read_text() for p in outputs}
         return "Succeeded", values
+
+
+def _referenced(
+    spec: dict[str, Any], workflow_templates: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """A workflow spec with its workflowTemplateRef resolved as Argo does: the template's
+    spec, the workflow's own fields over it, and its arguments over the template's by name."""
+    ref = spec.get("workflowTemplateRef")
+    if ref is None:
+        return spec
+    base = workflow_templates[ref["name"]]["spec"]
+    given = {p["name"]: p for p in spec.get("arguments", {}).get("parameters", [])}
+    parameters = [given.get(p["name"], p) for p in base.get("arguments", {}).get("parameters", [])]
+    own = {k: v for k, v in spec.items() if k not in ("workflowTemplateRef", "arguments")}
+    return {**base, **own, "arguments": {"parameters": parameters}}
 
 
 def substitute(text: str, scope: Mapping[str, str]) -> str:

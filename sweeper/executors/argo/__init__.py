@@ -174,7 +174,12 @@ def _show_results(tracking_uri: str, experiment: str, sweep_id: str) -> None:
 def _check_batches(sweep: Sweep) -> None:
     """An optimiser needs each batch's results before it asks for the next one."""
     argo, name = sweep.settings.argo, sweep.optimiser
-    for setting, value in (("argo.render_to", argo.render_to), ("argo.schedule", argo.schedule)):
+    chosen = {
+        "argo.render_to": argo.render_to,
+        "argo.schedule": argo.schedule,
+        "argo.template": argo.template,
+    }
+    for setting, value in chosen.items():
         if value:
             raise SweeperError(
                 f"{setting} cannot feed trial results back to an optimising sweeper "
