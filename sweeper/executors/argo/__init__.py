@@ -141,7 +141,7 @@ def _run_template(definition: Definition, settings: Settings) -> int:
 
         return apply(made, argo)
     path = Path(argo.render_to).resolve()
-    text = "---\n".join(made_one.to_yaml() for made_one in made)
+    text = "---\n".join(one.to_yaml() for one in made)
     storage.write_bytes_atomic(str(path), text.encode())
     kinds = " and ".join(f"{type(one).__name__} {one.name}" for one in made)
     print(

@@ -33,10 +33,10 @@ from sweeper.executors.argo.watch import Watch
 
 
 def submit(workflow: Workflow | CronWorkflow, argo: ArgoSettings) -> int:
-    service, call = _connect(argo)
-    namespace = str(argo.namespace)
     if isinstance(workflow, CronWorkflow):
         return apply([workflow], argo)
+    service, call = _connect(argo)
+    namespace = str(argo.namespace)
     model = workflow.build()
     assert isinstance(model, WorkflowModel)
     request = WorkflowCreateRequest(workflow=model)
