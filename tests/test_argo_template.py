@@ -98,6 +98,9 @@ def test_the_cron_runs_the_template_and_a_run_may_give_another_definition(
     assert nightly.run() == "Succeeded"
     [sweep] = sweeps(mlflow_server, "argo-template")
     assert sweep.parent.data.tags["sweep_id"] == nightly.workflow_name
+    # The image that ran it, said on the run (a tag, not a digest: none is pinned here).
+    assert sweep.parent.data.tags["provenance.image"] == "sweeper:latest"
+    assert "provenance.image_digest" not in sweep.parent.data.tags
     assert sorted(r.info.run_name for r in sweep.children) == ["lasso alpha=1", "lasso alpha=2"]
 
     other = _definition_arguments(

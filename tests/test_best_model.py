@@ -5,11 +5,13 @@ columns still in them), logged and registered as such."""
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
 import re
 import secrets
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -25,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from support.argo import render
 from support.argo_runner import ArgoRunner, base_env
 from support.mlflow_view import sweeps
-from support.servers import S3Server, data_file, free_port, run_sweeper, serving
+from support.servers import PROJECT, S3Server, data_file, free_port, run_sweeper, serving
 
 NAME = "seats-regressor"
 
@@ -142,6 +144,19 @@ def test_the_best_model_predicts_raw_rows_and_the_registry_holds_it(workdir: Pat
     # The registered version is the same pipeline: the same predictions from the same rows.
     [version] = client.search_model_versions(f"name = '{NAME}'")
     assert version.run_id == best.info.run_id
+    # Where it came from, on the sweep's run and on the version: this checkout's commit, the
+    # project's version, the definition's hash (no image: it ran here, not in a pod).
+    source = {k: v for k, v in sweep.parent.data.tags.items() if k.startswith("provenance.")}
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True
+    )
+    assert source["provenance.git_commit"] == head.stdout.strip()
+    assert source["provenance.version"] == importlib.metadata.version("sweeper")
+    assert re.fullmatch(r"[0-9a-f]{64}", source["provenance.definition_hash"])
+    assert "provenance.image" not in source
+    assert {k: version.tags[k] for k in source} == source
+    assert version.description.startswith(f"{best.info.run_name} from sweep ")
+    assert f"commit {head.stdout.strip()}" in version.description
     mlflow.set_tracking_uri(uri)
     try:
         registered = mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(raw)

@@ -153,6 +153,7 @@ def register_if_better(
     ranking: Ranking,
     trust: TrustSettings,
     rule: MlflowSettings | None = None,
+    source: Mapping[str, str] | None = None,
 ) -> str:
     """Tonight's best as a new version of registered model `name`, `@challenger`; made
     `@champion` (the champion before it `@previous_champion`) when it beats the champion on
@@ -160,7 +161,8 @@ def register_if_better(
     cross-validated without refitting it), and the challenger must be better in a paired
     bootstrap at `rule.promote_level` and by more than `rule.promote_margin` (conclusion.
     promotion). A line saying what was decided, and why. The champion is loaded only as data
-    (conclusion.registered): one that would run code is not compared, and so not replaced."""
+    (conclusion.registered): one that would run code is not compared, and so not replaced.
+    `source`: where the sweep came from (core.provenance), tagged on a version it registers."""
     from sweeper.core.settings import MlflowSettings
 
     rule = rule or MlflowSettings()
@@ -172,7 +174,7 @@ def register_if_better(
         return f"Registry: kept {name} version {champion.version}: it is tonight's best too"
     assert best.run_id is not None
     version = registry.version_of_run(tracker, name, best.run_id) or _register(
-        tracker, name, model, best, sweep_id, metric, value
+        tracker, name, model, best, sweep_id, metric, value, source or {}
     )
     registry.set_alias(tracker, name, registry.CHALLENGER, version)
     if champion is None:
@@ -226,9 +228,18 @@ def _register(
     sweep_id: str,
     metric: str,
     value: float,
+    source: Mapping[str, str],
 ) -> str:
-    tags = {metric: repr(value), "trial": best.trial.name, "sweep_id": sweep_id}
-    return registry.register_version(tracker, name, model.uri, model.run_id, tags)
+    tags = {**source, metric: repr(value), "trial": best.trial.name, "sweep_id": sweep_id}
+    built = ", ".join(
+        f"{what} {source[key]}"
+        for what, key in (("image", "provenance.image"), ("commit", "provenance.git_commit"))
+        if key in source
+    )
+    description = f"{best.trial.name} from sweep {sweep_id}" + (f" ({built})" if built else "")
+    return registry.register_version(
+        tracker, name, model.uri, model.run_id, tags, description=description
+    )
 
 
 def _answers(model: PyFuncModel, X_raw: pd.DataFrame, ranking: Ranking) -> Scored:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from sweeper.core import provenance
 from sweeper.core.faults import Fault
 from sweeper.core.metrics import ProblemType
 from sweeper.core.records import Plan, Status
@@ -165,6 +166,7 @@ def log_best(
             result.ranking,
             trust,
             result.plan.settings.mlflow,
+            provenance.of(tracker.client.get_run(result.parent_run_id).data.tags),
         ),
     )
     if decision:

@@ -45,7 +45,12 @@ def set_alias(tracker: Tracker, name: str, alias: str, version: str) -> None:
 
 
 def register_version(
-    tracker: Tracker, name: str, model_uri: str, run_id: str, tags: Mapping[str, str]
+    tracker: Tracker,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    tags: Mapping[str, str],
+    description: str | None = None,
 ) -> str:
     """A new version of registered model `name` (created with it if new); its number."""
     from mlflow.exceptions import MlflowException
@@ -57,6 +62,6 @@ def register_version(
             raise
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     made = tracker.client.create_model_version(
-        name, model_uri, run_id=run_id, tags=dict(tags), model_id=model_id
+        name, model_uri, run_id=run_id, tags=dict(tags), model_id=model_id, description=description
     )
     return str(made.version)

@@ -161,7 +161,13 @@ class RetryingClient:
         return self._said(create_once, self._what, create, find)
 
     def create_model_version(
-        self, name: str, source: str, run_id: str, tags: dict[str, str], model_id: str | None
+        self,
+        name: str,
+        source: str,
+        run_id: str,
+        tags: dict[str, str],
+        model_id: str | None,
+        description: str | None = None,
     ) -> Any:
         """MLflow's create_model_version made once, as `create_run` is."""
         token = uuid.uuid4().hex
@@ -169,7 +175,7 @@ class RetryingClient:
 
         def create() -> Any:
             return self._client.create_model_version(
-                name, source, run_id=run_id, tags=tagged, model_id=model_id
+                name, source, run_id=run_id, tags=tagged, model_id=model_id, description=description
             )
 
         def find() -> Any:

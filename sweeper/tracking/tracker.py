@@ -183,9 +183,12 @@ class Tracker:
         params: Mapping[str, Any],
         pid: int | None = None,
         inputs: Sequence[StoredSplit] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> str:
+        """The sweep's run; `tags` besides its own (where it came from: core.provenance)."""
         pid = pid or os.getpid()  # the process that owns the run: orphaned when it is gone
         tags = {
+            **(tags or {}),
             "sweep_id": sweep_id,
             "host": socket.gethostname(),
             "pid": str(pid),

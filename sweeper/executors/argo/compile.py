@@ -31,7 +31,7 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
-from sweeper.core import storage, trust
+from sweeper.core import provenance, storage, trust
 from sweeper.core.settings import ArgoSettings, SearchKind, Settings
 from sweeper.executors.argo.checks import check_definition, check_reachable
 from sweeper.executors.argo.names import dns_label, label_value
@@ -195,7 +195,8 @@ def _templates(
     chunk_url = storage.sweep_url(root.rstrip("/"), "{{workflow.name}}", chunk)
     # Caches the libraries keep under $HOME (matplotlib's, MLflow's) go to the writable /tmp.
     scratch = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}
-    env = [Env(name=k, value=v) for k, v in {**scratch, **argo.environment}.items()]
+    known = {provenance.IMAGE_ENV: image}  # the sweep's run says which image trained it
+    env = [Env(name=k, value=v) for k, v in {**scratch, **known, **argo.environment}.items()]
     env_from = [SecretEnvFrom(name=str(s)) for s in argo.secrets]
     # Retried only when the cluster lost the pod (OnError), not when a trial itself failed; no
     # maxDuration: it counts from the first attempt, so a pod lost late would get no retry.

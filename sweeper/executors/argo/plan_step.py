@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.core import storage
+from sweeper.core.provenance import provenance
 from sweeper.core.records import Plan, Trial
 from sweeper.core.settings import SearchKind
 from sweeper.errors import SweeperError
@@ -82,7 +83,8 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
     rows = {group: split.report.get("rows_train", 0) for group, split in splits.items()}
     params = run_params(plan, splits)  # what preprocessing did, the task
     inputs = list(splits.values())  # the data, as the run's dataset inputs
-    plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params, inputs=inputs))
+    tags = provenance(definition.portable().encoded())  # where it came from
+    plan = plan.with_parent(tracker.start_sweep(plan.sweep_id, params, inputs=inputs, tags=tags))
     pods = chunks.cut(plan, left, trials_per_pod, rows)
     chunks.write(plan, pods)
     storage.write_record(settings.storage.root, plan.sweep_id, storage.PLAN, plan.to_json())

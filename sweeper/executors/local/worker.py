@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +59,14 @@ def open_sweep(
     params: dict[str, str],
     owner_pid: int,
     inputs: Sequence[StoredSplit] = (),
+    tags: Mapping[str, str] | None = None,
 ) -> tuple[str, list[str]]:
     """The sweep's parent run, after closing runs orphaned by processes that are gone, with the
     data its splits were made from as its inputs. `owner_pid`: the process whose end orphans
     the run (the sweeping process)."""
     sweeps = tracker(settings)
     orphans = sweeps.end_orphaned_sweeps()
-    return sweeps.start_sweep(sweep_id, params, owner_pid, inputs), orphans
+    return sweeps.start_sweep(sweep_id, params, owner_pid, inputs, tags), orphans
 
 
 def warm_tracking(settings: Settings) -> None:
