@@ -47,9 +47,13 @@ def test_values_reach_the_steps_verbatim_not_as_argo_variables(workdir: Path) ->
     args = plan["container"]["args"]
     encoded = args[args.index("--definition") + 1]
     assert "{" not in encoded and "}" not in encoded
-    # Every `{{` left in the manifest is one of its own variables, none of the values typed.
+    # Every `{{` left in the manifest is one of its own variables (the metrics' among them: the
+    # summary's outputs, the workflow's duration and status), none of the values typed.
     variables = set(re.findall(r"\{\{([^}]*)\}\}", json.dumps(manifest)))
-    own = re.compile(r"workflow\.name|item(\.\w+)?|inputs\.parameters\.\w+|tasks\.plan\..*")
+    own = re.compile(
+        r"workflow\.(name|duration)|status|item(\.\w+)?|(in|out)puts\.parameters\.\w+"
+        r"|tasks\.plan\..*"
+    )
     assert variables and all(own.fullmatch(v) for v in variables), variables
     definition = Definition.decoded(encoded)
     parser = OverridesParser.create()

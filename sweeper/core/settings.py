@@ -57,6 +57,15 @@ class ArgoSettings:
     # A WorkflowTemplate (the definition its parameter's default) for GitOps; with `schedule`,
     # a CronWorkflow that references it instead of holding the whole sweep.
     template: bool = False
+    # Argo Events: an object landing under s3://bucket/prefix/ submits the WorkflowTemplate with
+    # it as data.path (an EventSource on the bucket's S3-compatible notifications, and a Sensor).
+    trigger: Optional[str] = None  # noqa: UP045
+    # host:port of that S3-compatible server; by default argo.env's AWS_ENDPOINT_URL's.
+    trigger_endpoint: Optional[str] = None  # noqa: UP045
+    trigger_per_minute: int = 1  # sweeps the Sensor submits at most
+    # A Secret whose key `url` is a webhook the exit hook tells of a failure or a new champion.
+    notify: Optional[str] = None  # noqa: UP045
+    rbac: bool = False  # also render the ServiceAccounts, Roles and RoleBindings the pods need
     name: Optional[str] = None  # noqa: UP045  (the CronWorkflow's; sweeper-<experiment>)
     timezone: Optional[str] = None  # noqa: UP045
     parallelism: Optional[int] = 20  # noqa: UP045  (pods at once; null: as many as fit)

@@ -53,6 +53,7 @@ TRAIN, TEST, META = "train.parquet", "test.parquet", "meta.json"
 TEST_RAW = "test_raw.parquet"  # the test rows as the data has them: input columns and target
 TRANSFORMER = "transformer.skops"  # the preprocessing, fitted on the training rows
 PLAN, RESULTS = "plan.json", "results.json"
+NOTICE = "notice.json"  # what a notification of the sweep says (argo.notify)
 
 
 def fold_tables(number: int) -> tuple[str, str]:

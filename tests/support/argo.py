@@ -99,7 +99,10 @@ class ExecutingArgo(FakeArgo):
     def create_workflow(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
         status, workflow = super().create_workflow(ns=ns, body=body)
         runner = ArgoRunner(
-            json.loads(json.dumps(workflow)), env=self.pod_env, secrets=self.pod_secrets
+            json.loads(json.dumps(workflow)),
+            env=self.pod_env,
+            secrets=self.pod_secrets,
+            workflow_templates=self.templates,
         )
         with self.lock:
             self.runners[runner.workflow_name] = runner

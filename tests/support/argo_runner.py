@@ -153,7 +153,11 @@ class ArgoRunner:
         for secret in container.get("envFrom", []):
             pod_env.update(self.secrets[secret["secretRef"]["name"]])
         for var in container.get("env", []):
-            pod_env[var["name"]] = substitute(var["value"], scope)
+            if "valueFrom" in var:  # a Secret's key, as the kubelet gives it
+                ref = var["valueFrom"]["secretKeyRef"]
+                pod_env[var["name"]] = self.secrets[ref["name"]][ref["key"]]
+            else:
+                pod_env[var["name"]] = substitute(var["value"], scope)
         with tempfile.TemporaryDirectory() as pod_tmp:
             os.chmod(pod_tmp, 0o777)  # the image runs as an unprivileged user
 
@@ -174,8 +178,16 @@ class ArgoRunner:
                 )
             if done.returncode != 0:
                 return "Failed", {}
-            values = {p["name"]: Path(local(p["valueFrom"]["path"])).read_text() for p in outputs}
+            values = {p["name"]: _output(p, local) for p in outputs}
         return "Succeeded", values
+
+
+def _output(parameter: dict[str, Any], local: Callable[[str], str]) -> str:
+    """An output parameter's file, or its `valueFrom.default` when the pod wrote none."""
+    path = Path(local(parameter["valueFrom"]["path"]))
+    if not path.exists() and "default" in parameter["valueFrom"]:
+        return str(parameter["valueFrom"]["default"])
+    return path.read_text()
 
 
 def _referenced(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,8 +84,11 @@ class FakeArgo:
         refused = _restricted(workflow)
         if refused:
             return refused
-        workflow["metadata"].update(namespace=ns, uid="uid-1", resourceVersion="1")
-        self.workflows[workflow["metadata"]["name"]] = workflow
+        meta = workflow["metadata"]
+        if "name" not in meta:  # Argo's name: generateName and five random characters
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        meta.update(namespace=ns, uid="uid-1", resourceVersion="1")
+        self.workflows[meta["name"]] = workflow
         return 200, workflow
 
     def get_workflow(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:

@@ -39,6 +39,14 @@ SAFE_SYSCTLS = {
 
 def violations(manifest: dict[str, Any]) -> list[str]:
     """Every way a pod of the manifest breaks the restricted profile; empty when none does."""
+    if "spec" not in manifest:  # a ServiceAccount, Role or RoleBinding: no pod
+        return []
+    if manifest["kind"] in ("EventSource", "Sensor"):  # Argo Events' pod: its spec.template
+        template = manifest["spec"].get("template") or {}
+        level = template.get("securityContext") or {}
+        where = f"{manifest['kind']} {manifest['metadata']['name']}"
+        inside = _container(template.get("container") or {}, level)
+        return _pod(where, level, template, template) + [f"{where}: {v}" for v in inside]
     spec = manifest["spec"]
     spec = spec.get("workflowSpec", spec)
     pod = spec.get("securityContext") or {}

@@ -13,13 +13,17 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from sweeper.core import storage
 from sweeper.core.outcomes import Outcome, SweepResult
 from sweeper.core.records import Status
 from sweeper.core.settings import Settings
 from sweeper.errors import SweeperError
+from sweeper.executors.argo import events, rbac
 from sweeper.executors.argo.checks import check_reachable
 from sweeper.executors.argo.compile import compile_sweep, compile_template
+from sweeper.executors.argo.names import label_value
 from sweeper.executors.base import Batch, Sweep
 from sweeper.planning.definition import Definition
 from sweeper.safe_text import redact
@@ -107,20 +111,28 @@ class ArgoExecutor:
 def _run_definition(sweep: Sweep, definition: Definition) -> int:
     """Render, or submit (and watch) the workflow of a whole sweep; the exit status."""
     settings, argo = sweep.settings, sweep.settings.argo
-    if argo.template:
+    if argo.template or argo.trigger:
         return _run_template(definition, settings)
     workflow = compile_sweep(definition, settings)
+    accounts = rbac.rbac(workflow.name or "", argo) if argo.rbac else []
     if argo.render_to:
         path = Path(argo.render_to).resolve()
-        storage.write_bytes_atomic(str(path), workflow.to_yaml().encode())
+        documents = [workflow.to_dict(), *accounts]
+        text = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents)
+        storage.write_bytes_atomic(str(path), text.encode())
         kind = type(workflow).__name__
         how = (
             "argo cron create it, or kubectl apply -f it"
             if kind == "CronWorkflow"
             else "argo submit it, or kubectl create -f it"
         )
-        print(f"{kind} {workflow.name} written to {path} ({how})")
+        said = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in documents)
+        print(f"{said} written to {path} ({how})")
         return 0
+    if accounts:
+        raise SweeperError(
+            "argo.rbac makes objects for kubectl apply: give argo.render_to=<file> and apply it"
+        )
     from sweeper.executors.argo.submit import submit
 
     status = submit(workflow, argo)
@@ -132,21 +144,36 @@ def _run_definition(sweep: Sweep, definition: Definition) -> int:
 
 def _run_template(definition: Definition, settings: Settings) -> int:
     """Create or update the sweep's WorkflowTemplate (and, with argo.schedule, its CronWorkflow)
-    on the Argo Server, or render them to one YAML file, a document each."""
+    on the Argo Server, or render them to one YAML file, a document each, with argo.trigger's
+    EventSource and Sensor and argo.rbac's accounts (for `kubectl apply -f`: render only)."""
     argo = settings.argo
     template, cron = compile_template(definition, settings)
     made: list[WorkflowTemplate | CronWorkflow] = [template] if cron is None else [template, cron]
+    assert template.name is not None
+    experiment = label_value(settings.mlflow.experiment)
+    more = []
+    if argo.trigger:
+        more += [
+            events.event_source(template.name, argo, experiment),
+            events.sensor(template.name, argo, experiment),
+        ]
+    if argo.rbac:
+        more += rbac.rbac(template.name, argo)
     if not argo.render_to:
+        if more:
+            raise SweeperError(
+                "argo.trigger and argo.rbac make objects for kubectl apply: give "
+                "argo.render_to=<file> and apply it"
+            )
         from sweeper.executors.argo.submit import apply
 
         return apply(made, argo)
     path = Path(argo.render_to).resolve()
-    text = "---\n".join(one.to_yaml() for one in made)
+    documents = [one.to_dict() for one in made] + more
+    text = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents)
     storage.write_bytes_atomic(str(path), text.encode())
-    kinds = " and ".join(f"{type(one).__name__} {one.name}" for one in made)
-    print(
-        f"{kinds} written to {path} (argo template create / argo cron create, or kubectl apply -f)"
-    )
+    kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in documents)
+    print(f"{kinds} written to {path} (kubectl apply -f it)")
     return 0
 
 
@@ -178,6 +205,7 @@ def _check_batches(sweep: Sweep) -> None:
         "argo.render_to": argo.render_to,
         "argo.schedule": argo.schedule,
         "argo.template": argo.template,
+        "argo.trigger": argo.trigger,
     }
     for setting, value in chosen.items():
         if value:

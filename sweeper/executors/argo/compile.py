@@ -24,6 +24,7 @@ from hera.workflows import (
     Env,
     Parameter,
     RetryStrategy,
+    SecretEnv,
     SecretEnvFrom,
     Task,
     Workflow,
@@ -33,6 +34,7 @@ from hera.workflows import models as m
 
 from sweeper.core import provenance, storage, trust
 from sweeper.core.settings import ArgoSettings, SearchKind, Settings
+from sweeper.executors.argo import events, metrics, notify_step
 from sweeper.executors.argo.checks import check_definition, check_reachable
 from sweeper.executors.argo.names import dns_label, label_value
 from sweeper.planning.definition import Definition
@@ -43,6 +45,7 @@ POD_RESOURCES = ("cpu", "memory", "memory_limit")
 PLAN_STEP = "sweeper.executors.argo.plan_step"
 SUMMARY_STEP = "sweeper.executors.argo.summary_step"
 PROMOTE_STEP = "sweeper.executors.argo.promote_step"  # search=halving: a round's trials
+NOTIFY_STEP = "sweeper.executors.argo.notify_step"  # argo.notify: the exit hook's webhook
 DEFINITION = "definition"  # a WorkflowTemplate's parameter: the encoded definition
 
 
@@ -89,12 +92,17 @@ def compile_template(
     experiment = label_value(settings.mlflow.experiment)
     name = dns_label(argo.name or f"sweeper-{settings.mlflow.experiment}", 52)
     encoded = definition.portable().encoded()
+    parameters = [Parameter(name=DEFINITION, value=encoded)]
+    data: list[str] = []  # with argo.trigger, the plan step's data: the object that landed
+    if argo.trigger:
+        bucket = events.watched(argo).bucket
+        parameters.append(Parameter(name=events.DATA_KEY, value=""))
+        key = f"{{{{workflow.parameters.{events.DATA_KEY}}}}}"
+        data = ["--data-bucket", f"s3://{bucket}", "--data-key", key]
     template = WorkflowTemplate(
-        name=name,
-        labels={"sweeper/experiment": experiment},
-        arguments=[Parameter(name=DEFINITION, value=encoded)],
+        name=name, labels={"sweeper/experiment": experiment}, arguments=parameters
     )
-    _sweep(template, name, f"{{{{workflow.parameters.{DEFINITION}}}}}", settings)
+    _sweep(template, name, f"{{{{workflow.parameters.{DEFINITION}}}}}", settings, data)
     if argo.schedule is None:
         return template, None
     cron = _cron(name, argo.schedule, argo, experiment, m.WorkflowTemplateRef(name=name))
@@ -126,14 +134,22 @@ def _cron(
     )
 
 
-def _sweep(workflow: Workflow, name: str, definition: str, settings: Settings) -> None:
+def _sweep(
+    workflow: Workflow,
+    name: str,
+    definition: str,
+    settings: Settings,
+    data: list[str] | None = None,
+) -> None:
     """Fill `workflow` (named `name`) with the sweep's steps, their plan step given
-    `definition`: the encoded definition, or a parameter that holds it."""
+    `definition`: the encoded definition, or a parameter that holds it (and `data`: more
+    arguments that name its data)."""
     argo = settings.argo
     experiment = label_value(settings.mlflow.experiment)
     workflow.namespace = argo.namespace
     workflow.entrypoint = "sweep"
-    workflow.on_exit = "summary"
+    workflow.on_exit = "exit" if argo.notify else "summary"
+    workflow.metrics = metrics.workflow_metrics(experiment)
     workflow.parallelism = argo.parallelism
     workflow.active_deadline_seconds = argo.active_deadline_seconds
     workflow.service_account_name = argo.service_account
@@ -146,7 +162,10 @@ def _sweep(workflow: Workflow, name: str, definition: str, settings: Settings) -
         mutex = dns_label(f"sweeper-{settings.mlflow.experiment}", 63)
         trusted = trust.pod_arguments(settings.trust)
         halving = settings.search.kind == SearchKind.halving
-        _templates(argo, definition, settings.storage.root, mutex, trusted, halving)
+        summary = _templates(
+            argo, [definition, *(data or [])], settings.storage.root, mutex, trusted, halving
+        )
+        summary.metrics = metrics.summary_metrics(experiment)
 
 
 def _lifecycle(workflow: Workflow, argo: ArgoSettings) -> None:
@@ -181,14 +200,15 @@ def _lifecycle(workflow: Workflow, argo: ArgoSettings) -> None:
 
 def _templates(
     argo: ArgoSettings,
-    definition: str,
+    definition: list[str],
     root: str,
     mutex: str,
     trusted: list[str],
     halving: bool = False,
-) -> None:
-    """`trusted`: the trust settings every pod that builds or loads a model is given.
-    `halving`: each group trains in rounds of successive halving (see rounds)."""
+) -> Container:
+    """`definition`: what follows the plan step's `--definition`. `trusted`: the trust
+    settings every pod that builds or loads a model is given. `halving`: each group trains in
+    rounds of successive halving (see rounds). Returns the summary step (the exit handler)."""
     image = argo.image
     plan_url = storage.sweep_url(root.rstrip("/"), "{{workflow.name}}", storage.PLAN)
     chunk = storage.chunk_record("{{inputs.parameters.chunk}}")
@@ -222,6 +242,7 @@ def _templates(
         inputs: list[Parameter] | None = None,
         outputs: list[Parameter] | None = None,
         resources: m.ResourceRequirements | None = None,
+        secret_env: list[SecretEnv] | None = None,
     ) -> Container:
         return Container(
             name=name,
@@ -229,7 +250,7 @@ def _templates(
             image_pull_policy=pull,
             command=["python", "-m", module],
             args=args,
-            env=env or None,
+            env=[*env, *(secret_env or [])] or None,
             env_from=env_from or None,
             retry_strategy=retry,
             inputs=inputs,
@@ -244,7 +265,7 @@ def _templates(
     plan = step(
         "plan",
         PLAN_STEP,
-        [*plan_args, "--definition", definition],
+        [*plan_args, "--definition", *definition],
         outputs=[Parameter(name="groups", value_from=m.ValueFrom(path=f"{OUTPUTS}/groups.json"))],
     )
     preprocess = step(
@@ -266,10 +287,17 @@ def _templates(
             limits={"memory": m.Quantity("{{inputs.parameters.memory_limit}}")},
         ),
     )
-    summary = step("summary", SUMMARY_STEP, ["--plan", plan_url, *trusted])
+    summary = step(
+        "summary",
+        SUMMARY_STEP,
+        ["--plan", plan_url, "--outputs", OUTPUTS, *trusted],
+        outputs=metrics.summary_outputs(OUTPUTS),
+    )
     # One summary of an experiment at a time: a nightly run and a manual one never decide a
     # registry promotion side by side.
     summary.synchronization = m.Synchronization(mutexes=[m.Mutex(name=mutex)])
+    if argo.notify:  # the exit handler: the summary, then the webhook, whatever happened
+        _exit_hook(step, summary, plan_url, argo.notify)
     resources = {r: f"{{{{inputs.parameters.{r}}}}}" for r in POD_RESOURCES}
 
     # failFast off: one failing trial must not stop the others from being scheduled.
@@ -335,6 +363,35 @@ def _templates(
                 "to_train": "{{item.to_train}}",
                 "pods": "{{item.pods}}",
             },
+        )
+    return summary
+
+
+def _exit_hook(
+    step: Callable[..., Container], summary: Container, plan_url: str, secret: str
+) -> None:
+    """argo.notify: the summary, then a pod that tells the webhook whose URL the Secret
+    `secret` holds (key `url`) of a failure or a new champion, whether or not the summary
+    succeeded (a failed summary is a failure to tell of)."""
+    notify = step(
+        "notify",
+        NOTIFY_STEP,
+        [
+            *("--plan", plan_url),
+            *("--workflow", "{{workflow.name}}"),
+            *("--status", "{{inputs.parameters.status}}"),
+        ],
+        inputs=[Parameter(name="status")],
+        resources=m.ResourceRequirements(
+            requests={"cpu": m.Quantity("50m"), "memory": m.Quantity("256Mi")},
+            limits={"memory": m.Quantity("512Mi")},
+        ),
+        secret_env=[SecretEnv(name=notify_step.URL_ENV, secret_name=secret, secret_key="url")],
+    )
+    with DAG(name="exit", fail_fast=False):
+        concluded = Task(name="summary", template=summary, continue_on=m.ContinueOn(failed=True))
+        concluded >> Task(
+            name="notify", template=notify, arguments={"status": "{{workflow.status}}"}
         )
 
 

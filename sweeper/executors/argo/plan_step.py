@@ -17,14 +17,16 @@ An optimiser's batch names its trials instead (no expansion), each as a list of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
-from sweeper.core import storage
+from sweeper.core import overrides, storage
 from sweeper.core.provenance import provenance
 from sweeper.core.records import Plan, Trial
 from sweeper.core.settings import SearchKind
@@ -94,6 +96,20 @@ def plan_sweep(definition: Definition, sweep_id: str, trials_per_pod: int | str)
     return Planned(plan, fan_out, len(pods))
 
 
+def with_data(definition: Definition, bucket: str | None, key: str) -> Definition:
+    """The definition reading the object `key` of `bucket` (s3://name) as its data, as a
+    triggered run is given it: URL-encoded, as bucket notifications give keys. Quoted for Hydra,
+    so that a comma or a space in a key is part of the path, not a sweep over paths."""
+    path = unquote_plus(key)
+    if not bucket or definition.jobs is not None:
+        raise SweeperError("--data-key needs --data-bucket, and a definition of overrides")
+    if set(path) & set("'\\$"):
+        raise SweeperError(f"data key {path!r} has a quote, backslash or $: not a data.path here")
+    url = f"{bucket.rstrip('/')}/{path}"
+    kept = [line for line in definition.overrides if overrides.key(line) != "data.path"]
+    return dataclasses.replace(definition, overrides=(*kept, f"data.path='{url}'"))
+
+
 @dataclass(frozen=True)
 class Planned:
     plan: Plan
@@ -107,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--sweep-id", required=True)
     parser.add_argument("--outputs", required=True, help="folder for Argo output parameters")
+    parser.add_argument("--data-bucket", help="argo.trigger's bucket (s3://bucket)")
+    parser.add_argument(
+        "--data-key", default="", help="the object that landed in it: data.path (URL-encoded)"
+    )
     chunks.add_trials_per_pod(parser)
     Definition.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -115,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     try:
+        if args.data_key:
+            definition = with_data(definition, args.data_bucket, args.data_key)
         planned = plan_sweep(definition, args.sweep_id, args.trials_per_pod)
     except SweeperError as err:
         print(f"error: {err}", file=sys.stderr)

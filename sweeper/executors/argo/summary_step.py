@@ -4,15 +4,20 @@
 
 Runs whether or not trials failed: reads the trials' child runs back from MLflow, concludes the
 sweep's run (results table and plots, the best trial's model, summary metrics; see
-sweeper.conclusion), writes results.json and prints the ranked table with the MLflow compare
-link. Exits non-zero when any trial did not finish.
+sweeper.conclusion), writes results.json and notice.json (what an exit hook's notification says:
+notify_step) and prints the ranked table with the MLflow compare link. With --outputs, writes its
+output parameters there (the best score and the trial counts its metrics emit: see metrics).
+Exits non-zero when any trial did not finish.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sweeper.conclusion.conclude import conclude_sweep
 from sweeper.core import storage, trust
@@ -20,7 +25,8 @@ from sweeper.core.faults import Fault
 from sweeper.core.outcomes import SweepResult
 from sweeper.core.records import Plan, Status
 from sweeper.core.settings import SearchKind, TrustSettings
-from sweeper.display.table import print_results
+from sweeper.display.table import best_scores, print_results, ui_address
+from sweeper.executors.argo.metrics import SUMMARY_OUTPUTS
 from sweeper.executors.argo.rounds import halving_outcomes
 from sweeper.tracking.tracker import Tracker
 from sweeper.trial.lifecycle import recorded_outcomes
@@ -46,7 +52,45 @@ def summarise(plan_url: str, trusting: TrustSettings | None = None) -> SweepResu
     if twice:  # claims make this rare (see tracking.claims): said, not hidden
         result.notes.append(f"{twice} trial(s) were logged FINISHED more than once; counted once")
     storage.write_record(settings.storage.root, plan.sweep_id, storage.RESULTS, result.to_json())
+    notice = json.dumps(_notice(result))
+    storage.write_record(settings.storage.root, plan.sweep_id, storage.NOTICE, notice)
     return result
+
+
+def _notice(result: SweepResult) -> dict[str, object]:
+    """What a notification about this sweep says: its best, its registry decision, its run."""
+    best, ranking = result.best, result.ranking
+    registry = next((n for n in result.notes if n.startswith("Registry:")), "")
+    address, _ = ui_address(result.tracking_uri)
+    run = f"/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}"
+    return {
+        "sweep": result.plan.sweep_id,
+        "experiment": result.plan.settings.mlflow.experiment,
+        "best": f"{best.trial.name} ({best_scores(best.metrics, ranking)})" if best else None,
+        "finished": len(result.outcomes) - result.n_failed,
+        "failed": result.n_failed,
+        "registry": registry,
+        "promoted": " is the champion" in registry,
+        "run": f"{address}{run}" if address else None,
+    }
+
+
+def write_outputs(folder: Path, result: SweepResult | None) -> None:
+    """The summary's output parameters (metrics.SUMMARY_OUTPUTS): the best score by the
+    ranking key, and the trials that finished and failed; NaN and 0 when nothing concluded."""
+    values = dict(SUMMARY_OUTPUTS)
+    if result is not None:
+        best, key = result.best, result.ranking.key
+        score = best.metrics.get(key, math.nan) if best else math.nan
+        values = {
+            "best_score": repr(score) if math.isfinite(score) else "NaN",
+            "metric": key,
+            "finished": str(len(result.outcomes) - result.n_failed),
+            "failed": str(result.n_failed),
+        }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in values.items():
+        (folder / name).write_text(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,18 +98,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m sweeper.executors.argo.summary_step", description=__doc__
     )
     parser.add_argument("--plan", required=True, help="URL of the sweep's plan.json")
+    parser.add_argument("--outputs", type=Path, help="folder for Argo output parameters")
     trust.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         result = summarise(args.plan, trust.from_arguments(args))
     except FileNotFoundError:  # the plan step refused the input (its log says why)
         print(f"error: no plan at {args.plan}: the plan step did not finish", file=sys.stderr)
-        return 1
+        return _failed(args.outputs)
     except Fault as err:  # the store or the disk: the next try (a retry, a resubmit) resumes
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return _failed(args.outputs)
+    if args.outputs is not None:
+        write_outputs(args.outputs, result)
     print_results(result)
     return 1 if result.n_failed else 0
+
+
+def _failed(outputs: Path | None) -> int:
+    if outputs is not None:
+        write_outputs(outputs, None)
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""The Prometheus metrics a sweep's workflow emits (Argo prefixes them `argo_workflows_`).
+
+    sweeper_best_score{experiment, metric}            gauge: the sweep's best score
+    sweeper_trials_finished_total{experiment}         counter: trials that finished
+    sweeper_trials_failed_total{experiment}           counter: trials that failed
+    sweeper_workflow_duration_seconds{experiment}     gauge, realtime: how long the run has taken
+    sweeper_sweeps_failed_total{experiment}           counter: runs that ended Failed or Error
+
+The summary step writes the first three as its output parameters (summary_step --outputs).
+"""
+
+from __future__ import annotations
+
+from hera.workflows import Counter, Gauge, Label, Parameter
+from hera.workflows import models as m
+
+# The summary's output parameters, as files it writes; their values when it could not.
+SUMMARY_OUTPUTS = {"best_score": "NaN", "metric": "none", "finished": "0", "failed": "0"}
+
+
+def summary_outputs(folder: str) -> list[Parameter]:
+    return [
+        Parameter(name=name, value_from=m.ValueFrom(path=f"{folder}/{name}", default=default))
+        for name, default in SUMMARY_OUTPUTS.items()
+    ]
+
+
+def summary_metrics(experiment: str) -> list[Counter | Gauge]:
+    """Emitted when the summary ends: the best score to alert on a drift, trials to alert on
+    failures. `experiment`: a label value already."""
+    labels = [Label(key="experiment", value=experiment)]
+    out = "{{outputs.parameters.%s}}"
+    return [
+        Gauge(
+            name="sweeper_best_score",
+            help="Best score of the sweep (its ranking metric)",
+            labels=[*labels, Label(key="metric", value=out % "metric")],
+            realtime=False,
+            value=out % "best_score",
+        ),
+        Counter(
+            name="sweeper_trials_finished_total",
+            help="Trials of the sweep that finished",
+            labels=labels,
+            value=out % "finished",
+        ),
+        Counter(
+            name="sweeper_trials_failed_total",
+            help="Trials of the sweep that failed",
+            labels=labels,
+            value=out % "failed",
+        ),
+    ]
+
+
+def workflow_metrics(experiment: str) -> list[Counter | Gauge]:
+    labels = [Label(key="experiment", value=experiment)]
+    return [
+        Gauge(
+            name="sweeper_workflow_duration_seconds",
+            help="Seconds the sweep's workflow has run",
+            labels=labels,
+            realtime=True,
+            value="{{workflow.duration}}",
+        ),
+        Counter(
+            name="sweeper_sweeps_failed_total",
+            help="Sweep workflows that ended Failed or Error",
+            labels=labels,
+            when="{{status}} != Succeeded",
+            value="1",
+        ),
+    ]
