@@ -1,5 +1,5 @@
-"""backend=argo at scale: what Argo keeps of a sweep does not grow with its trials, and trials
-some sweep already finished get no pod."""
+"""backend=argo at scale: what Argo keeps of a sweep does not grow with its trials. (Trials some
+sweep already finished get no pod: tests/test_argo_trigger.py, data landing twice.)"""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import json
 import secrets
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
-from support.argo import REMOTE, render
-from support.argo_runner import ArgoRunner, base_env
+from support.argo import REMOTE
 from support.mlflow_view import sweeps
 from support.servers import S3Server, run_sweeper
 from sweeper.planning.definition import Definition
@@ -81,47 +78,6 @@ def test_a_100000_trial_plan_step_outputs_kilobytes_and_at_most_1000_pods(
     [sweep] = sweeps(mlflow_server, experiment)  # the sweep's run is open, its trials to come
     assert sweep.sweep_id == sweep_id and sweep.parent.data.params["n_trials"] == "100000"
     assert sweep.children == []
-
-
-def test_an_unchanged_sweep_submitted_again_runs_no_train_pod(
-    workdir: Path, s3_server: S3Server, mlflow_server: str
-) -> None:
-    bucket = f"again-{secrets.token_hex(3)}"
-    s3_server.fs().mkdir(bucket)
-    experiment = f"again-{bucket}"
-    manifest = render(
-        workdir,
-        [
-            "model=lasso",
-            "model.alpha=0.1,1,10",
-            "argo.trials_per_pod=1",
-            f"storage.root=s3://{bucket}/store",
-            f"mlflow.tracking_uri={mlflow_server}",
-            f"mlflow.experiment={experiment}",
-            *s3_server.pod_overrides(),
-            "-m",
-        ],
-    )
-    credentials = s3_server.pod_secrets()
-    first = ArgoRunner(manifest, env=base_env(), secrets=credentials)
-    assert first.run() == "Succeeded", [p.stderr[-2000:] for p in first.pods if p.returncode]
-    assert [p.template for p in first.pods].count("train") == 3  # a pod each, side by side
-
-    metadata = {**manifest["metadata"], "name": manifest["metadata"]["name"] + "-again"}
-    again = ArgoRunner({**manifest, "metadata": metadata}, env=base_env(), secrets=credentials)
-    assert again.run() == "Succeeded", [p.stderr[-2000:] for p in again.pods if p.returncode]
-    assert [p.template for p in again.pods] == ["plan", "preprocess", "summary"]
-    assert "0 to train in 0 pod(s), 3 finished before" in again.pods[0].stdout
-
-    earlier, second = sweeps(mlflow_server, experiment)
-    assert sorted(r.info.status for r in earlier.children) == ["FINISHED"] * 3
-    assert second.children == []  # every trial FINISHED once, in the first sweep
-    assert second.parent.data.metrics["n_reused"] == 3
-    assert second.parent.data.metrics["best_cv_mse"] == earlier.parent.data.metrics["best_cv_mse"]
-    assert second.parent.info.status == "FINISHED"
-    client = MlflowClient(mlflow_server)
-    assert "lasso alpha=0.1" in again.pods[-1].stdout  # the summary still ranks them
-    assert client.get_run(second.parent.info.run_id).data.tags["best_model_uri"]
 
 
 def test_trials_per_pod_is_a_number_or_auto(workdir: Path) -> None:
