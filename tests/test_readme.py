@@ -10,6 +10,7 @@ import re
 import shlex
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from support import pod_security
@@ -94,21 +95,42 @@ def argo_commands() -> list[list[str]]:
 
 def test_the_pages_argo_commands_write_admissible_manifests(workdir: Path) -> None:
     """As written, with the `argo.render_to=sweep.yaml` the Argo page says to add to only write
-    the manifest; the nightly page's command renders a CronWorkflow."""
+    the manifest; the nightly page's command renders a CronWorkflow, the production page's (which
+    names its own file) a template with its CronWorkflow, trigger and accounts."""
     found = argo_commands()
-    assert len(found) == 3 and all("-m" in c and c[-1] != "-m" for c in found)
-    kinds = [
-        "CronWorkflow" if any(a.startswith("argo.schedule=") for a in c) else "Workflow"
-        for c in found
-    ]
-    assert kinds.count("CronWorkflow") == 1
+    assert len(found) == 4 and all("-m" in c and c[-1] != "-m" for c in found)
     schema = json.loads(SCHEMA.read_text())
-    for args, kind in zip(found, kinds, strict=True):
-        (workdir / "sweep.yaml").unlink(missing_ok=True)
-        done = run_sweeper([*args, "argo.render_to=sweep.yaml"], cwd=workdir)
+    events_schema = json.loads((SCHEMA.parent / "events-schema.json").read_text())
+    rendered = []
+    for args in found:
+        named = [a.removeprefix("argo.render_to=") for a in args if "argo.render_to=" in a]
+        target = workdir / (named[0] if named else "sweep.yaml")
+        target.unlink(missing_ok=True)
+        given = args if named else [*args, "argo.render_to=sweep.yaml"]
+        done = run_sweeper(given, cwd=workdir)
         assert done.returncode == 0, f"{' '.join(args)}: {done.stderr[-2000:]}"
-        assert f"{kind} sweeper-" in done.stdout
-        manifest = yaml.safe_load((workdir / "sweep.yaml").read_text())
-        assert manifest["kind"] == kind
-        validate(manifest, schema)
-        assert pod_security.violations(manifest) == []
+        documents = list(yaml.safe_load_all(target.read_text()))
+        kinds = [d["kind"] for d in documents]
+        rendered.append(kinds)
+        said = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in documents)
+        assert f"{said} written to {target}" in done.stdout
+        for manifest in documents:
+            group = manifest["apiVersion"].split("/")[0]
+            kind = manifest["kind"]
+            if kind in ("EventSource", "Sensor"):
+                ref = f"#/definitions/io.argoproj.events.v1alpha1.{kind}"
+                jsonschema.Draft7Validator(
+                    {"$ref": ref, "definitions": events_schema["definitions"]}
+                ).validate(manifest)
+            elif group == "argoproj.io":
+                validate(manifest, schema)
+            assert pod_security.violations(manifest) == []
+    accounts = ["ServiceAccount", "Role", "RoleBinding"]
+    assert sorted(rendered) == sorted(
+        [
+            ["Workflow"],
+            ["Workflow"],
+            ["CronWorkflow"],
+            ["WorkflowTemplate", "CronWorkflow", "EventSource", "Sensor", *accounts, *accounts],
+        ]
+    )
