@@ -73,8 +73,9 @@ def test_new_data_in_the_bucket_runs_the_sweep_and_the_same_data_again_trains_no
         with contextlib.contextmanager(serve)(fake) as argo:
             fake.templates[name] = template  # applied with kubectl, as a platform's GitOps does
 
+            namespace = template["metadata"]["namespace"]
+
             def submit(workflow: dict[str, object]) -> str:
-                namespace = template["metadata"]["namespace"]
                 made = requests.post(
                     f"{argo.url}/api/v1/workflows/{namespace}",
                     json={"namespace": namespace, "workflow": workflow},
@@ -97,8 +98,22 @@ def test_new_data_in_the_bucket_runs_the_sweep_and_the_same_data_again_trains_no
             # The same bytes again under another key: nothing to train.
             second = run("incoming/sales 2026-12-06.csv", seats)
             assert fake.phases[second].result(timeout=600) == "Succeeded"
-            # A table without the target: refused by the plan step, the workflow fails.
-            broken = run("incoming/sales broken.csv", seats.drop(columns=["Sales"]))
+            # A table without the target, run by a person from the template as `argo submit
+            # --from workflowtemplate/NAME -p data-key=…` posts it: refused by the plan step.
+            landed("incoming/sales broken.csv", seats.drop(columns=["Sales"]))
+            by_hand = requests.post(
+                f"{argo.url}/api/v1/workflows/{namespace}/submit",
+                json={
+                    "namespace": namespace,
+                    "resourceKind": "workflowtemplate",
+                    "resourceName": name,
+                    "submitOptions": {"parameters": ["data-key=incoming/sales broken.csv"]},
+                },
+                headers={"Authorization": f"Bearer {argo.token}"},
+                timeout=30,
+            )
+            by_hand.raise_for_status()
+            broken = by_hand.json()["metadata"]["name"]
             assert fake.phases[broken].result(timeout=600) == "Failed"
             # Something outside the prefix or removed is not for this Sensor.
             gone = landed("incoming/sales 2026-12-05.csv", seats)

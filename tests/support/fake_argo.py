@@ -29,6 +29,7 @@ TEMPLATE = r"/api/v1/workflow-templates/(?P<ns>[^/]+)"
 # (method, path, the swagger definition of the request body, handler)
 ROUTES = [
     ("POST", r"/api/v1/workflows/(?P<ns>[^/]+)", V1 + "WorkflowCreateRequest", "create_workflow"),
+    ("POST", r"/api/v1/workflows/(?P<ns>[^/]+)/submit", V1 + "WorkflowSubmitRequest", "submit"),
     ("GET", WORKFLOW + "/log", None, "workflow_logs"),
     ("GET", WORKFLOW, None, "get_workflow"),
     ("POST", CRON, V1 + "CreateCronWorkflowRequest", "create_cron"),
@@ -90,6 +91,33 @@ class FakeArgo:
         meta.update(namespace=ns, uid="uid-1", resourceVersion="1")
         self.workflows[meta["name"]] = workflow
         return 200, workflow
+
+    def submit(self, ns: str, body: Any, **_: Any) -> tuple[int, Any]:
+        """`argo submit --from workflowtemplate/NAME -p k=v`: a Workflow that runs the template
+        by reference, the parameters given as its arguments (as Argo's server makes it)."""
+        kind, name = body.get("resourceKind", ""), body.get("resourceName", "")
+        if kind.lower() not in ("workflowtemplate", "workflowtemplates", "wftmpl"):
+            return 400, {"code": 3, "message": f"resourceKind {kind} is not supported"}
+        if name not in self.templates:
+            return 404, {"code": 5, "message": f'workflowtemplates.argoproj.io "{name}" not found'}
+        given = body.get("submitOptions", {}).get("parameters", [])
+        workflow = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {
+                "generateName": f"{name}-",
+                "labels": {"workflows.argoproj.io/workflow-template": name},
+            },
+            "spec": {
+                "workflowTemplateRef": {"name": name},
+                "arguments": {
+                    "parameters": [
+                        {"name": k, "value": v} for k, v in (p.split("=", 1) for p in given)
+                    ]
+                },
+            },
+        }
+        return self.create_workflow(ns=ns, body={"workflow": workflow})
 
     def get_workflow(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
         if name not in self.workflows:
