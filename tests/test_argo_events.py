@@ -8,13 +8,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
-from support.argo import REMOTE, SCHEMA, check_structure, render, render_all, validate
+from support.argo import (
+    EVENTS_SCHEMA,
+    REMOTE,
+    SCHEMA,
+    check_structure,
+    render,
+    render_all,
+    validate,
+    validate_events,
+)
 from support.servers import run_sweeper
 
-EVENTS_SCHEMA = SCHEMA.parent / "events-schema.json"
 KEY_PATH = "notification.0.s3.object.key"  # the key in what a MinIO EventSource delivers
 NIGHTLY = [
     "model=rf,lasso",
@@ -32,15 +39,6 @@ NIGHTLY = [
 @pytest.fixture(scope="module")
 def schemas() -> tuple[dict[str, Any], dict[str, Any]]:
     return json.loads(SCHEMA.read_text()), json.loads(EVENTS_SCHEMA.read_text())
-
-
-def validate_events(manifest: dict[str, Any], schema: dict[str, Any]) -> None:
-    kind = manifest["kind"]
-    ref = {
-        "$ref": f"#/definitions/io.argoproj.events.v1alpha1.{kind}",
-        "definitions": schema["definitions"],
-    }
-    jsonschema.Draft7Validator(ref).validate(manifest)
 
 
 def test_a_trigger_renders_the_template_an_event_source_a_sensor_and_their_accounts(

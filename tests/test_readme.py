@@ -10,11 +10,10 @@ import re
 import shlex
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from support import pod_security
-from support.argo import SCHEMA, validate
+from support.argo import EVENTS_SCHEMA, SCHEMA, validate, validate_events
 from support.servers import SHARED_DATA, run_sweeper
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -100,7 +99,7 @@ def test_the_pages_argo_commands_write_admissible_manifests(workdir: Path) -> No
     found = argo_commands()
     assert len(found) == 4 and all("-m" in c and c[-1] != "-m" for c in found)
     schema = json.loads(SCHEMA.read_text())
-    events_schema = json.loads((SCHEMA.parent / "events-schema.json").read_text())
+    events_schema = json.loads(EVENTS_SCHEMA.read_text())
     rendered = []
     for args in found:
         named = [a.removeprefix("argo.render_to=") for a in args if "argo.render_to=" in a]
@@ -118,10 +117,7 @@ def test_the_pages_argo_commands_write_admissible_manifests(workdir: Path) -> No
             group = manifest["apiVersion"].split("/")[0]
             kind = manifest["kind"]
             if kind in ("EventSource", "Sensor"):
-                ref = f"#/definitions/io.argoproj.events.v1alpha1.{kind}"
-                jsonschema.Draft7Validator(
-                    {"$ref": ref, "definitions": events_schema["definitions"]}
-                ).validate(manifest)
+                validate_events(manifest, events_schema)
             elif group == "argoproj.io":
                 validate(manifest, schema)
             assert pod_security.violations(manifest) == []

@@ -20,18 +20,28 @@ from support.fake_argo import FakeArgo
 from support.servers import SHARED_DATA, run_sweeper
 
 SCHEMA = SHARED_DATA.parent / "argo" / "schema.json"
+EVENTS_SCHEMA = SCHEMA.parent / "events-schema.json"  # Argo Events'
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 TOKEN = "tok-" + "n0t-for-manifests"
 SECRET_KEY = "s3cr3t-" + "key-value"
 
 
 def validate(manifest: dict[str, Any], schema: dict[str, Any]) -> None:
-    kind = manifest["kind"]
+    """An Argo Workflows object against schema.json (JSON Schema 2020-12)."""
+    _validate(manifest, schema, "workflow", jsonschema.Draft202012Validator)
+
+
+def validate_events(manifest: dict[str, Any], schema: dict[str, Any]) -> None:
+    """An Argo Events object (EventSource, Sensor) against events-schema.json (draft 7)."""
+    _validate(manifest, schema, "events", jsonschema.Draft7Validator)
+
+
+def _validate(manifest: dict[str, Any], schema: dict[str, Any], group: str, validator: Any) -> None:
     ref = {
-        "$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}",
+        "$ref": f"#/definitions/io.argoproj.{group}.v1alpha1.{manifest['kind']}",
         "definitions": schema["definitions"],
     }
-    jsonschema.Draft202012Validator(ref).validate(manifest)
+    validator(ref).validate(manifest)
 
 
 def render(workdir: Path, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import jsonschema
 
 from support import pod_security
+from support.loopback import loopback
 
 V1 = "io.argoproj.workflow.v1alpha1."
 WORKFLOW = r"/api/v1/workflows/(?P<ns>[^/]+)/(?P<name>[^/]+)"
@@ -209,15 +209,9 @@ def serve(fake: FakeArgo) -> Iterator[FakeArgo]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback(Handler) as url:
+        fake.url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def load_swagger(shared: Path) -> dict[str, Any]:
