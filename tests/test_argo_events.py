@@ -77,6 +77,8 @@ def test_a_trigger_renders_the_template_an_event_source_a_sensor_and_their_accou
     assert watched["bucket"] == {"name": "bucket"}
     assert watched["filter"] == {"prefix": "incoming/", "suffix": ""}
     assert watched["endpoint"] == "minio.storage:9000" and watched["insecure"] is True
+    pods = [source["spec"]["template"], sensor["spec"]["template"]]
+    assert all(p["securityContext"]["runAsUser"] == 9731 for p in pods)  # not the root of the image
     assert watched["accessKey"] == {"name": "s3", "key": "AWS_ACCESS_KEY_ID"}
     assert watched["events"] == ["s3:ObjectCreated:*"]
 
@@ -117,6 +119,11 @@ def test_a_trigger_renders_the_template_an_event_source_a_sensor_and_their_accou
             "verbs": ["create", "patch"],
         }
     ]
+    sensor_role = roles[sensor["spec"]["template"]["serviceAccountName"]]
+    assert [(r["resources"], r["verbs"], r.get("resourceNames")) for r in sensor_role] == [
+        (["workflows"], ["create", "get", "list"], None),  # argo submit, then its lookup
+        (["workflowtemplates"], ["get"], [name]),
+    ]
     for rules in roles.values():
         for rule in rules:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
@@ -130,9 +137,10 @@ def test_a_trigger_renders_the_template_an_event_source_a_sensor_and_their_accou
     templates = {t["name"]: t for t in template["spec"]["templates"]}
     assert template["spec"]["onExit"] == "exit"
     tasks = {t["name"]: t for t in templates["exit"]["dag"]["tasks"]}
-    assert tasks["summary"]["continueOn"] == {"failed": True}
+    assert tasks["summary"]["continueOn"] == {"failed": True, "error": True}
     assert tasks["notify"]["arguments"]["parameters"] == [
-        {"name": "status", "value": "{{workflow.status}}"}
+        {"name": "status", "value": "{{workflow.status}}"},
+        {"name": "summary", "value": "{{tasks.summary.status}}"},
     ]
     [url] = [e for e in templates["notify"]["container"]["env"] if "valueFrom" in e]
     assert url == {
@@ -154,7 +162,7 @@ def test_the_templates_emit_metrics_labelled_by_experiment(
     metrics = {m["name"]: m for m in spec["metrics"]["prometheus"]}
     duration = metrics["sweeper_workflow_duration_seconds"]
     assert duration["gauge"] == {"realtime": True, "value": "{{workflow.duration}}"}
-    assert metrics["sweeper_sweeps_failed_total"]["when"] == "{{status}} != Succeeded"
+    assert set(metrics) == {"sweeper_workflow_duration_seconds"}
     summary = next(t for t in spec["templates"] if t["name"] == "summary")
     emitted = {m["name"]: m for m in summary["metrics"]["prometheus"]}
     labels = {
@@ -165,17 +173,25 @@ def test_the_templates_emit_metrics_labelled_by_experiment(
             "experiment": experiment,
             "metric": "{{outputs.parameters.metric}}",
         },
+        "sweeper_sweep_failed": {"experiment": experiment},
         "sweeper_trials_finished_total": {"experiment": experiment},
         "sweeper_trials_failed_total": {"experiment": experiment},
+    }
+    assert emitted["sweeper_sweep_failed"]["gauge"] == {
+        "realtime": False,
+        "value": "{{outputs.parameters.sweep_failed}}",
     }
     assert emitted["sweeper_best_score"]["gauge"]["value"] == "{{outputs.parameters.best_score}}"
     assert emitted["sweeper_trials_failed_total"]["counter"] == {
         "value": "{{outputs.parameters.failed}}"
     }
     # Each value the summary writes as an output parameter, with a default if it could not.
+    # (a summary that wrote none failed: sweep_failed's default is 1). The executed values:
+    # tests/test_argo_trigger.py.
     outputs = {p["name"]: p["valueFrom"] for p in summary["outputs"]["parameters"]}
-    assert set(outputs) == {"best_score", "metric", "finished", "failed"}
-    assert all(v["path"].startswith("/tmp/outputs/") and "default" in v for v in outputs.values())
+    assert set(outputs) == {"best_score", "metric", "finished", "failed", "sweep_failed"}
+    assert all(v["path"] == f"/tmp/outputs/{k}" for k, v in outputs.items())
+    assert outputs["sweep_failed"]["default"] == "1" and outputs["failed"]["default"] == "0"
     assert {m["labels"][0]["value"] for m in metrics.values()} == {experiment}
 
 

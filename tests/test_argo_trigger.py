@@ -136,6 +136,18 @@ def test_new_data_in_the_bucket_runs_the_sweep_and_the_same_data_again_trains_no
         )  # as Go QueryEscapes it
         assert "2 trials in 1 group(s); 0 to train in 0 pod(s), 2 finished before" in plan.stdout
         assert "lasso alpha=2" in runners[second].pods[-2].stdout  # its summary ranks them
+        # What each summary emitted as metrics: the best score, trials trained (the second night
+        # trained none), and whether the sweep failed.
+        emitted = [
+            next(p.outputs for p in runners[w].pods if p.template == "summary")
+            for w in (first, second, broken)
+        ]
+        assert [(e["finished"], e["failed"], e["sweep_failed"]) for e in emitted] == [
+            ("2", "0", "0"),
+            ("0", "0", "0"),
+            ("0", "0", "1"),
+        ]
+        assert emitted[0]["metric"] == "cv_mse" and emitted[2]["best_score"] == "NaN"
         [refused] = [p for p in runners[broken].pods if p.template == "plan"]
         assert refused.returncode != 0 and "Sales" in refused.stderr
 
@@ -165,6 +177,7 @@ def test_new_data_in_the_bucket_runs_the_sweep_and_the_same_data_again_trains_no
     assert promoted["workflow"] == first and promoted["status"] == "Succeeded"
     assert promoted["promoted"] is True and promoted["failed"] == 0 and promoted["finished"] == 2
     assert promoted["best"].startswith(f"{best.info.run_name} (cv_mse ")
+    assert float(emitted[0]["best_score"]) == best.data.metrics["cv_mse"]
     assert promoted["registry"] == one.parent.data.tags["registry"]
     experiment_id = one.parent.info.experiment_id
     assert promoted["run"] == (
@@ -184,3 +197,19 @@ def test_a_webhook_out_of_reach_fails_the_hook_and_names_only_its_host(
     said = capsys.readouterr()
     assert said.err == "error: could not notify the webhook at 127.0.0.1: ConnectionError\n"
     assert "T0K3N" not in said.out + said.err
+
+
+def test_a_failed_summary_is_told_as_a_failure_and_fails_the_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workflow's status is its steps'; a summary that failed after them (its store was
+    out) is a failed sweep: told so, and the hook fails, so the workflow does too."""
+    plan = tmp_path / "sweeps" / "sweeper-y" / "plan.json"
+    with webhook() as hook:
+        monkeypatch.setenv("SWEEPER_NOTIFY_URL", hook.url)
+        args = ["--plan", str(plan), "--workflow", "sweeper-y", "--status", "Succeeded"]
+        assert notify_step.main([*args, "--summary", "Failed"]) == 1
+        assert hook.received == [{"workflow": "sweeper-y", "status": "Failed"}]
+        # Both succeeded and no new champion (no notice says so): nothing sent.
+        assert notify_step.main([*args, "--summary", "Succeeded"]) == 0
+        assert len(hook.received) == 1

@@ -36,6 +36,7 @@ class PodRun:
     returncode: int
     stdout: str
     stderr: str
+    outputs: dict[str, str] = field(default_factory=dict)  # its output parameters
 
 
 @dataclass
@@ -134,6 +135,7 @@ class ArgoRunner:
                 )
             ok = all(phase in ("Succeeded", "Skipped") for phase, _ in results)
             phases[name] = "Succeeded" if ok else "Failed"
+            scope[f"tasks.{name}.status"] = phases[name]
         ok = all(settled(name) for name in phases)
         return ("Succeeded" if ok else "Failed"), {}
 
@@ -172,14 +174,22 @@ class ArgoRunner:
                 command, env = [python, *map(local, argv[1:])], {**self.env, **pod_env}
             with self.slots:
                 done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            failed = done.returncode != 0
+            # Argo saves a failed pod's outputs too: those it wrote, or their defaults.
+            values = {
+                p["name"]: _output(p, local)
+                for p in outputs
+                if not failed
+                or "default" in p["valueFrom"]
+                or Path(local(p["valueFrom"]["path"])).exists()
+            }
             with self.lock:
                 self.pods.append(
-                    PodRun(template["name"], argv, done.returncode, done.stdout, done.stderr)
+                    PodRun(
+                        template["name"], argv, done.returncode, done.stdout, done.stderr, values
+                    )
                 )
-            if done.returncode != 0:
-                return "Failed", {}
-            values = {p["name"]: _output(p, local) for p in outputs}
-        return "Succeeded", values
+        return ("Failed" if failed else "Succeeded"), values
 
 
 def _output(parameter: dict[str, Any], local: Callable[[str], str]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -116,18 +116,15 @@ def _run_definition(sweep: Sweep, definition: Definition) -> int:
     workflow = compile_sweep(definition, settings)
     accounts = rbac.rbac(workflow.name or "", argo) if argo.rbac else []
     if argo.render_to:
-        path = Path(argo.render_to).resolve()
-        documents = [workflow.to_dict(), *accounts]
-        text = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents)
-        storage.write_bytes_atomic(str(path), text.encode())
         kind = type(workflow).__name__
         how = (
-            "argo cron create it, or kubectl apply -f it"
+            "kubectl apply -f it"  # argo submit and argo cron create take one object
+            if accounts
+            else "argo cron create it, or kubectl apply -f it"
             if kind == "CronWorkflow"
             else "argo submit it, or kubectl create -f it"
         )
-        said = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in documents)
-        print(f"{said} written to {path} ({how})")
+        _render(argo.render_to, [workflow.to_dict(), *accounts], how)
         return 0
     if accounts:
         raise SweeperError(
@@ -168,13 +165,17 @@ def _run_template(definition: Definition, settings: Settings) -> int:
         from sweeper.executors.argo.submit import apply
 
         return apply(made, argo)
-    path = Path(argo.render_to).resolve()
-    documents = [one.to_dict() for one in made] + more
+    _render(argo.render_to, [one.to_dict() for one in made] + more, "kubectl apply -f it")
+    return 0
+
+
+def _render(to: str, documents: list[dict[str, Any]], how: str) -> None:
+    """The objects to one YAML file, a document each, written whole or not at all."""
+    path = Path(to).resolve()
     text = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents)
     storage.write_bytes_atomic(str(path), text.encode())
-    kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in documents)
-    print(f"{kinds} written to {path} (kubectl apply -f it)")
-    return 0
+    said = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in documents)
+    print(f"{said} written to {path} ({how})")
 
 
 def _show_results(tracking_uri: str, experiment: str, sweep_id: str) -> None:

@@ -372,7 +372,8 @@ def _exit_hook(
 ) -> None:
     """argo.notify: the summary, then a pod that tells the webhook whose URL the Secret
     `secret` holds (key `url`) of a failure or a new champion, whether or not the summary
-    succeeded (a failed summary is a failure to tell of)."""
+    succeeded: a failed summary is a failure to tell of, and the notify pod then fails too, so
+    that the workflow fails as it would have without it (a DAG's phase is its last task's)."""
     notify = step(
         "notify",
         NOTIFY_STEP,
@@ -380,8 +381,9 @@ def _exit_hook(
             *("--plan", plan_url),
             *("--workflow", "{{workflow.name}}"),
             *("--status", "{{inputs.parameters.status}}"),
+            *("--summary", "{{inputs.parameters.summary}}"),
         ],
-        inputs=[Parameter(name="status")],
+        inputs=[Parameter(name="status"), Parameter(name="summary")],
         resources=m.ResourceRequirements(
             requests={"cpu": m.Quantity("50m"), "memory": m.Quantity("256Mi")},
             limits={"memory": m.Quantity("512Mi")},
@@ -389,9 +391,13 @@ def _exit_hook(
         secret_env=[SecretEnv(name=notify_step.URL_ENV, secret_name=secret, secret_key="url")],
     )
     with DAG(name="exit", fail_fast=False):
-        concluded = Task(name="summary", template=summary, continue_on=m.ContinueOn(failed=True))
+        concluded = Task(
+            name="summary", template=summary, continue_on=m.ContinueOn(failed=True, error=True)
+        )
         concluded >> Task(
-            name="notify", template=notify, arguments={"status": "{{workflow.status}}"}
+            name="notify",
+            template=notify,
+            arguments={"status": "{{workflow.status}}", "summary": "{{tasks.summary.status}}"},
         )
 
 

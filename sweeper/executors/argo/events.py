@@ -26,6 +26,7 @@ EVENT = "data"  # the EventSource's one event
 DEPENDENCY = "new-data"  # the Sensor's name for it
 KEY_PATH = "notification.0.s3.object.key"  # where the event's data holds the object's key
 API = "argoproj.io/v1alpha1"
+EVENTS_USER = 9731  # the user Argo Events' pods run as
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def watched(argo: ArgoSettings) -> Watched:
         )
     given = argo.trigger_endpoint or argo.environment.get("AWS_ENDPOINT_URL", "")
     endpoint = urlsplit(given if "://" in given else f"//{given}")
-    if not endpoint.netloc:
+    if not endpoint.hostname:
         raise SweeperError(
             "argo.trigger needs the bucket's server: argo.trigger_endpoint=host:port, or "
             "AWS_ENDPOINT_URL in argo.env (MinIO's bucket notifications; AWS S3 has none)"
@@ -64,7 +65,8 @@ def watched(argo: ArgoSettings) -> Watched:
     return Watched(
         bucket=parts.netloc,
         prefix=parts.path.lstrip("/"),
-        endpoint=endpoint.netloc,
+        # host:port only: no user:password@ of a URL reaches the manifest
+        endpoint=endpoint.hostname + (f":{endpoint.port}" if endpoint.port else ""),
         insecure=endpoint.scheme == "http",
         secret=str(argo.secrets[0]),
     )
@@ -153,8 +155,8 @@ def sensor(name: str, argo: ArgoSettings, experiment: str) -> dict[str, Any]:
                             ],
                         },
                     },
-                    # A burst of uploads is a few sweeps, not one each: every sweep reads what
-                    # its object holds, and identical content trains nothing (the cache).
+                    # Each object is a sweep, a burst of them queued at this rate (the limiter
+                    # waits, it drops nothing); identical content trains nothing (the cache).
                     "rateLimit": {"unit": "Minute", "requestsPerUnit": argo.trigger_per_minute},
                 }
             ],
@@ -175,6 +177,10 @@ def _restricted() -> dict[str, Any]:
     return {
         "securityContext": {
             "runAsNonRoot": True,
+            # Argo Events' image names no user: without one it would run as root, which
+            # runAsNonRoot refuses. Its charts and docs run it as 9731.
+            "runAsUser": EVENTS_USER,
+            "runAsGroup": EVENTS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "container": {

@@ -1,12 +1,15 @@
 """The Prometheus metrics a sweep's workflow emits (Argo prefixes them `argo_workflows_`).
 
     sweeper_best_score{experiment, metric}            gauge: the sweep's best score
-    sweeper_trials_finished_total{experiment}         counter: trials that finished
+    sweeper_sweep_failed{experiment}                  gauge: 1 when the last sweep failed, else 0
+    sweeper_trials_finished_total{experiment}         counter: trials trained to the end
     sweeper_trials_failed_total{experiment}           counter: trials that failed
     sweeper_workflow_duration_seconds{experiment}     gauge, realtime: how long the run has taken
-    sweeper_sweeps_failed_total{experiment}           counter: runs that ended Failed or Error
 
-The summary step writes the first three as its output parameters (summary_step --outputs).
+The summary step writes the values as its output parameters (summary_step --outputs); a summary
+that could not write them failed, and its defaults say so. "Failed" is the summary's view, which
+sees every way a sweep fails (a step, a trial, the store), where the workflow's own `{{status}}`
+is its steps' and misses a failed exit handler.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from hera.workflows import Counter, Gauge, Label, Parameter
 from hera.workflows import models as m
 
 # The summary's output parameters, as files it writes; their values when it could not.
-SUMMARY_OUTPUTS = {"best_score": "NaN", "metric": "none", "finished": "0", "failed": "0"}
+SUMMARY_OUTPUTS = {
+    "best_score": "NaN",
+    "metric": "none",
+    "finished": "0",
+    "failed": "0",
+    "sweep_failed": "1",
+}
 
 
 def summary_outputs(folder: str) -> list[Parameter]:
@@ -38,9 +47,16 @@ def summary_metrics(experiment: str) -> list[Counter | Gauge]:
             realtime=False,
             value=out % "best_score",
         ),
+        Gauge(
+            name="sweeper_sweep_failed",
+            help="1 when the experiment's last sweep failed (a step, a trial or its store), else 0",
+            labels=labels,
+            realtime=False,
+            value=out % "sweep_failed",
+        ),
         Counter(
             name="sweeper_trials_finished_total",
-            help="Trials of the sweep that finished",
+            help="Trials of the sweep trained to the end (reused ones are not counted)",
             labels=labels,
             value=out % "finished",
         ),
@@ -53,7 +69,7 @@ def summary_metrics(experiment: str) -> list[Counter | Gauge]:
     ]
 
 
-def workflow_metrics(experiment: str) -> list[Counter | Gauge]:
+def workflow_metrics(experiment: str) -> list[Gauge]:
     labels = [Label(key="experiment", value=experiment)]
     return [
         Gauge(
@@ -62,12 +78,5 @@ def workflow_metrics(experiment: str) -> list[Counter | Gauge]:
             labels=labels,
             realtime=True,
             value="{{workflow.duration}}",
-        ),
-        Counter(
-            name="sweeper_sweeps_failed_total",
-            help="Sweep workflows that ended Failed or Error",
-            labels=labels,
-            when="{{status}} != Succeeded",
-            value="1",
         ),
     ]

@@ -3,6 +3,7 @@
     <service_account>           the workflow's pods: Argo's executor reports each step's
                                 outputs as a WorkflowTaskResult (create, patch); nothing else
     <template>-sensor           argo.trigger's Sensor: submits Workflows from the template
+                                (`argo submit`, which then lists them by label: get, list)
 
 The Secrets the pods read (argo.secrets, argo.notify) are mounted by the kubelet, not read
 through the API, so no account may read Secrets. The EventSource reads none of the API.
@@ -41,7 +42,11 @@ def rbac(name: str, argo: ArgoSettings) -> list[dict[str, Any]]:
     }
     if argo.trigger:
         accounts[sensor_account(name)] = [
-            {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create"]},
+            {
+                "apiGroups": ["argoproj.io"],
+                "resources": ["workflows"],
+                "verbs": ["create", "get", "list"],
+            },
             {
                 "apiGroups": ["argoproj.io"],
                 "resources": ["workflowtemplates"],

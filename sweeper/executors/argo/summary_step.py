@@ -77,7 +77,8 @@ def _notice(result: SweepResult) -> dict[str, object]:
 
 def write_outputs(folder: Path, result: SweepResult | None) -> None:
     """The summary's output parameters (metrics.SUMMARY_OUTPUTS): the best score by the
-    ranking key, and the trials that finished and failed; NaN and 0 when nothing concluded."""
+    ranking key, the trials trained to the end (not those reused) and failed, and whether the
+    sweep failed; the defaults (a failed sweep) when nothing concluded."""
     values = dict(SUMMARY_OUTPUTS)
     if result is not None:
         best, key = result.best, result.ranking.key
@@ -85,8 +86,9 @@ def write_outputs(folder: Path, result: SweepResult | None) -> None:
         values = {
             "best_score": repr(score) if math.isfinite(score) else "NaN",
             "metric": key,
-            "finished": str(len(result.outcomes) - result.n_failed),
+            "finished": str(sum(o.ok and not o.reused for o in result.outcomes)),
             "failed": str(result.n_failed),
+            "sweep_failed": "1" if result.n_failed else "0",
         }
     folder.mkdir(parents=True, exist_ok=True)
     for name, value in values.items():
