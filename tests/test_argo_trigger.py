@@ -115,7 +115,8 @@ def test_new_data_in_the_bucket_runs_the_sweep_and_the_same_data_again_trains_no
             by_hand.raise_for_status()
             broken = by_hand.json()["metadata"]["name"]
             assert fake.phases[broken].result(timeout=600) == "Failed"
-            # Something outside the prefix or removed is not for this Sensor.
+            # An object removed is not new data: the Sensor ignores it. (Objects outside the
+            # prefix never reach it: the EventSource filters them.)
             gone = landed("incoming/sales 2026-12-05.csv", seats)
             gone["notification"][0]["eventName"] = "s3:ObjectRemoved:Delete"  # type: ignore[index]
             assert sensor_pod.deliver(source_name, event, gone) == []
