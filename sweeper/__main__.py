@@ -19,6 +19,9 @@ def _end_at_once() -> None:
 atexit.register(_end_at_once)
 
 try:
+    from sweeper.core.processes import take_ctrl_c
+
+    take_ctrl_c()  # before the imports below, where Python could drop one (see take_ctrl_c)
     from sweeper.executors.local.pool import warm_up_unless_elsewhere
 
     # First: the workers' imports overlap everything that follows.

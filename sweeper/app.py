@@ -13,6 +13,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from sweeper.core.processes import raise_if_ctrl_c, take_ctrl_c
 from sweeper.core.records import Status
 from sweeper.core.settings import config_dir, register_schemas
 
@@ -34,6 +35,7 @@ def main() -> None:
     from sweeper.executors.local.pool import warm_up_unless_elsewhere
     from sweeper.planning.expand import defer_model_values, path_in_choices
 
+    take_ctrl_c()  # for the `sweeper` script; `python -m sweeper` took it first thing
     warm_up_unless_elsewhere(sys.argv[1:])  # for the `sweeper` script; `python -m sweeper` did it
     refused = path_in_choices(sys.argv[1:])
     if refused:
@@ -44,6 +46,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     # An optimiser's sweep run stays open between its batches: end it however the run ends.
     try:
+        raise_if_ctrl_c()  # pressed while this loaded, and lost there
         run_single()
     except KeyboardInterrupt as stop:
         _end_sweeps(Status.KILLED)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ import pytest
 from support.mlflow_view import sweeps
 from support.servers import run_sweeper, start_sweeper_until
 from support.store import split_dirs
-from sweeper.core.processes import started
+from sweeper.core.processes import raise_if_ctrl_c, started, take_ctrl_c
 from sweeper.executors.local.private import remove_orphans
 
 if TYPE_CHECKING:
@@ -263,6 +264,29 @@ def test_kill_9_of_the_sweeping_process_alone_takes_its_workers_with_it(workdir:
     assert quick.returncode == 0, quick.stderr
     first, _ = sweeps(database, "sweeper")
     assert first.parent.info.status == "KILLED"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_python_drops_in_a_callback_still_stops_the_command() -> None:
+    """Python drops an exception raised in a callback such as an import lock's weakref one
+    ("Exception ignored in"): a Ctrl-C that lands there while the command loads is kept and
+    raised where the command starts work (the case below once ran a whole sweep instead)."""
+
+    class Lock:
+        pass
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        take_ctrl_c()
+        lock = Lock()
+        dropped = weakref.ref(lock, lambda _: signal.raise_signal(signal.SIGINT))
+        del lock  # the callback runs, the KeyboardInterrupt raised in it is dropped
+        assert dropped() is None
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_ctrl_c()
+        raise_if_ctrl_c()  # once: it has stopped the command now
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_while_starting_up_says_interrupted_and_nothing_else(workdir: Path) -> None:

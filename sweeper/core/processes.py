@@ -15,6 +15,32 @@ from pathlib import Path
 ENDING_RUNS = "ending runs… (Ctrl-C again stops at once; the next sweep ends what is left)"
 
 
+# Ctrl-Cs taken by `take_ctrl_c`'s handler, not yet known to have stopped anything.
+_ctrl_c: list[int] = []
+
+
+def take_ctrl_c() -> None:
+    """Ctrl-C raises KeyboardInterrupt, as Python's own handler does, and is remembered. Python
+    drops an exception raised inside a callback it cannot propagate from ("Exception ignored in
+    … _get_module_lock": an import lock's, while modules load), so a Ctrl-C pressed while the
+    command starts could be lost and the sweep run on; `raise_if_ctrl_c` raises it again."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_ctrl_c)
+
+
+def _on_ctrl_c(signum: int, _frame: object) -> None:
+    _ctrl_c.append(signum)
+    raise KeyboardInterrupt
+
+
+def raise_if_ctrl_c() -> None:
+    """Stop here for a Ctrl-C pressed before (see take_ctrl_c), if nothing stopped for it yet:
+    called where the command has loaded and is about to start work."""
+    if _ctrl_c:
+        _ctrl_c.clear()
+        raise KeyboardInterrupt
+
+
 def alive(pid: int) -> bool:
     if pid <= 0:
         return False

@@ -8,7 +8,7 @@ import signal
 
 from sweeper.core import storage
 from sweeper.core.outcomes import Outcome
-from sweeper.core.processes import ENDING_RUNS, uninterrupted
+from sweeper.core.processes import ENDING_RUNS, raise_if_ctrl_c, uninterrupted
 from sweeper.core.provenance import provenance
 from sweeper.core.records import Plan, Status
 from sweeper.display.table import print_results
@@ -32,6 +32,7 @@ class LocalExecutor:
         """Nothing to refuse before planning: storage is checked once the plan is sound."""
 
     def open(self, sweep: Sweep, first: Batch) -> None:
+        raise_if_ctrl_c()  # pressed while the plan's modules loaded, and lost there
         plan = sweep.plan(first)
         storage.check_root(plan.settings.storage.root)
         # Nothing to train at all is known only for a batch that will not grow.
