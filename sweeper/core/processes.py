@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 # What a Ctrl-C is answered with while a sweep stops its workers and ends its runs.
 ENDING_RUNS = "ending runs… (Ctrl-C again stops at once; the next sweep ends what is left)"
@@ -23,9 +25,23 @@ def take_ctrl_c() -> None:
     """Ctrl-C raises KeyboardInterrupt, as Python's own handler does, and is remembered. Python
     drops an exception raised inside a callback it cannot propagate from ("Exception ignored in
     … _get_module_lock": an import lock's, while modules load), so a Ctrl-C pressed while the
-    command starts could be lost and the sweep run on; `raise_if_ctrl_c` raises it again."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_ctrl_c)
+    command starts could be lost and the sweep run on; `raise_if_ctrl_c` raises it again.
+    Python's "Exception ignored" traceback for it is not printed: it is not lost."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, _on_ctrl_c)
+    if sys.unraisablehook is not _unraisable:
+        _hooks[:] = [sys.unraisablehook]
+        sys.unraisablehook = _unraisable
+
+
+_hooks: list[Callable[[Any], object]] = []  # the unraisable hook before ours
+
+
+def _unraisable(unraisable: Any) -> None:
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _ctrl_c:
+        return  # remembered: raise_if_ctrl_c raises it
+    _hooks[0](unraisable)
 
 
 def _on_ctrl_c(signum: int, _frame: object) -> None:
