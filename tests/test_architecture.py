@@ -50,7 +50,8 @@ ALLOWED = {
     | {"sweeper.core", "sweeper.tracking", "sweeper.planning", "sweeper.executors"},
     "sweeper.app": BASE
     | {"sweeper.core", "sweeper.planning", "sweeper.executors", "sweeper.launching"},
-    "sweeper.__main__": {"sweeper.executors", "sweeper.app"},
+    # core.processes: Ctrl-C taken before anything else loads
+    "sweeper.__main__": {"sweeper.core", "sweeper.executors", "sweeper.app"},
     "sweeper": set(),  # the package's own __init__
     "hydra_plugins": BASE | {"sweeper.planning", "sweeper.launching"},
 }
