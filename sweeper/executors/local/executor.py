@@ -9,7 +9,6 @@ import signal
 from sweeper.core import storage
 from sweeper.core.outcomes import Outcome
 from sweeper.core.processes import ENDING_RUNS, raise_if_ctrl_c, uninterrupted
-from sweeper.core.provenance import provenance
 from sweeper.core.records import Plan, Status
 from sweeper.display.table import print_results
 from sweeper.executors.base import Batch, Sweep
@@ -42,9 +41,7 @@ class LocalExecutor:
         else:
             cores = plan.settings.local.workers or os.cpu_count() or 1
             self.scheduler = Scheduler(sweep.result, min(cores, max(1, len(plan.trials))))
-        self.scheduler.open(
-            plan.groups, looked_up, provenance(first.definition.portable().encoded())
-        )
+        self.scheduler.open(plan.groups, looked_up, first.definition.portable().encoded())
 
     def run(self, sweep: Sweep, batch: Batch) -> list[Outcome]:
         assert self.scheduler is not None, "open the sweep first"

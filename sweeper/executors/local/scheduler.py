@@ -15,7 +15,7 @@ import os
 import shutil
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -97,19 +97,19 @@ class Scheduler:
         # eval.early_stop: per (group, rung) the loss of the best trial finished in full so
         # far; its per-fold scores are in a file its trials' CV is stopped against
         self.references: dict[tuple[str, int | None], float] = {}
-        self.tags: dict[str, str] = {}  # the sweep's run's (see open)
+        self.definition = ""  # the sweep's, encoded: where its run says it came from (see open)
 
     def open(
         self,
         groups: Sequence[PreprocessGroup] = (),
         found: LookedUp | None = None,
-        tags: Mapping[str, str] | None = None,
+        definition: str = "",
     ) -> None:
         """Open the tracking store in a worker while the first batch's input is checked; its
         `groups` are preprocessed here meanwhile, while the pool's first workers start (or, for
         a sweep with nothing to train, were looked up here already: `found`, see `cached`).
-        `tags`: the sweep's run's besides its id (where it came from: core.provenance)."""
-        self.tags = dict(tags or {})
+        `definition`: the sweep's, encoded (its run's provenance tags: core.provenance)."""
+        self.definition = definition
         self.head = HeadStart(
             () if self.here else groups, self.settings.storage.root, self.settings.eval.cv
         )
@@ -228,7 +228,7 @@ class Scheduler:
                 params,
                 os.getpid(),
                 list(self.splits.values()),
-                self.tags,
+                self.definition,
             )
         elif isinstance(item, WarmStore):
             future = pool.submit(worker.warm_tracking, self.settings)

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from sweeper.core.evidence import FoldStop
 from sweeper.core.metrics import ProblemType
 from sweeper.core.outcomes import Outcome, SweepResult
+from sweeper.core.provenance import provenance
 from sweeper.core.records import Plan, PreprocessGroup, Status, StoredSplit, Trial, TrialValues
 from sweeper.core.settings import SearchKind, Settings
 from sweeper.search.halving import on_split
@@ -59,13 +60,14 @@ def open_sweep(
     params: dict[str, str],
     owner_pid: int,
     inputs: Sequence[StoredSplit] = (),
-    tags: Mapping[str, str] | None = None,
+    definition: str = "",
 ) -> tuple[str, list[str]]:
     """The sweep's parent run, after closing runs orphaned by processes that are gone, with the
     data its splits were made from as its inputs. `owner_pid`: the process whose end orphans
-    the run (the sweeping process)."""
+    the run (the sweeping process); `definition`: the sweep's, encoded (see core.provenance)."""
     sweeps = tracker(settings)
     orphans = sweeps.end_orphaned_sweeps()
+    tags = provenance(definition)  # here, not in the sweeping process: it asks git
     return sweeps.start_sweep(sweep_id, params, owner_pid, inputs, tags), orphans
 
 
