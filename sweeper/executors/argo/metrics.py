@@ -35,8 +35,8 @@ def summary_outputs(folder: str) -> list[Parameter]:
 
 
 def summary_metrics(experiment: str) -> list[Counter | Gauge]:
-    """Emitted when the summary ends: the best score to alert on a drift, trials to alert on
-    failures. `experiment`: a label value already."""
+    """Emitted when the summary ends: the best score (to watch for a drift), whether the sweep
+    failed (to alert on), and its trials (for rates). `experiment`: a label value already."""
     labels = [Label(key="experiment", value=experiment)]
     out = "{{outputs.parameters.%s}}"
     return [
@@ -54,17 +54,12 @@ def summary_metrics(experiment: str) -> list[Counter | Gauge]:
             realtime=False,
             value=out % "sweep_failed",
         ),
-        Counter(
-            name="sweeper_trials_finished_total",
-            help="Trials of the sweep trained to the end (reused ones are not counted)",
-            labels=labels,
-            value=out % "finished",
-        ),
-        Counter(
-            name="sweeper_trials_failed_total",
-            help="Trials of the sweep that failed",
-            labels=labels,
-            value=out % "failed",
+        *(
+            Counter(name=f"sweeper_trials_{n}_total", help=h, labels=labels, value=out % n)
+            for n, h in (
+                ("finished", "Trials of the sweep trained to the end (not those reused)"),
+                ("failed", "Trials of the sweep that failed"),
+            )
         ),
     ]
 
